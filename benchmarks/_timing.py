@@ -1,0 +1,23 @@
+"""Shared timing helper for benchmarks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+def best_time_s(function: Callable[[], object], *, repeat: int = 5, min_time_s: float = 0.2) -> float:
+    """Best per-call wall time over ``repeat`` rounds of at least ``min_time_s`` each."""
+    function()  # warm up caches and lazy initialisation
+    best = float("inf")
+    for _ in range(repeat):
+        calls = 0
+        start = time.perf_counter()
+        while True:
+            function()
+            calls += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_time_s:
+                break
+        best = min(best, elapsed / calls)
+    return best

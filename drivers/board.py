@@ -1,0 +1,523 @@
+"""Typed driver for the PCM test board: one method per protocol command (docs/protocol.md).
+
+Every argument is validated here, before anything is sent: core ids against the identified
+board, device addresses, pulse amplitudes and widths against the board's own limits, dtypes and
+shapes of MVM inputs. Nothing is ever clipped or rounded silently. The simulated chip is the
+same class on another URL::
+
+    with Board("mockchip://?seed=1") as board:        # or "/dev/ttyUSB0", "socket://host:port"
+        print(board.identity.chip_id)
+        counts = board.mvm(0, np.zeros((8, 256), np.int8))
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, overload
+
+import numpy as np
+
+from drivers.errors import DriverError, LimitError, ProtocolError
+from drivers.ldpu import ROWS as LDPU_ROWS
+from drivers.ldpu import LdpuCoefficients
+from drivers.link.protocol import MAX_PAYLOAD, VERSION, Command, PulseKind, Register
+from drivers.link.transport import Link, expect_payload_size
+from drivers.validators import strict_discrete_set, strict_int_range, strict_range
+
+log = logging.getLogger(__name__)
+
+MAX_CLOCK_ADVANCE_S = 3.2e9
+"""Largest single CLOCK advance, about a century (docs/protocol.md §3)."""
+
+_IDENT_FIXED = struct.Struct("<BBHHBBHHHI")
+_STATUS = struct.Struct("<IIIIHHd")
+_ADDR_HEADER = struct.Struct("<BBHI")
+_MVM_HEADER = struct.Struct("<BBBBI")
+_LDPU_HEADER = struct.Struct("<BBH")
+_REGISTER = struct.Struct("<HI")
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_I32 = struct.Struct("<i")
+_F64 = struct.Struct("<d")
+
+MVM_MODES = (1, 4)
+MVM_OUTPUTS = ("raw", "ldpu")
+_PULSE_KIND_NAMES = {"reset": PulseKind.RESET, "set": PulseKind.SET, "partial": PulseKind.PARTIAL}
+
+
+@dataclass(frozen=True)
+class BoardIdentity:
+    """What IDENTIFY reports (docs/protocol.md §3.1)."""
+
+    protocol_version: int
+    n_cores: int
+    rows: int
+    cols: int
+    devices_per_weight: int
+    simulated: bool
+    clock_control: bool
+    max_pulse_amplitude_ua: int
+    min_pulse_width_ns: int
+    max_pulse_width_ns: int
+    max_payload: int
+    board_id: str
+    firmware_version: str
+    chip_id: str
+
+
+@dataclass(frozen=True)
+class BoardStatus:
+    """What STATUS reports (docs/protocol.md §3.2)."""
+
+    status_register: int
+    error_register: int
+    frames_received: int
+    frames_rejected: int
+    last_seq: int
+    boot_id: int
+    uptime_s: float
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.status_register & 0x1)
+
+    @property
+    def errors(self) -> list[str]:
+        """Names of the sticky error bits that are set."""
+        names = ("RX_CRC", "RX_FRAME", "COMMAND", "ADC_SATURATION")
+        return [name for bit, name in enumerate(names) if self.error_register & (1 << bit)]
+
+
+@dataclass(frozen=True, eq=False)
+class MvmCounts:
+    """Raw MVM result: the two 12-bit ADC counters per output (dimensionless counts)."""
+
+    positive: np.ndarray
+    negative: np.ndarray
+
+    @property
+    def difference(self) -> np.ndarray:
+        """``positive − negative`` as int32, what the LDPU subtracts before scaling."""
+        return self.positive.astype(np.int32) - self.negative.astype(np.int32)
+
+
+def _register_property(
+    address: Register, doc: str, validator: Callable[[Any, Any], Any], values: Any
+) -> Any:
+    """A board register exposed as a validated property (in the manner of PyMeasure's control)."""
+
+    def fget(self: Board) -> int:
+        return self.read_register(address)
+
+    def fset(self: Board, value: Any) -> None:
+        self.write_register(address, int(validator(value, values)))
+
+    return property(fget, fset, doc=doc)
+
+
+def _decode_string(payload: bytes, offset: int) -> tuple[str, int]:
+    if offset >= len(payload):
+        raise ProtocolError("IDENTIFY reply truncated in its strings")
+    length = payload[offset]
+    end = offset + 1 + length
+    if end > len(payload):
+        raise ProtocolError("IDENTIFY reply truncated in its strings")
+    return payload[offset + 1 : end].decode("utf-8", errors="replace"), end
+
+
+class Board:
+    """The FPGA test board carrying the 64-core PCM chip.
+
+    Args:
+        link: a board URL (``mockchip://?seed=1``, ``socket://127.0.0.1:5555``, ``/dev/ttyUSB0``)
+            or an open :class:`~drivers.link.transport.Link`.
+        timeout_s: reply timeout per attempt in seconds (only with a URL).
+        retries: resends after a timeout or corrupted reply (only with a URL).
+    """
+
+    mvm_read_voltage_mv = _register_property(
+        Register.MVM_READ_VOLTAGE_MV,
+        "Control the MVM read voltage in mV (int strictly from 100 to 400) [LG EDT I].",
+        strict_int_range,
+        (100, 400),
+    )
+    scratch = _register_property(
+        Register.SCRATCH,
+        "Control the scratch register, for link checks (int strictly from 0 to 2**32-1).",
+        strict_int_range,
+        (0, 0xFFFFFFFF),
+    )
+
+    def __init__(self, link: str | Link, *, timeout_s: float = 2.0, retries: int = 3) -> None:
+        self.link = link if isinstance(link, Link) else Link.open(link, timeout_s=timeout_s, retries=retries)
+        try:
+            self.identity = self.identify()
+        except BaseException:
+            self.link.close()
+            raise
+        if self.identity.protocol_version != VERSION:
+            self.link.close()
+            raise ProtocolError(
+                f"board speaks protocol version {self.identity.protocol_version}, "
+                f"this driver speaks {VERSION}"
+            )
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> Board:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        ident = getattr(self, "identity", None)
+        chip = ident.chip_id if ident else "?"
+        return f"<Board {self.link.url!r} chip={chip}>"
+
+    def shutdown(self) -> None:
+        """Put the board in its safe state (write heads off) and close the link.
+
+        Best effort: a failure to reach the board is logged, and the link is closed anyway.
+        """
+        if self.link.closed:
+            return
+        try:
+            self.safe_state()
+        except DriverError as exc:
+            log.warning("could not put board %s in its safe state: %s", self.link.url, exc)
+        finally:
+            self.link.close()
+
+    def close(self) -> None:
+        """Close the link without talking to the board."""
+        self.link.close()
+
+    # -- housekeeping commands --------------------------------------------------------------
+
+    def identify(self) -> BoardIdentity:
+        """Ask the board who it is (IDENTIFY)."""
+        payload = bytes(self.link.request(Command.IDENTIFY).payload)
+        if len(payload) < _IDENT_FIXED.size:
+            raise ProtocolError(f"IDENTIFY reply of {len(payload)} bytes is too short")
+        (version, n_cores, rows, cols, devices, caps, max_amp, min_w, max_w, max_payload) = (
+            _IDENT_FIXED.unpack_from(payload)
+        )
+        offset = _IDENT_FIXED.size
+        board_id, offset = _decode_string(payload, offset)
+        firmware, offset = _decode_string(payload, offset)
+        chip_id, offset = _decode_string(payload, offset)
+        if offset != len(payload):
+            raise ProtocolError(f"IDENTIFY reply has {len(payload) - offset} unexpected bytes")
+        return BoardIdentity(
+            protocol_version=version,
+            n_cores=n_cores,
+            rows=rows,
+            cols=cols,
+            devices_per_weight=devices,
+            simulated=bool(caps & 1),
+            clock_control=bool(caps & 2),
+            max_pulse_amplitude_ua=max_amp,
+            min_pulse_width_ns=min_w,
+            max_pulse_width_ns=max_w,
+            max_payload=max_payload,
+            board_id=board_id,
+            firmware_version=firmware,
+            chip_id=chip_id,
+        )
+
+    def reset(self) -> int:
+        """Reset the board logic (not the devices); returns the new boot identifier."""
+        payload = self.link.request(Command.RESET).payload
+        expect_payload_size(Command.RESET, payload, 2)
+        (boot_id,) = _U16.unpack(payload)
+        return int(boot_id)
+
+    def status(self) -> BoardStatus:
+        """Read the status and sticky error registers and the frame counters (STATUS)."""
+        payload = self.link.request(Command.STATUS).payload
+        expect_payload_size(Command.STATUS, payload, _STATUS.size)
+        return BoardStatus(*_STATUS.unpack(payload))
+
+    def clear_errors(self) -> int:
+        """Clear the sticky error register; returns its previous value."""
+        payload = self.link.request(Command.CLEAR_ERRORS).payload
+        expect_payload_size(Command.CLEAR_ERRORS, payload, 4)
+        return int(_U32.unpack(payload)[0])
+
+    def read_register(self, address: int) -> int:
+        """Read a 32-bit board register (docs/protocol.md §6)."""
+        address = strict_int_range(address, (0, 0xFFFF))
+        payload = self.link.request(Command.READ_REGISTER, _U16.pack(address)).payload
+        expect_payload_size(Command.READ_REGISTER, payload, _REGISTER.size)
+        echoed, value = _REGISTER.unpack(payload)
+        if echoed != address:
+            raise ProtocolError(f"READ_REGISTER 0x{address:04x} answered for 0x{echoed:04x}")
+        return int(value)
+
+    def write_register(self, address: int, value: int) -> int:
+        """Write a 32-bit board register; returns the value read back."""
+        address = strict_int_range(address, (0, 0xFFFF))
+        value = strict_int_range(value, (0, 0xFFFFFFFF))
+        payload = self.link.request(Command.WRITE_REGISTER, _REGISTER.pack(address, value)).payload
+        expect_payload_size(Command.WRITE_REGISTER, payload, _REGISTER.size)
+        echoed, readback = _REGISTER.unpack(payload)
+        if echoed != address:
+            raise ProtocolError(f"WRITE_REGISTER 0x{address:04x} answered for 0x{echoed:04x}")
+        return int(readback)
+
+    def safe_state(self) -> None:
+        """Disable the write heads and stop any operation in progress (SAFE_STATE)."""
+        payload = self.link.request(Command.SAFE_STATE).payload
+        expect_payload_size(Command.SAFE_STATE, payload, 0)
+
+    def temperature_c(self) -> float:
+        """Die temperature in °C."""
+        payload = self.link.request(Command.TEMPERATURE).payload
+        expect_payload_size(Command.TEMPERATURE, payload, 4)
+        return _I32.unpack(payload)[0] / 1000.0
+
+    def advance_clock(self, seconds: float) -> float:
+        """Advance the simulated chip's virtual clock by ``seconds``; returns the new time in s.
+
+        Real boards refuse with ``NotSupportedError``.
+        """
+        seconds = float(strict_range(seconds, (0.0, MAX_CLOCK_ADVANCE_S)))
+        payload = self.link.request(Command.CLOCK, _F64.pack(seconds)).payload
+        expect_payload_size(Command.CLOCK, payload, 8)
+        return float(_F64.unpack(payload)[0])
+
+    def board_time_s(self) -> float:
+        """The simulated chip's virtual time in s (a CLOCK advance of 0)."""
+        return self.advance_clock(0.0)
+
+    # -- validation helpers -----------------------------------------------------------------
+
+    def _core(self, core: Any) -> int:
+        try:
+            return strict_int_range(core, (0, self.identity.n_cores - 1))
+        except LimitError as exc:
+            raise LimitError(f"core id: {exc} (this board has {self.identity.n_cores} cores)") from None
+
+    def _int_array(self, name: str, values: Any, low: int, high: int, n: int | None) -> np.ndarray:
+        array = np.asarray(values)
+        if array.dtype == np.bool_ or not (
+            np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+        ):
+            raise LimitError(f"{name} must be integers, got dtype {array.dtype}")
+        if array.ndim > 1:
+            raise LimitError(f"{name} must be a scalar or a 1-D array, got shape {array.shape}")
+        if np.issubdtype(array.dtype, np.floating):
+            if not np.all(np.isfinite(array)):
+                raise LimitError(f"{name} contains NaN or infinite values")
+            if not np.all(array == np.round(array)):
+                raise LimitError(f"{name} must hold whole numbers, got {array[array != np.round(array)][:3]}")
+        if array.size and (array.min() < low or array.max() > high):
+            bad = array[(array < low) | (array > high)]
+            raise LimitError(f"{name} must be within [{low}, {high}], got {bad[:5].tolist()}")
+        if n is not None and array.ndim == 1 and array.size != n:
+            raise LimitError(f"{name} has {array.size} elements, expected {n}")
+        return array
+
+    def _addresses(self, row: Any, col: Any, device: Any) -> tuple[np.ndarray, ...]:
+        sizes = {np.size(a) for a in (row, col, device) if np.ndim(a) == 1}
+        if len(sizes) > 1:
+            raise LimitError(f"row, col and device arrays differ in length: {sorted(sizes)}")
+        n = sizes.pop() if sizes else 1
+        if n == 0:
+            raise LimitError("no device addresses given")
+        ident = self.identity
+        arrays = (
+            self._int_array("row", row, 0, ident.rows - 1, n),
+            self._int_array("col", col, 0, ident.cols - 1, n),
+            self._int_array("device", device, 0, ident.devices_per_weight - 1, n),
+        )
+        return tuple(np.broadcast_to(a, (n,)).astype(np.uint8) for a in arrays)
+
+    # -- device access ----------------------------------------------------------------------
+
+    def apply_pulses(
+        self,
+        core: int,
+        row: Any,
+        col: Any,
+        device: Any,
+        kind: Any,
+        amplitude_ua: Any,
+        width_ns: Any,
+    ) -> int:
+        """Apply programming pulses to devices of one core, in order (PULSES).
+
+        Args:
+            core: core id.
+            row, col, device: device addresses (arrays of equal length, or scalars); device
+                0 G1+, 1 G2+, 2 G1−, 3 G2−.
+            kind: ``PulseKind`` or "reset"/"set"/"partial", per pulse or one for all.
+            amplitude_ua: pulse amplitude in µA, whole numbers within the board's limit
+                (800 µA on the chip's current DACs [LG Methods]).
+            width_ns: pulse width in ns, whole numbers within the board's limits.
+
+        Returns the number of pulses the board applied. Never resent blindly: see
+        docs/protocol.md §5.
+        """
+        core = self._core(core)
+        rows, cols, devices = self._addresses(row, col, device)
+        n = rows.size
+        ident = self.identity
+        if isinstance(kind, str) or (np.ndim(kind) == 1 and np.asarray(kind).dtype.kind in "UO"):
+            try:
+                kind = np.vectorize(lambda k: int(_PULSE_KIND_NAMES[str(k).lower()]))(kind)
+            except KeyError as exc:
+                raise LimitError(f"pulse kind must be one of {sorted(_PULSE_KIND_NAMES)}, got {exc}") from None
+        kinds = self._int_array("kind", kind, 0, 2, n)
+        amps = self._int_array("amplitude_ua", amplitude_ua, 1, ident.max_pulse_amplitude_ua, n)
+        widths = self._int_array(
+            "width_ns", width_ns, ident.min_pulse_width_ns, ident.max_pulse_width_ns, n
+        )
+        payload_size = _ADDR_HEADER.size + 8 * n
+        if payload_size > min(MAX_PAYLOAD, ident.max_payload):
+            raise LimitError(f"{n} pulses do not fit in one frame; split the batch")
+        payload = b"".join(
+            (
+                _ADDR_HEADER.pack(core, 0, 0, n),
+                rows.tobytes(),
+                cols.tobytes(),
+                devices.tobytes(),
+                np.broadcast_to(kinds, (n,)).astype(np.uint8).tobytes(),
+                np.broadcast_to(amps, (n,)).astype("<u2").tobytes(),
+                np.broadcast_to(widths, (n,)).astype("<u2").tobytes(),
+            )
+        )
+        reply = self.link.request(Command.PULSES, payload).payload
+        expect_payload_size(Command.PULSES, reply, 4)
+        applied = int(_U32.unpack(reply)[0])
+        if applied != n:
+            raise ProtocolError(f"PULSES: sent {n} pulses, the board applied {applied}")
+        return applied
+
+    def verify_read(self, core: int, row: Any, col: Any, device: Any) -> np.ndarray:
+        """Single-device verify reads (0.2 V, 512 ns [LG Methods]); uint16 ADC counts."""
+        core = self._core(core)
+        rows, cols, devices = self._addresses(row, col, device)
+        n = rows.size
+        if _ADDR_HEADER.size + 3 * n > min(MAX_PAYLOAD, self.identity.max_payload):
+            raise LimitError(f"{n} reads do not fit in one frame; split the batch")
+        payload = b"".join(
+            (_ADDR_HEADER.pack(core, 0, 0, n), rows.tobytes(), cols.tobytes(), devices.tobytes())
+        )
+        reply = self.link.request(Command.VERIFY_READ, payload).payload
+        expect_payload_size(Command.VERIFY_READ, reply, 4 + 2 * n)
+        (count,) = _U32.unpack_from(reply)
+        if count != n:
+            raise ProtocolError(f"VERIFY_READ: asked {n} reads, got {count}")
+        return np.frombuffer(reply, dtype="<u2", offset=4).astype(np.uint16)
+
+    @overload
+    def mvm(
+        self, cores: int | Sequence[int], inputs: Any, *, mode: int = ..., output: Literal["raw"] = ...
+    ) -> MvmCounts: ...
+
+    @overload
+    def mvm(
+        self, cores: int | Sequence[int], inputs: Any, *, mode: int = ..., output: Literal["ldpu"]
+    ) -> np.ndarray: ...
+
+    def mvm(
+        self, cores: int | Sequence[int], inputs: Any, *, mode: int = 4, output: str = "raw"
+    ) -> MvmCounts | np.ndarray:
+        """Run batched matrix-vector multiplications (MVM) on one or several cores at once.
+
+        Args:
+            cores: one core id, or a sequence of distinct core ids run in parallel.
+            inputs: PWM input values, integers in −127..127 (sign + 7-bit magnitude [LG EDT I]).
+                For one core ``(256,)`` or ``(batch, 256)``; for a sequence of C cores
+                ``(C, 256)`` or ``(C, batch, 256)``.
+            mode: 1 (one-phase) or 4 (four-phase, more accurate [LG p.3]).
+            output: "raw" for both ADC counters (:class:`MvmCounts`), "ldpu" for int8 outputs
+                after each core's LDPU chain.
+
+        Returns arrays shaped like ``inputs``.
+        """
+        mode = strict_discrete_set(mode, MVM_MODES)
+        output = strict_discrete_set(output, MVM_OUTPUTS)
+        single = not isinstance(cores, Sequence | np.ndarray)
+        core_list = [self._core(cores)] if single else [self._core(c) for c in cores]  # type: ignore[union-attr]
+        if not core_list:
+            raise LimitError("no cores given")
+        if len(set(core_list)) != len(core_list):
+            raise LimitError(f"core ids repeat: {core_list}")
+        array = np.asarray(inputs)
+        if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
+            raise LimitError(
+                f"MVM inputs must be integers in -127..127, got dtype {array.dtype} "
+                "(quantise floating-point activations first)"
+            )
+        cols = self.identity.cols
+        expected = "(256,) or (batch, 256)" if single else f"({len(core_list)}, 256) or ({len(core_list)}, batch, 256)"
+        ndim_single = array.ndim + (0 if single else -1)
+        if ndim_single not in (1, 2) or array.shape[-1] != cols or (not single and array.shape[0] != len(core_list)):
+            raise LimitError(f"MVM inputs must have shape {expected}, got {array.shape}")
+        if array.size and (array.min() < -127 or array.max() > 127):
+            raise LimitError(
+                f"MVM inputs must be within -127..127 (−128 is not representable), "
+                f"got min {array.min()}, max {array.max()}"
+            )
+        shape = array.shape
+        stacked = array.reshape(len(core_list), -1, cols)
+        batch = stacked.shape[1]
+        if batch == 0:
+            raise LimitError("MVM batch is empty")
+        n_out = len(core_list) * batch * self.identity.rows
+        reply_size = 8 + (4 * n_out if output == "raw" else n_out)
+        request_size = _MVM_HEADER.size + len(core_list) + stacked.size
+        if max(reply_size, request_size) > min(MAX_PAYLOAD, self.identity.max_payload):
+            raise LimitError(f"an MVM of {len(core_list)} cores × batch {batch} does not fit in one frame; split the batch")
+        payload = b"".join(
+            (
+                _MVM_HEADER.pack(mode, MVM_OUTPUTS.index(output), len(core_list), 0, batch),
+                bytes(core_list),
+                np.ascontiguousarray(stacked, dtype=np.int8).tobytes(),
+            )
+        )
+        reply = self.link.request(Command.MVM, payload).payload
+        expect_payload_size(Command.MVM, reply, reply_size)
+        out_code, n_cores, _, out_batch = _MVM_HEADER.unpack_from(reply)
+        if (out_code, n_cores, out_batch) != (MVM_OUTPUTS.index(output), len(core_list), batch):
+            raise ProtocolError("MVM reply header does not match the request")
+        out_shape = shape[:-1] + (self.identity.rows,)
+        if output == "ldpu":
+            return np.frombuffer(reply, dtype=np.int8, offset=8).reshape(out_shape)
+        counts = np.frombuffer(reply, dtype="<u2", offset=8)
+        return MvmCounts(
+            positive=counts[:n_out].reshape(out_shape),
+            negative=counts[n_out:].reshape(out_shape),
+        )
+
+    # -- LDPU -------------------------------------------------------------------------------
+
+    def load_ldpu(self, core: int, coefficients: LdpuCoefficients) -> None:
+        """Load a core's LDPU coefficients (LDPU_LOAD)."""
+        core = self._core(core)
+        if not isinstance(coefficients, LdpuCoefficients):
+            raise LimitError(f"expected LdpuCoefficients, got {type(coefficients).__name__}")
+        payload = b"".join(
+            [_LDPU_HEADER.pack(core, int(coefficients.relu), 0)]
+            + [a.astype("<f2").tobytes() for a in coefficients.arrays()]
+        )
+        reply = self.link.request(Command.LDPU_LOAD, payload).payload
+        expect_payload_size(Command.LDPU_LOAD, reply, 0)
+
+    def read_ldpu(self, core: int) -> LdpuCoefficients:
+        """Read back a core's LDPU coefficients (LDPU_READ)."""
+        core = self._core(core)
+        reply = self.link.request(Command.LDPU_READ, bytes([core])).payload
+        expect_payload_size(Command.LDPU_READ, reply, _LDPU_HEADER.size + 6 * 2 * LDPU_ROWS)
+        echoed, flags, _ = _LDPU_HEADER.unpack_from(reply)
+        if echoed != core:
+            raise ProtocolError(f"LDPU_READ of core {core} answered for core {echoed}")
+        arrays = np.frombuffer(reply, dtype="<f2", offset=_LDPU_HEADER.size).reshape(6, LDPU_ROWS)
+        return LdpuCoefficients(*(a.astype(np.float16) for a in arrays), relu=bool(flags & 1))
+

@@ -1,0 +1,290 @@
+"""Transport: moves frames over any pyserial port and applies the retry rules of the protocol.
+
+``Link.open(url)`` accepts every pyserial URL (``/dev/ttyUSB0``, ``socket://host:port``,
+``rfc2217://…``, ``spy://…``) and the simulator's ``mockchip://``, which pyserial imports from
+the package named by a string registered here, so this module never imports the simulator.
+One re-entrant lock per link makes a request and its reply (and its retries) atomic, so a TUI,
+a procedure and a monitor may share one board.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import serial
+
+from drivers.errors import (
+    BOARD_ERRORS,
+    BoardError,
+    BoardResetError,
+    FrameError,
+    LinkClosedError,
+    LinkError,
+    LinkTimeout,
+    ProtocolError,
+)
+from drivers.link.protocol import (
+    NON_IDEMPOTENT,
+    BadHeader,
+    Command,
+    CorruptFrame,
+    ErrorCode,
+    Frame,
+    FrameDecoder,
+    encode_frame,
+)
+
+log = logging.getLogger(__name__)
+
+SIMULATOR_URL_PACKAGE = "drivers.sim"
+"""Package holding ``protocol_mockchip``; registered by name, never imported here."""
+
+
+class SerialPort(Protocol):
+    """The part of a pyserial port the link uses."""
+
+    timeout: float | None
+
+    def write(self, data: bytes, /) -> int | None: ...
+
+    def read(self, size: int = 1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class LinkStats:
+    """Counters of what the link went through (shown by the TUI, reported by soak tests)."""
+
+    requests: int = 0
+    frames_sent: int = 0
+    replies: int = 0
+    retries: int = 0
+    timeouts: int = 0
+    corrupt_replies: int = 0
+    crc_naks: int = 0
+    stale_replies: int = 0
+    garbage_bytes: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def register_url_handlers() -> None:
+    """Let ``serial.serial_for_url`` resolve ``mockchip://`` (idempotent)."""
+    if SIMULATOR_URL_PACKAGE not in serial.protocol_handler_packages:
+        serial.protocol_handler_packages.append(SIMULATOR_URL_PACKAGE)
+
+
+class _NoReply(Exception):
+    """Internal: an attempt ended without a usable reply."""
+
+    def __init__(self, corrupted: bool) -> None:
+        super().__init__("corrupted reply" if corrupted else "no reply")
+        self.corrupted = corrupted
+
+
+class Link:
+    """A framed request/response link to one board over a pyserial port.
+
+    Args:
+        port: an open pyserial-like port (``read``/``write``/``close``/``timeout``).
+        timeout_s: how long one attempt waits for its reply, in seconds.
+        retries: how many times a request is resent after a timeout or a corrupted reply.
+        url: where the port came from, for messages.
+    """
+
+    def __init__(
+        self,
+        port: SerialPort,
+        *,
+        timeout_s: float = 2.0,
+        retries: int = 3,
+        url: str = "",
+    ) -> None:
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        self.port = port
+        self.url = url
+        self.timeout_s = float(timeout_s)
+        self.retries = int(retries)
+        self.stats = LinkStats()
+        self.boot_id: int | None = None
+        self._decoder = FrameDecoder()
+        self._lock = threading.RLock()
+        self._seq = 0
+        self._closed = False
+        port.timeout = self.timeout_s
+
+    @classmethod
+    def open(cls, url: str, *, timeout_s: float = 2.0, retries: int = 3) -> Link:
+        """Open ``url`` with ``serial.serial_for_url`` and wrap it in a link."""
+        register_url_handlers()
+        try:
+            port = serial.serial_for_url(url, timeout=timeout_s)
+        except (serial.SerialException, ValueError, OSError) as exc:
+            raise LinkError(f"cannot open board link {url!r}: {exc}") from exc
+        return cls(port, timeout_s=timeout_s, retries=retries, url=url)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Close the port (idempotent)."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self.port.close()
+
+    def __enter__(self) -> Link:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def request(self, command: Command, payload: bytes | bytearray | memoryview = b"") -> Frame:
+        """Send one request and return its successful reply frame.
+
+        Raises the ``BoardError`` subclass matching an error reply, ``BoardResetError`` if
+        the board's boot identifier changed, ``LinkTimeout``/``FrameError`` when the retries
+        are spent.
+        """
+        with self._lock:
+            if self._closed:
+                raise LinkClosedError(f"link {self.url!r} is closed")
+            self.stats.requests += 1
+            return self._transact(command, payload)
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) & 0xFFFF
+        return self._seq
+
+    def _transact(self, command: Command, payload: bytes | bytearray | memoryview) -> Frame:
+        seq = self._next_seq()
+        frame = encode_frame(command, seq, payload)
+        resend_needs_check = command in NON_IDEMPOTENT
+        attempt = 0
+        while True:
+            self._write(frame)
+            try:
+                reply = self._await_reply(command, seq)
+            except _NoReply as no_reply:
+                if attempt >= self.retries:
+                    if no_reply.corrupted:
+                        raise FrameError(
+                            f"{command.name}: replies arrived corrupted {attempt + 1} times "
+                            f"on {self.url!r}"
+                        ) from None
+                    raise LinkTimeout(
+                        f"{command.name}: no reply within {self.timeout_s} s after "
+                        f"{attempt + 1} attempts on {self.url!r}"
+                    ) from None
+                if resend_needs_check:
+                    # The request may or may not have run; only resend if the board did not
+                    # reset (its duplicate memory then prevents a second execution).
+                    self._transact(Command.STATUS, b"")
+                attempt += 1
+                self.stats.retries += 1
+                log.debug("resending %s seq %d (attempt %d)", command.name, seq, attempt + 1)
+                continue
+            if reply.is_error and reply.status == ErrorCode.CRC_ERROR:
+                # The board saw our request corrupted and did not execute it: resend.
+                self.stats.crc_naks += 1
+                if attempt >= self.retries:
+                    raise FrameError(
+                        f"{command.name}: the board received the request corrupted "
+                        f"{attempt + 1} times on {self.url!r}"
+                    )
+                attempt += 1
+                self.stats.retries += 1
+                continue
+            self._check_boot(command, reply)
+            if reply.is_error:
+                raise self._board_error(command, reply)
+            return reply
+
+    def _write(self, frame: bytes) -> None:
+        try:
+            self.port.write(frame)
+        except (serial.SerialException, OSError) as exc:
+            raise LinkError(f"write to {self.url!r} failed: {exc}") from exc
+        self.stats.frames_sent += 1
+        self.stats.bytes_sent += len(frame)
+
+    def _await_reply(self, command: Command, seq: int) -> Frame:
+        deadline = time.monotonic() + self.timeout_s
+        decoder = self._decoder
+        corrupted = False
+        while True:
+            try:
+                data = self.port.read(decoder.wanted())
+            except (serial.SerialException, OSError) as exc:
+                raise LinkError(f"read from {self.url!r} failed: {exc}") from exc
+            if not data:
+                self.stats.timeouts += 1
+                decoder.reset()
+                raise _NoReply(corrupted)
+            self.stats.bytes_received += len(data)
+            garbage_before = decoder.garbage_bytes
+            items = decoder.feed(data)
+            self.stats.garbage_bytes += decoder.garbage_bytes - garbage_before
+            for item in items:
+                if isinstance(item, Frame):
+                    if item.is_reply and item.seq == seq and item.command == command:
+                        self.stats.replies += 1
+                        return item
+                    self.stats.stale_replies += 1
+                elif isinstance(item, CorruptFrame):
+                    self.stats.corrupt_replies += 1
+                    if item.seq == seq:
+                        corrupted = True
+                elif isinstance(item, BadHeader):
+                    self.stats.corrupt_replies += 1
+            if corrupted and decoder.buffered == 0:
+                raise _NoReply(corrupted=True)
+            if time.monotonic() > deadline:
+                self.stats.timeouts += 1
+                decoder.reset()
+                raise _NoReply(corrupted)
+
+    def _check_boot(self, command: Command, reply: Frame) -> None:
+        if command in (Command.RESET, Command.IDENTIFY) and self.boot_id is None:
+            self.boot_id = reply.boot_id
+            return
+        if command == Command.RESET and not reply.is_error:
+            self.boot_id = reply.boot_id
+            return
+        if self.boot_id is None:
+            self.boot_id = reply.boot_id
+        elif reply.boot_id != self.boot_id:
+            old, self.boot_id = self.boot_id, reply.boot_id
+            raise BoardResetError(
+                f"the board on {self.url!r} reset (boot id {old} -> {reply.boot_id}): "
+                "registers and LDPU coefficients were lost; device states were kept",
+                old_boot_id=old,
+                new_boot_id=reply.boot_id,
+            )
+
+    def _board_error(self, command: Command, reply: Frame) -> BoardError:
+        message = bytes(reply.payload).decode("utf-8", errors="replace")
+        cls = BOARD_ERRORS.get(reply.status)
+        if cls is None:
+            return BoardError(
+                f"{command.name}: board error code {reply.status}: {message}", command=command
+            )
+        return cls(f"{command.name}: {message}", command=command)
+
+
+def expect_payload_size(command: Command, payload: bytes | memoryview, size: int) -> None:
+    """Raise ``ProtocolError`` unless a reply payload has exactly ``size`` bytes."""
+    if len(payload) != size:
+        raise ProtocolError(f"{command.name} reply: expected {size} payload bytes, got {len(payload)}")

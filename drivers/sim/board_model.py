@@ -1,0 +1,513 @@
+"""The simulated FPGA board: decodes request frames, runs them on the simulated chip, replies.
+
+The same :class:`SimulatedBoard` serves the in-process ``mockchip://`` port and the TCP server
+(``chipctl sim serve``), so both speak exactly the protocol of docs/protocol.md. It validates
+every request again, as a real board's firmware must, and keeps the duplicate memory and boot
+identifier that make host retries safe (docs/protocol.md §2).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+import numpy as np
+
+from drivers.ldpu import ROWS as LDPU_ROWS
+from drivers.ldpu import LdpuCoefficients
+from drivers.link.protocol import (
+    MAX_PAYLOAD,
+    VERSION,
+    BadHeader,
+    Command,
+    CorruptFrame,
+    ErrorCode,
+    Flags,
+    Frame,
+    FrameDecoder,
+    Register,
+    encode_chunks,
+    encode_error,
+)
+from drivers.sim.chip import SimulatedChip
+from drivers.sim.clock import RealTimeClock, VirtualClock
+from drivers.sim.faults import FaultSettings
+
+MAX_PULSE_AMPLITUDE_UA = 800
+"""32 current DACs ("write heads") of up to 800 µA [LG Methods p.7]."""
+MIN_PULSE_WIDTH_NS = 10
+MAX_PULSE_WIDTH_NS = 5000
+MAX_CLOCK_ADVANCE_S = 3.2e9
+DUPLICATE_MEMORY = 16
+DUPLICATE_MEMORY_BYTES = 64 * 1024 * 1024
+FIRMWARE_VERSION = "chipctl-sim 1.0"
+
+ERR_RX_CRC, ERR_RX_FRAME, ERR_COMMAND, ERR_ADC_SATURATION = 1, 2, 4, 8
+STATUS_READY, STATUS_WRITE_HEADS, STATUS_SIMULATED = 1, 2, 4
+
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_I32 = struct.Struct("<i")
+_F64 = struct.Struct("<d")
+_REGISTER = struct.Struct("<HI")
+_ADDR_HEADER = struct.Struct("<BBHI")
+_MVM_HEADER = struct.Struct("<BBBBI")
+_LDPU_HEADER = struct.Struct("<BBH")
+_IDENT_FIXED = struct.Struct("<BBHHBBHHHI")
+_STATUS = struct.Struct("<IIIIHHd")
+
+_MVM_READ_VOLTAGE_RANGE = (100, 400)
+_DEFAULT_READ_VOLTAGE_MV = 200
+
+
+class _Refused(Exception):
+    """A request the board answers with an error code."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class BoardOptions:
+    """Options of a simulated board, from a URL query (``mockchip://?seed=1&cores=4``).
+
+    Attributes:
+        seed: seed of the chip's random generator (one chip instance per seed).
+        cores: number of cores, 1..64.
+        clock: "virtual" (advanced by operation latencies and CLOCK) or "real".
+        reset_after: the board resets when its N-th frame arrives (0 = never).
+        faults: link fault injection (corrupt, drop, delay_rate, delay_s, fault_seed).
+    """
+
+    seed: int = 0
+    cores: int = 64
+    clock: str = "virtual"
+    reset_after: int = 0
+    faults: FaultSettings = field(default_factory=FaultSettings)
+
+    @classmethod
+    def from_query(cls, query: str) -> BoardOptions:
+        """Parse ``seed=1&cores=4&corrupt=1e-4…``; unknown or malformed options are errors."""
+        fields: dict[str, str] = {}
+        for key, values in parse_qs(query, keep_blank_values=True, strict_parsing=False).items():
+            if len(values) != 1:
+                raise ValueError(f"option {key!r} given {len(values)} times")
+            fields[key] = values[0]
+        ints = {"seed": (0, 2**63 - 1), "cores": (1, 64), "reset_after": (0, 2**31), "fault_seed": (0, 2**63 - 1)}
+        floats = {"corrupt", "drop", "delay_rate", "delay_s"}
+        known = set(ints) | floats | {"clock"}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise ValueError(f"unknown simulator option(s) {unknown}; known: {sorted(known)}")
+        parsed: dict[str, int | float | str] = {}
+        for key, text in fields.items():
+            if key in ints:
+                try:
+                    value = int(text)
+                except ValueError:
+                    raise ValueError(f"option {key}={text!r} is not an integer") from None
+                low, high = ints[key]
+                if not low <= value <= high:
+                    raise ValueError(f"option {key}={value} outside [{low}, {high}]")
+                parsed[key] = value
+            elif key in floats:
+                try:
+                    parsed[key] = float(text)
+                except ValueError:
+                    raise ValueError(f"option {key}={text!r} is not a number") from None
+            else:
+                if text not in ("virtual", "real"):
+                    raise ValueError(f"option clock={text!r} must be 'virtual' or 'real'")
+                parsed[key] = text
+        faults = FaultSettings(
+            corrupt=float(parsed.pop("corrupt", 0.0)),
+            drop=float(parsed.pop("drop", 0.0)),
+            delay_rate=float(parsed.pop("delay_rate", 0.0)),
+            delay_s=float(parsed.pop("delay_s", 0.0)),
+            fault_seed=int(parsed.pop("fault_seed", 0)),
+        )
+        return cls(faults=faults, **parsed)  # type: ignore[arg-type]
+
+    def make_chip(self) -> SimulatedChip:
+        clock = VirtualClock() if self.clock == "virtual" else RealTimeClock()
+        return SimulatedChip(
+            rng=np.random.default_rng(self.seed),
+            n_cores=self.cores,
+            clock=clock,
+            chip_id=f"SIM-HERMES-{self.seed:04d}",
+        )
+
+
+class SimulatedBoard:
+    """Board firmware model around a :class:`SimulatedChip`.
+
+    Args:
+        chip: the simulated chip.
+        board_id: identifier reported by IDENTIFY.
+        reset_after: reset (new boot id, registers and LDPU lost, frame dropped) when the
+            N-th frame arrives; 0 never.
+        boot_seed: seed for boot identifiers.
+    """
+
+    def __init__(
+        self,
+        chip: SimulatedChip,
+        *,
+        board_id: str = "SIMBOARD-0",
+        reset_after: int = 0,
+        boot_seed: int = 0,
+    ) -> None:
+        self.chip = chip
+        self.board_id = board_id
+        self.reset_after = reset_after
+        self._boot_rng = np.random.default_rng([boot_seed, 0xB007])
+        self.boot_id = self._new_boot_id(0)
+        self.decoder = FrameDecoder()
+        self.frames_seen = 0
+        self.frames_received = 0
+        self.frames_rejected = 0
+        self.last_seq = 0
+        self.error_register = 0
+        self.write_heads_enabled = False
+        self.resets = 0
+        self._scratch = 0
+        self._saturation_seen = 0
+        self._replies: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()
+        self._handlers: dict[int, Callable[[memoryview], list[bytes | memoryview]]] = {
+            Command.IDENTIFY: self._identify,
+            Command.RESET: self._reset,
+            Command.STATUS: self._status,
+            Command.READ_REGISTER: self._read_register,
+            Command.WRITE_REGISTER: self._write_register,
+            Command.SAFE_STATE: self._safe_state,
+            Command.CLEAR_ERRORS: self._clear_errors,
+            Command.PULSES: self._pulses,
+            Command.VERIFY_READ: self._verify_read,
+            Command.MVM: self._mvm,
+            Command.LDPU_LOAD: self._ldpu_load,
+            Command.LDPU_READ: self._ldpu_read,
+            Command.TEMPERATURE: self._temperature,
+            Command.CLOCK: self._clock,
+        }
+
+    @classmethod
+    def from_options(cls, options: BoardOptions) -> SimulatedBoard:
+        return cls(options.make_chip(), reset_after=options.reset_after, boot_seed=options.seed)
+
+    # -- framing ----------------------------------------------------------------------------
+
+    def receive(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        """Feed bytes from the host; return the reply frames they complete."""
+        replies: list[bytes] = []
+        for item in self.decoder.feed(data):
+            self.frames_seen += 1
+            if self.reset_after and self.frames_seen == self.reset_after:
+                self.power_cycle()
+                continue
+            if isinstance(item, Frame):
+                replies.append(self._answer(item))
+            elif isinstance(item, CorruptFrame):
+                self.frames_rejected += 1
+                self.error_register |= ERR_RX_CRC
+                replies.append(
+                    encode_error(
+                        item.command,
+                        item.seq,
+                        ErrorCode.CRC_ERROR,
+                        "request payload failed its CRC; not executed",
+                        boot_id=self.boot_id,
+                    )
+                )
+            elif isinstance(item, BadHeader):
+                self.frames_rejected += 1
+                self.error_register |= ERR_RX_FRAME
+                code = (
+                    ErrorCode.UNSUPPORTED_VERSION
+                    if item.version != VERSION
+                    else ErrorCode.FRAME_ERROR
+                )
+                replies.append(encode_error(item.command, item.seq, code, item.reason, boot_id=self.boot_id))
+        return replies
+
+    def disconnect(self) -> None:
+        """The host went away: drop any half-received frame."""
+        self.decoder.reset()
+
+    def power_cycle(self) -> None:
+        """Lose registers, LDPU coefficients and the duplicate memory; keep device states."""
+        self.resets += 1
+        self.boot_id = self._new_boot_id(self.boot_id)
+        self._replies.clear()
+        self.error_register = 0
+        self.write_heads_enabled = False
+        self._scratch = 0
+        self.chip.reset_periphery()
+        self._saturation_seen = self.chip.adc_saturation_count
+
+    def _new_boot_id(self, previous: int) -> int:
+        while True:
+            candidate = int(self._boot_rng.integers(1, 0x10000))
+            if candidate != previous:
+                return candidate
+
+    def _answer(self, frame: Frame) -> bytes:
+        key = (frame.command, frame.seq, zlib.crc32(frame.payload))
+        cached = self._replies.get(key)
+        if cached is not None:
+            return cached
+        if frame.is_reply or frame.status != 0 or frame.boot_id != 0:
+            self.frames_rejected += 1
+            self.error_register |= ERR_RX_FRAME
+            return encode_error(
+                frame.command,
+                frame.seq,
+                ErrorCode.FRAME_ERROR,
+                "a request must have flags, status and boot_id zero",
+                boot_id=self.boot_id,
+            )
+        self.frames_received += 1
+        handler = self._handlers.get(frame.command)
+        try:
+            if handler is None:
+                raise _Refused(ErrorCode.UNKNOWN_COMMAND, f"unknown command 0x{frame.command:02x}")
+            chunks = handler(memoryview(frame.payload))
+            reply = encode_chunks(frame.command, frame.seq, chunks, flags=Flags.REPLY, boot_id=self.boot_id)
+        except _Refused as refused:
+            self.error_register |= ERR_COMMAND
+            reply = encode_error(frame.command, frame.seq, refused.code, str(refused), boot_id=self.boot_id)
+        self.last_seq = frame.seq
+        self._remember(key, reply)
+        if self.chip.adc_saturation_count != self._saturation_seen:
+            self.error_register |= ERR_ADC_SATURATION
+            self._saturation_seen = self.chip.adc_saturation_count
+        return reply
+
+    def _remember(self, key: tuple[int, int, int], reply: bytes) -> None:
+        self._replies[key] = reply
+        while len(self._replies) > DUPLICATE_MEMORY or (
+            len(self._replies) > 1
+            and sum(len(r) for r in self._replies.values()) > DUPLICATE_MEMORY_BYTES
+        ):
+            self._replies.popitem(last=False)
+
+    # -- payload helpers --------------------------------------------------------------------
+
+    @staticmethod
+    def _expect(payload: memoryview, size: int, what: str) -> None:
+        if len(payload) != size:
+            raise _Refused(ErrorCode.BAD_PAYLOAD, f"{what}: expected {size} payload bytes, got {len(payload)}")
+
+    def _core(self, core: int) -> int:
+        if not 0 <= core < self.chip.n_cores:
+            raise _Refused(ErrorCode.OUT_OF_RANGE, f"core {core} outside 0..{self.chip.n_cores - 1}")
+        return core
+
+    def _addresses(self, payload: memoryview, per_item: int, what: str) -> tuple[int, int, list[np.ndarray]]:
+        if len(payload) < _ADDR_HEADER.size:
+            raise _Refused(ErrorCode.BAD_PAYLOAD, f"{what}: payload too short")
+        core, reserved, reserved16, n = _ADDR_HEADER.unpack_from(payload)
+        if reserved or reserved16:
+            raise _Refused(ErrorCode.BAD_PAYLOAD, f"{what}: reserved bytes must be zero")
+        if n == 0:
+            raise _Refused(ErrorCode.BAD_PAYLOAD, f"{what}: empty batch")
+        self._expect(payload, _ADDR_HEADER.size + per_item * n, what)
+        self._core(core)
+        base = _ADDR_HEADER.size
+        rows, cols, devices = (
+            np.frombuffer(payload, np.uint8, n, base + k * n) for k in range(3)
+        )
+        if devices.max() >= 4:
+            raise _Refused(ErrorCode.OUT_OF_RANGE, f"{what}: device index above 3")
+        return core, n, [rows, cols, devices]
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def _identify(self, payload: memoryview) -> list[bytes | memoryview]:
+        self._expect(payload, 0, "IDENTIFY")
+        clock_control = isinstance(self.chip.clock, VirtualClock)
+        caps = 1 | (2 if clock_control else 0)
+        fixed = _IDENT_FIXED.pack(
+            VERSION,
+            self.chip.n_cores,
+            256,
+            256,
+            4,
+            caps,
+            MAX_PULSE_AMPLITUDE_UA,
+            MIN_PULSE_WIDTH_NS,
+            MAX_PULSE_WIDTH_NS,
+            MAX_PAYLOAD,
+        )
+        strings = b"".join(
+            bytes([len(s)]) + s
+            for s in (t.encode()[:255] for t in (self.board_id, FIRMWARE_VERSION, self.chip.chip_id))
+        )
+        return [fixed, strings]
+
+    def _reset(self, payload: memoryview) -> list[bytes | memoryview]:
+        self._expect(payload, 0, "RESET")
+        self.power_cycle()
+        return [_U16.pack(self.boot_id)]
+
+    def _status(self, payload: memoryview) -> list[bytes | memoryview]:
+        self._expect(payload, 0, "STATUS")
+        status = STATUS_READY | STATUS_SIMULATED | (STATUS_WRITE_HEADS if self.write_heads_enabled else 0)
+        return [
+            _STATUS.pack(
+                status,
+                self.error_register,
+                self.frames_received & 0xFFFFFFFF,
+                self.frames_rejected & 0xFFFFFFFF,
+                self.last_seq,
+                self.boot_id,
+                float(self.chip.clock.now_s),
+            )
+        ]
+
+    def _register_value(self, address: int) -> int:
+        values = {
+            Register.SCRATCH: self._scratch,
+            Register.MVM_READ_VOLTAGE_MV: int(round(self.chip.mvm_read_voltage_mv)),
+            Register.ADC_SATURATION_COUNT: self.chip.adc_saturation_count & 0xFFFFFFFF,
+            Register.BOOT_ID: self.boot_id,
+            Register.FRAMES_RECEIVED: self.frames_received & 0xFFFFFFFF,
+            Register.FRAMES_REJECTED: self.frames_rejected & 0xFFFFFFFF,
+        }
+        if address not in values:
+            raise _Refused(ErrorCode.OUT_OF_RANGE, f"no register at address 0x{address:04x}")
+        return int(values[Register(address)])
+
+    def _read_register(self, payload: memoryview) -> list[bytes | memoryview]:
+        self._expect(payload, 2, "READ_REGISTER")
+        (address,) = _U16.unpack(payload)
+        return [_REGISTER.pack(address, self._register_value(address))]
+
+    def _write_register(self, payload: memoryview) -> list[bytes | memoryview]:
+        self._expect(payload, _REGISTER.size, "WRITE_REGISTER")
+        address, value = _REGISTER.unpack(payload)
+        self._register_value(address)  # unknown address -> OUT_OF_RANGE
+        if address == Register.SCRATCH:
+            self._scratch = value
+        elif address == Register.MVM_READ_VOLTAGE_MV:
+            low, high = _MVM_READ_VOLTAGE_RANGE
+            if not low <= value <= high:
+                raise _Refused(ErrorCode.OUT_OF_RANGE, f"MVM read voltage {value} mV outside {low}..{high}")
+            self.chip.mvm_read_voltage_mv = float(value)
+        else:
+            raise _Refused(ErrorCode.NOT_SUPPORTED, f"register 0x{address:04x} is read-only")
+        return [_REGISTER.pack(address, self._register_value(address))]
+
+    def _safe_state(self, payload: memoryview) -> list[bytes | memoryview]:
+        self._expect(payload, 0, "SAFE_STATE")
+        self.write_heads_enabled = False
+        return []
+
+    def _clear_errors(self, payload: memoryview) -> list[bytes | memoryview]:
+        self._expect(payload, 0, "CLEAR_ERRORS")
+        previous, self.error_register = self.error_register, 0
+        return [_U32.pack(previous)]
+
+    def _pulses(self, payload: memoryview) -> list[bytes | memoryview]:
+        core, n, (rows, cols, devices) = self._addresses(payload, 8, "PULSES")
+        base = _ADDR_HEADER.size + 3 * n
+        kinds = np.frombuffer(payload, np.uint8, n, base)
+        amps = np.frombuffer(payload, "<u2", n, base + n)
+        widths = np.frombuffer(payload, "<u2", n, base + 3 * n)
+        if kinds.max() > 2:
+            raise _Refused(ErrorCode.OUT_OF_RANGE, "PULSES: pulse kind above 2")
+        if amps.min() < 1 or amps.max() > MAX_PULSE_AMPLITUDE_UA:
+            raise _Refused(ErrorCode.OUT_OF_RANGE, f"PULSES: amplitude outside 1..{MAX_PULSE_AMPLITUDE_UA} µA")
+        if widths.min() < MIN_PULSE_WIDTH_NS or widths.max() > MAX_PULSE_WIDTH_NS:
+            raise _Refused(
+                ErrorCode.OUT_OF_RANGE,
+                f"PULSES: width outside {MIN_PULSE_WIDTH_NS}..{MAX_PULSE_WIDTH_NS} ns",
+            )
+        self.write_heads_enabled = True
+        self.chip.apply_pulses(core, rows, cols, devices, kinds, amps.astype(np.uint16), widths.astype(np.uint16))
+        return [_U32.pack(n)]
+
+    def _verify_read(self, payload: memoryview) -> list[bytes | memoryview]:
+        core, n, (rows, cols, devices) = self._addresses(payload, 3, "VERIFY_READ")
+        counts = np.ascontiguousarray(self.chip.verify_read(core, rows, cols, devices), dtype="<u2")
+        return [_U32.pack(n), memoryview(counts).cast("B")]
+
+    def _mvm(self, payload: memoryview) -> list[bytes | memoryview]:
+        if len(payload) < _MVM_HEADER.size:
+            raise _Refused(ErrorCode.BAD_PAYLOAD, "MVM: payload too short")
+        mode, output, n_cores, reserved, batch = _MVM_HEADER.unpack_from(payload)
+        if reserved:
+            raise _Refused(ErrorCode.BAD_PAYLOAD, "MVM: reserved byte must be zero")
+        if mode not in (1, 4):
+            raise _Refused(ErrorCode.OUT_OF_RANGE, f"MVM: mode {mode} is neither 1 nor 4")
+        if output not in (0, 1):
+            raise _Refused(ErrorCode.OUT_OF_RANGE, f"MVM: output {output} is neither 0 nor 1")
+        if n_cores == 0 or batch == 0:
+            raise _Refused(ErrorCode.BAD_PAYLOAD, "MVM: no cores or empty batch")
+        n_in = n_cores * batch * 256
+        self._expect(payload, _MVM_HEADER.size + n_cores + n_in, "MVM")
+        cores = np.frombuffer(payload, np.uint8, n_cores, _MVM_HEADER.size)
+        for core in cores.tolist():
+            self._core(core)
+        if len(set(cores.tolist())) != n_cores:
+            raise _Refused(ErrorCode.OUT_OF_RANGE, "MVM: a core appears twice")
+        reply_bytes = 8 + n_in * (4 if output == 0 else 1)
+        if reply_bytes > MAX_PAYLOAD:
+            raise _Refused(ErrorCode.OUT_OF_RANGE, "MVM: the reply would exceed the maximum payload")
+        inputs = np.frombuffer(payload, np.int8, n_in, _MVM_HEADER.size + n_cores)
+        if inputs.min() == -128:
+            raise _Refused(ErrorCode.OUT_OF_RANGE, "MVM: input -128 is not representable (sign + 7 bit)")
+        inputs = inputs.reshape(n_cores, batch, 256)
+        core_ids = cores.astype(np.intp)
+        header = struct.pack("<BBHI", output, n_cores, 0, batch)
+        if output == 1:
+            result = np.ascontiguousarray(self.chip.mvm_ldpu(core_ids, inputs, mode), dtype=np.int8)
+            return [header, memoryview(result).cast("B")]
+        positive, negative = self.chip.mvm_raw(core_ids, inputs, mode)
+        return [
+            header,
+            memoryview(np.ascontiguousarray(positive, dtype="<u2")).cast("B"),
+            memoryview(np.ascontiguousarray(negative, dtype="<u2")).cast("B"),
+        ]
+
+    def _ldpu_load(self, payload: memoryview) -> list[bytes | memoryview]:
+        self._expect(payload, _LDPU_HEADER.size + 12 * LDPU_ROWS, "LDPU_LOAD")
+        core, flags, reserved = _LDPU_HEADER.unpack_from(payload)
+        self._core(core)
+        if reserved or flags & ~1:
+            raise _Refused(ErrorCode.BAD_PAYLOAD, "LDPU_LOAD: reserved bits must be zero")
+        arrays = np.frombuffer(payload, "<f2", 6 * LDPU_ROWS, _LDPU_HEADER.size).reshape(6, LDPU_ROWS)
+        if not np.all(np.isfinite(arrays)):
+            raise _Refused(ErrorCode.OUT_OF_RANGE, "LDPU_LOAD: coefficients must be finite")
+        self.chip.set_ldpu(core, LdpuCoefficients(*(a.astype(np.float16) for a in arrays), relu=bool(flags & 1)))
+        return []
+
+    def _ldpu_read(self, payload: memoryview) -> list[bytes | memoryview]:
+        self._expect(payload, 1, "LDPU_READ")
+        core = self._core(payload[0])
+        coefficients = self.chip.get_ldpu(core)
+        return [_LDPU_HEADER.pack(core, int(coefficients.relu), 0)] + [
+            a.astype("<f2").tobytes() for a in coefficients.arrays()
+        ]
+
+    def _temperature(self, payload: memoryview) -> list[bytes | memoryview]:
+        self._expect(payload, 0, "TEMPERATURE")
+        return [_I32.pack(int(round(self.chip.die_temperature_c() * 1000.0)))]
+
+    def _clock(self, payload: memoryview) -> list[bytes | memoryview]:
+        self._expect(payload, 8, "CLOCK")
+        (advance_s,) = _F64.unpack(payload)
+        if not isinstance(self.chip.clock, VirtualClock):
+            raise _Refused(ErrorCode.NOT_SUPPORTED, "this board runs in real time; CLOCK is not available")
+        if not (np.isfinite(advance_s) and 0.0 <= advance_s <= MAX_CLOCK_ADVANCE_S):
+            raise _Refused(ErrorCode.OUT_OF_RANGE, f"CLOCK: advance {advance_s!r} s outside 0..{MAX_CLOCK_ADVANCE_S:g}")
+        if advance_s > 0:
+            self.chip.clock.advance(advance_s)
+        return [_F64.pack(float(self.chip.clock.now_s))]
+
+
+__all__ = ["BoardOptions", "RealTimeClock", "SimulatedBoard"]

@@ -1,0 +1,160 @@
+"""TCP server for the simulated board, reached by the host as ``socket://127.0.0.1:PORT``.
+
+It runs the same :class:`~drivers.sim.board_model.SimulatedBoard` as ``mockchip://``. One host
+at a time, like a real board: a second connection gets a ``BUSY`` error reply to its first
+request and is closed. A host that disconnects mid-frame only loses that frame; the board (and
+its chip state) waits for the next connection. Binds to 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+
+from drivers.link.protocol import BadHeader, CorruptFrame, ErrorCode, FrameDecoder, encode_error
+from drivers.sim.board_model import BoardOptions, SimulatedBoard
+from drivers.sim.faults import FaultInjector
+
+log = logging.getLogger(__name__)
+
+RECV_CHUNK = 1 << 20
+BUSY_WAIT_S = 2.0
+
+
+class SimServer:
+    """Serve one simulated board on a TCP port.
+
+    Args:
+        options: the simulated board's options (seed, cores, clock, faults, reset_after).
+        host: address to bind; 127.0.0.1 by default (the protocol has no authentication).
+        port: TCP port; 0 picks a free one (see :attr:`address`).
+    """
+
+    def __init__(self, options: BoardOptions, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.options = options
+        self.board = SimulatedBoard.from_options(options)
+        self.faults = FaultInjector(options.faults) if options.faults.active else None
+        self._listener = socket.create_server((host, port))
+        self._listener.settimeout(0.2)
+        self.address: tuple[str, int] = self._listener.getsockname()[:2]
+        self._stop = threading.Event()
+        self._busy = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.clients_served = 0
+        self.clients_refused = 0
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"socket://{host}:{port}"
+
+    def start(self) -> SimServer:
+        """Serve in a background thread; returns self."""
+        self._thread = threading.Thread(target=self.serve_forever, name="chipctl-sim-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, close the listener and wait for the serving thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._listener.close()
+
+    def __enter__(self) -> SimServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def serve_forever(self) -> None:
+        """Accept hosts until :meth:`stop` (or Ctrl-C)."""
+        log.info("simulated board serving on %s", self.url)
+        while not self._stop.is_set():
+            try:
+                connection, peer = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stop.is_set():
+                    break
+                raise
+            if self._busy.acquire(blocking=False):
+                threading.Thread(
+                    target=self._serve_client, args=(connection, peer), name=f"sim-client-{peer}", daemon=True
+                ).start()
+            else:
+                threading.Thread(target=self._refuse_busy, args=(connection,), daemon=True).start()
+
+    def _serve_client(self, connection: socket.socket, peer: object) -> None:
+        self.clients_served += 1
+        log.info("host %s connected", peer)
+        try:
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection.settimeout(0.2)
+            while not self._stop.is_set():
+                try:
+                    data = connection.recv(RECV_CHUNK)
+                except TimeoutError:
+                    continue
+                if not data:
+                    break
+                if self.faults is not None:
+                    data = self.faults.incoming(data)
+                for reply in self.board.receive(data):
+                    delay = 0.0
+                    if self.faults is not None:
+                        damaged, delay = self.faults.outgoing(reply)
+                        if damaged is None:
+                            continue
+                        reply = damaged
+                    if delay:
+                        time.sleep(delay)
+                    connection.sendall(reply)
+        except OSError as exc:
+            log.info("host %s dropped: %s", peer, exc)
+        finally:
+            self.board.disconnect()
+            connection.close()
+            self._busy.release()
+            log.info("host %s disconnected", peer)
+
+    def _refuse_busy(self, connection: socket.socket) -> None:
+        """Answer the first request of a second host with BUSY, then close."""
+        self.clients_refused += 1
+        decoder = FrameDecoder(max_payload=1 << 16)
+        deadline = time.monotonic() + BUSY_WAIT_S
+        try:
+            connection.settimeout(0.2)
+            while time.monotonic() < deadline:
+                try:
+                    data = connection.recv(65536)
+                except TimeoutError:
+                    continue
+                if not data:
+                    return
+                items = decoder.feed(data)
+                if items:
+                    item = items[0]
+                    command = item.command
+                    seq = item.seq
+                    if isinstance(item, CorruptFrame | BadHeader):
+                        command, seq = item.command, item.seq
+                    connection.sendall(
+                        encode_error(
+                            command,
+                            seq,
+                            ErrorCode.BUSY,
+                            "another host holds this board",
+                            boot_id=self.board.boot_id,
+                        )
+                    )
+                    return
+                if decoder.buffered > 1 << 16:
+                    return
+        except OSError:
+            pass
+        finally:
+            connection.close()
