@@ -36,6 +36,7 @@ _IDENT_FIXED = struct.Struct("<BBHHBBHHHI")
 _STATUS = struct.Struct("<IIIIHHd")
 _ADDR_HEADER = struct.Struct("<BBHI")
 _MVM_HEADER = struct.Struct("<BBBBI")
+_MVM_REPLY_HEADER = struct.Struct("<BBHI")  # u8 output, u8 n_cores, u16 reserved, u32 batch
 _LDPU_HEADER = struct.Struct("<BBH")
 _REGISTER = struct.Struct("<HI")
 _U16 = struct.Struct("<H")
@@ -441,7 +442,8 @@ class Board:
 
         Returns arrays shaped like ``inputs``.
         """
-        mode = strict_discrete_set(mode, MVM_MODES)
+        # An int first: 4.0 would crash struct.pack and True would pass as mode 1.
+        mode = strict_discrete_set(strict_int_range(mode, (0, 0xFF)), MVM_MODES)
         output = strict_discrete_set(output, MVM_OUTPUTS)
         single = not isinstance(cores, Sequence | np.ndarray)
         core_list = [self._core(cores)] if single else [self._core(c) for c in cores]  # type: ignore[union-attr]
@@ -484,7 +486,7 @@ class Board:
         )
         reply = self.link.request(Command.MVM, payload).payload
         expect_payload_size(Command.MVM, reply, reply_size)
-        out_code, n_cores, _, out_batch = _MVM_HEADER.unpack_from(reply)
+        out_code, n_cores, _, out_batch = _MVM_REPLY_HEADER.unpack_from(reply)
         if (out_code, n_cores, out_batch) != (MVM_OUTPUTS.index(output), len(core_list), batch):
             raise ProtocolError("MVM reply header does not match the request")
         out_shape = shape[:-1] + (self.identity.rows,)
@@ -519,5 +521,8 @@ class Board:
         if echoed != core:
             raise ProtocolError(f"LDPU_READ of core {core} answered for core {echoed}")
         arrays = np.frombuffer(reply, dtype="<f2", offset=_LDPU_HEADER.size).reshape(6, LDPU_ROWS)
-        return LdpuCoefficients(*(a.astype(np.float16) for a in arrays), relu=bool(flags & 1))
+        gain_pos, offset_pos, gain_neg, offset_neg, scale, offset = arrays.astype(np.float16)
+        return LdpuCoefficients(
+            gain_pos, offset_pos, gain_neg, offset_neg, scale, offset, relu=bool(flags & 1)
+        )
 

@@ -24,7 +24,8 @@ def _coefficient(name: str, values: object) -> np.ndarray:
         raise LimitError(f"LDPU {name} must have shape ({ROWS},), got {array.shape}")
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
         raise LimitError(f"LDPU {name} must be real numbers, got dtype {array.dtype}")
-    as_f16 = array.astype(np.float16)
+    with np.errstate(over="ignore", invalid="ignore"):
+        as_f16 = array.astype(np.float16)
     if not np.all(np.isfinite(as_f16)):
         raise LimitError(
             f"LDPU {name} must be finite in float16 (|x| <= 65504), got "

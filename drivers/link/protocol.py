@@ -273,7 +273,8 @@ def header_problem(header: Header) -> str | None:
         return f"unsupported protocol version {header.version}"
     if header.length > MAX_PAYLOAD:
         return f"declared payload of {header.length} bytes exceeds {MAX_PAYLOAD}"
-    if header.flags & ~(Flags.REPLY | Flags.ERROR) & 0xFF:
+    # int(): ``~`` on an IntFlag complements only the defined bits, which would hide bits 2-7.
+    if header.flags & ~int(Flags.REPLY | Flags.ERROR) & 0xFF:
         return f"reserved flag bits set: 0x{header.flags:02x}"
     return None
 
@@ -333,7 +334,8 @@ class FrameDecoder:
             sync_at = buf.find(SYNC, start)
             if sync_at < 0:
                 # Keep a trailing first sync byte: its partner may arrive in the next feed.
-                keep = 1 if buf[-1:] == SYNC[:1] else 0
+                # (Only an unconsumed byte: the last byte of a frame just decoded is not kept.)
+                keep = 1 if start < len(buf) and buf[-1] == SYNC[0] else 0
                 self.garbage_bytes += len(buf) - start - keep
                 start = len(buf) - keep
                 break

@@ -26,6 +26,7 @@ from drivers.errors import (
     LinkError,
     LinkTimeout,
     ProtocolError,
+    UnsupportedVersionError,
 )
 from drivers.link.protocol import (
     NON_IDEMPOTENT,
@@ -33,6 +34,8 @@ from drivers.link.protocol import (
     Command,
     CorruptFrame,
     ErrorCode,
+    VERSION,
+    Flags,
     Frame,
     FrameDecoder,
     encode_frame,
@@ -196,18 +199,18 @@ class Link:
                 self.stats.retries += 1
                 log.debug("resending %s seq %d (attempt %d)", command.name, seq, attempt + 1)
                 continue
+            # Every reply is checked for a reset first (docs §2), a CRC_ERROR reply included:
+            # a non-idempotent request is never resent across a reset.
+            self._check_boot(command, reply)
             if reply.is_error and reply.status == ErrorCode.CRC_ERROR:
                 # The board saw our request corrupted and did not execute it: resend.
                 self.stats.crc_naks += 1
                 if attempt >= self.retries:
-                    raise FrameError(
-                        f"{command.name}: the board received the request corrupted "
-                        f"{attempt + 1} times on {self.url!r}"
-                    )
+                    # docs §4: CRC_ERROR is BoardCrcError (retried); it remains once retries end.
+                    raise self._board_error(command, reply)
                 attempt += 1
                 self.stats.retries += 1
                 continue
-            self._check_boot(command, reply)
             if reply.is_error:
                 raise self._board_error(command, reply)
             return reply
@@ -248,6 +251,12 @@ class Link:
                     if item.seq == seq:
                         corrupted = True
                 elif isinstance(item, BadHeader):
+                    if item.seq == seq and item.version != VERSION and item.flags & Flags.REPLY:
+                        raise UnsupportedVersionError(
+                            f"{command.name}: the board answered in protocol version "
+                            f"{item.version}; this host speaks {VERSION}",
+                            command=command,
+                        )
                     self.stats.corrupt_replies += 1
             if corrupted and decoder.buffered == 0:
                 raise _NoReply(corrupted=True)

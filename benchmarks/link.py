@@ -1,0 +1,58 @@
+"""Link overhead: batch-256 MVMs through the board protocol vs calling the simulated chip directly.
+
+Throughput ratios (direct time / link time); targets (issue 2): mockchip:// >= 0.8,
+socket:// >= 0.6. The socket server runs in its own process (``chipctl sim serve``), as it would
+in use. ``python -m benchmarks link``
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+
+from benchmarks._timing import best_time_s
+from drivers.board import Board
+from drivers.sim.board_model import BoardOptions
+
+BATCH = 256
+
+
+def _start_server(seed: int, cores: int) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chipctl.cli", "sim", "serve", "--port", "0", "--seed", str(seed), "--cores", str(cores)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    return process, line.split(" on ")[-1].strip()
+
+
+def run() -> dict[str, float]:
+    figures: dict[str, float] = {}
+    rng = np.random.default_rng(0)
+    for n_cores in (1, 8):
+        inputs = rng.integers(-127, 128, size=(n_cores, BATCH, 256)).astype(np.int8)
+        cores = list(range(n_cores))
+        core_ids = np.arange(n_cores)
+        chip = BoardOptions(seed=1, cores=n_cores).make_chip()
+        for mode in (1, 4):
+            direct = best_time_s(lambda mode=mode: chip.mvm_raw(core_ids, inputs, mode))
+            with Board(f"mockchip://?seed=1&cores={n_cores}") as board:
+                mock = best_time_s(lambda board=board, mode=mode: board.mvm(cores, inputs, mode=mode))
+            process, url = _start_server(1, n_cores)
+            try:
+                with Board(url, timeout_s=30) as board:
+                    tcp = best_time_s(lambda board=board, mode=mode: board.mvm(cores, inputs, mode=mode))
+            finally:
+                process.terminate()
+                process.wait(timeout=10)
+            tag = f"{n_cores}core_{mode}phase"
+            figures[f"direct_ms_{tag}"] = round(direct * 1e3, 3)
+            figures[f"mockchip_ratio_{tag}"] = round(direct / mock, 3)
+            figures[f"socket_ratio_{tag}"] = round(direct / tcp, 3)
+    figures["target_mockchip_ratio"] = 0.8
+    figures["target_socket_ratio"] = 0.6
+    return figures

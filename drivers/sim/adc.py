@@ -1,0 +1,152 @@
+"""Per-row current-controlled-oscillator (CCO) ADC bank of the simulated chip.
+
+One ADC per row (output line), 256 per core, each with a positive and a negative current
+mirror (separate 4-bit gain trims α_P, α_N) feeding a CCO and two 12-bit ripple counters
+[LG p.3; KA §III, Fig 3; chip.md §1.4]. Transfer per mirror [KA Eq 8]:
+
+    f(i) = A·i / (1 + B·i) + C        (f in MHz, i in µA)
+
+counts = floor(min(f, f_peak)·T_window), clipped to the 12-bit counter (0..4095).
+
+Defaults (chip.md §1.4, §2b):
+- A = 35 MHz/µA after trim, residual spread σ 7.09 % truncated at ±21 % [KA §III-D].
+- B_NL = 5e-4 /µA mean, σ 1e-4 /µA (UNCONFIRMED: the trim "raises β to minimise B_NL"; this
+  gives ~5 % compression at 100 µA, i.e. a few LSB of INL at full scale).
+- C = 0 MHz mean, σ 0.5 MHz (UNCONFIRMED: "relative offsets → ~0 %"; 0.5 MHz is 0.06 counts in
+  128 ns).
+- f_peak = 3300 MHz: the CCO peak (~3.3 GHz, > 420 levels in 128 ns) [KA]. With the nominal A
+  and B the CCO saturates at i ≈ 99 µA, matching the ~100 µA linear limit [LG Methods].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+POSITIVE, NEGATIVE = 0, 1
+
+
+class AdcBank:
+    """Per-row ADC parameters of every core, sampled once from the injected ``rng``.
+
+    Args:
+        rng: the chip's Generator.
+        n_cores: number of cores.
+        rows: ADCs per core (one per row).
+        gain_mhz_per_ua: nominal trimmed gain A in MHz/µA [KA §III-D].
+        gain_sigma_rel: relative σ of A after trim (0.0709) [KA §III-D].
+        gain_limit_rel: truncation of the gain spread (±0.21) [KA §III-D].
+        b_nl_per_ua: mean non-linearity B_NL in 1/µA (UNCONFIRMED).
+        b_nl_sigma_per_ua: σ of B_NL in 1/µA (UNCONFIRMED).
+        offset_sigma_mhz: σ of the offset C in MHz (UNCONFIRMED).
+        f_peak_mhz: CCO peak frequency in MHz [KA].
+        counter_bits: counter width (12) [LG p.3].
+
+    Attributes:
+        gain_mhz_per_ua, b_nl_per_ua, offset_mhz: float32 arrays (n_cores, 2, rows), index 1 is
+            the mirror (POSITIVE, NEGATIVE).
+    """
+
+    def __init__(
+        self,
+        *,
+        rng: np.random.Generator,
+        n_cores: int,
+        rows: int = 256,
+        gain_mhz_per_ua: float = 35.0,
+        gain_sigma_rel: float = 0.0709,
+        gain_limit_rel: float = 0.21,
+        b_nl_per_ua: float = 5e-4,
+        b_nl_sigma_per_ua: float = 1e-4,
+        offset_sigma_mhz: float = 0.5,
+        f_peak_mhz: float = 3300.0,
+        counter_bits: int = 12,
+    ) -> None:
+        shape = (n_cores, 2, rows)
+        rel = rng.standard_normal(shape) * gain_sigma_rel
+        bad = np.abs(rel) > gain_limit_rel
+        while np.any(bad):  # truncated normal by resampling (deterministic for the rng)
+            rel[bad] = rng.standard_normal(int(bad.sum())) * gain_sigma_rel
+            bad = np.abs(rel) > gain_limit_rel
+        self.nominal_gain_mhz_per_ua = float(gain_mhz_per_ua)
+        self.gain_mhz_per_ua = (gain_mhz_per_ua * (1.0 + rel)).astype(np.float32)
+        b = b_nl_per_ua + b_nl_sigma_per_ua * rng.standard_normal(shape)
+        self.b_nl_per_ua = np.maximum(b, 0.0).astype(np.float32)
+        self.offset_mhz = (offset_sigma_mhz * rng.standard_normal(shape)).astype(np.float32)
+        self.f_peak_mhz = float(f_peak_mhz)
+        self.counter_max = (1 << counter_bits) - 1
+
+    def frequency_mhz(
+        self, core: int, polarity: int, i_ua: np.ndarray, rows: np.ndarray | None = None
+    ) -> np.ndarray:
+        """CCO frequency in MHz for line currents ``i_ua`` (µA, >= 0), before saturation.
+
+        ``rows`` selects the ADC of each current (same shape as ``i_ua``); without it the last
+        axis of ``i_ua`` is the row.
+        """
+        sel = slice(None) if rows is None else rows
+        a = self.gain_mhz_per_ua[core, polarity, sel]
+        b = self.b_nl_per_ua[core, polarity, sel]
+        c = self.offset_mhz[core, polarity, sel]
+        i = np.asarray(i_ua, dtype=np.float32)
+        return a * i / (1.0 + b * i) + c
+
+    def saturation_counts(self, window_ns: float) -> float:
+        """Largest count of one conversion in ``window_ns`` (CCO peak or counter ceiling)."""
+        return min(self.f_peak_mhz * window_ns * 1e-3, float(self.counter_max))
+
+    def convert(
+        self,
+        core: int,
+        polarity: int,
+        i_ua: np.ndarray,
+        window_ns: float,
+        rows: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, int]:
+        """One conversion per current: (uint16 counts, number of saturated conversions).
+
+        counts = floor(clip(f(i)·T, 0, saturation_counts(T))); a conversion is saturated when
+        the CCO reached its peak or the counter its ceiling.
+        """
+        counts = self.frequency_mhz(core, polarity, i_ua, rows) * np.float32(window_ns * 1e-3)
+        top = self.saturation_counts(window_ns)
+        n_sat = int(np.count_nonzero(counts >= top))
+        np.clip(counts, 0.0, top, out=counts)
+        return counts.astype(np.uint16), n_sat
+
+    def row_constants(
+        self, core: int, polarity: int, window_ns: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(a, b, c) per row for the hot path: counts = a·i/(1 + b·i) + c, i in µA.
+
+        a = A·T and c = C·T in counts (T = window_ns), b = B_NL in 1/µA; float32 (rows,).
+        """
+        t_us = np.float32(window_ns * 1e-3)
+        return (
+            self.gain_mhz_per_ua[core, polarity] * t_us,
+            self.b_nl_per_ua[core, polarity].copy(),
+            self.offset_mhz[core, polarity] * t_us,
+        )
+
+
+def convert_inplace(
+    i_ua: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    top: float,
+    scratch: np.ndarray,
+) -> int:
+    """Hot-path conversion in place: i_ua ← clip(a·i/(1 + b·i) + c, 0, top) (float counts).
+
+    ``a``, ``b``, ``c`` broadcast against ``i_ua`` (per-row constants from
+    :meth:`AdcBank.row_constants`); ``scratch`` is a float32 array of the same shape. Returns
+    the number of saturated conversions. The caller floors (casts) to integer counts.
+    """
+    np.multiply(i_ua, b, out=scratch)
+    scratch += 1.0
+    i_ua *= a
+    i_ua /= scratch
+    i_ua += c
+    n_sat = int(np.count_nonzero(i_ua >= top))
+    np.clip(i_ua, 0.0, top, out=i_ua)
+    return n_sat
