@@ -6,7 +6,9 @@ import time
 from collections.abc import Callable
 
 
-def best_time_s(function: Callable[[], object], *, repeat: int = 5, min_time_s: float = 0.2) -> float:
+def best_time_s(
+    function: Callable[[], object], *, repeat: int = 5, min_time_s: float = 0.2
+) -> float:
     """Best per-call wall time over ``repeat`` rounds of at least ``min_time_s`` each."""
     function()  # warm up caches and lazy initialisation
     best = float("inf")

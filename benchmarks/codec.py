@@ -13,7 +13,11 @@ from drivers.link.protocol import Command, FrameDecoder, encode_frame
 
 def run() -> dict[str, float]:
     figures: dict[str, float] = {}
-    for label, size in (("small_1KiB", 1024), ("mvm_request_64KiB", 65536), ("mvm_reply_256KiB", 262144)):
+    for label, size in (
+        ("small_1KiB", 1024),
+        ("mvm_request_64KiB", 65536),
+        ("mvm_reply_256KiB", 262144),
+    ):
         payload = os.urandom(size)
         decoder = FrameDecoder()
 

@@ -21,13 +21,47 @@ BATCH = 256
 
 def _start_server(seed: int, cores: int) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "chipctl.cli", "sim", "serve", "--port", "0", "--seed", str(seed), "--cores", str(cores)],
+        [
+            sys.executable,
+            "-m",
+            "chipctl.cli",
+            "sim",
+            "serve",
+            "--port",
+            "0",
+            "--seed",
+            str(seed),
+            "--cores",
+            str(cores),
+        ],
         stdout=subprocess.PIPE,
         text=True,
-    )
+    )  # the caller terminates it; stdout is closed with the process object
     assert process.stdout is not None
     line = process.stdout.readline()
     return process, line.split(" on ")[-1].strip()
+
+
+def _measure(n_cores: int, mode: int, inputs: np.ndarray) -> dict[str, float]:
+    cores = list(range(n_cores))
+    chip = BoardOptions(seed=1, cores=n_cores).make_chip()
+    core_ids = np.arange(n_cores)
+    direct = best_time_s(lambda: chip.mvm_raw(core_ids, inputs, mode))
+    with Board(f"mockchip://?seed=1&cores={n_cores}") as board:
+        mock = best_time_s(lambda: board.mvm(cores, inputs, mode=mode))
+    process, url = _start_server(1, n_cores)
+    try:
+        with Board(url, timeout_s=30) as remote:
+            tcp = best_time_s(lambda: remote.mvm(cores, inputs, mode=mode))
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    tag = f"{n_cores}core_{mode}phase"
+    return {
+        f"direct_ms_{tag}": round(direct * 1e3, 3),
+        f"mockchip_ratio_{tag}": round(direct / mock, 3),
+        f"socket_ratio_{tag}": round(direct / tcp, 3),
+    }
 
 
 def run() -> dict[str, float]:
@@ -35,24 +69,8 @@ def run() -> dict[str, float]:
     rng = np.random.default_rng(0)
     for n_cores in (1, 8):
         inputs = rng.integers(-127, 128, size=(n_cores, BATCH, 256)).astype(np.int8)
-        cores = list(range(n_cores))
-        core_ids = np.arange(n_cores)
-        chip = BoardOptions(seed=1, cores=n_cores).make_chip()
         for mode in (1, 4):
-            direct = best_time_s(lambda mode=mode: chip.mvm_raw(core_ids, inputs, mode))
-            with Board(f"mockchip://?seed=1&cores={n_cores}") as board:
-                mock = best_time_s(lambda board=board, mode=mode: board.mvm(cores, inputs, mode=mode))
-            process, url = _start_server(1, n_cores)
-            try:
-                with Board(url, timeout_s=30) as board:
-                    tcp = best_time_s(lambda board=board, mode=mode: board.mvm(cores, inputs, mode=mode))
-            finally:
-                process.terminate()
-                process.wait(timeout=10)
-            tag = f"{n_cores}core_{mode}phase"
-            figures[f"direct_ms_{tag}"] = round(direct * 1e3, 3)
-            figures[f"mockchip_ratio_{tag}"] = round(direct / mock, 3)
-            figures[f"socket_ratio_{tag}"] = round(direct / tcp, 3)
+            figures.update(_measure(n_cores, mode, inputs))
     figures["target_mockchip_ratio"] = 0.8
     figures["target_socket_ratio"] = 0.6
     return figures

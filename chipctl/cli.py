@@ -22,7 +22,9 @@ def _add_board_option(parser: argparse.ArgumentParser) -> None:
             f"(simulator server or networked board), /dev/ttyUSB0 (default: {DEFAULT_BOARD_URL})"
         ),
     )
-    parser.add_argument("--timeout", type=float, default=5.0, metavar="S", help="reply timeout per attempt in s")
+    parser.add_argument(
+        "--timeout", type=float, default=5.0, metavar="S", help="reply timeout per attempt in s"
+    )
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -73,9 +75,15 @@ def _cmd_sim_serve(args: argparse.Namespace) -> int:
         print(f"chipctl sim serve: {exc}", file=sys.stderr)
         return 2
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("serving the simulated board on %s: the protocol has no authentication", args.host)
+        log.warning(
+            "serving the simulated board on %s: the protocol has no authentication", args.host
+        )
     server = SimServer(options, host=args.host, port=args.port)
-    print(f"simulated board (chip {server.board.chip.chip_id}, {options.cores} cores) on {server.url}", flush=True)
+    print(
+        f"simulated board (chip {server.board.chip.chip_id}, {options.cores} cores) "
+        f"on {server.url}",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -87,10 +95,13 @@ def _cmd_sim_serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="chipctl", description="Control stack for the 64-core PCM in-memory-computing test chip."
+        prog="chipctl",
+        description="Control stack for the 64-core PCM in-memory-computing test chip.",
     )
     parser.add_argument("--version", action="version", version=f"chipctl {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
@@ -98,8 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_board_option(demo)
     demo.add_argument("--core", type=int, default=0, help="core to use (default 0)")
-    demo.add_argument("--batch", type=int, default=256, help="number of MVM input vectors (default 256)")
-    demo.add_argument("--mode", type=int, choices=(1, 4), default=4, help="MVM mode: 1- or 4-phase (default 4)")
+    demo.add_argument(
+        "--batch", type=int, default=256, help="number of MVM input vectors (default 256)"
+    )
+    demo.add_argument(
+        "--mode", type=int, choices=(1, 4), default=4, help="MVM mode: 1- or 4-phase (default 4)"
+    )
     demo.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
     demo.set_defaults(handler=_cmd_demo)
 
@@ -109,9 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = commands.add_parser("sim", help="the simulated board")
     sim_commands = sim.add_subparsers(dest="sim_command", required=True, metavar="SIM_COMMAND")
-    serve = sim_commands.add_parser("serve", help="serve a simulated board over TCP (socket://HOST:PORT)")
+    serve = sim_commands.add_parser(
+        "serve", help="serve a simulated board over TCP (socket://HOST:PORT)"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=5555, help="TCP port (default 5555; 0 picks a free one)")
+    serve.add_argument(
+        "--port", type=int, default=5555, help="TCP port (default 5555; 0 picks a free one)"
+    )
     serve.add_argument("--seed", type=int, default=1, help="chip instance seed (default 1)")
     serve.add_argument("--cores", type=int, default=64, help="number of cores (default 64)")
     serve.add_argument("--clock", choices=("virtual", "real"), default="virtual", help="clock mode")
@@ -119,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--options",
         default="",
         metavar="QUERY",
-        help="more simulator options as a URL query, e.g. 'corrupt=1e-4&drop=0.01&reset_after=1000'",
+        help="more simulator options as a URL query, e.g. 'corrupt=1e-4&drop=0.01'",
     )
     serve.set_defaults(handler=_cmd_sim_serve)
     return parser

@@ -153,7 +153,11 @@ class Board:
     )
 
     def __init__(self, link: str | Link, *, timeout_s: float = 2.0, retries: int = 3) -> None:
-        self.link = link if isinstance(link, Link) else Link.open(link, timeout_s=timeout_s, retries=retries)
+        self.link = (
+            link
+            if isinstance(link, Link)
+            else Link.open(link, timeout_s=timeout_s, retries=retries)
+        )
         try:
             self.identity = self.identify()
         except BaseException:
@@ -301,7 +305,9 @@ class Board:
         try:
             return strict_int_range(core, (0, self.identity.n_cores - 1))
         except LimitError as exc:
-            raise LimitError(f"core id: {exc} (this board has {self.identity.n_cores} cores)") from None
+            raise LimitError(
+                f"core id: {exc} (this board has {self.identity.n_cores} cores)"
+            ) from None
 
     def _int_array(self, name: str, values: Any, low: int, high: int, n: int | None) -> np.ndarray:
         array = np.asarray(values)
@@ -315,7 +321,9 @@ class Board:
             if not np.all(np.isfinite(array)):
                 raise LimitError(f"{name} contains NaN or infinite values")
             if not np.all(array == np.round(array)):
-                raise LimitError(f"{name} must hold whole numbers, got {array[array != np.round(array)][:3]}")
+                raise LimitError(
+                    f"{name} must hold whole numbers, got {array[array != np.round(array)][:3]}"
+                )
         if array.size and (array.min() < low or array.max() > high):
             bad = array[(array < low) | (array > high)]
             raise LimitError(f"{name} must be within [{low}, {high}], got {bad[:5].tolist()}")
@@ -372,7 +380,9 @@ class Board:
             try:
                 kind = np.vectorize(lambda k: int(_PULSE_KIND_NAMES[str(k).lower()]))(kind)
             except KeyError as exc:
-                raise LimitError(f"pulse kind must be one of {sorted(_PULSE_KIND_NAMES)}, got {exc}") from None
+                raise LimitError(
+                    f"pulse kind must be one of {sorted(_PULSE_KIND_NAMES)}, got {exc}"
+                ) from None
         kinds = self._int_array("kind", kind, 0, 2, n)
         amps = self._int_array("amplitude_ua", amplitude_ua, 1, ident.max_pulse_amplitude_ua, n)
         widths = self._int_array(
@@ -418,7 +428,12 @@ class Board:
 
     @overload
     def mvm(
-        self, cores: int | Sequence[int], inputs: Any, *, mode: int = ..., output: Literal["raw"] = ...
+        self,
+        cores: int | Sequence[int],
+        inputs: Any,
+        *,
+        mode: int = ...,
+        output: Literal["raw"] = ...,
     ) -> MvmCounts: ...
 
     @overload
@@ -458,9 +473,17 @@ class Board:
                 "(quantise floating-point activations first)"
             )
         cols = self.identity.cols
-        expected = "(256,) or (batch, 256)" if single else f"({len(core_list)}, 256) or ({len(core_list)}, batch, 256)"
+        expected = (
+            "(256,) or (batch, 256)"
+            if single
+            else f"({len(core_list)}, 256) or ({len(core_list)}, batch, 256)"
+        )
         ndim_single = array.ndim + (0 if single else -1)
-        if ndim_single not in (1, 2) or array.shape[-1] != cols or (not single and array.shape[0] != len(core_list)):
+        if (
+            ndim_single not in (1, 2)
+            or array.shape[-1] != cols
+            or (not single and array.shape[0] != len(core_list))
+        ):
             raise LimitError(f"MVM inputs must have shape {expected}, got {array.shape}")
         if array.size and (array.min() < -127 or array.max() > 127):
             raise LimitError(
@@ -476,7 +499,10 @@ class Board:
         reply_size = 8 + (4 * n_out if output == "raw" else n_out)
         request_size = _MVM_HEADER.size + len(core_list) + stacked.size
         if max(reply_size, request_size) > min(MAX_PAYLOAD, self.identity.max_payload):
-            raise LimitError(f"an MVM of {len(core_list)} cores × batch {batch} does not fit in one frame; split the batch")
+            raise LimitError(
+                f"an MVM of {len(core_list)} cores × batch {batch} does not fit in one frame; "
+                "split the batch"
+            )
         payload = b"".join(
             (
                 _MVM_HEADER.pack(mode, MVM_OUTPUTS.index(output), len(core_list), 0, batch),
@@ -521,8 +547,4 @@ class Board:
         if echoed != core:
             raise ProtocolError(f"LDPU_READ of core {core} answered for core {echoed}")
         arrays = np.frombuffer(reply, dtype="<f2", offset=_LDPU_HEADER.size).reshape(6, LDPU_ROWS)
-        gain_pos, offset_pos, gain_neg, offset_neg, scale, offset = arrays.astype(np.float16)
-        return LdpuCoefficients(
-            gain_pos, offset_pos, gain_neg, offset_neg, scale, offset, relu=bool(flags & 1)
-        )
-
+        return LdpuCoefficients.from_stacked(arrays, relu=bool(flags & 1))

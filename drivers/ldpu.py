@@ -63,6 +63,14 @@ class LdpuCoefficients:
         """The power-on state: unit gains, zero offsets, no ReLU."""
         return cls()
 
+    @classmethod
+    def from_stacked(cls, stacked: np.ndarray, *, relu: bool) -> LdpuCoefficients:
+        """Build from a (6, 256) array in wire order (docs/protocol.md §3.6)."""
+        stacked = np.asarray(stacked)
+        if stacked.shape != (len(_FIELDS), ROWS):
+            raise LimitError(f"stacked LDPU coefficients must be (6, {ROWS}), got {stacked.shape}")
+        return cls(**dict(zip(_FIELDS, stacked, strict=True)), relu=relu)
+
     def arrays(self) -> tuple[np.ndarray, ...]:
         """The six coefficient arrays in wire order (docs/protocol.md §3.6)."""
         return tuple(getattr(self, name) for name in _FIELDS)

@@ -17,9 +17,16 @@ def _run(*command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.skipif(shutil.which("ruff") is None and not (Path(sys.executable).parent / "ruff").exists(), reason="ruff not installed")
+@pytest.mark.skipif(
+    shutil.which("ruff") is None and not (Path(sys.executable).parent / "ruff").exists(),
+    reason="ruff not installed",
+)
 def test_ruff_lint_and_format() -> None:
-    ruff = str(Path(sys.executable).parent / "ruff") if (Path(sys.executable).parent / "ruff").exists() else "ruff"
+    ruff = (
+        str(Path(sys.executable).parent / "ruff")
+        if (Path(sys.executable).parent / "ruff").exists()
+        else "ruff"
+    )
     lint = _run(ruff, "check", ".")
     assert lint.returncode == 0, lint.stdout + lint.stderr
     fmt = _run(ruff, "format", "--check", ".")

@@ -1,1 +1,1 @@
-"""The board link: a pure frame codec (``protocol``) and a transport over pyserial (``transport``)."""
+"""The board link: a pure frame codec (``protocol``) and a pyserial transport (``transport``)."""

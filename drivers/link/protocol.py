@@ -11,6 +11,7 @@ from __future__ import annotations
 import binascii
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
@@ -209,10 +210,13 @@ def encode_frame(
     return b"".join((header, payload, _U32.pack(payload_crc(payload))))
 
 
+Chunk = bytes | bytearray | memoryview
+
+
 def encode_chunks(
     command: int,
     seq: int,
-    chunks: list[bytes | bytearray | memoryview],
+    chunks: Sequence[Chunk],
     *,
     flags: int = 0,
     status: int = 0,
@@ -411,7 +415,9 @@ def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
     if problem:
         raise CodecError(problem)
     if len(view) != OVERHEAD + header.length:
-        raise CodecError(f"frame declares {header.length} payload bytes, has {len(view) - OVERHEAD}")
+        raise CodecError(
+            f"frame declares {header.length} payload bytes, has {len(view) - OVERHEAD}"
+        )
     payload = view[HEADER_SIZE : HEADER_SIZE + header.length]
     (crc,) = _U32.unpack_from(view, HEADER_SIZE + header.length)
     if crc != zlib.crc32(payload):

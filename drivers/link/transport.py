@@ -30,11 +30,11 @@ from drivers.errors import (
 )
 from drivers.link.protocol import (
     NON_IDEMPOTENT,
+    VERSION,
     BadHeader,
     Command,
     CorruptFrame,
     ErrorCode,
-    VERSION,
     Flags,
     Frame,
     FrameDecoder,
@@ -296,4 +296,6 @@ class Link:
 def expect_payload_size(command: Command, payload: bytes | memoryview, size: int) -> None:
     """Raise ``ProtocolError`` unless a reply payload has exactly ``size`` bytes."""
     if len(payload) != size:
-        raise ProtocolError(f"{command.name} reply: expected {size} payload bytes, got {len(payload)}")
+        raise ProtocolError(
+            f"{command.name} reply: expected {size} payload bytes, got {len(payload)}"
+        )

@@ -13,7 +13,8 @@ Defaults (chip.md §1.4, §2b):
 - B_NL = 5e-4 /µA mean, σ 1e-4 /µA (UNCONFIRMED: the trim "raises β to minimise B_NL"; this
   gives ~5 % compression at 100 µA, i.e. a few LSB of INL at full scale).
 - C = 0 MHz mean, σ 0.5 MHz (UNCONFIRMED: "relative offsets → ~0 %"; 0.5 MHz is 0.06 counts in
-  128 ns).
+  128 ns). One offset per ADC, shared by both mirrors: it is trimmed through the read-voltage
+  tap ṽ_read of the ADC [KA Fig 3], not per mirror.
 - f_peak = 3300 MHz: the CCO peak (~3.3 GHz, > 420 levels in 128 ns) [KA]. With the nominal A
   and B the CCO saturates at i ≈ 99 µA, matching the ~100 µA linear limit [LG Methods].
 """
@@ -42,8 +43,9 @@ class AdcBank:
         counter_bits: counter width (12) [LG p.3].
 
     Attributes:
-        gain_mhz_per_ua, b_nl_per_ua, offset_mhz: float32 arrays (n_cores, 2, rows), index 1 is
-            the mirror (POSITIVE, NEGATIVE).
+        gain_mhz_per_ua, b_nl_per_ua: float32 arrays (n_cores, 2, rows), index 1 is the mirror
+            (POSITIVE, NEGATIVE).
+        offset_mhz: float32 array (n_cores, rows).
     """
 
     def __init__(
@@ -71,7 +73,7 @@ class AdcBank:
         self.gain_mhz_per_ua = (gain_mhz_per_ua * (1.0 + rel)).astype(np.float32)
         b = b_nl_per_ua + b_nl_sigma_per_ua * rng.standard_normal(shape)
         self.b_nl_per_ua = np.maximum(b, 0.0).astype(np.float32)
-        self.offset_mhz = (offset_sigma_mhz * rng.standard_normal(shape)).astype(np.float32)
+        self.offset_mhz = (offset_sigma_mhz * rng.standard_normal((n_cores, rows))).astype(np.float32)
         self.f_peak_mhz = float(f_peak_mhz)
         self.counter_max = (1 << counter_bits) - 1
 
@@ -86,7 +88,7 @@ class AdcBank:
         sel = slice(None) if rows is None else rows
         a = self.gain_mhz_per_ua[core, polarity, sel]
         b = self.b_nl_per_ua[core, polarity, sel]
-        c = self.offset_mhz[core, polarity, sel]
+        c = self.offset_mhz[core, sel]
         i = np.asarray(i_ua, dtype=np.float32)
         return a * i / (1.0 + b * i) + c
 
@@ -124,7 +126,29 @@ class AdcBank:
         return (
             self.gain_mhz_per_ua[core, polarity] * t_us,
             self.b_nl_per_ua[core, polarity].copy(),
-            self.offset_mhz[core, polarity] * t_us,
+            self.offset_mhz[core] * t_us,
+        )
+
+    def signed_constants(
+        self, core: int, window_ns: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Constants for converting a signed current through the mirror its sign selects.
+
+        With s = |i|: counts = (ā·s + Δa·i)/(1 + b̄·s + Δb·i) + c, where ā = (a_P + a_N)/2,
+        Δa = (a_P − a_N)/2 (likewise b): for i ≥ 0 this is the positive mirror's transfer, for
+        i < 0 the negative mirror's, without a per-element select. Returns (ā, Δa, b̄, Δb, c)
+        per row, float32 (rows,), in counts and 1/µA.
+        """
+        t_us = np.float32(window_ns * 1e-3)
+        a = self.gain_mhz_per_ua[core] * t_us
+        b = self.b_nl_per_ua[core]
+        half = np.float32(0.5)
+        return (
+            (a[0] + a[1]) * half,
+            (a[0] - a[1]) * half,
+            (b[0] + b[1]) * half,
+            (b[0] - b[1]) * half,
+            self.offset_mhz[core] * t_us,
         )
 
 

@@ -30,6 +30,7 @@ from drivers.link.protocol import (
     Frame,
     FrameDecoder,
     Register,
+    Chunk,
     encode_chunks,
     encode_error,
 )
@@ -98,7 +99,12 @@ class BoardOptions:
             if len(values) != 1:
                 raise ValueError(f"option {key!r} given {len(values)} times")
             fields[key] = values[0]
-        ints = {"seed": (0, 2**63 - 1), "cores": (1, 64), "reset_after": (0, 2**31), "fault_seed": (0, 2**63 - 1)}
+        ints = {
+            "seed": (0, 2**63 - 1),
+            "cores": (1, 64),
+            "reset_after": (0, 2**31),
+            "fault_seed": (0, 2**63 - 1),
+        }
         floats = {"corrupt", "drop", "delay_rate", "delay_s"}
         known = set(ints) | floats | {"clock"}
         unknown = sorted(set(fields) - known)
@@ -178,7 +184,7 @@ class SimulatedBoard:
         self._scratch = 0
         self._saturation_seen = 0
         self._replies: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()
-        self._handlers: dict[int, Callable[[memoryview], list[bytes | memoryview]]] = {
+        self._handlers: dict[int, Callable[[memoryview], list[Chunk]]] = {
             Command.IDENTIFY: self._identify,
             Command.RESET: self._reset,
             Command.STATUS: self._status,
@@ -231,7 +237,9 @@ class SimulatedBoard:
                     if item.version != VERSION
                     else ErrorCode.FRAME_ERROR
                 )
-                replies.append(encode_error(item.command, item.seq, code, item.reason, boot_id=self.boot_id))
+                replies.append(
+                    encode_error(item.command, item.seq, code, item.reason, boot_id=self.boot_id)
+                )
         return replies
 
     def disconnect(self) -> None:
@@ -276,10 +284,14 @@ class SimulatedBoard:
             if handler is None:
                 raise _Refused(ErrorCode.UNKNOWN_COMMAND, f"unknown command 0x{frame.command:02x}")
             chunks = handler(memoryview(frame.payload))
-            reply = encode_chunks(frame.command, frame.seq, chunks, flags=Flags.REPLY, boot_id=self.boot_id)
+            reply = encode_chunks(
+                frame.command, frame.seq, chunks, flags=Flags.REPLY, boot_id=self.boot_id
+            )
         except _Refused as refused:
             self.error_register |= ERR_COMMAND
-            reply = encode_error(frame.command, frame.seq, refused.code, str(refused), boot_id=self.boot_id)
+            reply = encode_error(
+                frame.command, frame.seq, refused.code, str(refused), boot_id=self.boot_id
+            )
         self.last_seq = frame.seq
         self._remember(key, reply)
         if self.chip.adc_saturation_count != self._saturation_seen:
@@ -300,14 +312,20 @@ class SimulatedBoard:
     @staticmethod
     def _expect(payload: memoryview, size: int, what: str) -> None:
         if len(payload) != size:
-            raise _Refused(ErrorCode.BAD_PAYLOAD, f"{what}: expected {size} payload bytes, got {len(payload)}")
+            raise _Refused(
+                ErrorCode.BAD_PAYLOAD, f"{what}: expected {size} payload bytes, got {len(payload)}"
+            )
 
     def _core(self, core: int) -> int:
         if not 0 <= core < self.chip.n_cores:
-            raise _Refused(ErrorCode.OUT_OF_RANGE, f"core {core} outside 0..{self.chip.n_cores - 1}")
+            raise _Refused(
+                ErrorCode.OUT_OF_RANGE, f"core {core} outside 0..{self.chip.n_cores - 1}"
+            )
         return core
 
-    def _addresses(self, payload: memoryview, per_item: int, what: str) -> tuple[int, int, list[np.ndarray]]:
+    def _addresses(
+        self, payload: memoryview, per_item: int, what: str
+    ) -> tuple[int, int, list[np.ndarray]]:
         if len(payload) < _ADDR_HEADER.size:
             raise _Refused(ErrorCode.BAD_PAYLOAD, f"{what}: payload too short")
         core, reserved, reserved16, n = _ADDR_HEADER.unpack_from(payload)
@@ -318,16 +336,14 @@ class SimulatedBoard:
         self._expect(payload, _ADDR_HEADER.size + per_item * n, what)
         self._core(core)
         base = _ADDR_HEADER.size
-        rows, cols, devices = (
-            np.frombuffer(payload, np.uint8, n, base + k * n) for k in range(3)
-        )
+        rows, cols, devices = (np.frombuffer(payload, np.uint8, n, base + k * n) for k in range(3))
         if devices.max() >= 4:
             raise _Refused(ErrorCode.OUT_OF_RANGE, f"{what}: device index above 3")
         return core, n, [rows, cols, devices]
 
     # -- commands ---------------------------------------------------------------------------
 
-    def _identify(self, payload: memoryview) -> list[bytes | memoryview]:
+    def _identify(self, payload: memoryview) -> list[Chunk]:
         self._expect(payload, 0, "IDENTIFY")
         clock_control = isinstance(self.chip.clock, VirtualClock)
         caps = 1 | (2 if clock_control else 0)
@@ -345,18 +361,24 @@ class SimulatedBoard:
         )
         strings = b"".join(
             bytes([len(s)]) + s
-            for s in (t.encode()[:255] for t in (self.board_id, FIRMWARE_VERSION, self.chip.chip_id))
+            for s in (
+                t.encode()[:255] for t in (self.board_id, FIRMWARE_VERSION, self.chip.chip_id)
+            )
         )
         return [fixed, strings]
 
-    def _reset(self, payload: memoryview) -> list[bytes | memoryview]:
+    def _reset(self, payload: memoryview) -> list[Chunk]:
         self._expect(payload, 0, "RESET")
         self.power_cycle()
         return [_U16.pack(self.boot_id)]
 
-    def _status(self, payload: memoryview) -> list[bytes | memoryview]:
+    def _status(self, payload: memoryview) -> list[Chunk]:
         self._expect(payload, 0, "STATUS")
-        status = STATUS_READY | STATUS_SIMULATED | (STATUS_WRITE_HEADS if self.write_heads_enabled else 0)
+        status = (
+            STATUS_READY
+            | STATUS_SIMULATED
+            | (STATUS_WRITE_HEADS if self.write_heads_enabled else 0)
+        )
         return [
             _STATUS.pack(
                 status,
@@ -382,12 +404,12 @@ class SimulatedBoard:
             raise _Refused(ErrorCode.OUT_OF_RANGE, f"no register at address 0x{address:04x}")
         return int(values[Register(address)])
 
-    def _read_register(self, payload: memoryview) -> list[bytes | memoryview]:
+    def _read_register(self, payload: memoryview) -> list[Chunk]:
         self._expect(payload, 2, "READ_REGISTER")
         (address,) = _U16.unpack(payload)
         return [_REGISTER.pack(address, self._register_value(address))]
 
-    def _write_register(self, payload: memoryview) -> list[bytes | memoryview]:
+    def _write_register(self, payload: memoryview) -> list[Chunk]:
         self._expect(payload, _REGISTER.size, "WRITE_REGISTER")
         address, value = _REGISTER.unpack(payload)
         self._register_value(address)  # unknown address -> OUT_OF_RANGE
@@ -396,23 +418,25 @@ class SimulatedBoard:
         elif address == Register.MVM_READ_VOLTAGE_MV:
             low, high = _MVM_READ_VOLTAGE_RANGE
             if not low <= value <= high:
-                raise _Refused(ErrorCode.OUT_OF_RANGE, f"MVM read voltage {value} mV outside {low}..{high}")
+                raise _Refused(
+                    ErrorCode.OUT_OF_RANGE, f"MVM read voltage {value} mV outside {low}..{high}"
+                )
             self.chip.mvm_read_voltage_mv = float(value)
         else:
             raise _Refused(ErrorCode.NOT_SUPPORTED, f"register 0x{address:04x} is read-only")
         return [_REGISTER.pack(address, self._register_value(address))]
 
-    def _safe_state(self, payload: memoryview) -> list[bytes | memoryview]:
+    def _safe_state(self, payload: memoryview) -> list[Chunk]:
         self._expect(payload, 0, "SAFE_STATE")
         self.write_heads_enabled = False
         return []
 
-    def _clear_errors(self, payload: memoryview) -> list[bytes | memoryview]:
+    def _clear_errors(self, payload: memoryview) -> list[Chunk]:
         self._expect(payload, 0, "CLEAR_ERRORS")
         previous, self.error_register = self.error_register, 0
         return [_U32.pack(previous)]
 
-    def _pulses(self, payload: memoryview) -> list[bytes | memoryview]:
+    def _pulses(self, payload: memoryview) -> list[Chunk]:
         core, n, (rows, cols, devices) = self._addresses(payload, 8, "PULSES")
         base = _ADDR_HEADER.size + 3 * n
         kinds = np.frombuffer(payload, np.uint8, n, base)
@@ -421,22 +445,26 @@ class SimulatedBoard:
         if kinds.max() > 2:
             raise _Refused(ErrorCode.OUT_OF_RANGE, "PULSES: pulse kind above 2")
         if amps.min() < 1 or amps.max() > MAX_PULSE_AMPLITUDE_UA:
-            raise _Refused(ErrorCode.OUT_OF_RANGE, f"PULSES: amplitude outside 1..{MAX_PULSE_AMPLITUDE_UA} µA")
+            raise _Refused(
+                ErrorCode.OUT_OF_RANGE, f"PULSES: amplitude outside 1..{MAX_PULSE_AMPLITUDE_UA} µA"
+            )
         if widths.min() < MIN_PULSE_WIDTH_NS or widths.max() > MAX_PULSE_WIDTH_NS:
             raise _Refused(
                 ErrorCode.OUT_OF_RANGE,
                 f"PULSES: width outside {MIN_PULSE_WIDTH_NS}..{MAX_PULSE_WIDTH_NS} ns",
             )
         self.write_heads_enabled = True
-        self.chip.apply_pulses(core, rows, cols, devices, kinds, amps.astype(np.uint16), widths.astype(np.uint16))
+        self.chip.apply_pulses(
+            core, rows, cols, devices, kinds, amps.astype(np.uint16), widths.astype(np.uint16)
+        )
         return [_U32.pack(n)]
 
-    def _verify_read(self, payload: memoryview) -> list[bytes | memoryview]:
+    def _verify_read(self, payload: memoryview) -> list[Chunk]:
         core, n, (rows, cols, devices) = self._addresses(payload, 3, "VERIFY_READ")
         counts = np.ascontiguousarray(self.chip.verify_read(core, rows, cols, devices), dtype="<u2")
-        return [_U32.pack(n), memoryview(counts).cast("B")]
+        return [_U32.pack(n), counts.data.cast("B")]
 
-    def _mvm(self, payload: memoryview) -> list[bytes | memoryview]:
+    def _mvm(self, payload: memoryview) -> list[Chunk]:
         if len(payload) < _MVM_HEADER.size:
             raise _Refused(ErrorCode.BAD_PAYLOAD, "MVM: payload too short")
         mode, output, n_cores, reserved, batch = _MVM_HEADER.unpack_from(payload)
@@ -457,54 +485,64 @@ class SimulatedBoard:
             raise _Refused(ErrorCode.OUT_OF_RANGE, "MVM: a core appears twice")
         reply_bytes = 8 + n_in * (4 if output == 0 else 1)
         if reply_bytes > MAX_PAYLOAD:
-            raise _Refused(ErrorCode.OUT_OF_RANGE, "MVM: the reply would exceed the maximum payload")
+            raise _Refused(
+                ErrorCode.OUT_OF_RANGE, "MVM: the reply would exceed the maximum payload"
+            )
         inputs = np.frombuffer(payload, np.int8, n_in, _MVM_HEADER.size + n_cores)
         if inputs.min() == -128:
-            raise _Refused(ErrorCode.OUT_OF_RANGE, "MVM: input -128 is not representable (sign + 7 bit)")
+            raise _Refused(
+                ErrorCode.OUT_OF_RANGE, "MVM: input -128 is not representable (sign + 7 bit)"
+            )
         inputs = inputs.reshape(n_cores, batch, 256)
         core_ids = cores.astype(np.intp)
         header = struct.pack("<BBHI", output, n_cores, 0, batch)
         if output == 1:
             result = np.ascontiguousarray(self.chip.mvm_ldpu(core_ids, inputs, mode), dtype=np.int8)
-            return [header, memoryview(result).cast("B")]
+            return [header, result.data.cast("B")]
         positive, negative = self.chip.mvm_raw(core_ids, inputs, mode)
         return [
             header,
-            memoryview(np.ascontiguousarray(positive, dtype="<u2")).cast("B"),
-            memoryview(np.ascontiguousarray(negative, dtype="<u2")).cast("B"),
+            np.ascontiguousarray(positive, dtype="<u2").data.cast("B"),
+            np.ascontiguousarray(negative, dtype="<u2").data.cast("B"),
         ]
 
-    def _ldpu_load(self, payload: memoryview) -> list[bytes | memoryview]:
+    def _ldpu_load(self, payload: memoryview) -> list[Chunk]:
         self._expect(payload, _LDPU_HEADER.size + 12 * LDPU_ROWS, "LDPU_LOAD")
         core, flags, reserved = _LDPU_HEADER.unpack_from(payload)
         self._core(core)
         if reserved or flags & ~1:
             raise _Refused(ErrorCode.BAD_PAYLOAD, "LDPU_LOAD: reserved bits must be zero")
-        arrays = np.frombuffer(payload, "<f2", 6 * LDPU_ROWS, _LDPU_HEADER.size).reshape(6, LDPU_ROWS)
+        arrays = np.frombuffer(payload, "<f2", 6 * LDPU_ROWS, _LDPU_HEADER.size).reshape(
+            6, LDPU_ROWS
+        )
         if not np.all(np.isfinite(arrays)):
             raise _Refused(ErrorCode.OUT_OF_RANGE, "LDPU_LOAD: coefficients must be finite")
-        self.chip.set_ldpu(core, LdpuCoefficients(*(a.astype(np.float16) for a in arrays), relu=bool(flags & 1)))
+        self.chip.set_ldpu(core, LdpuCoefficients.from_stacked(arrays, relu=bool(flags & 1)))
         return []
 
-    def _ldpu_read(self, payload: memoryview) -> list[bytes | memoryview]:
+    def _ldpu_read(self, payload: memoryview) -> list[Chunk]:
         self._expect(payload, 1, "LDPU_READ")
         core = self._core(payload[0])
         coefficients = self.chip.get_ldpu(core)
-        return [_LDPU_HEADER.pack(core, int(coefficients.relu), 0)] + [
-            a.astype("<f2").tobytes() for a in coefficients.arrays()
-        ]
+        header: list[Chunk] = [_LDPU_HEADER.pack(core, int(coefficients.relu), 0)]
+        return header + [a.astype("<f2").tobytes() for a in coefficients.arrays()]
 
-    def _temperature(self, payload: memoryview) -> list[bytes | memoryview]:
+    def _temperature(self, payload: memoryview) -> list[Chunk]:
         self._expect(payload, 0, "TEMPERATURE")
         return [_I32.pack(int(round(self.chip.die_temperature_c() * 1000.0)))]
 
-    def _clock(self, payload: memoryview) -> list[bytes | memoryview]:
+    def _clock(self, payload: memoryview) -> list[Chunk]:
         self._expect(payload, 8, "CLOCK")
         (advance_s,) = _F64.unpack(payload)
         if not isinstance(self.chip.clock, VirtualClock):
-            raise _Refused(ErrorCode.NOT_SUPPORTED, "this board runs in real time; CLOCK is not available")
+            raise _Refused(
+                ErrorCode.NOT_SUPPORTED, "this board runs in real time; CLOCK is not available"
+            )
         if not (np.isfinite(advance_s) and 0.0 <= advance_s <= MAX_CLOCK_ADVANCE_S):
-            raise _Refused(ErrorCode.OUT_OF_RANGE, f"CLOCK: advance {advance_s!r} s outside 0..{MAX_CLOCK_ADVANCE_S:g}")
+            raise _Refused(
+                ErrorCode.OUT_OF_RANGE,
+                f"CLOCK: advance {advance_s!r} s outside 0..{MAX_CLOCK_ADVANCE_S:g}",
+            )
         if advance_s > 0:
             self.chip.clock.advance(advance_s)
         return [_F64.pack(float(self.chip.clock.now_s))]

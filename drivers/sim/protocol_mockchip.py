@@ -27,6 +27,8 @@ from drivers.sim.faults import FaultInjector
 class Serial(SerialBase):
     """A serial port wired to a simulated board."""
 
+    is_open: bool
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.board: SimulatedBoard | None = None
         self.faults: FaultInjector | None = None
@@ -124,7 +126,9 @@ class Serial(SerialBase):
                     break
                 wait_until = deadline
                 if self._rx:
-                    wait_until = self._rx[0][0] if deadline is None else min(deadline, self._rx[0][0])
+                    wait_until = (
+                        self._rx[0][0] if deadline is None else min(deadline, self._rx[0][0])
+                    )
                 self._rx_lock.wait(None if wait_until is None else max(0.0, wait_until - now))
                 if not self.is_open:
                     break

@@ -222,7 +222,9 @@ class PulseModel:
         )
         melt = (kind != PULSE_SET) & (amp_eff >= self.i_melt_ua)
 
-        s = np.clip((self.i_full_reset_ua - amp_eff) / (self.i_full_reset_ua - self.i_melt_ua), 0, 1)
+        s = np.clip(
+            (self.i_full_reset_ua - amp_eff) / (self.i_full_reset_ua - self.i_melt_ua), 0, 1
+        )
         g_melt = g_reset + (g_set - g_reset) * s * (1.0 + self.result_sigma_rel * xi[2])
 
         drive = np.clip(

@@ -52,7 +52,9 @@ class SimServer:
 
     def start(self) -> SimServer:
         """Serve in a background thread; returns self."""
-        self._thread = threading.Thread(target=self.serve_forever, name="chipctl-sim-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, name="chipctl-sim-server", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -83,7 +85,10 @@ class SimServer:
                 raise
             if self._busy.acquire(blocking=False):
                 threading.Thread(
-                    target=self._serve_client, args=(connection, peer), name=f"sim-client-{peer}", daemon=True
+                    target=self._serve_client,
+                    args=(connection, peer),
+                    name=f"sim-client-{peer}",
+                    daemon=True,
                 ).start()
             else:
                 threading.Thread(target=self._refuse_busy, args=(connection,), daemon=True).start()
