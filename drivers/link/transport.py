@@ -10,6 +10,7 @@ a procedure and a monitor may share one board.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -85,6 +86,17 @@ def register_url_handlers() -> None:
         serial.protocol_handler_packages.append(SIMULATOR_URL_PACKAGE)
 
 
+def _disable_nagle(port: object) -> None:
+    """Send each request at once on TCP ports (``socket://``, ``rfc2217://``).
+
+    pyserial leaves Nagle's algorithm on; with a request/response protocol the tail of a
+    request then waits for the peer's delayed ACK (tens of ms per large frame).
+    """
+    sock = getattr(port, "_socket", None)
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class _NoReply(Exception):
     """Internal: an attempt ended without a usable reply."""
 
@@ -135,6 +147,7 @@ class Link:
             port = serial.serial_for_url(url, timeout=timeout_s)
         except (serial.SerialException, ValueError, OSError) as exc:
             raise LinkError(f"cannot open board link {url!r}: {exc}") from exc
+        _disable_nagle(port)
         return cls(port, timeout_s=timeout_s, retries=retries, url=url)
 
     @property

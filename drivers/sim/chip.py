@@ -84,7 +84,7 @@ import numpy as np
 
 from drivers.errors import LimitError
 from drivers.ldpu import LdpuCoefficients
-from drivers.sim.adc import NEGATIVE, POSITIVE, AdcBank, convert_inplace
+from drivers.sim.adc import POSITIVE, AdcBank, convert_inplace
 from drivers.sim.clock import RealTimeClock, VirtualClock
 from drivers.sim.fastnormal import standard_normal_f32
 from drivers.sim.ldpu import apply_ldpu
@@ -204,7 +204,7 @@ class SimulatedChip:
         self._t_latest = np.full(n, now, np.float64)
 
         seeds = rng.integers(0, 2**63, size=(max(1, int(chip_p["threads"])), 4))
-        self._mvm_rngs = [np.random.Generator(np.random.PCG64(list(s))) for s in seeds]
+        self._mvm_rngs = [np.random.Generator(np.random.PCG64DXSM(list(s))) for s in seeds]
         self._cache: list[_CoreCache | None] = [None] * n
         self._ldpu = [LdpuCoefficients.identity() for _ in range(n)]
         self._read_voltage_mv = self.DEFAULT_READ_VOLTAGE_MV
@@ -520,37 +520,42 @@ class SimulatedChip:
         mean = np.empty((n_c, batch, ROWS), np.float32)
         var = np.empty((n_c, batch, ROWS), np.float32)
         x1 = np.empty((batch, 2 * COLS), np.float32)
+        sq = np.empty((batch, COLS), np.float32)
         for k in range(n_c):
             x1[:, :COLS] = xf[k]
             np.abs(xf[k], out=x1[:, COLS:])
             np.matmul(x1, caches[k].m1, out=mean[k])
-            np.square(xf[k], out=x1[:, :COLS])
-            np.matmul(x1[:, :COLS], caches[k].v_sum, out=var[k])
+            np.square(xf[k], out=sq)
+            np.matmul(sq, caches[k].v_sum, out=var[k])
         window = self._p["mvm_window_ns"]
-        top = self.adc.saturation_counts(window)
-        consts = [
-            [self.adc.row_constants(int(c), pol, window) for pol in (POSITIVE, NEGATIVE)]
-            for c in core_ids
-        ]
+        top = np.float32(self.adc.saturation_counts(window))
+        consts = [self.adc.signed_constants(int(c), window) for c in core_ids]
 
         def work(gen: np.random.Generator, items: list[tuple[int, int, int]]) -> int:
             n_sat = 0
             for k, b0, b1 in items:
-                i_ua = mean[k, b0:b1]
-                sigma = var[k, b0:b1]
-                np.sqrt(sigma, out=sigma)
+                i_ua = mean[k, b0:b1]  # signed net current, µA
+                num = var[k, b0:b1]
+                np.sqrt(num, out=num)
                 z = standard_normal_f32(gen, np.empty(i_ua.shape, np.float32))
-                sigma *= z
-                i_ua += sigma
-                positive = i_ua >= 0.0
-                (a_p, b_p, c_p), (a_n, b_n, c_n) = consts[k]
-                a = np.where(positive, a_p, a_n)
-                b = np.where(positive, b_p, b_n)
-                c = np.where(positive, c_p, c_n)
-                np.abs(i_ua, out=i_ua)
-                n_sat += convert_inplace(i_ua, a, b, c, top, z)
-                counts = i_ua.astype(np.uint16)
-                np.multiply(counts, positive, out=pos[k, b0:b1])
+                num *= z
+                i_ua += num
+                a_mean, a_diff, b_mean, b_diff, c = consts[k]
+                mag, tmp = z, np.empty_like(z)
+                np.abs(i_ua, out=mag)
+                np.multiply(mag, a_mean, out=num)
+                np.multiply(i_ua, a_diff, out=tmp)
+                num += tmp
+                np.multiply(i_ua, b_diff, out=tmp)
+                mag *= b_mean
+                mag += tmp
+                mag += np.float32(1.0)
+                num /= mag
+                num += c
+                n_sat += int(np.count_nonzero(num >= top))
+                np.clip(num, np.float32(0.0), top, out=num)
+                counts = num.astype(np.uint16)
+                np.multiply(counts, i_ua >= 0.0, out=pos[k, b0:b1])
                 np.subtract(counts, pos[k, b0:b1], out=neg[k, b0:b1])
             return n_sat
 
@@ -570,17 +575,18 @@ class SimulatedChip:
         v_sum = np.empty((n_c, batch, ROWS), np.float32)
         v_diff = np.empty((n_c, batch, ROWS), np.float32)
         x4 = np.empty((2 * batch, COLS), np.float32)
+        sq = np.empty((batch, COLS), np.float32)
         for k in range(n_c):
             np.maximum(xf[k], 0.0, out=x4[:batch])
             np.subtract(x4[:batch], xf[k], out=x4[batch:])  # x− = max(x, 0) − x
             np.matmul(x4, caches[k].m4, out=mean[k])
-            np.square(xf[k], out=x4[:batch])
-            np.matmul(x4[:batch], caches[k].v_sum, out=v_sum[k])
-            np.abs(xf[k], out=x4[batch:])
-            x4[batch:] *= xf[k]
-            np.matmul(x4[batch:], caches[k].v_diff, out=v_diff[k])
+            np.square(xf[k], out=sq)
+            np.matmul(sq, caches[k].v_sum, out=v_sum[k])
+            np.abs(xf[k], out=sq)
+            sq *= xf[k]
+            np.matmul(sq, caches[k].v_diff, out=v_diff[k])
         window = self._p["mvm_window_ns"]
-        top = self.adc.saturation_counts(window)
+        top = np.float32(self.adc.saturation_counts(window))
         consts = []
         for c in core_ids:
             a, b, off = self.adc.row_constants(int(c), POSITIVE, window)
@@ -591,38 +597,37 @@ class SimulatedChip:
             for k, b0, b1 in items:
                 m = mean[k]
                 nb = b1 - b0
-                # views of the four conversions (batch rows b0:b1)
-                pp = m[b0:b1, :ROWS]  # x+ · G+  -> P
-                pn = m[b0:b1, ROWS:]  # x+ · G-  -> N
-                np_ = m[batch + b0 : batch + b1, :ROWS]  # x- · G+  -> N
-                nn = m[batch + b0 : batch + b1, ROWS:]  # x- · G-  -> P
+                upper = m[b0:b1]  # x+ rows: [:, :256] = x+·G+ (P), [:, 256:] = x+·G− (N)
+                lower = m[batch + b0 : batch + b1]  # x− rows: [:, :256] = x−·G+ (N), x−·G− (P)
                 s = v_sum[k, b0:b1]
                 d = v_diff[k, b0:b1]
                 z = standard_normal_f32(gen, np.empty((2, nb, ROWS), np.float32))
+                var = np.empty((nb, ROWS), np.float32)
                 tot = np.empty((nb, ROWS), np.float32)
-                for sign, first, second, zk in ((1.0, pp, nn, z[0]), (-1.0, pn, np_, z[1])):
-                    var = np.add(s, d) if sign > 0 else np.subtract(s, d)
-                    var *= 0.5
-                    np.maximum(var, 0.0, out=var)
+                pairs = (
+                    (np.add, upper[:, :ROWS], lower[:, ROWS:], z[0]),
+                    (np.subtract, upper[:, ROWS:], lower[:, :ROWS], z[1]),
+                )
+                for combine, first, second, zk in pairs:
+                    combine(s, d, out=var)  # 2·var_P or 2·var_N (µA²)
+                    var *= np.float32(0.5)
+                    np.maximum(var, np.float32(0.0), out=var)
                     np.sqrt(var, out=var)
-                    var *= zk  # counter noise n in µA
+                    var *= zk  # the counter's noise current, µA
                     np.add(first, second, out=tot)
-                    np.maximum(tot, 1e-30, out=tot)
+                    np.maximum(tot, np.float32(1e-30), out=tot)
                     var /= tot
-                    var += 1.0  # shared relative factor 1 + n/(μ1 + μ2)
+                    var += np.float32(1.0)  # shared factor 1 + n/(μ1 + μ2)
                     first *= var
                     second *= var
                 a, b, c = consts[k]
-                for rows_sel in (slice(b0, b1), slice(batch + b0, batch + b1)):
-                    block = m[rows_sel]
-                    n_sat += convert_inplace(block, a, b, c, top, np.empty_like(block))
-                    cnt = block.astype(np.uint16)
-                    if rows_sel.start == b0:
-                        pos[k, b0:b1] = cnt[:, :ROWS]
-                        neg[k, b0:b1] = cnt[:, ROWS:]
-                    else:
-                        pos[k, b0:b1] += cnt[:, ROWS:]
-                        neg[k, b0:b1] += cnt[:, :ROWS]
+                scratch = np.empty((nb, 2 * ROWS), np.float32)
+                n_sat += convert_inplace(upper, a, b, c, top, scratch)
+                n_sat += convert_inplace(lower, a, b, c, top, scratch)
+                cu = upper.astype(np.uint16)
+                cl = lower.astype(np.uint16)
+                np.add(cu[:, :ROWS], cl[:, ROWS:], out=pos[k, b0:b1])
+                np.add(cu[:, ROWS:], cl[:, :ROWS], out=neg[k, b0:b1])
             return n_sat
 
         return self._run_groups(work, groups)
