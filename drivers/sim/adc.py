@@ -73,7 +73,9 @@ class AdcBank:
         self.gain_mhz_per_ua = (gain_mhz_per_ua * (1.0 + rel)).astype(np.float32)
         b = b_nl_per_ua + b_nl_sigma_per_ua * rng.standard_normal(shape)
         self.b_nl_per_ua = np.maximum(b, 0.0).astype(np.float32)
-        self.offset_mhz = (offset_sigma_mhz * rng.standard_normal((n_cores, rows))).astype(np.float32)
+        self.offset_mhz = (offset_sigma_mhz * rng.standard_normal((n_cores, rows))).astype(
+            np.float32
+        )
         self.f_peak_mhz = float(f_peak_mhz)
         self.counter_max = (1 << counter_bits) - 1
 
@@ -159,18 +161,22 @@ def convert_inplace(
     c: np.ndarray,
     top: float,
     scratch: np.ndarray,
+    flags: np.ndarray | None = None,
 ) -> int:
     """Hot-path conversion in place: i_ua ← clip(a·i/(1 + b·i) + c, 0, top) (float counts).
 
     ``a``, ``b``, ``c`` broadcast against ``i_ua`` (per-row constants from
     :meth:`AdcBank.row_constants`); ``scratch`` is a float32 array of the same shape. Returns
     the number of saturated conversions. The caller floors (casts) to integer counts.
+    ``flags`` (bool, same shape) is an optional scratch for the saturation test.
     """
     np.multiply(i_ua, b, out=scratch)
     scratch += 1.0
     i_ua *= a
     i_ua /= scratch
     i_ua += c
-    n_sat = int(np.count_nonzero(i_ua >= top))
-    np.clip(i_ua, 0.0, top, out=i_ua)
+    top32 = np.float32(top)
+    flags = np.greater_equal(i_ua, top32, out=flags)
+    n_sat = int(np.count_nonzero(flags))
+    np.clip(i_ua, np.float32(0.0), top32, out=i_ua)
     return n_sat

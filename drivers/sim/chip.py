@@ -43,16 +43,18 @@ inputs instead of a normal per device (DESIGN.md).
 - Four-phase: four conversions (x+·G+, x+·G−, x−·G+, x−·G−), all at the same polarity through
   the row's positive mirror; P = (x+,G+) + (x−,G−), N = the other two. Each conversion
   saturates on its own. Noise: the exact per-counter variance (var_P = Σ σ+²x+² + σ−²x−², via
-  two matmuls of sums and differences) is shared between the counter's two conversions in
-  proportion to their mean currents (n_k = n_P·μ_k/(μ1 + μ2)): exact in distribution whenever
-  the ADC is linear, an approximation only where one conversion of a pair saturates or B_NL
-  makes their slopes differ (few %).
+  two matmuls of sums and differences) is split between the counter's two conversions in
+  proportion to their mean currents (var_k = var_P·μ_k/(μ1 + μ2), independent normals): the
+  counter's total noise is exact, the split between its two conversions an approximation (it
+  matters only where one conversion of a pair saturates or B_NL makes their slopes differ),
+  which saves two of the four variance matmuls.
 - One-phase: one conversion of the net current, routed to P (positive mirror) or N (negative
   mirror) by its sign. Devices whose product is negative (G+ with x−, G− with x+) are read at
   the opposite polarity, where the PCM I-V gives (1 − δ) of the current (δ =
-  ``one_phase_asymmetry`` = 1 %, UNCONFIRMED; chip.md §1.3, Sarwat 2022): i = (1 − δ/2)·W·x +
+  ``one_phase_asymmetry`` = 3 %, UNCONFIRMED; chip.md §1.3, Sarwat 2022): i = (1 − δ/2)·W·x +
   (δ/2)·(G+ + G−)·|x|, an input-dependent error the LDPU cannot calibrate, so one-phase is less
-  accurate. The noise σ of the reverse-read devices is not scaled by (1 − δ) (2 % in variance).
+  accurate. The noise σ of the reverse-read devices is not scaled by (1 − δ) (6 % in their
+  variance).
 
 Caching: per core the drifted conductance sums and noise variances are cached as matmul-ready
 float32 matrices. They are rebuilt when the core is programmed, when the read voltage changes,
@@ -106,6 +108,55 @@ def _executor(workers: int) -> ThreadPoolExecutor:
     return _EXECUTOR
 
 
+class _BlasThreads:
+    """Temporarily set OpenBLAS's thread count (numpy's bundled OpenBLAS, found via ctypes).
+
+    The MVM runs one single-threaded GEMM per core in each of its worker threads, which beats
+    OpenBLAS's own threading on 256×256 GEMMs and leaves no BLAS threads spinning while the
+    elementwise work runs. A no-op where the library or the symbols are not found.
+    """
+
+    _lib: Any = None
+    _searched = False
+
+    @classmethod
+    def _find(cls) -> Any:
+        if not cls._searched:
+            cls._searched = True
+            try:
+                import ctypes
+
+                with open("/proc/self/maps") as maps:
+                    paths = sorted({ln.split()[-1] for ln in maps if "openblas" in ln.lower()})
+                for path in paths:
+                    lib = ctypes.CDLL(path)
+                    for prefix in ("scipy_openblas_", "openblas_"):
+                        for suffix in ("64_", ""):
+                            get = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
+                            put = getattr(lib, f"{prefix}set_num_threads{suffix}", None)
+                            if get is not None and put is not None:
+                                cls._lib = (get, put)
+                                return cls._lib
+            except (OSError, IndexError):
+                cls._lib = None
+        return cls._lib
+
+    def __init__(self, n: int) -> None:
+        self._n = n
+        self._old: int | None = None
+
+    def __enter__(self) -> None:
+        lib = self._find()
+        if lib is not None:
+            self._old = int(lib[0]())
+            lib[1](self._n)
+
+    def __exit__(self, *exc: object) -> None:
+        lib = self._find()
+        if lib is not None and self._old is not None:
+            lib[1](self._old)
+
+
 @dataclass
 class _CoreCache:
     """Matmul-ready matrices of one core (µA per input LSB, µA² per LSB²), float32."""
@@ -134,7 +185,7 @@ class SimulatedChip:
     1e-3 s (UNCONFIRMED), ``verify_read_voltage_v`` 0.2 V [LG], ``verify_counts_per_us``
     80/10.35 (UNCONFIRMED inference, chip.md §1.2), ``verify_window_ns`` 512 and
     ``verify_precharge_ns`` 256 [LG], ``mvm_window_ns`` 128 [KA], ``mvm_latency_1phase_ns`` 133
-    and ``mvm_latency_4phase_ns`` 520 [LG Tab I], ``one_phase_asymmetry`` 0.01 (UNCONFIRMED),
+    and ``mvm_latency_4phase_ns`` 520 [LG Tab I], ``one_phase_asymmetry`` 0.03 (UNCONFIRMED),
     ``write_heads`` 32 [LG], ``pulse_overhead_ns`` 100 (UNCONFIRMED), ``cache_rel_tol`` 1e-3,
     ``die_temperature_c`` 30.0 (UNCONFIRMED), ``threads`` 2.
     """
@@ -149,7 +200,7 @@ class SimulatedChip:
         "mvm_window_ns": 128.0,
         "mvm_latency_1phase_ns": 133.0,
         "mvm_latency_4phase_ns": 520.0,
-        "one_phase_asymmetry": 0.01,
+        "one_phase_asymmetry": 0.03,
         "write_heads": 32,
         "pulse_overhead_ns": 100.0,
         "cache_rel_tol": 1e-3,
@@ -206,6 +257,7 @@ class SimulatedChip:
         seeds = rng.integers(0, 2**63, size=(max(1, int(chip_p["threads"])), 4))
         self._mvm_rngs = [np.random.Generator(np.random.PCG64DXSM(list(s))) for s in seeds]
         self._cache: list[_CoreCache | None] = [None] * n
+        self._buffers: dict[str, np.ndarray] = {}
         self._ldpu = [LdpuCoefficients.identity() for _ in range(n)]
         self._read_voltage_mv = self.DEFAULT_READ_VOLTAGE_MV
         self.adc_saturation_count = 0
@@ -301,7 +353,7 @@ class SimulatedChip:
         self._t_latest[core] = self.clock.now_s
 
     def conductance_us(self, core: int) -> np.ndarray:
-        """Ground truth: noiseless drifted conductances of ``core`` now, float32 (256, 256, 4) µS."""
+        """Ground truth: noiseless drifted conductances of ``core`` now (µS, float32 256×256×4)."""
         c = self._check_core(core)
         g_d, _, _ = self._device_state(c, slice(None))
         return g_d.reshape(ROWS, COLS, DEVICES)
@@ -466,11 +518,12 @@ class SimulatedChip:
         return out
 
     def _run_groups(self, work: Any, groups: list[list[tuple[int, int, int]]]) -> int:
-        jobs = [(self._mvm_rngs[g], items) for g, items in enumerate(groups) if items]
+        jobs = [(g, items) for g, items in enumerate(groups) if items]
         if len(jobs) == 1:
             return int(work(*jobs[0]))
         pool = _executor(len(self._mvm_rngs))
-        return sum(f.result() for f in [pool.submit(work, gen, items) for gen, items in jobs])
+        with _BlasThreads(1):
+            return sum(f.result() for f in [pool.submit(work, g, items) for g, items in jobs])
 
     def mvm_raw(
         self, cores: np.ndarray, inputs: np.ndarray, mode: int
@@ -495,53 +548,63 @@ class SimulatedChip:
         caches = [self._core_cache(int(c)) for c in core_ids]
         pos = np.empty((n_c, batch, ROWS), np.uint16)
         neg = np.empty((n_c, batch, ROWS), np.uint16)
-        xf = x.astype(np.float32)
         groups = self._work_items(n_c, batch)
         if mode == 1:
-            n_sat = self._mvm_one_phase(core_ids, caches, xf, pos, neg, groups)
+            n_sat = self._mvm_one_phase(core_ids, caches, x, pos, neg, groups)
             latency_ns = self._p["mvm_latency_1phase_ns"]
         else:
-            n_sat = self._mvm_four_phase(core_ids, caches, xf, pos, neg, groups)
+            n_sat = self._mvm_four_phase(core_ids, caches, x, pos, neg, groups)
             latency_ns = self._p["mvm_latency_4phase_ns"]
         self.adc_saturation_count += n_sat
         self._elapse(batch * latency_ns * 1e-9)
         return pos, neg
 
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
+        """A persistent work buffer (fresh pages cost more than the arithmetic on them)."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = np.empty(shape, dtype)
+            self._buffers[name] = buf
+        return buf
+
     def _mvm_one_phase(
         self,
         core_ids: np.ndarray,
         caches: list[_CoreCache],
-        xf: np.ndarray,
+        x: np.ndarray,
         pos: np.ndarray,
         neg: np.ndarray,
         groups: list[list[tuple[int, int, int]]],
     ) -> int:
-        n_c, batch = xf.shape[:2]
-        mean = np.empty((n_c, batch, ROWS), np.float32)
-        var = np.empty((n_c, batch, ROWS), np.float32)
-        x1 = np.empty((batch, 2 * COLS), np.float32)
-        sq = np.empty((batch, COLS), np.float32)
-        for k in range(n_c):
-            x1[:, :COLS] = xf[k]
-            np.abs(xf[k], out=x1[:, COLS:])
-            np.matmul(x1, caches[k].m1, out=mean[k])
-            np.square(xf[k], out=sq)
-            np.matmul(sq, caches[k].v_sum, out=var[k])
         window = self._p["mvm_window_ns"]
         top = np.float32(self.adc.saturation_counts(window))
         consts = [self.adc.signed_constants(int(c), window) for c in core_ids]
 
-        def work(gen: np.random.Generator, items: list[tuple[int, int, int]]) -> int:
+        def work(g: int, items: list[tuple[int, int, int]]) -> int:
+            gen = self._mvm_rngs[g]
             n_sat = 0
             for k, b0, b1 in items:
-                i_ua = mean[k, b0:b1]  # signed net current, µA
-                num = var[k, b0:b1]
+                nb = b1 - b0
+                shape = (nb, ROWS)
+                x1 = self._buffer(f"x1{g}", (nb, 2 * COLS))
+                sq = self._buffer(f"sq{g}", (nb, COLS))
+                x1[:, :COLS] = x[k, b0:b1]
+                np.abs(x1[:, :COLS], out=x1[:, COLS:])
+                i_ua = self._buffer(f"i{g}", shape)  # signed net current, µA
+                num = self._buffer(f"n{g}", shape)
+                np.matmul(x1, caches[k].m1, out=i_ua)
+                np.square(x1[:, :COLS], out=sq)
+                np.matmul(sq, caches[k].v_sum, out=num)
+                z = self._buffer(f"z{g}", shape)
+                tmp = self._buffer(f"t{g}", shape)
+                counts = self._buffer(f"c{g}", shape, np.uint16)
+                sign = self._buffer(f"s{g}", shape, np.bool_)
                 np.sqrt(num, out=num)
-                z = standard_normal_f32(gen, np.empty(i_ua.shape, np.float32))
+                standard_normal_f32(gen, z)
                 num *= z
                 i_ua += num
                 a_mean, a_diff, b_mean, b_diff, c = consts[k]
-                mag, tmp = z, np.empty_like(z)
+                mag = z
                 np.abs(i_ua, out=mag)
                 np.multiply(mag, a_mean, out=num)
                 np.multiply(i_ua, a_diff, out=tmp)
@@ -552,10 +615,12 @@ class SimulatedChip:
                 mag += np.float32(1.0)
                 num /= mag
                 num += c
-                n_sat += int(np.count_nonzero(num >= top))
+                np.greater_equal(num, top, out=sign)
+                n_sat += int(np.count_nonzero(sign))
                 np.clip(num, np.float32(0.0), top, out=num)
-                counts = num.astype(np.uint16)
-                np.multiply(counts, i_ua >= 0.0, out=pos[k, b0:b1])
+                np.copyto(counts, num, casting="unsafe")  # floor (values >= 0)
+                np.greater_equal(i_ua, np.float32(0.0), out=sign)
+                np.multiply(counts, sign, out=pos[k, b0:b1])
                 np.subtract(counts, pos[k, b0:b1], out=neg[k, b0:b1])
             return n_sat
 
@@ -565,26 +630,11 @@ class SimulatedChip:
         self,
         core_ids: np.ndarray,
         caches: list[_CoreCache],
-        xf: np.ndarray,
+        x: np.ndarray,
         pos: np.ndarray,
         neg: np.ndarray,
         groups: list[list[tuple[int, int, int]]],
     ) -> int:
-        n_c, batch = xf.shape[:2]
-        mean = np.empty((n_c, 2 * batch, 2 * ROWS), np.float32)
-        v_sum = np.empty((n_c, batch, ROWS), np.float32)
-        v_diff = np.empty((n_c, batch, ROWS), np.float32)
-        x4 = np.empty((2 * batch, COLS), np.float32)
-        sq = np.empty((batch, COLS), np.float32)
-        for k in range(n_c):
-            np.maximum(xf[k], 0.0, out=x4[:batch])
-            np.subtract(x4[:batch], xf[k], out=x4[batch:])  # x− = max(x, 0) − x
-            np.matmul(x4, caches[k].m4, out=mean[k])
-            np.square(xf[k], out=sq)
-            np.matmul(sq, caches[k].v_sum, out=v_sum[k])
-            np.abs(xf[k], out=sq)
-            sq *= xf[k]
-            np.matmul(sq, caches[k].v_diff, out=v_diff[k])
         window = self._p["mvm_window_ns"]
         top = np.float32(self.adc.saturation_counts(window))
         consts = []
@@ -592,40 +642,56 @@ class SimulatedChip:
             a, b, off = self.adc.row_constants(int(c), POSITIVE, window)
             consts.append((np.tile(a, 2), np.tile(b, 2), np.tile(off, 2)))
 
-        def work(gen: np.random.Generator, items: list[tuple[int, int, int]]) -> int:
+        def work(g: int, items: list[tuple[int, int, int]]) -> int:
+            gen = self._mvm_rngs[g]
             n_sat = 0
             for k, b0, b1 in items:
-                m = mean[k]
                 nb = b1 - b0
-                upper = m[b0:b1]  # x+ rows: [:, :256] = x+·G+ (P), [:, 256:] = x+·G− (N)
-                lower = m[batch + b0 : batch + b1]  # x− rows: [:, :256] = x−·G+ (N), x−·G− (P)
-                s = v_sum[k, b0:b1]
-                d = v_diff[k, b0:b1]
-                z = standard_normal_f32(gen, np.empty((2, nb, ROWS), np.float32))
-                var = np.empty((nb, ROWS), np.float32)
-                tot = np.empty((nb, ROWS), np.float32)
+                x4 = self._buffer(f"x4{g}", (2 * nb, COLS))
+                xk = self._buffer(f"xk{g}", (nb, COLS))
+                sq = self._buffer(f"sq{g}", (nb, COLS))
+                xk[:] = x[k, b0:b1]
+                np.maximum(xk, np.float32(0.0), out=x4[:nb])
+                np.subtract(x4[:nb], xk, out=x4[nb:])  # x− = max(x, 0) − x
+                mk = self._buffer(f"m4{g}", (2 * nb, 2 * ROWS))
+                s = self._buffer(f"vs{g}", (nb, ROWS))
+                d = self._buffer(f"vd{g}", (nb, ROWS))
+                np.matmul(x4, caches[k].m4, out=mk)
+                np.square(xk, out=sq)
+                np.matmul(sq, caches[k].v_sum, out=s)
+                np.abs(xk, out=sq)
+                sq *= xk
+                np.matmul(sq, caches[k].v_diff, out=d)
+                upper = mk[:nb]  # x+ rows: [:, :256] = x+·G+ (P), [:, 256:] = x+·G− (N)
+                lower = mk[nb:]  # x− rows: [:, :256] = x−·G+ (N), [:, 256:] = x−·G− (P)
+                z = self._buffer(f"z4{g}", (4, nb, ROWS))
+                var = self._buffer(f"v{g}", (nb, ROWS))
+                tot = self._buffer(f"t{g}", (nb, ROWS))
+                scratch = self._buffer(f"w{g}", (nb, 2 * ROWS))
+                flags = self._buffer(f"f{g}", (nb, 2 * ROWS), np.bool_)
+                cu = self._buffer(f"cu{g}", (nb, 2 * ROWS), np.uint16)
+                cl = self._buffer(f"cl{g}", (nb, 2 * ROWS), np.uint16)
+                standard_normal_f32(gen, z)
                 pairs = (
-                    (np.add, upper[:, :ROWS], lower[:, ROWS:], z[0]),
-                    (np.subtract, upper[:, ROWS:], lower[:, :ROWS], z[1]),
+                    (np.add, upper[:, :ROWS], lower[:, ROWS:], z[0], z[1]),
+                    (np.subtract, upper[:, ROWS:], lower[:, :ROWS], z[2], z[3]),
                 )
-                for combine, first, second, zk in pairs:
+                for combine, first, second, z1, z2 in pairs:
                     combine(s, d, out=var)  # 2·var_P or 2·var_N (µA²)
                     var *= np.float32(0.5)
                     np.maximum(var, np.float32(0.0), out=var)
-                    np.sqrt(var, out=var)
-                    var *= zk  # the counter's noise current, µA
                     np.add(first, second, out=tot)
                     np.maximum(tot, np.float32(1e-30), out=tot)
-                    var /= tot
-                    var += np.float32(1.0)  # shared factor 1 + n/(μ1 + μ2)
-                    first *= var
-                    second *= var
+                    var /= tot  # variance per µA of mean current
+                    for conv, zk in ((first, z1), (second, z2)):
+                        np.multiply(var, conv, out=tot)
+                        np.sqrt(tot, out=tot)
+                        tot *= zk
+                        conv += tot  # independent noise, variance ∝ the conversion's current
                 a, b, c = consts[k]
-                scratch = np.empty((nb, 2 * ROWS), np.float32)
-                n_sat += convert_inplace(upper, a, b, c, top, scratch)
-                n_sat += convert_inplace(lower, a, b, c, top, scratch)
-                cu = upper.astype(np.uint16)
-                cl = lower.astype(np.uint16)
+                for block, out in ((upper, cu), (lower, cl)):
+                    n_sat += convert_inplace(block, a, b, c, float(top), scratch, flags)
+                    np.copyto(out, block, casting="unsafe")  # floor (values >= 0)
                 np.add(cu[:, :ROWS], cl[:, ROWS:], out=pos[k, b0:b1])
                 np.add(cu[:, ROWS:], cl[:, :ROWS], out=neg[k, b0:b1])
             return n_sat

@@ -25,18 +25,31 @@ _TWO_PI_2_32 = np.float32(2.0 * math.pi * 2.0**-32)
 _LN_2_64 = np.float32(64.0 * math.log(2.0))
 
 
+_CHUNK = 8192  # pairs per chunk: 64 KiB of raw words, below glibc's mmap threshold
+
+
 def standard_normal_f32(rng: np.random.Generator, out: np.ndarray) -> np.ndarray:
     """Fill the C-contiguous float32 array ``out`` (any shape) with N(0, 1) samples; return it.
 
-    Consumes ⌈out.size/2⌉ 64-bit words of ``rng.bit_generator``: the result depends only on
-    the generator state and ``out.size`` (deterministic for a seed).
+    Consumes ⌈out.size/2⌉ 64-bit words of ``rng.bit_generator`` (in chunks of 8192 words, each
+    giving 16384 values: the first half by cos, the second by sin): the result depends only on
+    the generator state and ``out.size`` (deterministic for a seed). Working arrays stay small
+    so that no fresh pages are touched per call.
     """
     if out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ValueError("out must be a C-contiguous float32 array")
     flat = out.reshape(-1)
     n = flat.size
-    if n == 0:
-        return out
+    start = 0
+    while start < n:
+        stop = min(start + 2 * _CHUNK, n)
+        _fill(rng, flat[start:stop])
+        start = stop
+    return out
+
+
+def _fill(rng: np.random.Generator, flat: np.ndarray) -> None:
+    n = flat.size
     m = (n + 1) // 2
     words = rng.bit_generator.random_raw(m).view(np.uint32)
     radius = words[:m].astype(np.float32)
@@ -55,7 +68,6 @@ def standard_normal_f32(rng: np.random.Generator, out: np.ndarray) -> np.ndarray
     rest = n - half
     np.sin(angle[:rest], out=flat[half:])
     flat[half:] *= radius[:rest]
-    return out
 
 
 def standard_normal(rng: np.random.Generator, shape: int | tuple[int, ...]) -> np.ndarray:

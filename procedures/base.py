@@ -1,0 +1,315 @@
+"""Procedure framework: declared parameters, typed records and the ``Procedure`` base class.
+
+A procedure drives a :class:`~drivers.board.Board` and *yields records*; it never touches files
+or screens (PyMeasure's Worker and Bluesky's documents work the same way). One runner
+(``chipctl.runner``) fans the records out to the HDF5 run file, the progress bar, the TUI and the
+log. The life cycle of a run, as records::
+
+    Start  (procedure, validated parameters, declared streams, default plot, board identity)
+    Progress / Data / Checkpoint ...   (any number, any order)
+    Stop   (status "success" | "aborted" | "failed", reason)
+
+``Checkpoint`` marks a point from which the run can be resumed: everything yielded before it is
+complete, and its ``state`` (JSON-serialisable) is what ``execute(resume_from=state)`` needs to
+continue. Scripts can simply ``list(procedure.run(board))``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from drivers.board import Board
+from drivers.errors import DriverError, LimitError
+
+log = logging.getLogger(__name__)
+
+Status = Literal["success", "aborted", "failed"]
+
+
+# -- parameters -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A declared procedure parameter with units, default and limits.
+
+    ``kind`` is one of ``float``, ``int``, ``bool``, ``str`` or ``"cores"`` (a list of core ids,
+    given as a list or as text like ``"0-3,8"``).
+    """
+
+    name: str
+    default: Any
+    kind: Any = float
+    units: str = ""
+    description: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[Any, ...] | None = None
+
+    def validate(self, value: Any) -> Any:
+        """The value converted to the declared kind, or ``LimitError`` naming the parameter."""
+        try:
+            converted = self._convert(value)
+        except (TypeError, ValueError) as exc:
+            raise LimitError(f"parameter {self.name}: {exc}") from None
+        if self.choices is not None and converted not in self.choices:
+            raise LimitError(f"parameter {self.name}: {converted!r} is not one of {list(self.choices)}")
+        values = converted if isinstance(converted, list) else [converted]
+        for v in values:
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                if self.minimum is not None and v < self.minimum:
+                    raise LimitError(f"parameter {self.name}: {v} is below the minimum {self.minimum} {self.units}".rstrip())
+                if self.maximum is not None and v > self.maximum:
+                    raise LimitError(f"parameter {self.name}: {v} is above the maximum {self.maximum} {self.units}".rstrip())
+        return converted
+
+    def _convert(self, value: Any) -> Any:
+        if self.kind == "cores":
+            return parse_cores(value)
+        if self.kind is bool:
+            if isinstance(value, bool | np.bool_):
+                return bool(value)
+            if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+                return value.lower() in ("true", "yes", "1")
+            raise ValueError(f"{value!r} is not a boolean")
+        if self.kind is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(f"{value!r} is not an integer")
+            return int(value)
+        if self.kind is float:
+            if isinstance(value, bool):
+                raise ValueError(f"{value!r} is not a number")
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(f"{value!r} is not finite")
+            return number
+        if self.kind is str:
+            if not isinstance(value, str):
+                raise ValueError(f"{value!r} is not text")
+            return value
+        raise TypeError(f"unknown parameter kind {self.kind!r}")
+
+
+def parse_cores(value: Any) -> list[int]:
+    """Core ids from ``[0, 1]``, ``3`` or text like ``"0-3,8"``; sorted, no repeats."""
+    if isinstance(value, str):
+        cores: list[int] = []
+        for part in value.replace(" ", "").split(","):
+            if not part:
+                continue
+            if "-" in part:
+                first, last = part.split("-", 1)
+                low, high = int(first), int(last)
+                if high < low:
+                    raise ValueError(f"core range {part!r} runs backwards")
+                cores.extend(range(low, high + 1))
+            else:
+                cores.append(int(part))
+    elif isinstance(value, int | np.integer) and not isinstance(value, bool):
+        cores = [int(value)]
+    elif isinstance(value, Sequence | np.ndarray):
+        cores = []
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, int | np.integer):
+                raise ValueError(f"core id {item!r} is not an integer")
+            cores.append(int(item))
+    else:
+        raise ValueError(f"{value!r} is not a list of core ids")
+    if not cores:
+        raise ValueError("no cores given")
+    if len(set(cores)) != len(cores):
+        raise ValueError(f"core ids repeat: {cores}")
+    return sorted(cores)
+
+
+# -- records ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A declared data stream: rows of fixed shape and dtype, with units.
+
+    Attributes:
+        name: dataset name (letters, digits, underscores).
+        shape: shape of one row (``()`` for scalars).
+        dtype: numpy dtype string, e.g. "f4", "i8", "u1".
+        units: UDUNITS-style unit string ("uS", "counts", "s", "1" for dimensionless).
+        description: what one row is.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    units: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Start:
+    """First record of a run."""
+
+    procedure: str
+    parameters: dict[str, Any]
+    streams: tuple[StreamSpec, ...]
+    default_plot: tuple[str, str | None]
+    metadata: dict[str, Any]
+    total: int
+    resumed: bool = False
+
+
+@dataclass(frozen=True)
+class Progress:
+    """``done`` of ``total`` units of work finished."""
+
+    done: int
+    total: int
+    message: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class Data:
+    """One row (or, with ``rows=True``, several rows along axis 0) for a declared stream."""
+
+    stream: str
+    values: np.ndarray
+    rows: bool = False
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A resume point; ``state`` is JSON-serialisable and all earlier records are complete."""
+
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Last record of a run."""
+
+    status: Status
+    reason: str = ""
+    elapsed_s: float = 0.0
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+Record = Start | Progress | Data | Checkpoint | Stop
+
+
+class Aborted(Exception):
+    """Raised inside a procedure at a safe point when the runner asked it to stop."""
+
+
+# -- the base class ---------------------------------------------------------------------------
+
+
+class Procedure(ABC):
+    """Base class of all procedures.
+
+    Subclasses declare ``name``, ``title``, ``parameters`` and implement :meth:`streams`,
+    :meth:`execute` and, if the board needs more than ``safe_state``, :meth:`cleanup`.
+    ``execute`` yields Progress/Data/Checkpoint records and calls ``self.checkpoint_safe()``
+    between units of work, where an abort may take effect.
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str] = ""
+    parameters: ClassVar[tuple[Parameter, ...]] = ()
+    default_plot: ClassVar[tuple[str, str | None]] = ("", None)
+
+    def __init__(self, **values: Any) -> None:
+        self.params = self.validate(values)
+        self.results: dict[str, Any] = {}
+        self._should_stop: Callable[[], bool] = lambda: False
+
+    @classmethod
+    def validate(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        """All declared parameters, given or defaulted, validated; unknown names refused."""
+        known = {p.name: p for p in cls.parameters}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise LimitError(f"{cls.name}: unknown parameter(s) {unknown}; known: {sorted(known)}")
+        return {name: p.validate(values.get(name, p.default)) for name, p in known.items()}
+
+    @abstractmethod
+    def streams(self) -> tuple[StreamSpec, ...]:
+        """The data streams this run will fill (may depend on the parameters)."""
+
+    def total(self) -> int:
+        """Units of work, for progress (1 if unknown)."""
+        return 1
+
+    @abstractmethod
+    def execute(
+        self, board: Board, *, resume_from: dict[str, Any] | None = None
+    ) -> Iterator[Progress | Data | Checkpoint]:
+        """The measurement itself."""
+
+    def cleanup(self, board: Board) -> None:
+        """Leave the board safe; runs after success, abort and failure alike."""
+        board.safe_state()
+
+    def check_stop(self) -> None:
+        """A safe point: raise :class:`Aborted` if the runner asked to stop."""
+        if self._should_stop():
+            raise Aborted("stopped at the operator's request")
+
+    def metadata(self, board: Board) -> dict[str, Any]:
+        ident = board.identity
+        return {
+            "chip_id": ident.chip_id,
+            "board_id": ident.board_id,
+            "firmware_version": ident.firmware_version,
+            "board_url": board.link.url,
+            "simulated": ident.simulated,
+            "n_cores": ident.n_cores,
+        }
+
+    def run(
+        self,
+        board: Board,
+        *,
+        should_stop: Callable[[], bool] | None = None,
+        resume_from: dict[str, Any] | None = None,
+    ) -> Iterator[Record]:
+        """Start, the procedure's records, then Stop; cleanup always runs.
+
+        Exceptions from the procedure end the run with status "failed" and are not re-raised
+        (the Stop record carries the error); ``KeyboardInterrupt`` and ``GeneratorExit`` end it
+        with cleanup and propagate.
+        """
+        self._should_stop = should_stop or (lambda: False)
+        started = time.monotonic()
+        yield Start(
+            procedure=self.name,
+            parameters=dict(self.params),
+            streams=self.streams(),
+            default_plot=self.default_plot,
+            metadata=self.metadata(board),
+            total=self.total(),
+            resumed=resume_from is not None,
+        )
+        status: Status = "success"
+        reason = ""
+        try:
+            yield from self.execute(board, resume_from=resume_from)
+        except Aborted as exc:
+            status, reason = "aborted", str(exc)
+        except (DriverError, LimitError, ValueError, RuntimeError, OSError, ArithmeticError) as exc:
+            log.exception("%s failed", self.name)
+            status, reason = "failed", f"{type(exc).__name__}: {exc}"
+        finally:
+            try:
+                self.cleanup(board)
+            except DriverError as exc:
+                log.warning("%s: cleanup could not reach the board: %s", self.name, exc)
+                if status == "success":
+                    status, reason = "failed", f"cleanup failed: {exc}"
+        yield Stop(status=status, reason=reason, elapsed_s=time.monotonic() - started, results=dict(self.results))

@@ -1,0 +1,126 @@
+"""SimulatedChip contract: determinism, clock latencies, periphery state, back doors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from drivers.errors import LimitError
+from drivers.ldpu import LdpuCoefficients
+from drivers.sim.chip import PULSE_PARTIAL, SimulatedChip
+from drivers.sim.clock import RealTimeClock
+from drivers.sim.fastnormal import standard_normal
+
+
+def _session(seed: int) -> list[np.ndarray]:
+    chip = SimulatedChip(rng=np.random.default_rng(seed), n_cores=2)
+    rng = np.random.default_rng(0)
+    chip.set_conductances_us(1, rng.uniform(0, 8, (256, 256, 4)).astype(np.float32))
+    r = rng.integers(0, 256, 50).astype(np.uint8)
+    c = rng.integers(0, 256, 50).astype(np.uint8)
+    d = rng.integers(0, 4, 50).astype(np.uint8)
+    chip.apply_pulses(
+        0,
+        r,
+        c,
+        d,
+        np.full(50, PULSE_PARTIAL, np.uint8),
+        np.full(50, 400, np.uint16),
+        np.full(50, 125, np.uint16),
+    )
+    out = [chip.verify_read(0, r, c, d)]
+    x = rng.integers(-127, 128, (2, 8, 256)).astype(np.int8)
+    out += list(chip.mvm_raw(np.array([0, 1]), x, 1))
+    out += list(chip.mvm_raw(np.array([1, 0]), x, 4))
+    out.append(chip.mvm_ldpu(np.array([1]), x[:1], 4))
+    out.append(chip.conductance_us(0))
+    return out
+
+
+def test_determinism_for_a_seed() -> None:
+    a, b, c = _session(1), _session(1), _session(2)
+    for u, v in zip(a, b, strict=True):
+        np.testing.assert_array_equal(u, v)
+    assert any(not np.array_equal(u, v) for u, v in zip(a, c, strict=True))
+
+
+def test_clock_advances_by_modelled_latencies() -> None:
+    chip = SimulatedChip(rng=np.random.default_rng(1), n_cores=2)
+    t = chip.clock.now_s
+    chip.mvm_raw(np.array([0, 1]), np.zeros((2, 10, 256), np.int8), 4)
+    assert chip.clock.now_s - t == pytest.approx(10 * 520e-9)
+    t = chip.clock.now_s
+    chip.mvm_raw(np.array([0]), np.zeros((1, 3, 256), np.int8), 1)
+    assert chip.clock.now_s - t == pytest.approx(3 * 133e-9)
+    t = chip.clock.now_s
+    rows = np.arange(256, dtype=np.uint8)
+    chip.verify_read(0, rows, rows, np.zeros(256, np.uint8))  # one diagonal: 256 rows at once
+    assert chip.clock.now_s - t == pytest.approx(768e-9)
+    t = chip.clock.now_s
+    cols = np.arange(256, dtype=np.uint8)
+    n = 256
+    chip.apply_pulses(
+        0,
+        cols,
+        cols,
+        np.zeros(n, np.uint8),
+        np.zeros(n, np.uint8),
+        np.full(n, 700, np.uint16),
+        np.full(n, 125, np.uint16),
+    )
+    assert chip.clock.now_s - t == pytest.approx(8 * 225e-9)  # 8 columns per write head
+
+
+def test_reset_periphery_keeps_devices_and_clock() -> None:
+    chip = SimulatedChip(rng=np.random.default_rng(1), n_cores=1)
+    chip.set_conductances_us(0, np.full((256, 256, 4), 3.0, np.float32))
+    g = chip.conductance_us(0).copy()
+    chip.mvm_read_voltage_mv = 300
+    chip.set_ldpu(0, LdpuCoefficients(relu=True))
+    chip.adc_saturation_count = 5
+    now = chip.clock.now_s
+    chip.reset_periphery()
+    assert chip.get_ldpu(0) == LdpuCoefficients.identity()
+    assert chip.mvm_read_voltage_mv == 200.0 and chip.adc_saturation_count == 0
+    assert chip.clock.now_s == now
+    np.testing.assert_array_equal(chip.conductance_us(0), g)
+    with pytest.raises(LimitError):
+        chip.mvm_read_voltage_mv = 450
+
+
+def test_saturation_is_counted_and_clipped() -> None:
+    chip = SimulatedChip(rng=np.random.default_rng(1), n_cores=1)
+    chip.set_conductances_us(0, np.full((256, 256, 4), 8.0, np.float32))
+    p, n = chip.mvm_raw(np.array([0]), np.full((1, 2, 256), 127, np.int8), 4)
+    assert chip.adc_saturation_count > 0
+    assert p.max() <= 2 * 422 and p.dtype == np.uint16
+
+
+def test_mvm_ldpu_applies_coefficients() -> None:
+    chip = SimulatedChip(rng=np.random.default_rng(1), n_cores=1)
+    chip.set_conductances_us(0, np.full((256, 256, 4), 0.0, np.float32))
+    chip.set_ldpu(0, LdpuCoefficients(affine_offset=np.full(256, -7.0)))
+    out = chip.mvm_ldpu(np.array([0]), np.zeros((1, 2, 256), np.int8), 4)
+    assert out.dtype == np.int8 and np.all(out == -7)
+
+
+def test_set_conductances_validation_and_real_time_clock() -> None:
+    chip = SimulatedChip(rng=np.random.default_rng(1), n_cores=1, clock=RealTimeClock())
+    with pytest.raises(LimitError):
+        chip.set_conductances_us(0, np.full((256, 256, 3), 1.0))
+    with pytest.raises(LimitError):
+        chip.set_conductances_us(0, np.full((256, 256, 4), np.nan))
+    with pytest.raises(LimitError):
+        chip.conductance_us(1)
+    chip.mvm_raw(np.array([0]), np.zeros((1, 1, 256), np.int8), 1)  # no advance on real time
+    with pytest.raises(TypeError):
+        SimulatedChip(rng=np.random.default_rng(1), n_cores=1, no_such_parameter=1.0)
+
+
+def test_fast_normal_is_standard_normal() -> None:
+    from scipy import stats
+
+    z = standard_normal(np.random.default_rng(3), 200_001).astype(np.float64)
+    assert abs(z.mean()) < 5 / np.sqrt(z.size)
+    assert abs(z.std() - 1.0) < 5 / np.sqrt(2 * z.size)
+    assert stats.kstest(z, "norm").pvalue > 1e-3
