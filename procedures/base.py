@@ -61,14 +61,18 @@ class Parameter:
         except (TypeError, ValueError) as exc:
             raise LimitError(f"parameter {self.name}: {exc}") from None
         if self.choices is not None and converted not in self.choices:
-            raise LimitError(f"parameter {self.name}: {converted!r} is not one of {list(self.choices)}")
+            raise LimitError(
+                f"parameter {self.name}: {converted!r} is not one of {list(self.choices)}"
+            )
         values = converted if isinstance(converted, list) else [converted]
         for v in values:
             if isinstance(v, int | float) and not isinstance(v, bool):
                 if self.minimum is not None and v < self.minimum:
-                    raise LimitError(f"parameter {self.name}: {v} is below the minimum {self.minimum} {self.units}".rstrip())
+                    limit = f"{self.minimum} {self.units}".rstrip()
+                    raise LimitError(f"parameter {self.name}: {v} is below the minimum {limit}")
                 if self.maximum is not None and v > self.maximum:
-                    raise LimitError(f"parameter {self.name}: {v} is above the maximum {self.maximum} {self.units}".rstrip())
+                    limit = f"{self.maximum} {self.units}".rstrip()
+                    raise LimitError(f"parameter {self.name}: {v} is above the maximum {limit}")
         return converted
 
     def _convert(self, value: Any) -> Any:
@@ -312,4 +316,9 @@ class Procedure(ABC):
                 log.warning("%s: cleanup could not reach the board: %s", self.name, exc)
                 if status == "success":
                     status, reason = "failed", f"cleanup failed: {exc}"
-        yield Stop(status=status, reason=reason, elapsed_s=time.monotonic() - started, results=dict(self.results))
+        yield Stop(
+            status=status,
+            reason=reason,
+            elapsed_s=time.monotonic() - started,
+            results=dict(self.results),
+        )

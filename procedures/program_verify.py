@@ -6,6 +6,11 @@ for positive weights, G1− for negative ones: one-device programming, ODP); (3)
 level; (4) iterate 125 ns partial pulses on that device, the next amplitude updated in proportion
 to (read − target) (Papandreou 2011), until |error| < 5 ADC counts or 30 iterations.
 
+After the RESET every device is read once: a device that still conducts (≥ the tolerance) is
+stuck high, and its conductance is subtracted from what the cell's programmed device must carry
+(on the opposite polarity if need be), so one stuck device does not cost a whole weight. If the
+primary device (G1±) is stuck, its partner G2± is used.
+
 A partial pulse melts the device and quenches it into a state whose conductance falls as the
 amplitude rises, so a device that reads too high gets a larger amplitude next time. The start
 amplitude interpolates between the ends of the melt range using the device's own SET level, and
@@ -78,19 +83,25 @@ class ProgramSettings:
 
 @dataclass(frozen=True, eq=False)
 class ProgramResult:
-    """Outcome of programming one core.
+    """Outcome of programming one core (all conductances in ADC counts).
 
     Attributes:
-        targets_counts: target conductance per device, (256, 256, 4), ADC counts.
-        reads_counts: last verify read of each programmed device (NaN where not read).
-        converged: devices within tolerance at the end (True where nothing was to be done).
+        cell_targets: signed target per cell, (256, 256): (g0 + g1) − (g2 + g3).
+        device_targets: target per device after stuck-device compensation, (256, 256, 4).
+        reset_reads: each device's read right after the RESET, (256, 256, 4).
+        reads: last verify read of each device (the RESET read where not programmed).
+        stuck_high: devices that still conducted after the RESET, (256, 256, 4).
+        converged: cells whose read conductance is within tolerance of the target, (256, 256).
         iterations: partial-pulse iterations used (the largest over devices).
         converged_per_iteration: fraction of programmed devices converged after each read.
         pulses: number of pulses sent.
     """
 
-    targets_counts: np.ndarray
-    reads_counts: np.ndarray
+    cell_targets: np.ndarray
+    device_targets: np.ndarray
+    reset_reads: np.ndarray
+    reads: np.ndarray
+    stuck_high: np.ndarray
     converged: np.ndarray
     iterations: int
     converged_per_iteration: list[float]
@@ -100,14 +111,17 @@ class ProgramResult:
     def converged_fraction(self) -> float:
         return float(self.converged.mean())
 
+    @property
+    def cell_reads(self) -> np.ndarray:
+        """Read conductance per cell, (g0 + g1) − (g2 + g3), counts."""
+        r = self.reads
+        return (r[..., 0] + r[..., 1]) - (r[..., 2] + r[..., 3])
 
-def odp_targets(
+
+def weight_targets(
     weights: np.ndarray, *, g_max_counts: float = G_MAX_ODP_COUNTS, w_max: float | None = None
 ) -> np.ndarray:
-    """Per-device targets in ADC counts for one-device programming [LG Eq 1].
-
-    G = |W|·Gmax/Wmax on G1+ (device 0) for W > 0 and on G1− (device 2) for W < 0; the other
-    devices stay RESET (target 0).
+    """Signed per-cell targets in ADC counts, G = W·Gmax/Wmax [LG Eq 1].
 
     Args:
         weights: float weight matrix (256, 256): rows are outputs, columns inputs.
@@ -128,81 +142,166 @@ def odp_targets(
         )
     if np.max(np.abs(w)) > scale * (1 + 1e-12):
         raise LimitError(f"|W| reaches {np.max(np.abs(w)):.4g}, above w_max {scale:.4g}")
-    targets = np.zeros((ROWS, COLS, DEVICES), np.float32)
-    g = (np.abs(w) * (g_max_counts / scale)).astype(np.float32)
-    targets[..., 0] = np.where(w > 0, g, 0)
-    targets[..., 2] = np.where(w < 0, g, 0)
-    return targets
+    return (w * (g_max_counts / scale)).astype(np.float32)
+
+
+def _assign_devices(
+    cell_targets: np.ndarray, reset_reads: np.ndarray, tolerance: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """ODP device targets that carry each cell's target net of its stuck devices."""
+    stuck = reset_reads >= tolerance
+    stuck_net = np.where(stuck, reset_reads, 0.0)
+    offset = (stuck_net[..., 0] + stuck_net[..., 1]) - (stuck_net[..., 2] + stuck_net[..., 3])
+    needed = cell_targets - offset
+    device_targets = np.zeros(reset_reads.shape, np.float32)
+    positive = needed > 0
+    for sign_mask, primary, partner in ((positive, 0, 1), (~positive, 2, 3)):
+        use_partner = stuck[..., primary] & ~stuck[..., partner]
+        magnitude = np.abs(needed)
+        device_targets[..., primary] = np.where(
+            sign_mask & ~use_partner & ~stuck[..., primary], magnitude, device_targets[..., primary]
+        )
+        device_targets[..., partner] = np.where(
+            sign_mask & use_partner, magnitude, device_targets[..., partner]
+        )
+    return device_targets, stuck
 
 
 def program_core(
-    board: Board, core: int, targets_counts: np.ndarray, settings: ProgramSettings | None = None
+    board: Board, core: int, cell_targets: np.ndarray, settings: ProgramSettings | None = None
 ) -> ProgramResult:
-    """Program one core to per-device targets (ADC counts) by iterative program-and-verify."""
+    """Program one core to signed per-cell targets (ADC counts) by program-and-verify (ODP)."""
     settings = settings or ProgramSettings()
-    targets = np.asarray(targets_counts, dtype=np.float32)
-    if targets.shape != (ROWS, COLS, DEVICES):
-        raise LimitError(
-            f"targets must have shape ({ROWS}, {COLS}, {DEVICES}), got {targets.shape}"
-        )
-    if not np.all(np.isfinite(targets)) or targets.min() < 0 or targets.max() > 4095:
-        raise LimitError("targets must be finite ADC counts within [0, 4095]")
-    rows, cols, devices = np.indices(targets.shape).reshape(3, -1).astype(np.uint8)
+    cell_targets = np.asarray(cell_targets, dtype=np.float32)
+    if cell_targets.shape != (ROWS, COLS):
+        raise LimitError(f"targets must have shape ({ROWS}, {COLS}), got {cell_targets.shape}")
+    if not np.all(np.isfinite(cell_targets)) or np.abs(cell_targets).max() > 4095:
+        raise LimitError("targets must be finite ADC counts within [-4095, 4095]")
+    shape = (ROWS, COLS, DEVICES)
+    rows, cols, devices = np.indices(shape).reshape(3, -1).astype(np.uint8)
     pulses = board.apply_pulses(
         core, rows, cols, devices, "reset", settings.reset_amplitude_ua, settings.reset_width_ns
     )
-    flat_targets = targets.reshape(-1)
+    reset_reads = board.verify_read(core, rows, cols, devices).astype(np.float32).reshape(shape)
+    device_targets, stuck = _assign_devices(cell_targets, reset_reads, settings.tolerance_counts)
+    flat_targets = device_targets.reshape(-1)
+    reads = reset_reads.reshape(-1).copy()
     active = np.flatnonzero(flat_targets >= settings.tolerance_counts)
-    reads = np.full(flat_targets.size, np.nan, np.float32)
-    converged = np.ones(flat_targets.size, bool)
     history: list[float] = []
-    if active.size == 0:
-        return ProgramResult(
-            targets,
-            reads.reshape(targets.shape),
-            converged.reshape(targets.shape),
-            0,
-            history,
+    iterations = 0
+    if active.size:
+        pulses += board.apply_pulses(
+            core,
+            rows[active],
+            cols[active],
+            devices[active],
+            "set",
+            settings.set_amplitude_ua,
+            settings.set_width_ns,
+        )
+        g_set = board.verify_read(core, rows[active], cols[active], devices[active])
+        reads[active] = g_set
+        active, partners, pulses = _recruit_partners(
+            board,
+            core,
+            settings,
+            active,
+            g_set.astype(np.float32),
+            flat_targets,
+            reads,
+            stuck,
             pulses,
         )
-
-    r, c, d = rows[active], cols[active], devices[active]
-    pulses += board.apply_pulses(
-        core, r, c, d, "set", settings.set_amplitude_ua, settings.set_width_ns
+        iterations, history, pulses = _iterate(
+            board, core, settings, active, flat_targets, reads, pulses
+        )
+    reads = reads.reshape(shape)
+    cell_reads = (reads[..., 0] + reads[..., 1]) - (reads[..., 2] + reads[..., 3])
+    return ProgramResult(
+        cell_targets=cell_targets,
+        device_targets=device_targets,
+        reset_reads=reset_reads,
+        reads=reads,
+        stuck_high=stuck,
+        converged=np.abs(cell_reads - cell_targets) < 2 * settings.tolerance_counts,
+        iterations=iterations,
+        converged_per_iteration=history,
+        pulses=pulses,
     )
-    g_set = board.verify_read(core, r, c, d).astype(np.float32)
+
+
+def _recruit_partners(
+    board: Board,
+    core: int,
+    settings: ProgramSettings,
+    active: np.ndarray,
+    g_set: np.ndarray,
+    flat_targets: np.ndarray,
+    reads: np.ndarray,
+    stuck: np.ndarray,
+    pulses: int,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Let the partner device carry what a weak primary cannot (its SET level below target).
+
+    The weak device stays SET (a fully SET device is among the least noisy states [LG §2a]);
+    its partner G2± is SET and then iterated to the remainder. Returns the devices to iterate.
+    """
+    weak = g_set + settings.tolerance_counts < flat_targets[active]
+    partner = active + 1  # device 0 -> 1, 2 -> 3 in the flat (row, col, device) order
+    usable = weak & (active % 2 == 0) & ~stuck.reshape(-1)[partner]
+    remainder = flat_targets[active] - g_set
+    usable &= remainder >= settings.tolerance_counts
+    if not usable.any():
+        return active, partner[:0], pulses
+    helpers = partner[usable]
+    flat_targets[helpers] = remainder[usable]
+    flat_targets[active[usable]] = g_set[usable]
+    rows, cols, devices = np.unravel_index(helpers, (ROWS, COLS, DEVICES))
+    pulses += board.apply_pulses(
+        core, rows, cols, devices, "set", settings.set_amplitude_ua, settings.set_width_ns
+    )
+    reads[helpers] = board.verify_read(core, rows, cols, devices)
+    keep = active[~usable]
+    return np.concatenate([keep, helpers]), helpers, pulses
+
+
+def _iterate(
+    board: Board,
+    core: int,
+    settings: ProgramSettings,
+    active: np.ndarray,
+    flat_targets: np.ndarray,
+    reads: np.ndarray,
+    pulses: int,
+) -> tuple[int, list[float], int]:
+    """Partial pulses with proportional amplitude updates until within tolerance."""
+    rows, cols, devices = (
+        a.astype(np.uint8) for a in np.unravel_index(active, (ROWS, COLS, DEVICES))
+    )
     target = flat_targets[active]
+    read = reads[active].astype(np.float32)
+    g_set = read.copy()
     low, high = settings.melt_range_ua
     slope = (high - low) / np.maximum(g_set, 1.0)  # µA per count, the device's own
-    fraction = np.clip(target / np.maximum(g_set, 1.0), 0.0, 1.0)
-    amplitude = high - fraction * (high - low)
-    read = g_set
+    amplitude = high - np.clip(target / np.maximum(g_set, 1.0), 0.0, 1.0) * (high - low)
     # Targets at or above the SET level cannot be reached by partial pulses: keep them SET.
-    todo = np.abs(read - target) >= settings.tolerance_counts
-    todo &= target < g_set - settings.tolerance_counts
-    history.append(float(1 - todo.mean()))
+    todo = (np.abs(read - target) >= settings.tolerance_counts) & (
+        target < g_set - settings.tolerance_counts
+    )
+    history = [float(1 - todo.mean())]
     iterations = 0
     while todo.any() and iterations < settings.max_iterations:
         iterations += 1
         idx = np.flatnonzero(todo)
         amp = np.rint(np.clip(amplitude[idx], settings.min_amplitude_ua, settings.max_amplitude_ua))
         pulses += board.apply_pulses(
-            core, r[idx], c[idx], d[idx], "partial", amp, settings.partial_width_ns
+            core, rows[idx], cols[idx], devices[idx], "partial", amp, settings.partial_width_ns
         )
-        new_read = board.verify_read(core, r[idx], c[idx], d[idx]).astype(np.float32)
+        new_read = board.verify_read(core, rows[idx], cols[idx], devices[idx]).astype(np.float32)
         read[idx] = new_read
         error = new_read - target[idx]
         amplitude[idx] = amp + settings.gain_fraction * slope[idx] * error
-        done = np.abs(error) < settings.tolerance_counts
-        todo[idx[done]] = False
+        todo[idx[np.abs(error) < settings.tolerance_counts]] = False
         history.append(float(1 - todo.mean()))
     reads[active] = read
-    converged[active] = np.abs(read - target) < settings.tolerance_counts
-    return ProgramResult(
-        targets_counts=targets,
-        reads_counts=reads.reshape(targets.shape),
-        converged=converged.reshape(targets.shape),
-        iterations=iterations,
-        converged_per_iteration=history,
-        pulses=pulses,
-    )
+    return iterations, history, pulses

@@ -23,6 +23,7 @@ from drivers.link.protocol import (
     MAX_PAYLOAD,
     VERSION,
     BadHeader,
+    Chunk,
     Command,
     CorruptFrame,
     ErrorCode,
@@ -30,7 +31,6 @@ from drivers.link.protocol import (
     Frame,
     FrameDecoder,
     Register,
-    Chunk,
     encode_chunks,
     encode_error,
 )

@@ -35,10 +35,12 @@ gradual-SET picture of [NK].
 is ≈ 10.35 µS = 80 counts, matching Gmax(ODP) = 80 counts [LG §IV; chip.md §1.2] and a "wide"
 SET distribution [LG ED Fig 5c].
 
-**Stuck devices** (yield): 0.45 % stuck near RESET (never SET), 0.25 % stuck at SET (never
+**Stuck devices** (yield): 0.65 % stuck near RESET (never SET) and 0.05 % stuck at SET (never
 RESET) on every core, ×16/7 on one outlier core, so the cut |G_RESET| < 5 and G_SET > 50
 counts fails ~0.7-0.8 % of devices on typical cores (> 99 % pass) and ~1.6 % on the outlier
-(~98.4 %) [LG §IV].
+(~98.4 %) [LG §IV]. The split is UNCONFIRMED; most failures are taken as stuck-low because a
+stuck-high device adds a full SET conductance to its weight, and 1 % of those would put the
+uncompensated ODP MVM error near 30 %, far above the 64-core errors of [LG Fig 2d].
 
 **Post-programming relaxation**: after every state-changing pulse a random offset
 ``relax_us`` ~ N(0, σ_relax(G)) is drawn; it appears gradually, G(τ) includes
@@ -99,8 +101,8 @@ class PulseModel:
         cryst_tau_ns: float = 500.0,
         set_min_amplitude_ua: float = 90.0,
         set_min_width_ns: float = 100.0,
-        stuck_reset_fraction: float = 0.0045,
-        stuck_set_fraction: float = 0.0025,
+        stuck_reset_fraction: float = 0.0065,
+        stuck_set_fraction: float = 0.0005,
         outlier_core_factor: float = 16.0 / 7.0,
         relax_tau_s: float = 1.0,
         verify_tolerance_counts: float = 5.0,
