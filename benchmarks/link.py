@@ -1,45 +1,20 @@
 """Link overhead: batch-256 MVMs through the board protocol vs calling the simulated chip directly.
 
 Throughput ratios (direct time / link time); targets (issue 2): mockchip:// >= 0.8,
-socket:// >= 0.6. The socket server runs in its own process (``chipctl sim serve``), as it would
-in use. ``python -m benchmarks link``
+socket:// >= 0.6. The socket server runs in its own process (``python -m drivers.sim.server``),
+as it would in use. ``python -m benchmarks link``
 """
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import numpy as np
 
 from benchmarks._timing import best_time_s
 from drivers.board import Board
 from drivers.sim.board_model import BoardOptions
+from drivers.sim.server import spawned
 
 BATCH = 256
-
-
-def _start_server(seed: int, cores: int) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "chipctl.cli",
-            "sim",
-            "serve",
-            "--port",
-            "0",
-            "--seed",
-            str(seed),
-            "--cores",
-            str(cores),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # the caller terminates it; stdout is closed with the process object
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    return process, line.split(" on ")[-1].strip()
 
 
 def _measure(n_cores: int, mode: int, inputs: np.ndarray) -> dict[str, float]:
@@ -49,13 +24,8 @@ def _measure(n_cores: int, mode: int, inputs: np.ndarray) -> dict[str, float]:
     direct = best_time_s(lambda: chip.mvm_raw(core_ids, inputs, mode))
     with Board(f"mockchip://?seed=1&cores={n_cores}") as board:
         mock = best_time_s(lambda: board.mvm(cores, inputs, mode=mode))
-    process, url = _start_server(1, n_cores)
-    try:
-        with Board(url, timeout_s=30) as remote:
-            tcp = best_time_s(lambda: remote.mvm(cores, inputs, mode=mode))
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with spawned(f"seed=1&cores={n_cores}") as url, Board(url, timeout_s=30) as remote:
+        tcp = best_time_s(lambda: remote.mvm(cores, inputs, mode=mode))
     tag = f"{n_cores}core_{mode}phase"
     return {
         f"direct_ms_{tag}": round(direct * 1e3, 3),

@@ -64,7 +64,7 @@ def _cmd_identify(args: argparse.Namespace) -> int:
 
 def _cmd_sim_serve(args: argparse.Namespace) -> int:
     from drivers.sim.board_model import BoardOptions
-    from drivers.sim.server import SimServer
+    from drivers.sim.server import serve
 
     query = f"seed={args.seed}&cores={args.cores}&clock={args.clock}"
     if args.options:
@@ -78,18 +78,7 @@ def _cmd_sim_serve(args: argparse.Namespace) -> int:
         log.warning(
             "serving the simulated board on %s: the protocol has no authentication", args.host
         )
-    server = SimServer(options, host=args.host, port=args.port)
-    print(
-        f"simulated board (chip {server.board.chip.chip_id}, {options.cores} cores) "
-        f"on {server.url}",
-        flush=True,
-    )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
-    finally:
-        server.stop()
+    serve(options, host=args.host, port=args.port)
     return 0
 
 

@@ -8,10 +8,15 @@ its chip state) waits for the next connection. Binds to 127.0.0.1 unless told ot
 
 from __future__ import annotations
 
+import argparse
 import logging
 import socket
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from drivers.link.protocol import BadHeader, CorruptFrame, ErrorCode, FrameDecoder, encode_error
 from drivers.sim.board_model import BoardOptions, SimulatedBoard
@@ -163,3 +168,64 @@ class SimServer:
             pass
         finally:
             connection.close()
+
+
+def serve(options: BoardOptions, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    """Serve until Ctrl-C, announcing the URL on stdout first (one line ending in the URL)."""
+    server = SimServer(options, host=host, port=port)
+    chip = server.board.chip
+    print(
+        f"simulated board (chip {chip.chip_id}, {options.cores} cores) on {server.url}", flush=True
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+@contextmanager
+def spawned(query: str = "", *, host: str = "127.0.0.1") -> Iterator[str]:
+    """A simulated board server in a child process for the ``with`` block; yields its URL.
+
+    ``query`` holds BoardOptions as a URL query (``"seed=5&cores=2"``).
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-m", "drivers.sim.server", "--host", host, "--options", query],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        line = process.stdout.readline()
+        if " on socket://" not in line:
+            process.kill()
+            raise RuntimeError(f"simulator server did not start: {line}{process.stderr.read()}")
+        yield line.rsplit(" on ", 1)[1].strip()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m drivers.sim.server", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--options", default="", help="BoardOptions as a URL query")
+    args = parser.parse_args(argv)
+    try:
+        options = BoardOptions.from_query(args.options)
+    except ValueError as exc:
+        print(f"simulator server: {exc}", file=sys.stderr)
+        return 2
+    serve(options, host=args.host, port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

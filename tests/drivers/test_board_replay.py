@@ -7,9 +7,7 @@ encode/decode mistake that is symmetric in the codec still shows up as a mismatc
 
 from __future__ import annotations
 
-import binascii
 import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -19,6 +17,7 @@ from drivers.board import BoardIdentity, BoardStatus, MvmCounts
 from drivers.errors import ProtocolError
 from drivers.ldpu import LdpuCoefficients
 from drivers.link.replay import ReplayMismatch, expected_frames
+from tests.drivers.spec_frames import hand_frame
 
 # -- command codes (docs §3) and flag bits (docs §1), spelled out by hand ----------------------
 
@@ -43,24 +42,7 @@ FLAG_ERROR = 0x02
 BOOT_ID = 0x2B1D
 
 
-def frame(
-    command: int,
-    seq: int,
-    payload: bytes = b"",
-    *,
-    flags: int = 0,
-    status: int = 0,
-    boot_id: int = 0,
-    version: int = 1,
-) -> bytes:
-    """A frame laid out as in docs §1: sync, version, command, flags, status, seq, length,
-    boot_id, hcrc (CRC-16/CCITT from 0xFFFF over bytes 0-13), payload, pcrc (CRC-32)."""
-    head = b"\xa5\x5a" + struct.pack(
-        "<BBBBHIH", version, command, flags, status, seq, len(payload), boot_id
-    )
-    assert len(head) == 14
-    hcrc = struct.pack("<H", binascii.crc_hqx(head, 0xFFFF))
-    return head + hcrc + payload + struct.pack("<I", zlib.crc32(payload))
+frame = hand_frame
 
 
 def request(command: int, seq: int, payload: bytes = b"") -> bytes:

@@ -4,7 +4,6 @@ resynchronisation and bounded buffering on arbitrary byte streams."""
 from __future__ import annotations
 
 import binascii
-import struct
 import time
 import zlib
 
@@ -25,6 +24,7 @@ from drivers.link.protocol import (
     header_crc,
     payload_crc,
 )
+from tests.drivers.spec_frames import hand_frame
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FEW = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -33,30 +33,6 @@ SMALL_MAX = 512
 """A decoder limit small enough that hypothesis can build frames around it."""
 
 TIME_LIMIT_S = 2.0
-
-
-def hand_frame(
-    command: int,
-    seq: int,
-    payload: bytes = b"",
-    *,
-    flags: int = 0,
-    status: int = 0,
-    boot_id: int = 0,
-    version: int = 1,
-    length: int | None = None,
-) -> bytes:
-    """A frame laid out by hand from docs §1 (``length`` may lie, for hostile headers)."""
-    declared = len(payload) if length is None else length
-    head = b"\xa5\x5a" + struct.pack(
-        "<BBBBHIH", version, command, flags, status, seq, declared, boot_id
-    )
-    return (
-        head
-        + struct.pack("<H", binascii.crc_hqx(head, 0xFFFF))
-        + payload
-        + struct.pack("<I", zlib.crc32(payload))
-    )
 
 
 @st.composite

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import socket
 import struct
-import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -23,7 +21,7 @@ from drivers.errors import (
 from drivers.ldpu import LdpuCoefficients
 from drivers.link.protocol import Command, encode_frame, encode_header
 from drivers.sim.board_model import BoardOptions
-from drivers.sim.server import SimServer
+from drivers.sim.server import SimServer, spawned
 
 SMALL = "mockchip://?seed=5&cores=2"
 
@@ -53,36 +51,9 @@ def _exercise(board: Board) -> dict[str, np.ndarray | float | int]:
 
 @pytest.fixture
 def server_url() -> Iterator[str]:
-    """``chipctl sim serve`` in a subprocess on a free port, stopped afterwards."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "chipctl.cli",
-            "sim",
-            "serve",
-            "--port",
-            "0",
-            "--seed",
-            "5",
-            "--cores",
-            "2",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert "socket://" in line, line + (process.stderr.read() if process.stderr else "")
-        yield line.split(" on ")[-1].strip()
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        for pipe in (process.stdout, process.stderr):
-            if pipe is not None:
-                pipe.close()
+    """The simulator server in a child process on a free port, stopped afterwards."""
+    with spawned("seed=5&cores=2") as url:
+        yield url
 
 
 def test_same_results_through_mockchip_and_socket(server_url: str) -> None:
@@ -217,3 +188,36 @@ class TestServer:
         assert server.board.decoder.buffered == 0
         with Board(server.url) as board:
             assert board.status().ready
+
+
+def test_threads_share_one_board_safely() -> None:
+    """One lock per link: a monitor polling STATUS while a procedure runs MVMs and reads."""
+    import threading
+
+    errors: list[BaseException] = []
+    with Board("mockchip://?seed=6&cores=1") as board:
+        inputs = np.ones((4, 256), np.int8)
+
+        def monitor() -> None:
+            try:
+                for _ in range(200):
+                    assert board.status().ready
+                    assert board.scratch == 0
+            except BaseException as exc:  # noqa: BLE001 - collected for the main thread
+                errors.append(exc)
+
+        def procedure() -> None:
+            try:
+                for _ in range(100):
+                    assert board.mvm(0, inputs).positive.shape == (4, 256)
+                    assert board.verify_read(0, [1, 2], [3, 4], [0, 2]).shape == (2,)
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=f) for f in (monitor, procedure, monitor)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not errors, errors
+        assert board.link.stats.retries == 0 and board.link.stats.stale_replies == 0

@@ -6,9 +6,7 @@ reply (the read times out). Frames are built by hand from the spec, as in test_b
 
 from __future__ import annotations
 
-import binascii
 import struct
-import zlib
 
 import pytest
 
@@ -24,6 +22,7 @@ from drivers.errors import (
 from drivers.link.protocol import Command
 from drivers.link.replay import ReplayPort, expected_frames
 from drivers.link.transport import Link
+from tests.drivers.spec_frames import hand_frame
 
 BOOT_ID = 0x0B07
 NEW_BOOT_ID = 0x0B08
@@ -32,24 +31,7 @@ IDENTIFY, RESET, STATUS, READ_REGISTER, SAFE_STATE = 0x01, 0x02, 0x03, 0x04, 0x0
 PULSES, VERIFY_READ, MVM, CLOCK = 0x10, 0x11, 0x12, 0x30
 
 
-def frame(
-    command: int,
-    seq: int,
-    payload: bytes = b"",
-    *,
-    flags: int = 0,
-    status: int = 0,
-    boot_id: int = 0,
-) -> bytes:
-    head = b"\xa5\x5a" + struct.pack(
-        "<BBBBHIH", 1, command, flags, status, seq, len(payload), boot_id
-    )
-    return (
-        head
-        + struct.pack("<H", binascii.crc_hqx(head, 0xFFFF))
-        + payload
-        + struct.pack("<I", zlib.crc32(payload))
-    )
+frame = hand_frame
 
 
 def request(command: int, seq: int, payload: bytes = b"") -> bytes:
