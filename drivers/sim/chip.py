@@ -108,6 +108,9 @@ def _executor(workers: int) -> ThreadPoolExecutor:
     return _EXECUTOR
 
 
+_WorkItem = tuple[int, int, int, np.random.Generator]
+
+
 class _BlasThreads:
     """Temporarily set OpenBLAS's thread count (numpy's bundled OpenBLAS, found via ctypes).
 
@@ -249,13 +252,17 @@ class SimulatedChip:
         self._g_prog[stuck_set] = self._g_set_max[stuck_set]
         self._nu = np.empty((n, d), np.float32)
         for core in range(n):
-            self._nu[core] = self._sample_nu(self._g_prog[core])
+            self._nu[core] = self._sample_nu(self._g_prog[core], rng)
         self._t_prog = np.full((n, d), now, np.float64)
         self._relax = np.zeros((n, d), np.float32)
         self._t_latest = np.full(n, now, np.float64)
 
-        seeds = rng.integers(0, 2**63, size=(max(1, int(chip_p["threads"])), 4))
-        self._mvm_rngs = [np.random.Generator(np.random.PCG64DXSM(list(s))) for s in seeds]
+        # Runtime randomness comes from per-core streams spawned from the injected generator:
+        # what happens on one core never shifts another core's random numbers, so a run
+        # resumed on a fresh simulated chip (same seed) reproduces an uninterrupted one.
+        self._core_rngs = rng.spawn(n)
+        self._core_mvm_rngs = rng.spawn(n)
+        self._threads = max(1, int(chip_p["threads"]))
         self._cache: list[_CoreCache | None] = [None] * n
         self._buffers: dict[str, np.ndarray] = {}
         self._ldpu = [LdpuCoefficients.identity() for _ in range(n)]
@@ -295,10 +302,10 @@ class SimulatedChip:
                 raise TypeError(f"unknown model parameter {key!r}")
         return chip_p, adc_p, pulse_p
 
-    def _sample_nu(self, g_us: np.ndarray) -> np.ndarray:
+    def _sample_nu(self, g_us: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """ν = |N(μ_ν(G), σ_ν(G))| per device, HERMES 1-device fits [AK; chip.md §3]."""
         g = np.asarray(g_us, dtype=np.float32)
-        z = self._rng.standard_normal(g.shape, dtype=np.float32)
+        z = rng.standard_normal(g.shape, dtype=np.float32)
         nu = self._hermes.mu_nu(g) + self._hermes.sigma_nu(g) * z
         return np.abs(nu).astype(np.float32)
 
@@ -376,9 +383,10 @@ class SimulatedChip:
         if not np.all(np.isfinite(g)) or np.any(g < 0):
             raise LimitError("g_us must be finite and >= 0 µS")
         target = np.minimum(g.reshape(-1), self._g_set_max[c])
-        z = self._rng.standard_normal(DEVICES_PER_CORE, dtype=np.float32)
+        rng = self._core_rngs[c]
+        z = rng.standard_normal(DEVICES_PER_CORE, dtype=np.float32)
         g_p = np.maximum(target + self._hermes.sigma_prog_us(target) * z, 0.0)
-        nu = self._sample_nu(target)
+        nu = self._sample_nu(target, rng)
         free = self._stuck[c] == STUCK_NONE
         self._g_prog[c, free] = g_p[free]
         self._nu[c, free] = nu[free]
@@ -419,9 +427,9 @@ class SimulatedChip:
             idx = flat[sel]
             g_now, _, _ = self._device_state(c, idx)
             g_new, relax = self.pulses.apply(
-                g_now, self._g_set_max[c, idx], kd[sel], amp[sel], wd[sel]
+                g_now, self._g_set_max[c, idx], kd[sel], amp[sel], wd[sel], rng=self._core_rngs[c]
             )
-            nu = self._sample_nu(g_new)
+            nu = self._sample_nu(g_new, self._core_rngs[c])
             free = self._stuck[c, idx] == STUCK_NONE
             idx_f = idx[free]
             self._g_prog[c, idx_f] = g_new[free]
@@ -453,7 +461,7 @@ class SimulatedChip:
         idx = (r * COLS + cl) * DEVICES + dv
         g_d, g_p, tau = self._device_state(c, idx)
         sigma = self._read_sigma_us(g_d, g_p, tau)
-        g_read = g_d + sigma * self._rng.standard_normal(idx.size, dtype=np.float32)
+        g_read = g_d + sigma * self._core_rngs[c].standard_normal(idx.size, dtype=np.float32)
         np.maximum(g_read, 0.0, out=g_read)
         i_ua = g_read * np.float32(self._p["verify_read_voltage_v"])
         counts, n_sat = self.adc.convert(c, POSITIVE, i_ua, self._verify_t_eff_ns, rows=r)
@@ -501,27 +509,37 @@ class SimulatedChip:
         self._cache[core] = cache
         return cache
 
-    def _work_items(self, n_cores: int, batch: int) -> list[list[tuple[int, int, int]]]:
-        """Fixed split of (core position, batch start, batch stop) over the MVM generators."""
-        groups = len(self._mvm_rngs)
+    def _work_items(self, core_ids: np.ndarray, batch: int) -> list[list[_WorkItem]]:
+        """Split (core position, batch start, batch stop, generator) over the worker threads.
+
+        A core whose batch is split gets child generators spawned from its own MVM stream, so
+        the noise depends only on that core's history, never on thread timing.
+        """
+        groups = self._threads
+        n_cores = core_ids.size
+        rngs = [self._core_mvm_rngs[int(c)] for c in core_ids]
         if n_cores >= groups:
             bounds = np.linspace(0, n_cores, groups + 1).astype(int)
-            return [[(k, 0, batch) for k in range(bounds[g], bounds[g + 1])] for g in range(groups)]
-        items = [(k, 0, batch) for k in range(n_cores)]
-        split = []
-        for k, _, _ in items:
+            return [
+                [(k, 0, batch, rngs[k]) for k in range(bounds[g], bounds[g + 1])]
+                for g in range(groups)
+            ]
+        split: list[_WorkItem] = []
+        for k in range(n_cores):
             edges = np.linspace(0, batch, groups // n_cores + 1).astype(int)
-            split += [(k, int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
-        out: list[list[tuple[int, int, int]]] = [[] for _ in range(groups)]
+            pieces = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+            children = rngs[k].spawn(len(pieces)) if len(pieces) > 1 else [rngs[k]]
+            split += [(k, a, b, gen) for (a, b), gen in zip(pieces, children, strict=True)]
+        out: list[list[_WorkItem]] = [[] for _ in range(groups)]
         for i, item in enumerate(split):
             out[i * groups // len(split)].append(item)
         return out
 
-    def _run_groups(self, work: Any, groups: list[list[tuple[int, int, int]]]) -> int:
+    def _run_groups(self, work: Any, groups: list[list[_WorkItem]]) -> int:
         jobs = [(g, items) for g, items in enumerate(groups) if items]
         if len(jobs) == 1:
             return int(work(*jobs[0]))
-        pool = _executor(len(self._mvm_rngs))
+        pool = _executor(self._threads)
         with _BlasThreads(1):
             return sum(f.result() for f in [pool.submit(work, g, items) for g, items in jobs])
 
@@ -548,7 +566,7 @@ class SimulatedChip:
         caches = [self._core_cache(int(c)) for c in core_ids]
         pos = np.empty((n_c, batch, ROWS), np.uint16)
         neg = np.empty((n_c, batch, ROWS), np.uint16)
-        groups = self._work_items(n_c, batch)
+        groups = self._work_items(core_ids, batch)
         if mode == 1:
             n_sat = self._mvm_one_phase(core_ids, caches, x, pos, neg, groups)
             latency_ns = self._p["mvm_latency_1phase_ns"]
@@ -574,16 +592,15 @@ class SimulatedChip:
         x: np.ndarray,
         pos: np.ndarray,
         neg: np.ndarray,
-        groups: list[list[tuple[int, int, int]]],
+        groups: list[list[_WorkItem]],
     ) -> int:
         window = self._p["mvm_window_ns"]
         top = np.float32(self.adc.saturation_counts(window))
         consts = [self.adc.signed_constants(int(c), window) for c in core_ids]
 
-        def work(g: int, items: list[tuple[int, int, int]]) -> int:
-            gen = self._mvm_rngs[g]
+        def work(g: int, items: list[_WorkItem]) -> int:
             n_sat = 0
-            for k, b0, b1 in items:
+            for k, b0, b1, gen in items:
                 nb = b1 - b0
                 shape = (nb, ROWS)
                 x1 = self._buffer(f"x1{g}", (nb, 2 * COLS))
@@ -633,7 +650,7 @@ class SimulatedChip:
         x: np.ndarray,
         pos: np.ndarray,
         neg: np.ndarray,
-        groups: list[list[tuple[int, int, int]]],
+        groups: list[list[_WorkItem]],
     ) -> int:
         window = self._p["mvm_window_ns"]
         top = np.float32(self.adc.saturation_counts(window))
@@ -642,10 +659,9 @@ class SimulatedChip:
             a, b, off = self.adc.row_constants(int(c), POSITIVE, window)
             consts.append((np.tile(a, 2), np.tile(b, 2), np.tile(off, 2)))
 
-        def work(g: int, items: list[tuple[int, int, int]]) -> int:
-            gen = self._mvm_rngs[g]
+        def work(g: int, items: list[_WorkItem]) -> int:
             n_sat = 0
-            for k, b0, b1 in items:
+            for k, b0, b1, gen in items:
                 nb = b1 - b0
                 x4 = self._buffer(f"x4{g}", (2 * nb, COLS))
                 xk = self._buffer(f"xk{g}", (nb, COLS))

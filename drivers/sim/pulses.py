@@ -195,6 +195,8 @@ class PulseModel:
         kind: np.ndarray,
         amplitude_ua: np.ndarray,
         width_ns: np.ndarray,
+        *,
+        rng: np.random.Generator | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Apply one pulse to each of n distinct devices.
 
@@ -204,12 +206,14 @@ class PulseModel:
             kind: pulse kind codes (PULSE_RESET / PULSE_SET / PULSE_PARTIAL), (n,).
             amplitude_ua: amplitude in µA, (n,).
             width_ns: width in ns, (n,).
+            rng: generator for this call (the chip passes the core's own stream); default the
+                model's.
 
         Returns:
             (new conductance in µS right after the pulse, relaxation offset in µS), float32.
         """
         n = g_us.shape[0]
-        rng = self.rng
+        rng = self.rng if rng is None else rng
         g = np.asarray(g_us, dtype=np.float64)
         amp = np.asarray(amplitude_ua, dtype=np.float64)
         width = np.asarray(width_ns, dtype=np.float64)

@@ -124,3 +124,33 @@ def test_fast_normal_is_standard_normal() -> None:
     assert abs(z.mean()) < 5 / np.sqrt(z.size)
     assert abs(z.std() - 1.0) < 5 / np.sqrt(2 * z.size)
     assert stats.kstest(z, "norm").pvalue > 1e-3
+
+
+def test_cores_draw_from_independent_random_streams() -> None:
+    """Work on one core never shifts another core's random numbers (resume relies on it)."""
+
+    def core0_results(touch_core1: bool) -> tuple[np.ndarray, ...]:
+        chip = SimulatedChip(rng=np.random.default_rng(21), n_cores=2)
+        idx = np.arange(16, dtype=np.uint8)
+        ones = np.ones(16, np.uint8)
+        if touch_core1:
+            chip.apply_pulses(
+                1,
+                idx,
+                idx,
+                0 * ones,
+                ones,
+                125 * ones.astype(np.uint16),
+                250 * ones.astype(np.uint16),
+            )
+            chip.verify_read(1, idx, idx, 0 * ones)
+            chip.mvm_raw(np.array([1]), np.ones((1, 8, 256), np.int8), 4)
+        chip.apply_pulses(
+            0, idx, idx, 0 * ones, ones, 125 * ones.astype(np.uint16), 250 * ones.astype(np.uint16)
+        )
+        reads = chip.verify_read(0, idx, idx, 0 * ones)
+        pos, neg = chip.mvm_raw(np.array([0]), np.ones((1, 8, 256), np.int8), 4)
+        return reads, pos, neg
+
+    for clean, touched in zip(core0_results(False), core0_results(True), strict=True):
+        np.testing.assert_array_equal(clean, touched)
