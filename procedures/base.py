@@ -183,8 +183,11 @@ class Data:
     """One row (or, with ``rows=True``, several rows along axis 0) for a declared stream."""
 
     stream: str
-    values: np.ndarray
+    values: Any
     rows: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "values", np.asarray(self.values))
 
 
 @dataclass(frozen=True)
