@@ -41,8 +41,10 @@ Status = Literal["success", "aborted", "failed"]
 class Parameter:
     """A declared procedure parameter with units, default and limits.
 
-    ``kind`` is one of ``float``, ``int``, ``bool``, ``str`` or ``"cores"`` (a list of core ids,
-    given as a list or as text like ``"0-3,8"``).
+    ``kind`` is one of ``float``, ``int``, ``bool``, ``str``, ``"cores"`` (a list of core ids,
+    given as a list or as text like ``"0-3,8"``) or ``"array"`` (a finite float64 numpy array,
+    e.g. a weight matrix; the CLI loads it from a .npy file, the run file stores it as a
+    dataset).
     """
 
     name: str
@@ -64,6 +66,8 @@ class Parameter:
             raise LimitError(
                 f"parameter {self.name}: {converted!r} is not one of {list(self.choices)}"
             )
+        if isinstance(converted, np.ndarray):
+            return converted
         values = converted if isinstance(converted, list) else [converted]
         for v in values:
             if isinstance(v, int | float) and not isinstance(v, bool):
@@ -78,6 +82,16 @@ class Parameter:
     def _convert(self, value: Any) -> Any:
         if self.kind == "cores":
             return parse_cores(value)
+        if self.kind == "array":
+            array = np.asarray(value)
+            if array.dtype == object or not (
+                np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+            ):
+                raise ValueError(f"expected a numeric array, got dtype {array.dtype}")
+            array = array.astype(np.float64)
+            if not np.all(np.isfinite(array)):
+                raise ValueError("array contains NaN or infinite values")
+            return array
         if self.kind is bool:
             if isinstance(value, bool | np.bool_):
                 return bool(value)

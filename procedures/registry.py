@@ -1,16 +1,35 @@
-"""All procedures by name, for the CLI, recipes, the TUI and resume."""
+"""All procedures by name, for the CLI, recipes, the TUI and resume.
+
+Entries name their class as "module:Class" and are imported on first use, so a broken or slow
+procedure module never stops the others from loading.
+"""
 
 from __future__ import annotations
 
-from procedures.base import Procedure
-from procedures.snapshot import ConductanceSnapshot
+import importlib
 
-PROCEDURES: dict[str, type[Procedure]] = {cls.name: cls for cls in (ConductanceSnapshot,)}
+from procedures.base import Procedure
+
+PROCEDURES: dict[str, str] = {
+    "snapshot": "procedures.snapshot:ConductanceSnapshot",
+    "program": "procedures.program_verify:ProgramVerify",
+    "characterize": "procedures.characterize:Characterize",
+}
 
 
 def get(name: str) -> type[Procedure]:
     """The procedure class called ``name``; a clear error listing the known ones."""
     try:
-        return PROCEDURES[name]
+        target = PROCEDURES[name]
     except KeyError:
         raise KeyError(f"unknown procedure {name!r}; known: {sorted(PROCEDURES)}") from None
+    module_name, class_name = target.split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(cls, type) and issubclass(cls, Procedure)) or cls.name != name:
+        raise TypeError(f"registry entry {name!r} -> {target} is not the procedure {name!r}")
+    return cls
+
+
+def available() -> list[str]:
+    """Names of all registered procedures."""
+    return sorted(PROCEDURES)
