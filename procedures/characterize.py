@@ -1,0 +1,191 @@
+"""MVM-error characterisation by the published method [LG §IV; chip.md §2b].
+
+Per core: 2,048 random inputs (uniform over the 8-bit PWM range, 30 % of entries zero) through
+the programmed weights W; the raw counts P − N are brought to weight units by one least-squares
+scale s (what Wmax/Gmax does once the chip is calibrated); then
+
+- effective weights Ŵ = argmin ‖y_exp − Ŵx‖² (least squares over all inputs),
+- ε_total = y_exp − W·x, ε_linear = Ŵ·x − W·x (programming), ε_residual = y_exp − Ŵ·x (PWM/ADC
+  nonlinearity, read noise, leakage, IR drop),
+
+each reported as ‖ε‖₂/‖W·x‖₂, and as a histogram in int8 output units (the ideal outputs' largest
+magnitude mapped to 127), as in [LG Fig 2b].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+
+from drivers.board import Board
+from drivers.errors import LimitError
+from procedures.base import Checkpoint, Data, Parameter, Procedure, Progress, StreamSpec
+
+ROWS = COLS = 256
+HISTOGRAM_HALF_WIDTH = 40
+"""Histogram bins are the int8 error values −40..40, plus one underflow and one overflow bin."""
+N_BINS = 2 * HISTOGRAM_HALF_WIDTH + 3
+ERRORS = ("total", "linear", "residual")
+
+
+def random_inputs(rng: np.random.Generator, n: int, sparsity: float) -> np.ndarray:
+    """int8 inputs (n, 256), uniform in −127..127 with a fraction ``sparsity`` set to 0."""
+    x = rng.integers(-127, 128, size=(n, COLS))
+    x[rng.random(x.shape) < sparsity] = 0
+    return x.astype(np.int8)
+
+
+def int8_histogram(errors: np.ndarray, scale: float) -> np.ndarray:
+    """Counts of round(errors·scale) in −40..40 with explicit under- and overflow bins."""
+    values = np.rint(errors.reshape(-1) * scale)
+    inner = np.clip(values, -HISTOGRAM_HALF_WIDTH - 1, HISTOGRAM_HALF_WIDTH + 1)
+    return np.bincount((inner + HISTOGRAM_HALF_WIDTH + 1).astype(np.int64), minlength=N_BINS)
+
+
+def mvm_errors(
+    weights: np.ndarray, inputs: np.ndarray, counts_difference: np.ndarray
+) -> dict[str, Any]:
+    """The published error decomposition for one core (pure computation, no I/O).
+
+    Args:
+        weights: programmed weights W (256, 256), rows are outputs.
+        inputs: inputs x (n, 256).
+        counts_difference: measured P − N counts (n, 256).
+
+    Returns a dict with the scale (weight units per count), Ŵ, the three relative errors,
+    their int8 histograms (3, 83) and the effective weight error std(Ŵ − W)/max|W|.
+    """
+    x = inputs.astype(np.float64)
+    ideal = x @ weights.T
+    measured = counts_difference.astype(np.float64)
+    denominator = float(np.sum(measured * measured))
+    if denominator == 0 or not np.any(ideal):
+        raise LimitError("the MVM outputs are all zero: nothing to characterise")
+    scale = float(np.sum(measured * ideal) / denominator)
+    y_exp = scale * measured
+    w_hat_t, *_ = np.linalg.lstsq(x, y_exp, rcond=None)
+    fitted = x @ w_hat_t
+    eps = {"total": y_exp - ideal, "linear": fitted - ideal, "residual": y_exp - fitted}
+    norm = float(np.linalg.norm(ideal))
+    to_int8 = 127.0 / float(np.max(np.abs(ideal)))
+    w_max = float(np.max(np.abs(weights)))
+    return {
+        "scale": scale,
+        "w_hat": w_hat_t.T,
+        "relative": np.array([np.linalg.norm(eps[name]) / norm for name in ERRORS]),
+        "histograms": np.stack([int8_histogram(eps[name], to_int8) for name in ERRORS]),
+        "weight_error": float(np.std(w_hat_t.T - weights) / w_max) if w_max else float("nan"),
+    }
+
+
+class Characterize(Procedure):
+    """MVM error of programmed cores: ε_total, ε_linear, ε_residual [LG §IV]."""
+
+    name: ClassVar[str] = "characterize"
+    title: ClassVar[str] = "MVM error characterisation"
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        Parameter(
+            "weights",
+            np.zeros((ROWS, COLS)),
+            kind="array",
+            description="weights programmed on the cores: (256, 256) for all or (n, 256, 256)",
+        ),
+        Parameter(
+            "cores", [0], kind="cores", description="cores to characterise", minimum=0, maximum=63
+        ),
+        Parameter(
+            "n_inputs",
+            2048,
+            kind=int,
+            description="random input vectors per core [LG §IV]",
+            minimum=256,
+            maximum=65536,
+        ),
+        Parameter(
+            "sparsity",
+            0.3,
+            units="1",
+            description="fraction of zero inputs",
+            minimum=0.0,
+            maximum=0.95,
+        ),
+        Parameter("mode", 4, kind=int, description="MVM mode: 1- or 4-phase", choices=(1, 4)),
+        Parameter(
+            "batch", 256, kind=int, description="inputs per MVM frame", minimum=1, maximum=4096
+        ),
+        Parameter("seed", 0, kind=int, description="seed of the random inputs", minimum=0),
+    )
+    default_plot: ClassVar[tuple[str, str | None]] = ("eps_total", "core")
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        weights = self.params["weights"]
+        cores = self.params["cores"]
+        if weights.shape == (ROWS, COLS):
+            weights = np.broadcast_to(weights, (len(cores), ROWS, COLS))
+        if weights.shape != (len(cores), ROWS, COLS):
+            raise LimitError(
+                f"parameter weights: shape {self.params['weights'].shape} is neither (256, 256) "
+                f"nor ({len(cores)}, 256, 256) for {len(cores)} cores"
+            )
+        if not np.all(np.any(weights != 0, axis=(1, 2))):
+            raise LimitError("parameter weights: a core's weights are all zero")
+        self._weights = weights
+
+    def streams(self) -> tuple[StreamSpec, ...]:
+        return (
+            StreamSpec("core", (), "i2", "1", "core id of the row"),
+            StreamSpec("eps_total", (), "f8", "1", "‖y_exp − Wx‖/‖Wx‖"),
+            StreamSpec("eps_linear", (), "f8", "1", "‖Ŵx − Wx‖/‖Wx‖ (programming error)"),
+            StreamSpec("eps_residual", (), "f8", "1", "‖y_exp − Ŵx‖/‖Wx‖ (nonlinearity and noise)"),
+            StreamSpec("weight_error", (), "f8", "1", "std(Ŵ − W)/max|W|"),
+            StreamSpec("scale", (), "f8", "1", "weight units per ADC count (least squares)"),
+            StreamSpec(
+                "histograms",
+                (3, N_BINS),
+                "i8",
+                "1",
+                "int8 error histograms (total, linear, residual), bins under,−40..40,over",
+            ),
+            StreamSpec("effective_weights", (ROWS, COLS), "f4", "1", "least-squares Ŵ"),
+        )
+
+    def total(self) -> int:
+        return len(self.params["cores"])
+
+    def execute(
+        self, board: Board, *, resume_from: dict[str, Any] | None = None
+    ) -> Iterator[Progress | Data | Checkpoint]:
+        p = self.params
+        cores: list[int] = p["cores"]
+        done = int(resume_from["cores_done"]) if resume_from else 0
+        summary: dict[str, list[float]] = {name: [] for name in ERRORS}
+        for position in range(done, len(cores)):
+            self.check_stop()
+            core = cores[position]
+            # One input stream per core position: a resumed run draws the same inputs.
+            rng = np.random.default_rng([p["seed"], position])
+            inputs = random_inputs(rng, p["n_inputs"], p["sparsity"])
+            difference = np.empty((p["n_inputs"], ROWS), np.int32)
+            for start in range(0, p["n_inputs"], p["batch"]):
+                self.check_stop()
+                stop = min(start + p["batch"], p["n_inputs"])
+                difference[start:stop] = board.mvm(
+                    core, inputs[start:stop], mode=p["mode"]
+                ).difference
+            result = mvm_errors(self._weights[position], inputs, difference)
+            yield Data("core", np.int16(core))
+            for index, name in enumerate(ERRORS):
+                yield Data(f"eps_{name}", result["relative"][index])
+                summary[name].append(float(result["relative"][index]))
+            yield Data("weight_error", result["weight_error"])
+            yield Data("scale", result["scale"])
+            yield Data("histograms", result["histograms"])
+            yield Data("effective_weights", result["w_hat"].astype(np.float32))
+            yield Checkpoint({"cores_done": position + 1})
+            yield Progress(
+                position + 1, len(cores), f"core {core}: ε_total {result['relative'][0]:.2%}"
+            )
+        self.results = {f"eps_{name}_mean": float(np.mean(v)) for name, v in summary.items() if v}
