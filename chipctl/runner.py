@@ -1,0 +1,433 @@
+"""The runner: drives a procedure and fans its records out to the run file, screen and log.
+
+``run_procedure(procedure, board, path)`` iterates ``procedure.run(board, ...)`` and hands every
+record to each subscriber in turn: the :class:`~chipctl.runfile.RunWriter` first, then a rich
+progress bar (only on a terminal), the stdlib log, and any callables passed in ``subscribers``
+(the TUI adds one). Ctrl-C, while a run is going in the main thread:
+
+* the first asks the procedure to stop at its next safe point (``should_stop`` becomes true,
+  ``Procedure.check_stop`` raises ``Aborted``); cleanup runs and the file ends "aborted";
+* the second forces: ``KeyboardInterrupt`` propagates (deferred until a write into the run file
+  is complete), the procedure's cleanup still runs, the file ends "aborted" with reason "forced".
+
+An exception ends the file "failed" with the error text. ``resume_run(path)`` continues a run
+that died or was stopped, from its last checkpoint, in the same file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from chipctl.runfile import ResumeSource, RunFile, RunFileError, RunWriter
+from drivers.board import Board
+from drivers.errors import LimitError
+from procedures import registry
+from procedures.base import Checkpoint, Procedure, Progress, Record, Start, Stop
+
+log = logging.getLogger(__name__)
+
+Subscriber = Callable[[Record], None]
+
+
+@dataclass
+class RunSummary:
+    """How a run ended.
+
+    Attributes:
+        status: "success", "aborted" or "failed".
+        reason: why it stopped ("" on success).
+        path: the run file.
+        elapsed_s: wall time of this run segment in s.
+        results: the procedure's results.
+    """
+
+    status: str
+    reason: str
+    path: Path
+    elapsed_s: float
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+class ResumeError(RunFileError):
+    """A run file cannot be resumed (finished, still running, or unreadable)."""
+
+
+# -- Ctrl-C -----------------------------------------------------------------------------------
+
+
+class _Interrupts:
+    """SIGINT handling for one run: first press requests a stop, the second forces."""
+
+    def __init__(self) -> None:
+        self.stop_requested = threading.Event()
+        self.forced = False
+        self._critical = 0
+        self._pending = False
+        self._previous: Any = None
+        self._installed = False
+
+    def handler(self, signum: int, frame: FrameType | None) -> None:
+        if not self.stop_requested.is_set():
+            self.stop_requested.set()
+            print(
+                "\nstopping at the next safe point (Ctrl-C again to force)",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        self.forced = True
+        if self._critical:
+            self._pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def critical(self) -> Iterator[None]:
+        """A section (a write into the run file) that a forced interrupt must not split."""
+        self._critical += 1
+        try:
+            yield
+        finally:
+            self._critical -= 1
+            if self._pending and not self._critical:
+                self._pending = False
+                raise KeyboardInterrupt
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self.handler)
+            self._installed = True
+
+    def restore(self) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
+
+
+# -- subscribers ------------------------------------------------------------------------------
+
+
+class _ProgressBar:
+    """A rich progress bar (fraction done, rate, ETA) on stderr."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.progress import (
+            Progress as RichProgress,
+        )
+
+        self._bar = RichProgress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[message]}"),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._task: Any = None
+        self._started = 0.0
+        self._first_done = 0
+
+    def __call__(self, record: Record) -> None:
+        if isinstance(record, Start):
+            self._bar.start()
+            self._started = time.monotonic()
+            self._task = self._bar.add_task(
+                record.procedure, total=max(record.total, 1), rate="", message=""
+            )
+        elif isinstance(record, Progress) and self._task is not None:
+            if not self._first_done:
+                self._first_done = record.done - 1 if record.done > 0 else 0
+            elapsed = time.monotonic() - self._started
+            done_here = record.done - self._first_done
+            rate = f"{done_here / elapsed:.3g}/s" if elapsed > 0 else ""
+            self._bar.update(
+                self._task,
+                completed=record.done,
+                total=max(record.total, 1),
+                rate=rate,
+                message=record.message,
+            )
+        elif isinstance(record, Stop):
+            self.close()
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._bar.stop()
+            self._task = None
+
+
+def _log_subscriber(logger: logging.Logger, path: Path) -> Subscriber:
+    def _log(record: Record) -> None:
+        if isinstance(record, Start):
+            logger.info(
+                "%s %s on %s -> %s",
+                "resuming" if record.resumed else "starting",
+                record.procedure,
+                record.metadata.get("board_url", "?"),
+                path,
+            )
+        elif isinstance(record, Progress):
+            logger.debug("%d/%d %s", record.done, record.total, record.message)
+        elif isinstance(record, Checkpoint):
+            logger.debug("checkpoint %s", record.state)
+        elif isinstance(record, Stop):
+            level = logging.INFO if record.status == "success" else logging.WARNING
+            logger.log(
+                level,
+                "run %s: %s %s (%.3g s)",
+                path,
+                record.status,
+                record.reason,
+                record.elapsed_s,
+            )
+
+    return _log
+
+
+def _board_clock(board: Board) -> Callable[[], float] | None:
+    """The board's virtual clock, if it has one (the simulator), else None."""
+    if getattr(board.identity, "clock_control", False):
+        return board.board_time_s
+    return None
+
+
+# -- running ----------------------------------------------------------------------------------
+
+
+def run_procedure(
+    procedure: Procedure,
+    board: Board,
+    path: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+    log: logging.Logger | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    flush_interval_s: float = 1.0,
+    subscribers: Sequence[Subscriber] = (),
+    resume_from: dict[str, Any] | None = None,
+    resume: ResumeSource | None = None,
+) -> RunSummary:
+    """Run ``procedure`` on ``board``, writing the run file ``path``; returns how it ended.
+
+    Args:
+        procedure: a configured procedure instance.
+        board: an open board.
+        path: the run file to write.
+        progress: show a progress bar (only when stderr is a terminal).
+        log: logger for start/stop lines (default ``chipctl.runner``).
+        should_stop: polled at every safe point; true stops the run ("aborted").
+        flush_interval_s: longest time in s written rows stay unflushed.
+        subscribers: more callables that receive every record.
+        resume_from / resume: used by :func:`resume_run`.
+    """
+    path = Path(path)
+    logger = log or logging.getLogger(__name__)
+    interrupts = _Interrupts()
+
+    def stop() -> bool:
+        return interrupts.stop_requested.is_set() or bool(should_stop and should_stop())
+
+    writer = RunWriter(
+        path,
+        instrument=asdict(board.identity),
+        flush_interval_s=flush_interval_s,
+        board_clock=_board_clock(board),
+        resume=resume,
+    )
+    bar = _ProgressBar() if progress and sys.stderr.isatty() else None
+    others: list[Subscriber] = [_log_subscriber(logger, path)]
+    if bar is not None:
+        others.append(bar)
+    others.extend(subscribers)
+
+    started = time.monotonic()
+    records = procedure.run(board, should_stop=stop, resume_from=resume_from)
+    stop_record: Stop | None = None
+    interrupts.install()
+    try:
+        for record in records:
+            with interrupts.critical():
+                writer(record)
+            for subscriber in others:
+                subscriber(record)
+            if isinstance(record, Stop):
+                stop_record = record
+    except KeyboardInterrupt:
+        _close(records)  # runs the procedure's cleanup
+        reason = "forced" if interrupts.forced else "interrupted"
+        _end(writer, "aborted", reason, started)
+        raise
+    except Exception as exc:
+        logger.exception("run %s failed", path)
+        with contextlib.suppress(Exception):
+            _close(records)
+        reason = f"{type(exc).__name__}: {exc}"
+        _end(writer, "failed", reason, started)
+        return RunSummary("failed", reason, path, time.monotonic() - started)
+    finally:
+        interrupts.restore()
+        if bar is not None:
+            bar.close()
+    if stop_record is None:
+        reason = "the procedure ended without a Stop record"
+        _end(writer, "failed", reason, started)
+        return RunSummary("failed", reason, path, time.monotonic() - started)
+    return RunSummary(
+        stop_record.status,
+        stop_record.reason,
+        path,
+        stop_record.elapsed_s,
+        dict(stop_record.results),
+    )
+
+
+def _close(records: Iterator[Record]) -> None:
+    """Close a procedure's record generator, which runs its cleanup if it was mid-run."""
+    close = getattr(records, "close", None)
+    if callable(close):
+        close()
+
+
+def _end(writer: RunWriter, status: str, reason: str, started: float) -> None:
+    """Close the run file with ``status`` if the run did not get that far by itself."""
+    if not writer.is_open:
+        if writer.status == "running":
+            log.error("run file %s was never created: %s", writer.path, reason)
+        return
+    try:
+        writer.finish(status, reason, elapsed_s=time.monotonic() - started)
+    except Exception:
+        log.exception("could not record status %s in %s", status, writer.path)
+        writer.close()
+
+
+# -- resuming ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """What resuming ``path`` will do: procedure, parameters, state and rows to keep."""
+
+    path: Path
+    procedure: str
+    parameters: dict[str, Any]
+    board_url: str
+    state: dict[str, Any] | None
+    rows: dict[str, int]
+    checkpoints: int
+    board_time_s: float | None
+
+
+def plan_resume(path: str | os.PathLike[str]) -> ResumePlan:
+    """Read what resuming ``path`` needs; refuses a finished or still-running run."""
+    path = Path(path)
+    with RunFile.open(path) as run:
+        status = run.status
+        meta = run.metadata
+        checkpoints = run.checkpoints
+        streams = run.streams
+    if status == "success":
+        raise ResumeError(f"{path}: the run already finished successfully; nothing to resume")
+    if status == "running" and _writer_alive(meta):
+        raise ResumeError(
+            f"{path}: still being written by process {meta.get('writer_pid')} on this host"
+        )
+    last = checkpoints[-1] if checkpoints else None
+    rows = {name: int(last["rows"].get(name, 0)) if last else 0 for name in streams}
+    return ResumePlan(
+        path=path,
+        procedure=str(meta["procedure"]),
+        parameters=dict(meta["parameters"]),
+        board_url=str(meta.get("board_url", "")),
+        state=dict(last["state"]) if last else None,
+        rows=rows,
+        checkpoints=len(checkpoints),
+        board_time_s=last.get("board_time_s") if last else None,
+    )
+
+
+def _writer_alive(meta: dict[str, Any]) -> bool:
+    pid = int(meta.get("writer_pid", 0) or 0)
+    if pid <= 0 or pid == os.getpid() or meta.get("writer_host") != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def resume_run(
+    path: str | os.PathLike[str],
+    *,
+    board_url: str | None = None,
+    timeout_s: float = 5.0,
+    progress: bool = True,
+    log: logging.Logger | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    flush_interval_s: float = 1.0,
+    subscribers: Sequence[Subscriber] = (),
+) -> RunSummary:
+    """Continue the run in ``path`` from its last checkpoint, appending to the same file.
+
+    Streams are cut back to the rows recorded with the last checkpoint (a run without one
+    restarts from the beginning). The board is reconnected at the stored URL unless
+    ``board_url`` is given; a simulated board's virtual clock is advanced to the checkpoint's
+    time, so a resumed simulation reproduces an uninterrupted one.
+    """
+    plan = plan_resume(path)
+    try:
+        cls = registry.get(plan.procedure)
+    except KeyError as exc:
+        raise ResumeError(f"{plan.path}: {exc.args[0]}") from None
+    try:
+        procedure = cls(**plan.parameters)
+    except LimitError as exc:
+        raise ResumeError(f"{plan.path}: stored parameters are not valid now: {exc}") from None
+    url = board_url or plan.board_url
+    if not url:
+        raise ResumeError(f"{plan.path}: no board URL stored; give one")
+    with Board(url, timeout_s=timeout_s) as board:
+        if plan.board_time_s is not None and board.identity.clock_control:
+            behind = float(plan.board_time_s) - board.board_time_s()
+            if behind > 0:
+                board.advance_clock(behind)
+        return run_procedure(
+            procedure,
+            board,
+            plan.path,
+            progress=progress,
+            log=log,
+            should_stop=should_stop,
+            flush_interval_s=flush_interval_s,
+            subscribers=subscribers,
+            resume_from=plan.state,
+            resume=ResumeSource(plan.path, plan.rows, plan.checkpoints),
+        )
