@@ -425,9 +425,16 @@ class SimulatedChip:
         for k in range(int(rank.max()) + 1):
             sel = np.flatnonzero(rank == k) if k or rank.any() else np.arange(n)
             idx = flat[sel]
-            g_now, _, _ = self._device_state(c, idx)
+            g_now, _, tau = self._device_state(c, idx)
+            remaining = self._relax[c, idx] * (1.0 - self.pulses.relaxation_progress(tau))
             g_new, relax = self.pulses.apply(
-                g_now, self._g_set_max[c, idx], kd[sel], amp[sel], wd[sel], rng=self._core_rngs[c]
+                g_now,
+                self._g_set_max[c, idx],
+                kd[sel],
+                amp[sel],
+                wd[sel],
+                rng=self._core_rngs[c],
+                relax_remaining_us=remaining,
             )
             nu = self._sample_nu(g_new, self._core_rngs[c])
             free = self._stuck[c, idx] == STUCK_NONE
