@@ -38,14 +38,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     result = run_demo(
         args.board,
-        core=args.core,
-        batch=args.batch,
-        mode=args.mode,
+        out_dir=args.out_dir,
+        n_inputs=args.inputs,
         seed=args.seed,
         timeout_s=args.timeout,
     )
     print_demo(result)
-    return 0
+    runs = [summary for m in result.modes for summary in (m.program, m.characterize)]
+    return 0 if all(summary.status == "success" for summary in runs) else 1
 
 
 def _cmd_identify(args: argparse.Namespace) -> int:
@@ -425,15 +425,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
-        "demo", help="program a random weight matrix onto a core, run MVMs and report the error"
+        "demo",
+        help="program random weights with ODP and TDP, characterise the MVM error, write run files",
     )
     _add_board_option(demo)
-    demo.add_argument("--core", type=int, default=0, help="core to use (default 0)")
     demo.add_argument(
-        "--batch", type=int, default=256, help="number of MVM input vectors (default 256)"
+        "--out-dir", default=None, metavar="DIR", help="folder for the run files (runs/demo-TIME)"
     )
     demo.add_argument(
-        "--mode", type=int, choices=(1, 4), default=4, help="MVM mode: 1- or 4-phase (default 4)"
+        "--inputs", type=int, default=2048, help="random inputs per characterisation (2048)"
     )
     demo.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
     demo.set_defaults(handler=_cmd_demo)

@@ -1,17 +1,40 @@
-"""``chipctl demo``: program a random weight matrix onto a core, run MVMs, report the error."""
+"""``chipctl demo``: program random weights with ODP and TDP, characterise both, report.
+
+Each step is a procedure run through the runner, so the demo leaves one HDF5 run file per step
+(``chipctl runs DIR`` lists them, ``chipctl show FILE`` prints one).
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from chipctl.runner import RunSummary, run_procedure
 from drivers.board import Board, BoardIdentity
-from procedures.program_verify import ProgramResult, program_core, weight_targets
+from procedures.characterize import Characterize
+from procedures.program_verify import ProgramVerify
 
 SPARSITY = 0.3
-"""Fraction of zero weights and inputs, as in the published MVM characterisation [LG §IV]."""
+"""Fraction of zero weights, as in the published MVM characterisation [LG §IV]."""
+
+
+@dataclass(frozen=True)
+class ModeResult:
+    """What one programming mode achieved on its core."""
+
+    mode: str
+    core: int
+    program: RunSummary
+    characterize: RunSummary
+
+    @property
+    def core_results(self) -> dict[str, Any]:
+        cores: dict[str, Any] = self.program.results.get("cores", {})
+        return dict(cores.get(str(self.core), {}))
 
 
 @dataclass(frozen=True)
@@ -20,78 +43,62 @@ class DemoResult:
 
     url: str
     identity: BoardIdentity
-    core: int
-    mode: int
-    batch: int
-    program: ProgramResult
-    program_wall_s: float
-    board_time_s: float
-    mvm_error_global: float
-    mvm_error_per_row: float
-    mvm_wall_s: float
+    out_dir: Path
+    modes: list[ModeResult] = field(default_factory=list)
+    wall_s: float = 0.0
 
 
-def _relative_error(measured: np.ndarray, ideal: np.ndarray) -> float:
-    return float(np.linalg.norm(measured - ideal) / np.linalg.norm(ideal))
+def random_weights(seed: int) -> np.ndarray:
+    """Uniform weights in [−1, 1] with 30 % zeros [LG §IV]."""
+    rng = np.random.default_rng(seed)
+    weights = rng.uniform(-1.0, 1.0, size=(256, 256))
+    weights[rng.random(weights.shape) < SPARSITY] = 0.0
+    return weights
 
 
 def run_demo(
     url: str,
     *,
-    core: int = 0,
-    batch: int = 256,
-    mode: int = 4,
+    out_dir: str | Path | None = None,
+    n_inputs: int = 2048,
     seed: int = 0,
     timeout_s: float = 5.0,
+    progress: bool = True,
 ) -> DemoResult:
-    """Program random 30 %-sparse weights on ``core`` with ODP and measure the MVM error.
+    """Program the same random weights with ODP on core 0 and TDP on core 1, characterise both.
 
-    The raw ADC counts have an unknown scale until the chip is calibrated, so the error is given
-    after a least-squares fit of one global scale (what a single Wmax/Gmax factor does) and of
-    a per-row scale and offset (what the LDPU's per-ADC calibration will do).
+    Args:
+        url: board URL.
+        out_dir: folder for the run files (default ``runs/demo-<time>``).
+        n_inputs: random inputs per characterisation (2,048 published [LG §IV]).
+        seed: seed of the weights and inputs.
     """
-    rng = np.random.default_rng(seed)
-    weights = rng.uniform(-1.0, 1.0, size=(256, 256))
-    weights[rng.random(weights.shape) < SPARSITY] = 0.0
-    inputs = rng.integers(-127, 128, size=(batch, 256))
-    inputs[rng.random(inputs.shape) < SPARSITY] = 0
-    inputs = inputs.astype(np.int8)
-
+    started = time.monotonic()
+    folder = Path(out_dir) if out_dir else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = random_weights(seed)
+    modes: list[ModeResult] = []
     with Board(url, timeout_s=timeout_s) as board:
-        start = time.perf_counter()
-        result = program_core(board, core, weight_targets(weights))
-        program_wall_s = time.perf_counter() - start
-        start = time.perf_counter()
-        counts = board.mvm(core, inputs, mode=mode)
-        mvm_wall_s = time.perf_counter() - start
         identity = board.identity
-        board_time_s = board.status().uptime_s
-
-    measured = counts.difference.astype(np.float64)  # (batch, 256)
-    ideal = inputs.astype(np.float64) @ weights.T
-    scale = float(np.sum(measured * ideal) / np.sum(measured * measured))
-    per_row = np.empty_like(measured)
-    design = np.stack([measured, np.ones_like(measured)], axis=-1)  # (batch, rows, 2)
-    for row in range(measured.shape[1]):
-        coef, *_ = np.linalg.lstsq(design[:, row, :], ideal[:, row], rcond=None)
-        per_row[:, row] = design[:, row, :] @ coef
-    return DemoResult(
-        url=url,
-        identity=identity,
-        core=core,
-        mode=mode,
-        batch=batch,
-        program=result,
-        program_wall_s=program_wall_s,
-        board_time_s=board_time_s,
-        mvm_error_global=_relative_error(scale * measured, ideal),
-        mvm_error_per_row=_relative_error(per_row, ideal),
-        mvm_wall_s=mvm_wall_s,
-    )
+        for core, mode in enumerate(("odp", "tdp")):
+            program = run_procedure(
+                ProgramVerify(weights=weights, cores=[core], mode=mode, seed=seed),
+                board,
+                folder / f"program-{mode}.h5",
+                progress=progress,
+            )
+            characterize = run_procedure(
+                Characterize(weights=weights, cores=[core], n_inputs=n_inputs, seed=seed),
+                board,
+                folder / f"characterize-{mode}.h5",
+                progress=progress,
+            )
+            modes.append(ModeResult(mode, core, program, characterize))
+    return DemoResult(url, identity, folder, modes, time.monotonic() - started)
 
 
 def print_demo(result: DemoResult) -> None:
-    """Print the demo's figures as a table."""
+    """Print the demo's figures as a table, and where the run files are."""
     from rich.console import Console
     from rich.table import Table
 
@@ -99,22 +106,44 @@ def print_demo(result: DemoResult) -> None:
     console = Console()
     console.print(
         f"[bold]Board[/] {ident.board_id} (firmware {ident.firmware_version}), "
-        f"chip {ident.chip_id}, "
-        f"{ident.n_cores} cores, {'simulated' if ident.simulated else 'hardware'}, on {result.url}"
+        f"chip {ident.chip_id}, {ident.n_cores} cores, "
+        f"{'simulated' if ident.simulated else 'hardware'}, on {result.url}"
     )
-    program = result.program
-    table = Table(title=f"Core {result.core}: program-and-verify (ODP) and {result.batch} MVMs")
+    table = Table(title="Random 30 %-sparse weights: program-and-verify, then MVM error [LG §IV]")
     table.add_column("quantity")
-    table.add_column("value", justify="right")
-    table.add_row("cells within 10 counts of target", f"{100 * program.converged_fraction:.2f} %")
-    table.add_row("iterations used (max 30)", str(program.iterations))
-    table.add_row("pulses sent", f"{program.pulses:,}")
-    table.add_row("programming wall time", f"{result.program_wall_s:.2f} s")
-    table.add_row("chip time (board clock)", f"{result.board_time_s:.4g} s")
-    table.add_row("MVM mode", f"{result.mode}-phase")
-    table.add_row(
-        "MVM error ‖y−Wx‖/‖Wx‖, one global scale", f"{100 * result.mvm_error_global:.2f} %"
+    for mode in result.modes:
+        table.add_column(f"{mode.mode.upper()} (core {mode.core})", justify="right")
+
+    def row(label: str, values: list[str]) -> None:
+        table.add_row(label, *values)
+
+    core = [m.core_results for m in result.modes]
+    row("run status", [f"{m.program.status} / {m.characterize.status}" for m in result.modes])
+    row(
+        "cells converged",
+        [f"{100 * c.get('converged_fraction', float('nan')):.2f} %" for c in core],
     )
-    table.add_row("MVM error, per-row scale and offset", f"{100 * result.mvm_error_per_row:.2f} %")
-    table.add_row("MVM batch wall time", f"{1e3 * result.mvm_wall_s:.1f} ms")
+    row(
+        "usable cells (yield)",
+        [f"{100 * c.get('yield_fraction', float('nan')):.2f} %" for c in core],
+    )
+    row("iterations (max 30)", [str(c.get("iterations", "?")) for c in core])
+    row("pulses", [f"{c.get('pulses', 0):,}" for c in core])
+    row("Gmax (counts)", [f"{c.get('g_max_counts', float('nan')):.0f}" for c in core])
+    for name, label in (
+        ("total", "ε_total  ‖y−Wx‖/‖Wx‖"),
+        ("linear", "ε_linear (programming)"),
+        ("residual", "ε_residual (noise, ADC)"),
+    ):
+        row(
+            label,
+            [
+                f"{100 * m.characterize.results.get(f'eps_{name}_mean', float('nan')):.2f} %"
+                for m in result.modes
+            ],
+        )
     console.print(table)
+    console.print(f"Run files in [bold]{result.out_dir}[/] ({result.wall_s:.1f} s):")
+    for mode in result.modes:
+        for summary in (mode.program, mode.characterize):
+            console.print(f"  {summary.path}")

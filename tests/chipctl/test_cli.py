@@ -2,27 +2,41 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from chipctl.cli import main
 from chipctl.demo import run_demo
 
 
-def test_demo_programs_and_reports_a_small_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--board", "mockchip://?seed=1&cores=1", "--batch", "64"]) == 0
+def test_demo_programs_characterises_and_writes_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["demo", "--board", "mockchip://?seed=1&cores=2", "--inputs", "512"]
+    assert main([*argv, "--out-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "SIM-HERMES-0001" in out
-    assert "MVM error" in out and "cells within" in out
+    assert "SIM-HERMES-0001" in out and "ε_total" in out
+    assert sorted(p.name for p in tmp_path.glob("*.h5")) == [
+        "characterize-odp.h5",
+        "characterize-tdp.h5",
+        "program-odp.h5",
+        "program-tdp.h5",
+    ]
 
 
-def test_demo_figures_are_physical() -> None:
-    result = run_demo("mockchip://?seed=1&cores=1", batch=128)
-    assert result.program.converged_fraction > 0.98
-    assert 0 < result.program.iterations <= 30
-    # Read noise, programming error and ADC quantisation make the raw MVM imperfect, but it must
-    # follow W·x closely: a broken chain (wrong sign, wrong rows) would give errors near 100 %.
-    assert 0.005 < result.mvm_error_per_row < 0.5
-    assert result.mvm_error_per_row <= result.mvm_error_global + 1e-9
+def test_demo_figures_are_physical(tmp_path: Path) -> None:
+    result = run_demo("mockchip://?seed=1&cores=2", out_dir=tmp_path, n_inputs=512, progress=False)
+    odp, tdp = result.modes
+    for mode in (odp, tdp):
+        assert mode.program.status == mode.characterize.status == "success"
+        assert mode.core_results["converged_fraction"] > 0.98
+        assert 0 < mode.core_results["iterations"] <= 30
+        # Programming error, read noise and ADC make the MVM imperfect, but a broken chain
+        # (wrong sign, wrong rows) would give errors near 100 %.
+        assert 0.02 < mode.characterize.results["eps_total_mean"] < 0.3
+    # two devices per polarity halve the programming error [LG §2a]
+    assert tdp.characterize.results["eps_linear_mean"] < odp.characterize.results["eps_linear_mean"]
 
 
 def test_identify_prints_the_board(capsys: pytest.CaptureFixture[str]) -> None:
