@@ -14,6 +14,9 @@ PROCEDURES: dict[str, str] = {
     "snapshot": "procedures.snapshot:ConductanceSnapshot",
     "program": "procedures.program_verify:ProgramVerify",
     "characterize": "procedures.characterize:Characterize",
+    "calibrate": "procedures.calibrate:Calibrate",
+    "drift": "procedures.drift:DriftMonitor",
+    "compensate": "procedures.drift:Compensate",
 }
 
 
