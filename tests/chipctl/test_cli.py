@@ -54,3 +54,13 @@ def test_bad_board_url_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> N
 def test_sim_serve_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sim", "serve", "--port", "0", "--options", "bogus=1"]) == 2
     assert "unknown simulator option" in capsys.readouterr().err
+
+
+def test_scripts_import_the_public_api() -> None:
+    import chipctl
+    from chipctl import Board, ProgramVerify, run_procedure
+
+    assert run_procedure.__module__ == "chipctl.runner"
+    assert Board.__name__ == "Board" and ProgramVerify.name == "program"
+    with pytest.raises(AttributeError):
+        _ = chipctl.does_not_exist
