@@ -462,7 +462,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=_cmd_sim_serve)
 
-    taken = {"demo", "identify", "sim"} | _add_run_commands(commands)
+    from chipctl.cli_station import add_station_commands
+
+    add_station_commands(commands)
+    taken = {"demo", "identify", "sim", "station", "power", "device-iv"}
+    taken |= _add_run_commands(commands)
     for name in registry.available():
         _add_procedure_command(commands, name, taken)
     return parser
