@@ -64,6 +64,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from chipctl import DEFAULT_BOARD_URL
 from drivers.board import Board
 from drivers.errors import DriverError, LimitError
@@ -342,6 +344,7 @@ class OpenStation:
         self.limits = station.limits
         self.rails: tuple[RailConfig, ...] = station.rails
         self.sleep: Callable[[float], None] = time.sleep
+        self._guard_passed: tuple[float, float] | None = None
         self._closed = False
 
     @classmethod
@@ -380,7 +383,9 @@ class OpenStation:
         smu, supply, chuck = drivers["smu"], drivers["supply"], drivers["chuck"]
         assert isinstance(smu, Keithley2450) and isinstance(supply, KeysightE36312A)
         assert isinstance(chuck, LakeShore335)
-        return cls(station, board, smu, supply, chuck, simulator)
+        opened_station = cls(station, board, smu, supply, chuck, simulator)
+        board.pulse_guard = opened_station.guard_programming
+        return opened_station
 
     def __enter__(self) -> OpenStation:
         return self
@@ -406,6 +411,27 @@ class OpenStation:
     def temperature_c(self) -> float:
         """Chuck temperature in °C."""
         return float(self.chuck.temperature_c)
+
+    GUARD_CACHE_S = 1.0
+    """How long a passing rails/temperature reading serves the programming interlock (s)."""
+
+    def guard_programming(self, core: int, amplitudes_ua: np.ndarray) -> None:
+        """The board's pulse interlock: refuse chip programming outside the station limits.
+
+        Checks the largest amplitude of the batch against ``limits.max_programming_ua`` and that
+        every rail is on and in range and the chuck is inside its temperature window. A passing
+        rails/temperature reading is reused for ``GUARD_CACHE_S`` (program-and-verify sends a
+        PULSES frame per iteration); a failing one is read again every time. Raises
+        ``SafetyLimitError``; the board then sends nothing.
+        """
+        peak = float(np.max(amplitudes_ua)) if np.size(amplitudes_ua) else 0.0
+        now = time.monotonic()
+        if self._guard_passed is not None and now - self._guard_passed[0] <= self.GUARD_CACHE_S:
+            self.limits.check_programming(peak, True, self._guard_passed[1])
+            return
+        temperature = self.temperature_c()
+        self.limits.check_programming(peak, self.rails_ok(), temperature)
+        self._guard_passed = (now, temperature)
 
     def close(self) -> None:
         """Shut down and close the instruments (SMU, supply, chuck), the board, the simulator."""

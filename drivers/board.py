@@ -152,6 +152,11 @@ class Board:
         (0, 0xFFFFFFFF),
     )
 
+    pulse_guard: Callable[[int, np.ndarray], None] | None = None
+    """Safety interlock called with (core, amplitudes in µA) before every PULSES frame, after
+    validation; it raises to refuse (nothing is sent). A station sets it so that programming is
+    refused while a rail is out of range or the chuck is outside its temperature window."""
+
     def __init__(self, link: str | Link, *, timeout_s: float = 2.0, retries: int = 3) -> None:
         self.link = (
             link
@@ -388,6 +393,8 @@ class Board:
         widths = self._int_array(
             "width_ns", width_ns, ident.min_pulse_width_ns, ident.max_pulse_width_ns, n
         )
+        if self.pulse_guard is not None:
+            self.pulse_guard(core, np.broadcast_to(amps, (n,)))
         payload_size = _ADDR_HEADER.size + 8 * n
         if payload_size > min(MAX_PAYLOAD, ident.max_payload):
             raise LimitError(f"{n} pulses do not fit in one frame; split the batch")

@@ -258,3 +258,25 @@ def test_cli_station_power_and_device_iv(
     bad.write_text(DEFAULT_STATION_TOML.replace("ramp_step_v = 0.1", "ramp_step_v = 0"))
     assert run("power", "down", "--station", str(bad)) == 2
     assert "limits.ramp_step_v" in capsys.readouterr().err
+
+
+def test_chip_programming_is_interlocked_with_the_station() -> None:
+    """Limits in one place: the board refuses PULSES while rails are off or amplitude too high."""
+    from procedures.power import PowerUp
+
+    station = default_station(board_url="mockchip://?seed=1&cores=1", time_scale=0.0)
+    with station.open() as opened:
+        board = opened.board
+        sent = board.link.stats.frames_sent
+        with pytest.raises(SafetyLimitError, match="rail") as refused:
+            board.apply_pulses(0, 0, 0, 0, "set", 125, 250)
+        assert refused.value.limit == "rails"
+        assert board.link.stats.frames_sent == sent  # nothing reached the board
+        assert list(PowerUp(station=opened).run(board))[-1].status == "success"
+        assert board.apply_pulses(0, 0, 0, 0, "set", 125, 250) == 1
+        sent = board.link.stats.frames_sent
+        with pytest.raises(SafetyLimitError, match="max_programming_ua"):
+            board.apply_pulses(
+                0, 0, 0, 0, "partial", int(opened.limits.max_programming_ua) + 1, 125
+            )
+        assert board.link.stats.frames_sent == sent
