@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from drivers.link.protocol import BadHeader, CorruptFrame, ErrorCode, FrameDecoder, encode_error
+from drivers.link.protocol import ErrorCode, FrameDecoder, encode_error
 from drivers.sim.board_model import BoardOptions, SimulatedBoard
 from drivers.sim.faults import FaultInjector
 
@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 RECV_CHUNK = 1 << 20
 BUSY_WAIT_S = 2.0
+BUSY_GRACE_S = 0.5
+"""How long a new host waits for the previous one to be released before it is told BUSY."""
 
 
 class SimServer:
@@ -88,15 +90,16 @@ class SimServer:
                 if self._stop.is_set():
                     break
                 raise
-            if self._busy.acquire(blocking=False):
-                threading.Thread(
-                    target=self._serve_client,
-                    args=(connection, peer),
-                    name=f"sim-client-{peer}",
-                    daemon=True,
-                ).start()
-            else:
-                threading.Thread(target=self._refuse_busy, args=(connection,), daemon=True).start()
+            threading.Thread(
+                target=self._admit, args=(connection, peer), name=f"sim-client-{peer}", daemon=True
+            ).start()
+
+    def _admit(self, connection: socket.socket, peer: object) -> None:
+        # A host that just disconnected may still be being released: wait a moment before BUSY.
+        if self._busy.acquire(timeout=BUSY_GRACE_S):
+            self._serve_client(connection, peer)
+        else:
+            self._refuse_busy(connection)
 
     def _serve_client(self, connection: socket.socket, peer: object) -> None:
         self.clients_served += 1
@@ -147,15 +150,11 @@ class SimServer:
                     return
                 items = decoder.feed(data)
                 if items:
-                    item = items[0]
-                    command = item.command
-                    seq = item.seq
-                    if isinstance(item, CorruptFrame | BadHeader):
-                        command, seq = item.command, item.seq
+                    first = items[0]  # Frame, CorruptFrame or BadHeader: all carry command, seq
                     connection.sendall(
                         encode_error(
-                            command,
-                            seq,
+                            first.command,
+                            first.seq,
                             ErrorCode.BUSY,
                             "another host holds this board",
                             boot_id=self.board.boot_id,
