@@ -45,6 +45,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     print_demo(result)
     runs = [summary for m in result.modes for summary in (m.program, m.characterize)]
+    runs += [m.calibrated for m in result.modes if m.calibrated is not None]
+    if result.drift is not None:
+        runs.append(result.drift)
     return 0 if all(summary.status == "success" for summary in runs) else 1
 
 
@@ -465,8 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
     from chipctl.cli_station import add_station_commands
 
     add_station_commands(commands)
+    from chipctl.cli_calibration import add_calibration_commands
+
     taken = {"demo", "identify", "sim", "station", "power", "device-iv"}
     taken |= _add_run_commands(commands)
+    taken |= add_calibration_commands(commands)
     for name in registry.available():
         _add_procedure_command(commands, name, taken)
     return parser

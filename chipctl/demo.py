@@ -1,4 +1,11 @@
-"""``chipctl demo``: program random weights with ODP and TDP, characterise both, report.
+"""``chipctl demo``: program random weights with ODP and TDP, characterise both, calibrate,
+characterise again calibrated, follow a short drift with global drift compensation; report.
+
+Calibration: the chip's newest stored four-phase calibration set (the shipped factory set for
+the simulated chip ``SIM-HERMES-0001``) is loaded onto the LDPUs; without one (another chip),
+the demo runs ``calibrate`` on the programmed weights and stores nothing. "Uncalibrated" is the
+raw P − N with the best single least-squares scale per core (generous to it); "calibrated" the
+int8 LDPU outputs mapped back by the set's affine and k̄, nothing fitted.
 
 Each step is a procedure run through the runner, so the demo leaves one HDF5 run file per step
 (``chipctl runs DIR`` lists them, ``chipctl show FILE`` prints one).
@@ -13,9 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from chipctl.calibration import CalibrationError, CalibrationStore, apply_set
 from chipctl.runner import RunSummary, run_procedure
 from drivers.board import Board, BoardIdentity
+from procedures.calibrate import Calibrate
 from procedures.characterize import Characterize
+from procedures.drift import DriftMonitor
 from procedures.program_verify import ProgramVerify
 
 SPARSITY = 0.3
@@ -30,6 +40,7 @@ class ModeResult:
     core: int
     program: RunSummary
     characterize: RunSummary
+    calibrated: RunSummary | None = None
 
     @property
     def core_results(self) -> dict[str, Any]:
@@ -46,6 +57,9 @@ class DemoResult:
     out_dir: Path
     modes: list[ModeResult] = field(default_factory=list)
     wall_s: float = 0.0
+    calibration: str = ""
+    calibration_results: dict[str, Any] = field(default_factory=dict)
+    drift: RunSummary | None = None
 
 
 def random_weights(seed: int) -> np.ndarray:
@@ -64,6 +78,8 @@ def run_demo(
     seed: int = 0,
     timeout_s: float = 5.0,
     progress: bool = True,
+    calibration_dir: str | Path | None = None,
+    drift_until_s: float = 86400.0,
 ) -> DemoResult:
     """Program the same random weights with ODP on core 0 and TDP on core 1, characterise both.
 
@@ -72,6 +88,8 @@ def run_demo(
         out_dir: folder for the run files (default ``runs/demo-<time>``).
         n_inputs: random inputs per characterisation (2,048 published [LG §IV]).
         seed: seed of the weights and inputs.
+        calibration_dir: calibration store (default: chipctl.calibration.default_store_dir()).
+        drift_until_s: end of the drift run (8 points from 25 s, virtual clock).
     """
     started = time.monotonic()
     folder = Path(out_dir) if out_dir else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
@@ -94,7 +112,60 @@ def run_demo(
                 progress=progress,
             )
             modes.append(ModeResult(mode, core, program, characterize))
-    return DemoResult(url, identity, folder, modes, time.monotonic() - started)
+        cores = [m.core for m in modes]
+        label, cal_results, k_bar = _calibrate(
+            board, cores, folder, seed, calibration_dir, progress
+        )
+        for k, m in enumerate(modes):
+            g_max = float(m.core_results.get("g_max_counts", 0.0))
+            calibrated = run_procedure(
+                Characterize(
+                    weights=weights, cores=[m.core], n_inputs=n_inputs, seed=seed,
+                    output="ldpu", counts_per_unit=k_bar, g_max_counts=g_max,
+                ),
+                board,
+                folder / f"characterize-{m.mode}-calibrated.h5",
+                progress=progress,
+            )  # fmt: skip
+            modes[k] = ModeResult(m.mode, m.core, m.program, m.characterize, calibrated)
+        drift = run_procedure(
+            DriftMonitor(cores=cores, until=drift_until_s, points=8, sample=256, verify_reads=4),
+            board,
+            folder / "drift.h5",
+            progress=progress,
+        )
+    return DemoResult(
+        url, identity, folder, modes, time.monotonic() - started, label, cal_results, drift
+    )
+
+
+def _calibrate(
+    board: Board,
+    cores: list[int],
+    folder: Path,
+    seed: int,
+    calibration_dir: str | Path | None,
+    progress: bool,
+) -> tuple[str, dict[str, Any], float]:
+    """Load the chip's stored set, else calibrate on the programmed weights."""
+    store = CalibrationStore(calibration_dir)
+    try:
+        stored = store.latest(board.identity.chip_id, mode=4)
+        if stored is not None and all(c in stored.cores for c in cores):
+            apply_set(board, stored, cores)
+            return f"stored set {stored.id}", stored.metadata["results"], stored.counts_per_unit
+    except CalibrationError:
+        pass
+    summary = run_procedure(
+        Calibrate(cores=cores, program_reference=False, seed=seed),
+        board,
+        folder / "calibrate.h5",
+        progress=progress,
+    )
+    if summary.status != "success":
+        raise CalibrationError(f"calibration failed: {summary.reason}")
+    results = summary.results
+    return "calibrate run (not stored)", results, float(results["counts_per_unit"])
 
 
 def print_demo(result: DemoResult) -> None:
@@ -142,8 +213,51 @@ def print_demo(result: DemoResult) -> None:
                 for m in result.modes
             ],
         )
+    cal = result.calibration_results
+    row(
+        "ε_total calibrated (LDPU int8)",
+        [
+            f"{100 * m.calibrated.results.get('eps_total_mean', float('nan')):.2f} %"
+            if m.calibrated
+            else "-"
+            for m in result.modes
+        ],
+    )
+    row(
+        "ε_linear calibrated",
+        [
+            f"{100 * m.calibrated.results.get('eps_linear_mean', float('nan')):.2f} %"
+            if m.calibrated
+            else "-"
+            for m in result.modes
+        ],
+    )
     console.print(table)
+    console.print(
+        f"Calibration: {result.calibration}; per-ADC gain spread "
+        f"{100 * cal.get('gain_spread_before', float('nan')):.2f} % → "
+        f"{100 * cal.get('gain_spread_after', float('nan')):.2f} %"
+    )
+    if result.drift is not None:
+        d = result.drift.results
+        drift_table = Table(title=f"Drift to {d.get('time_s', 0) / 3600:.3g} h (virtual clock)")
+        drift_table.add_column("quantity")
+        for mode in result.modes:
+            drift_table.add_column(f"core {mode.core}", justify="right")
+        for key, label in (
+            ("scale_error", "output scale error, no compensation"),
+            ("scale_error_gdc", "with global drift compensation"),
+            ("scale_error_column", "with per-column compensation"),
+            ("nu_core", "ν of the core (fit)"),
+        ):
+            values = d.get(key, [])
+            fmt = "{:.4f}" if key == "nu_core" else "{:.2%}"
+            drift_table.add_row(label, *[fmt.format(v) for v in values])
+        console.print(drift_table)
     console.print(f"Run files in [bold]{result.out_dir}[/] ({result.wall_s:.1f} s):")
     for mode in result.modes:
-        for summary in (mode.program, mode.characterize):
-            console.print(f"  {summary.path}")
+        for summary in (mode.program, mode.characterize, mode.calibrated):
+            if summary is not None:
+                console.print(f"  {summary.path}")
+    if result.drift is not None:
+        console.print(f"  {result.drift.path}")

@@ -10,6 +10,13 @@ scale s (what Wmax/Gmax does once the chip is calibrated); then
 
 each reported as ‖ε‖₂/‖W·x‖₂, and as a histogram in int8 output units (the ideal outputs' largest
 magnitude mapped to 127), as in [LG Fig 2b].
+
+``output="ldpu"`` characterises the calibrated chain instead: the int8 LDPU outputs q (per-ADC
+gain/offset and per-channel affine loaded by ``calibrate``) are mapped back to weight units by
+the affine the procedure is given, y = (q − affine_offset)/affine_scale / counts_per_unit ·
+Wmax/Gmax (Gmax in verify counts [LG Eq 1]; ``counts_per_unit`` = k̄ of the calibration set),
+with no fitted scale: what the calibration achieves, int8 quantisation included. The affine is
+read back from the core's LDPU (``Board.read_ldpu``).
 """
 
 from __future__ import annotations
@@ -45,14 +52,19 @@ def int8_histogram(errors: np.ndarray, scale: float) -> np.ndarray:
 
 
 def mvm_errors(
-    weights: np.ndarray, inputs: np.ndarray, counts_difference: np.ndarray
+    weights: np.ndarray,
+    inputs: np.ndarray,
+    counts_difference: np.ndarray,
+    *,
+    scale: float | None = None,
 ) -> dict[str, Any]:
     """The published error decomposition for one core (pure computation, no I/O).
 
     Args:
         weights: programmed weights W (256, 256), rows are outputs.
         inputs: inputs x (n, 256).
-        counts_difference: measured P − N counts (n, 256).
+        counts_difference: measured P − N counts (n, 256), or any measured outputs.
+        scale: weight units per measured unit; default the least-squares scale.
 
     Returns a dict with the scale (weight units per count), Ŵ, the three relative errors,
     their int8 histograms (3, 83) and the effective weight error std(Ŵ − W)/max|W|.
@@ -63,7 +75,8 @@ def mvm_errors(
     denominator = float(np.sum(measured * measured))
     if denominator == 0 or not np.any(ideal):
         raise LimitError("the MVM outputs are all zero: nothing to characterise")
-    scale = float(np.sum(measured * ideal) / denominator)
+    if scale is None:
+        scale = float(np.sum(measured * ideal) / denominator)
     y_exp = scale * measured
     w_hat_t, *_ = np.linalg.lstsq(x, y_exp, rcond=None)
     fitted = x @ w_hat_t
@@ -116,6 +129,28 @@ class Characterize(Procedure):
             "batch", 256, kind=int, description="inputs per MVM frame", minimum=1, maximum=4096
         ),
         Parameter("seed", 0, kind=int, description="seed of the random inputs", minimum=0),
+        Parameter(
+            "output",
+            "raw",
+            kind=str,
+            description="raw: P − N counts with one least-squares scale; ldpu: calibrated int8 "
+            "outputs mapped by the calibration's affine",
+            choices=("raw", "ldpu"),
+        ),
+        Parameter(
+            "counts_per_unit",
+            0.0,
+            units="1",
+            description="ldpu: calibrated counts per verify count × input LSB (k̄ of the set)",
+            minimum=0.0,
+        ),
+        Parameter(
+            "g_max_counts",
+            0.0,
+            units="counts",
+            description="ldpu: Gmax the weights were programmed with (verify counts)",
+            minimum=0.0,
+        ),
     )
     default_plot: ClassVar[tuple[str, str | None]] = ("eps_total", "core")
 
@@ -132,7 +167,25 @@ class Characterize(Procedure):
             )
         if not np.all(np.any(weights != 0, axis=(1, 2))):
             raise LimitError("parameter weights: a core's weights are all zero")
+        if self.params["output"] == "ldpu" and not (
+            self.params["counts_per_unit"] > 0 and self.params["g_max_counts"] > 0
+        ):
+            raise LimitError(
+                "output 'ldpu' needs counts_per_unit (from the calibration set) and g_max_counts"
+            )
         self._weights = weights
+
+    def _ldpu_to_units(
+        self, board: Board, core: int, position: int, q: np.ndarray
+    ) -> tuple[np.ndarray, float]:
+        """int8 outputs → calibrated counts (affine undone) and weight units per count."""
+        coefficients = board.read_ldpu(core)
+        affine = coefficients.affine_scale.astype(np.float64)
+        if np.any(affine == 0):
+            raise LimitError(f"core {core}: an LDPU affine scale is 0; load a calibration")
+        counts = (q - coefficients.affine_offset.astype(np.float64)) / affine
+        w_max = float(np.max(np.abs(self._weights[position])))
+        return counts, w_max / (self.params["g_max_counts"] * self.params["counts_per_unit"])
 
     def streams(self) -> tuple[StreamSpec, ...]:
         return (
@@ -141,7 +194,7 @@ class Characterize(Procedure):
             StreamSpec("eps_linear", (), "f8", "1", "‖Ŵx − Wx‖/‖Wx‖ (programming error)"),
             StreamSpec("eps_residual", (), "f8", "1", "‖y_exp − Ŵx‖/‖Wx‖ (nonlinearity and noise)"),
             StreamSpec("weight_error", (), "f8", "1", "std(Ŵ − W)/max|W|"),
-            StreamSpec("scale", (), "f8", "1", "weight units per ADC count (least squares)"),
+            StreamSpec("scale", (), "f8", "1", "weight units per output count (LS, or calibrated)"),
             StreamSpec(
                 "histograms",
                 (3, N_BINS),
@@ -168,14 +221,22 @@ class Characterize(Procedure):
             # One input stream per core position: a resumed run draws the same inputs.
             rng = np.random.default_rng([p["seed"], position])
             inputs = random_inputs(rng, p["n_inputs"], p["sparsity"])
-            difference = np.empty((p["n_inputs"], ROWS), np.int32)
+            measured = np.empty((p["n_inputs"], ROWS), np.float64)
             for start in range(0, p["n_inputs"], p["batch"]):
                 self.check_stop()
                 stop = min(start + p["batch"], p["n_inputs"])
-                difference[start:stop] = board.mvm(
-                    core, inputs[start:stop], mode=p["mode"]
-                ).difference
-            result = mvm_errors(self._weights[position], inputs, difference)
+                if p["output"] == "ldpu":
+                    measured[start:stop] = board.mvm(
+                        core, inputs[start:stop], mode=p["mode"], output="ldpu"
+                    )
+                else:
+                    measured[start:stop] = board.mvm(
+                        core, inputs[start:stop], mode=p["mode"]
+                    ).difference
+            scale: float | None = None
+            if p["output"] == "ldpu":
+                measured, scale = self._ldpu_to_units(board, core, position, measured)
+            result = mvm_errors(self._weights[position], inputs, measured, scale=scale)
             yield Data("core", np.int16(core))
             for index, name in enumerate(ERRORS):
                 yield Data(f"eps_{name}", result["relative"][index])

@@ -17,6 +17,23 @@ Defaults (chip.md §1.4, §2b):
   tap ṽ_read of the ADC [KA Fig 3], not per mirror.
 - f_peak = 3300 MHz: the CCO peak (~3.3 GHz, > 420 levels in 128 ns) [KA]. With the nominal A
   and B the CCO saturates at i ≈ 99 µA, matching the ~100 µA linear limit [LG Methods].
+
+Verify-read configuration (assumption, UNCONFIRMED): the single-device verify read (0.2 V,
+512 ns + 256 ns pre-charge, ~2 µA per device [LG Methods; chip.md §2a]) needs about 8× the
+resolution of an MVM conversion, so the ADC is modelled as switching to a separate high-gain
+configuration for it (its own mirror ratio / integration setting), whose per-row gain mismatch
+is independent of the MVM-path α trim: A_verify = A·(1 + r_v) with r_v ~ N(0,
+``verify_gain_sigma_rel`` = 2 %) truncated at ±``gain_limit_rel``, B_NL and C shared with the
+positive mirror. Program-and-verify programs conductances in verify counts, so the MVM gain
+*relative to the programmed targets*, A_MVM/A_verify, keeps a per-row spread of
+√(7.0² + 2²) ≈ 7.3 % (positive and negative mirrors separately): this is the spread the LDPU's
+per-ADC FP16 gain equalises (chip.md §2b step 2). With a shared configuration (σ_v → the MVM
+gain itself) a row's gain error would cancel between programming and MVM, which the published
+need for per-ADC digital calibration argues against.
+
+Sampling: each core's ADC parameters come from its own child generator spawned from the chip's
+generator (core c gets child c), so core c's ADCs do not depend on how many cores the simulated
+chip has (a calibration set of ``mockchip://?seed=1`` holds for ``...&cores=2`` too).
 """
 
 from __future__ import annotations
@@ -41,11 +58,14 @@ class AdcBank:
         offset_sigma_mhz: σ of the offset C in MHz (UNCONFIRMED).
         f_peak_mhz: CCO peak frequency in MHz [KA].
         counter_bits: counter width (12) [LG p.3].
+        verify_gain_sigma_rel: relative σ of the verify configuration's gain, independent of
+            the MVM trim (0.02, UNCONFIRMED; module docstring).
 
     Attributes:
         gain_mhz_per_ua, b_nl_per_ua: float32 arrays (n_cores, 2, rows), index 1 is the mirror
             (POSITIVE, NEGATIVE).
         offset_mhz: float32 array (n_cores, rows).
+        verify_gain_mhz_per_ua: float32 array (n_cores, rows), gain of the verify configuration.
     """
 
     def __init__(
@@ -62,33 +82,67 @@ class AdcBank:
         offset_sigma_mhz: float = 0.5,
         f_peak_mhz: float = 3300.0,
         counter_bits: int = 12,
+        verify_gain_sigma_rel: float = 0.02,
     ) -> None:
-        shape = (n_cores, 2, rows)
-        rel = rng.standard_normal(shape) * gain_sigma_rel
-        bad = np.abs(rel) > gain_limit_rel
-        while np.any(bad):  # truncated normal by resampling (deterministic for the rng)
-            rel[bad] = rng.standard_normal(int(bad.sum())) * gain_sigma_rel
+        for name, value in (
+            ("gain_sigma_rel", gain_sigma_rel),
+            ("verify_gain_sigma_rel", verify_gain_sigma_rel),
+            ("gain_limit_rel", gain_limit_rel),
+        ):
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+        if not 0 < gain_limit_rel < 1:
+            raise ValueError(f"gain_limit_rel must be within (0, 1), got {gain_limit_rel!r}")
+        try:
+            streams = rng.spawn(n_cores)
+        except TypeError:  # a Generator without a seed sequence: one shared stream
+            streams = [rng] * n_cores
+
+        def truncated(gen: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
+            rel = gen.standard_normal(shape) * sigma
             bad = np.abs(rel) > gain_limit_rel
+            while np.any(bad):  # truncated normal by resampling (deterministic for the rng)
+                rel[bad] = gen.standard_normal(int(bad.sum())) * sigma
+                bad = np.abs(rel) > gain_limit_rel
+            return rel
+
+        rel = np.empty((n_cores, 2, rows))
+        b = np.empty((n_cores, 2, rows))
+        offset = np.empty((n_cores, rows))
+        rel_v = np.empty((n_cores, rows))
+        for core, gen in enumerate(streams):
+            rel[core] = truncated(gen, (2, rows), gain_sigma_rel)
+            b[core] = b_nl_per_ua + b_nl_sigma_per_ua * gen.standard_normal((2, rows))
+            offset[core] = offset_sigma_mhz * gen.standard_normal(rows)
+            rel_v[core] = truncated(gen, (rows,), verify_gain_sigma_rel)
         self.nominal_gain_mhz_per_ua = float(gain_mhz_per_ua)
         self.gain_mhz_per_ua = (gain_mhz_per_ua * (1.0 + rel)).astype(np.float32)
-        b = b_nl_per_ua + b_nl_sigma_per_ua * rng.standard_normal(shape)
         self.b_nl_per_ua = np.maximum(b, 0.0).astype(np.float32)
-        self.offset_mhz = (offset_sigma_mhz * rng.standard_normal((n_cores, rows))).astype(
-            np.float32
-        )
+        self.offset_mhz = offset.astype(np.float32)
+        self.verify_gain_mhz_per_ua = (gain_mhz_per_ua * (1.0 + rel_v)).astype(np.float32)
         self.f_peak_mhz = float(f_peak_mhz)
         self.counter_max = (1 << counter_bits) - 1
 
     def frequency_mhz(
-        self, core: int, polarity: int, i_ua: np.ndarray, rows: np.ndarray | None = None
+        self,
+        core: int,
+        polarity: int,
+        i_ua: np.ndarray,
+        rows: np.ndarray | None = None,
+        *,
+        verify: bool = False,
     ) -> np.ndarray:
         """CCO frequency in MHz for line currents ``i_ua`` (µA, >= 0), before saturation.
 
         ``rows`` selects the ADC of each current (same shape as ``i_ua``); without it the last
-        axis of ``i_ua`` is the row.
+        axis of ``i_ua`` is the row. ``verify`` uses the verify configuration's gain (module
+        docstring; B_NL and C of the given mirror).
         """
         sel = slice(None) if rows is None else rows
-        a = self.gain_mhz_per_ua[core, polarity, sel]
+        if verify:
+            a = self.verify_gain_mhz_per_ua[core, sel]
+        else:
+            a = self.gain_mhz_per_ua[core, polarity, sel]
         b = self.b_nl_per_ua[core, polarity, sel]
         c = self.offset_mhz[core, sel]
         i = np.asarray(i_ua, dtype=np.float32)
@@ -105,13 +159,17 @@ class AdcBank:
         i_ua: np.ndarray,
         window_ns: float,
         rows: np.ndarray | None = None,
+        *,
+        verify: bool = False,
     ) -> tuple[np.ndarray, int]:
         """One conversion per current: (uint16 counts, number of saturated conversions).
 
         counts = floor(clip(f(i)·T, 0, saturation_counts(T))); a conversion is saturated when
-        the CCO reached its peak or the counter its ceiling.
+        the CCO reached its peak or the counter its ceiling. ``verify`` selects the verify
+        configuration's gain (module docstring).
         """
-        counts = self.frequency_mhz(core, polarity, i_ua, rows) * np.float32(window_ns * 1e-3)
+        counts = self.frequency_mhz(core, polarity, i_ua, rows, verify=verify)
+        counts *= np.float32(window_ns * 1e-3)
         top = self.saturation_counts(window_ns)
         n_sat = int(np.count_nonzero(counts >= top))
         np.clip(counts, 0.0, top, out=counts)

@@ -30,7 +30,11 @@ Verify read [LG Methods; chip.md §2a]: 0.2 V on one device, through its row's A
 mirror and counter). The nominal scale is 80 counts at 10.35 µS (7.73 counts/µS, an inference,
 chip.md §1.2, UNCONFIRMED); with the ADC's nominal 35 MHz/µA this is an effective integration of
 1.104 µs (the published window is 512 ns plus 256 ns pre-charge; the factor is UNCONFIRMED).
-The row's gain, non-linearity and offset apply.
+The row's ADC converts in its verify configuration, whose per-row gain mismatch is independent
+of the MVM-path trim (assumption, UNCONFIRMED; :mod:`drivers.sim.adc`), so the per-ADC gain
+error of the MVM does not cancel against the verify read that programmed the weights: relative
+to the programmed targets it keeps a spread of ≈ 7.3 % (chip.md §2b), which the LDPU calibrates.
+Non-linearity and offset of the positive mirror apply.
 
 MVM [LG p.3; KA; chip.md §1.3-1.4]: inputs are 8-bit PWM (sign + 7 bit, |x|/127 of the 128 ns
 window). The PWM current of each column is modelled by its time average over the window
@@ -456,8 +460,9 @@ class SimulatedChip:
     ) -> np.ndarray:
         """Published verify read (0.2 V, 512 ns) of single devices: uint16 12-bit counts.
 
-        G_read = max(G(t) + N(0, σ_read), 0), i = G_read·0.2 V, counts from the row's ADC
-        (positive mirror) over the effective verify integration (module docstring).
+        G_read = max(G(t) + N(0, σ_read), 0), i = G_read·0.2 V, counts from the row's ADC in
+        its verify configuration (own per-row gain, independent of the MVM trim; see
+        :mod:`drivers.sim.adc`) over the effective verify integration (module docstring).
         """
         c = self._check_core(core)
         r = np.asarray(row).reshape(-1).astype(np.int64)
@@ -471,7 +476,9 @@ class SimulatedChip:
         g_read = g_d + sigma * self._core_rngs[c].standard_normal(idx.size, dtype=np.float32)
         np.maximum(g_read, 0.0, out=g_read)
         i_ua = g_read * np.float32(self._p["verify_read_voltage_v"])
-        counts, n_sat = self.adc.convert(c, POSITIVE, i_ua, self._verify_t_eff_ns, rows=r)
+        counts, n_sat = self.adc.convert(
+            c, POSITIVE, i_ua, self._verify_t_eff_ns, rows=r, verify=True
+        )
         self.adc_saturation_count += n_sat
         per_row = int(np.bincount(r, minlength=ROWS).max())
         self._elapse(

@@ -17,9 +17,13 @@ def test_demo_programs_characterises_and_writes_runs(
     assert main([*argv, "--out-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "SIM-HERMES-0001" in out and "ε_total" in out
+    assert "calibrated" in out and "drift compensation" in out
     assert sorted(p.name for p in tmp_path.glob("*.h5")) == [
+        "characterize-odp-calibrated.h5",
         "characterize-odp.h5",
+        "characterize-tdp-calibrated.h5",
         "characterize-tdp.h5",
+        "drift.h5",
         "program-odp.h5",
         "program-tdp.h5",
     ]
@@ -37,6 +41,15 @@ def test_demo_figures_are_physical(tmp_path: Path) -> None:
         assert 0.02 < mode.characterize.results["eps_total_mean"] < 0.3
     # two devices per polarity halve the programming error [LG §2a]
     assert tdp.characterize.results["eps_linear_mean"] < odp.characterize.results["eps_linear_mean"]
+    # the shipped factory set calibrates the per-ADC gains: ε_linear drops on both cores
+    assert result.calibration.startswith("stored set")
+    for mode in (odp, tdp):
+        assert mode.calibrated is not None and mode.calibrated.status == "success"
+        calibrated = mode.calibrated.results["eps_linear_mean"]
+        assert calibrated < mode.characterize.results["eps_linear_mean"] - 0.01
+    assert result.drift is not None and result.drift.status == "success"
+    assert max(result.drift.results["scale_error_gdc"]) < 0.02
+    assert min(result.drift.results["scale_error"]) > 0.15
 
 
 def test_identify_prints_the_board(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,452 @@
+"""Drift monitoring and global drift compensation (GDC) [LG §IV; JO Methods E; chip.md §2c].
+
+PCM conductance drifts as G(t) = G(t_p)·((τ + t0)/t0)^−ν, τ the time since programming, ν per
+device and state dependent (HERMES fits: t0 = 200 s for one device, μ_ν(G), σ_ν(G) [AK hermes];
+chip.md §3).
+
+**DriftMonitor** follows programmed cores on a log-spaced schedule (``start`` to ``until`` s
+after the run starts, taken as the end of programming; ``points`` points). On the simulator it
+advances the virtual clock (``Board.advance_clock``); a real board refuses CLOCK, and the run
+then either fails with a clear error or, with ``real_time``, waits in real time. Each point:
+
+- ``verify_reads`` averaged verify reads of ``sample`` devices per core (chosen at the first
+  point among devices that conduct ≥ ``min_counts``), +0.5 count for the floor of the counter;
+- the GDC readout (``readout``): ``correlation`` (default): ``n_readout`` = 64 fixed random
+  inputs through the raw MVM, P − N per row, the baseline R₀ kept from the first point (as
+  [AK] GlobalDriftCompensation takes its baseline through the noisy forward path right after
+  programming) and α̂ = ⟨R, R₀⟩/⟨R₀, R₀⟩; or ``sum`` ([JO Methods E]: "apply V_cal to all
+  rows"): ``readout_level`` on every column, P and N per row = Σ G⁺, Σ G⁻ in counts,
+  α̂ = Σ R/Σ R₀. The ``sum`` readout weighs every device by its conductance, the nearly
+  RESET devices (ν ≈ 0.1, [AK hermes]) included, while the signed outputs weigh cells by their
+  weight and cancel the opposite-polarity devices, so it over-estimates the output drift
+  (measured: ~3 % residual scale error after a day, see the tests); the correlation readout
+  weighs cells as the outputs do (a documented deviation from [JO], UNCONFIRMED on chip);
+- ``n_test`` fixed random test inputs through the raw MVM: the true output scale of the core
+  against the first point, s = Σ y·y₀/Σ y₀² (least squares), and per row s_r.
+
+GDC: outputs rescaled by 1/α̂ (merged into the LDPU affine scale,
+[JO; LG p.5]); per-column (here per output row) α̂_r = (P_r + N_r)(t)/(P_r + N_r)(t₀). The scale
+error of a core is |s/α̂ − 1| with GDC, |s − 1| without, and for per-column compensation
+|s_pc − 1| where s_pc is the least-squares scale of y_r/α̂_r against y₀ (rms over rows of
+s_r/α̂_r − 1 also reported). These are evaluated on the raw counts on the host (the float16
+affine scale quantises 1/α̂ to 5e-4, negligible).
+
+ν fits: per device, least squares of ln G on −ln((τ + t0)/t0) over the points with
+τ ≥ ``fit_from_s`` (default t0: the post-programming relaxation is over [sim: drivers/sim/pulses])
+giving ν̂ and G(τ=0) = exp(intercept), with the standard error of ν̂ from the residuals; per
+core, the same fit on the GDC α̂.
+
+**Compensate** applies GDC now: with an empty ``reference`` it measures and returns the
+reference (call it right after programming); otherwise it measures α̂ (or α̂_r) against the
+reference and loads affine_scale = baseline/α̂ onto each core's LDPU (``Board.load_ldpu``),
+keeping the other coefficients. ``reference`` per core: (L + 1, 256) = the L readout rows and
+the baseline affine scale (the Compensate run that measured it returns it as its "reference"
+stream and result).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+
+from drivers.board import Board
+from drivers.errors import LimitError, NotSupportedError
+from drivers.ldpu import LdpuCoefficients
+from procedures.base import Checkpoint, Data, Parameter, Procedure, Progress, StreamSpec
+from procedures.characterize import random_inputs
+from procedures.program_verify import DEVICES, US_PER_COUNT
+
+ROWS = COLS = 256
+DRIFT_T0_S = 200.0
+"""t0 of the HERMES one-device drift fit [AK hermes; chip.md §3]."""
+
+
+def schedule(start_s: float, until_s: float, points: int) -> np.ndarray:
+    """Log-spaced times in s from ``start_s`` to ``until_s`` (``points`` ≥ 2)."""
+    if not 0 < start_s < until_s:
+        raise LimitError(f"drift schedule needs 0 < start < until, got {start_s}, {until_s}")
+    return np.geomspace(start_s, until_s, points)
+
+
+def fit_nu(
+    times_s: np.ndarray, g: np.ndarray, t0_s: float = DRIFT_T0_S
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-series ν̂, G(τ=0) and SE(ν̂) from ln G = a − ν·ln((τ + t0)/t0).
+
+    Args:
+        times_s: τ per point (n,).
+        g: conductances (n, m), > 0.
+    """
+    if np.any(g <= 0):
+        raise LimitError("drift fit: conductances must be positive")
+    lx = np.log1p(np.asarray(times_s, np.float64) / t0_s)
+    ly = np.log(g)
+    xm = lx.mean()
+    sxx = float(np.sum((lx - xm) ** 2))
+    slope = ((lx - xm)[:, None] * (ly - ly.mean(axis=0))).sum(axis=0) / sxx
+    intercept = ly.mean(axis=0) - slope * xm
+    resid = ly - (intercept + slope * lx[:, None])
+    dof = max(lx.size - 2, 1)
+    se = np.sqrt((resid**2).sum(axis=0) / dof / sxx)
+    return -slope, np.exp(intercept), se
+
+
+def gdc_alpha(readout: np.ndarray, reference: np.ndarray, method: str) -> np.ndarray:
+    """α̂ per core and output row, (n_cores, 256), from readouts (n_cores, L, 256).
+
+    ``sum`` ([JO Methods E]): α̂ = Σ R/Σ R₀ over the core (global) — rows identical;
+    ``correlation``: α̂ = ⟨R, R₀⟩/⟨R₀, R₀⟩ over the core. For per-column compensation use
+    :func:`gdc_alpha_rows`.
+    """
+    if method == "sum":
+        value = readout.sum(axis=(1, 2)) / reference.sum(axis=(1, 2))
+    else:
+        value = (readout * reference).sum(axis=(1, 2)) / (reference * reference).sum(axis=(1, 2))
+    return np.repeat(value[:, None], ROWS, axis=1)
+
+
+def gdc_alpha_rows(readout: np.ndarray, reference: np.ndarray, method: str) -> np.ndarray:
+    """Per-column (output row) α̂_r, (n_cores, 256); see :func:`gdc_alpha`."""
+    if method == "sum":
+        return readout.sum(axis=1) / reference.sum(axis=1)
+    return (readout * reference).sum(axis=1) / (reference * reference).sum(axis=1)
+
+
+class _DriftBase(Procedure):
+    def _readout(self, board: Board, cores: list[int]) -> np.ndarray:
+        """GDC readout per core, (n_cores, L, 256) in counts (module docstring).
+
+        ``sum``: L = 2, the mean P and N row sums for ``readout_level`` on every column, with
+        0.5 count per floored conversion added back (two conversions per counter in 4-phase).
+        ``correlation``: L = ``n_readout`` fixed random inputs (seed 0xCA11), P − N.
+        """
+        p = self.params
+        n = len(cores)
+        if p["readout"] == "sum":
+            x = np.full((n, p["repeats"], COLS), p["readout_level"], np.int8)
+            counts = board.mvm(cores, x, mode=p["mode"])
+            floor = 1.0 if p["mode"] == 4 else 0.5
+            pos = counts.positive.astype(np.float64).mean(axis=1) + floor
+            neg = counts.negative.astype(np.float64).mean(axis=1) + floor
+            return np.stack([pos, neg], axis=1)
+        x1 = random_inputs(np.random.default_rng(0xCA11), p["n_readout"], 0.3)
+        counts = board.mvm(cores, np.broadcast_to(x1, (n, *x1.shape)), mode=p["mode"])
+        return counts.positive.astype(np.float64) - counts.negative
+
+
+_READOUT_PARAMETERS = (
+    Parameter("readout", "correlation", kind=str, description="GDC readout: sum ([JO] all-ones "
+              "ΣG) or correlation (fixed random inputs)", choices=("sum", "correlation")),
+    Parameter("readout_level", 127, kind=int, description="sum readout: input on every "
+              "column (of 127)", minimum=1, maximum=127),
+    Parameter("n_readout", 64, kind=int, description="correlation readout: inputs",
+              minimum=1, maximum=4096),
+    Parameter("repeats", 16, kind=int, description="sum readout: repeats averaged",
+              minimum=1, maximum=1024),
+)  # fmt: skip
+
+
+class DriftMonitor(_DriftBase):
+    """Conductance drift, ν fits and GDC on a log-spaced schedule [LG §IV; JO; §2c]."""
+
+    name: ClassVar[str] = "drift"
+    title: ClassVar[str] = "Drift monitor"
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        Parameter(
+            "cores", [0], kind="cores", description="cores to follow", minimum=0, maximum=63
+        ),  # fmt: skip
+        Parameter(
+            "until",
+            86400.0,
+            units="s",
+            description="last point after the start",
+            minimum=1e-3,
+            maximum=3.2e9,
+        ),  # fmt: skip
+        Parameter(
+            "points", 20, kind=int, description="points of the schedule", minimum=2, maximum=10000
+        ),  # fmt: skip
+        Parameter(
+            "start", 25.0, units="s", description="first point after the start", minimum=1e-3
+        ),  # fmt: skip
+        Parameter(
+            "sample",
+            1024,
+            kind=int,
+            description="devices sampled per core",
+            minimum=1,
+            maximum=ROWS * COLS * DEVICES,
+        ),  # fmt: skip
+        Parameter(
+            "min_counts", 5.0, units="counts", description="sampled devices conduct ≥", minimum=0.0
+        ),  # fmt: skip
+        Parameter(
+            "verify_reads",
+            8,
+            kind=int,
+            description="verify reads averaged per point",
+            minimum=1,
+            maximum=64,
+        ),  # fmt: skip
+        Parameter(
+            "n_test",
+            256,
+            kind=int,
+            description="test inputs for the output scale",
+            minimum=16,
+            maximum=4096,
+        ),  # fmt: skip
+        Parameter("mode", 4, kind=int, description="MVM mode", choices=(1, 4)),
+        Parameter(
+            "t0", DRIFT_T0_S, units="s", description="drift reference time [AK]", minimum=1e-3
+        ),  # fmt: skip
+        Parameter(
+            "fit_from", DRIFT_T0_S, units="s", description="ν fits use τ ≥ this", minimum=0.0
+        ),  # fmt: skip
+        Parameter(
+            "real_time",
+            False,
+            kind=bool,
+            description="wait in real time where the board has no virtual clock",
+        ),  # fmt: skip
+        Parameter("seed", 0, kind=int, description="seed of sample and test inputs", minimum=0),
+        *_READOUT_PARAMETERS,
+    )
+    default_plot: ClassVar[tuple[str, str | None]] = ("scale_error_gdc", "time")
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        p = self.params
+        self.times = schedule(p["start"], p["until"], p["points"])
+        if p["sample"] > 65536:
+            raise LimitError("parameter sample: at most 65536 devices per core (one frame)")
+
+    def streams(self) -> tuple[StreamSpec, ...]:
+        n = len(self.params["cores"])
+        s = self.params["sample"]
+        return (
+            StreamSpec("time", (), "f8", "s", "time of the point since the start"),
+            StreamSpec("sample_index", (n, s), "i4", "1", "flat device index of the sample"),
+            StreamSpec("conductance", (n, s), "f4", "counts", "sampled devices, mean of reads"),
+            StreamSpec("scale", (n,), "f8", "1", "true output scale vs the first point"),
+            StreamSpec("alpha", (n,), "f8", "1", "GDC α̂ = readout/readout(t0)"),
+            StreamSpec("scale_error", (n,), "f8", "1", "|s − 1| without compensation"),
+            StreamSpec("scale_error_gdc", (n,), "f8", "1", "|s/α̂ − 1| with GDC"),
+            StreamSpec("scale_error_column", (n,), "f8", "1", "per-column GDC: |s_pc − 1|"),
+            StreamSpec("row_error_column", (n,), "f8", "1", "per-column GDC: rms(s_r/α̂_r − 1)"),
+            StreamSpec("nu_device", (n, s), "f4", "1", "fitted ν per sampled device"),
+            StreamSpec("nu_se", (n, s), "f4", "1", "standard error of ν per device"),
+            StreamSpec("g0_device", (n, s), "f4", "uS", "fitted G(τ=0) per device"),
+            StreamSpec("nu_core", (n,), "f8", "1", "fitted ν of the GDC α̂ per core"),
+        )
+
+    def total(self) -> int:
+        return int(self.params["points"])
+
+    def _wait_until(self, board: Board, target_s: float, t_start: float, wall0: float) -> None:
+        p = self.params
+        if self._virtual:
+            now = board.board_time_s() - t_start
+            if target_s > now:
+                board.advance_clock(target_s - now)
+            return
+        while True:
+            remaining = target_s - (time.monotonic() - wall0)
+            if remaining <= 0:
+                return
+            self.check_stop()
+            time.sleep(min(remaining, 1.0 if p["real_time"] else 0.0))
+
+    def execute(
+        self, board: Board, *, resume_from: dict[str, Any] | None = None
+    ) -> Iterator[Progress | Data | Checkpoint]:
+        p = self.params
+        cores: list[int] = p["cores"]
+        try:
+            t_start = board.board_time_s()
+            self._virtual = True
+        except NotSupportedError:
+            if not p["real_time"]:
+                raise LimitError(
+                    "this board has no virtual clock (CLOCK not supported): run the drift "
+                    "monitor with real_time=true to wait in real time"
+                ) from None
+            self._virtual = False
+            t_start = 0.0
+        if resume_from is not None:
+            raise LimitError("drift cannot resume: the schedule is tied to the start time")
+        wall0 = time.monotonic()
+        rng = np.random.default_rng([p["seed"], 0xD1F7])
+        x_test = random_inputs(rng, p["n_test"], 0.3)
+        n, s = len(cores), p["sample"]
+        index = np.zeros((n, s), np.int64)
+        g_series = np.zeros((p["points"], n, s))
+        readouts: list[np.ndarray] = []
+        y0: np.ndarray | None = None
+        rows_i, cols_i, dev_i = (a.reshape(-1) for a in np.indices((ROWS, COLS, DEVICES)))
+        for k, t in enumerate(self.times):
+            self.check_stop()
+            self._wait_until(board, float(t), t_start, wall0)
+            if k == 0:
+                for j, core in enumerate(cores):
+                    reads = board.verify_read(core, rows_i, cols_i, dev_i).astype(np.float64)
+                    eligible = np.flatnonzero(reads >= p["min_counts"])
+                    if eligible.size < s:
+                        raise LimitError(
+                            f"core {core}: only {eligible.size} devices conduct ≥ "
+                            f"{p['min_counts']} counts, sample {s} asked (is it programmed?)"
+                        )
+                    index[j] = np.sort(rng.choice(eligible, size=s, replace=False))
+            for j, core in enumerate(cores):
+                idx = index[j]
+                total = np.zeros(s)
+                for _ in range(p["verify_reads"]):
+                    total += board.verify_read(core, rows_i[idx], cols_i[idx], dev_i[idx])
+                g_series[k, j] = total / p["verify_reads"] + 0.5
+            readouts.append(self._readout(board, cores))
+            y = board.mvm(cores, np.broadcast_to(x_test, (n, *x_test.shape)), mode=p["mode"])
+            y_now = y.positive.astype(np.float64) - y.negative
+            if y0 is None:
+                y0 = y_now
+            scale = (y_now * y0).sum(axis=(1, 2)) / (y0 * y0).sum(axis=(1, 2))
+            alpha = gdc_alpha(readouts[k], readouts[0], p["readout"])[:, 0]
+            alpha_r = gdc_alpha_rows(readouts[k], readouts[0], p["readout"])
+            y_pc = y_now / alpha_r[:, None, :]
+            scale_pc = (y_pc * y0).sum(axis=(1, 2)) / (y0 * y0).sum(axis=(1, 2))
+            s_r = (y_now * y0).sum(axis=1) / (y0 * y0).sum(axis=1)
+            row_err = np.sqrt(np.mean((s_r / alpha_r - 1.0) ** 2, axis=1))
+            yield Data("time", float(t))
+            yield Data("sample_index", index.astype(np.int32))
+            yield Data("conductance", g_series[k].astype(np.float32))
+            yield Data("scale", scale)
+            yield Data("alpha", alpha)
+            yield Data("scale_error", np.abs(scale - 1.0))
+            yield Data("scale_error_gdc", np.abs(scale / alpha - 1.0))
+            yield Data("scale_error_column", np.abs(scale_pc - 1.0))
+            yield Data("row_error_column", row_err)
+            self.results = {
+                "time_s": float(t),
+                "scale_error": np.abs(scale - 1.0).tolist(),
+                "scale_error_gdc": np.abs(scale / alpha - 1.0).tolist(),
+                "scale_error_column": np.abs(scale_pc - 1.0).tolist(),
+                "row_error_column": row_err.tolist(),
+            }
+            yield Checkpoint({"points_done": k + 1})
+            yield Progress(
+                k + 1,
+                p["points"],
+                f"t = {t:.4g} s: scale error {np.max(np.abs(scale - 1)):.2%}, "
+                f"with GDC {np.max(np.abs(scale / alpha - 1)):.2%}",
+            )
+        use = self.times >= p["fit_from"]
+        if use.sum() < 2:
+            raise LimitError(f"fewer than 2 points at τ ≥ fit_from = {p['fit_from']} s")
+        t_fit = self.times[use]
+        nu, g0, se = fit_nu(t_fit, g_series[use].reshape(int(use.sum()), -1), p["t0"])
+        alphas = np.array([gdc_alpha(r, readouts[0], p["readout"])[:, 0] for r in readouts])
+        core_nu, _, _ = fit_nu(t_fit, alphas[use], p["t0"])
+        yield Data("nu_device", nu.reshape(n, s).astype(np.float32))
+        yield Data("nu_se", se.reshape(n, s).astype(np.float32))
+        yield Data("g0_device", (g0 * US_PER_COUNT).reshape(n, s).astype(np.float32))
+        yield Data("nu_core", core_nu)
+        self.results.update(
+            nu_core=core_nu.tolist(),
+            nu_device_mean=float(nu.mean()),
+            nu_device_std=float(nu.std()),
+            nu_device_std_noise_corrected=float(
+                math.sqrt(max(float(nu.var() - np.mean(se**2)), 0.0))
+            ),
+        )
+
+
+class Compensate(_DriftBase):
+    """Global (or per-column) drift compensation through the LDPU affine scale [JO; §2c]."""
+
+    name: ClassVar[str] = "compensate"
+    title: ClassVar[str] = "Global drift compensation"
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        Parameter(
+            "cores", [0], kind="cores", description="cores to compensate", minimum=0, maximum=63
+        ),  # fmt: skip
+        Parameter(
+            "reference",
+            np.zeros((0,)),
+            kind="array",
+            description="(n_cores, 3, 256) GDC reference from a first run; empty: measure it",
+        ),
+        Parameter("per_column", False, kind=bool, description="one α̂ per output row"),
+        Parameter("mode", 4, kind=int, description="MVM mode", choices=(1, 4)),
+        *_READOUT_PARAMETERS,
+    )
+    default_plot: ClassVar[tuple[str, str | None]] = ("alpha", None)
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        ref = self.params["reference"]
+        n = len(self.params["cores"])
+        levels = 2 if self.params["readout"] == "sum" else self.params["n_readout"]
+        self.levels = levels
+        if ref.size and ref.shape != (n, levels + 1, ROWS):
+            raise LimitError(
+                f"parameter reference: shape {ref.shape}, expected ({n}, {levels + 1}, {ROWS}) "
+                "(readout rows + baseline affine scale) or empty"
+            )
+        if ref.size and np.any(ref[:, -1] == 0):
+            raise LimitError("parameter reference: baseline affine scales must be non-zero")
+
+    def streams(self) -> tuple[StreamSpec, ...]:
+        n = len(self.params["cores"])
+        return (
+            StreamSpec(
+                "reference", (n, self.levels + 1, ROWS), "f8", "1", "readout, baseline scale"
+            ),
+            StreamSpec("alpha", (n, ROWS), "f8", "1", "α̂ applied per output row"),
+        )
+
+    def execute(
+        self, board: Board, *, resume_from: dict[str, Any] | None = None
+    ) -> Iterator[Progress | Data | Checkpoint]:
+        p = self.params
+        cores: list[int] = p["cores"]
+        readout = self._readout(board, cores)
+        ldpus = [board.read_ldpu(c) for c in cores]
+        if not p["reference"].size:
+            ref = np.concatenate(
+                [readout, np.stack([c.affine_scale.astype(np.float64) for c in ldpus])[:, None]],
+                axis=1,
+            )
+            yield Data("reference", ref)
+            yield Data("alpha", np.ones((len(cores), ROWS)))
+            self.results = {"measured_reference": True, "reference": ref.tolist()}
+            yield Progress(1, 1, "reference measured")
+            return
+        ref = p["reference"]
+        method = p["readout"]
+        if p["per_column"]:
+            alpha = gdc_alpha_rows(readout, ref[:, :-1], method)
+        else:
+            alpha = gdc_alpha(readout, ref[:, :-1], method)
+        if not np.all(np.isfinite(alpha)) or np.any(alpha <= 0):
+            raise LimitError(f"GDC: α̂ not positive and finite ({alpha.min():.3g}); wrong core?")
+        for j, core in enumerate(cores):
+            c = ldpus[j]
+            board.load_ldpu(
+                core,
+                LdpuCoefficients(
+                    gain_pos=c.gain_pos,
+                    offset_pos=c.offset_pos,
+                    gain_neg=c.gain_neg,
+                    offset_neg=c.offset_neg,
+                    affine_scale=ref[j, -1] / alpha[j],
+                    affine_offset=c.affine_offset,
+                    relu=c.relu,
+                ),
+            )
+        yield Data("reference", ref)
+        yield Data("alpha", alpha)
+        self.results = {"alpha_mean": alpha.mean(axis=1).tolist(), "measured_reference": False}
+        yield Progress(1, 1, f"α̂ {', '.join(f'{a:.4f}' for a in alpha.mean(axis=1))}")
