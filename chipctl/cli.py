@@ -42,6 +42,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         n_inputs=args.inputs,
         seed=args.seed,
         timeout_s=args.timeout,
+        station_file=args.station,
     )
     print_demo(result)
     runs = [summary for m in result.modes for summary in (m.program, m.characterize)]
@@ -439,6 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--inputs", type=int, default=2048, help="random inputs per characterisation (2048)"
     )
     demo.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
+    demo.add_argument(
+        "--station",
+        default=None,
+        metavar="FILE",
+        help="station file of a real bench (default: the simulated station around --board)",
+    )
     demo.set_defaults(handler=_cmd_demo)
 
     identify = commands.add_parser("identify", help="print the board's identity and status")

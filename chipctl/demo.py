@@ -22,10 +22,12 @@ import numpy as np
 
 from chipctl.calibration import CalibrationError, CalibrationStore, apply_set
 from chipctl.runner import RunSummary, run_procedure
+from chipctl.station import default_station, load_station
 from drivers.board import Board, BoardIdentity
 from procedures.calibrate import Calibrate
 from procedures.characterize import Characterize
 from procedures.drift import DriftMonitor
+from procedures.power import PowerDown, PowerUp
 from procedures.program_verify import ProgramVerify
 
 SPARSITY = 0.3
@@ -80,6 +82,7 @@ def run_demo(
     progress: bool = True,
     calibration_dir: str | Path | None = None,
     drift_until_s: float = 86400.0,
+    station_file: str | Path | None = None,
 ) -> DemoResult:
     """Program the same random weights with ODP on core 0 and TDP on core 1, characterise both.
 
@@ -90,14 +93,28 @@ def run_demo(
         seed: seed of the weights and inputs.
         calibration_dir: calibration store (default: chipctl.calibration.default_store_dir()).
         drift_until_s: end of the drift run (8 points from 25 s, virtual clock).
+        station_file: station file (TOML) of a real bench; default: the fully simulated
+            station around ``url``. The rails are powered up first (the station's interlock
+            refuses programming otherwise) and down at the end.
     """
     started = time.monotonic()
     folder = Path(out_dir) if out_dir else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     folder.mkdir(parents=True, exist_ok=True)
     weights = random_weights(seed)
     modes: list[ModeResult] = []
-    with Board(url, timeout_s=timeout_s) as board:
+    station = (
+        load_station(station_file)
+        if station_file
+        else default_station(board_url=url, time_scale=0.0)
+    )
+    with station.open(board_timeout_s=timeout_s) as opened:
+        board = opened.board
         identity = board.identity
+        power_up = run_procedure(
+            PowerUp(station=opened), board, folder / "power_up.h5", progress=progress
+        )
+        if power_up.status != "success":
+            raise RuntimeError(f"power up failed ({power_up.reason}); see {power_up.path}")
         for core, mode in enumerate(("odp", "tdp")):
             program = run_procedure(
                 ProgramVerify(weights=weights, cores=[core], mode=mode, seed=seed),
@@ -134,6 +151,7 @@ def run_demo(
             folder / "drift.h5",
             progress=progress,
         )
+        run_procedure(PowerDown(station=opened), board, folder / "power_down.h5", progress=progress)
     return DemoResult(
         url, identity, folder, modes, time.monotonic() - started, label, cal_results, drift
     )

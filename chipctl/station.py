@@ -385,6 +385,9 @@ class OpenStation:
         assert isinstance(chuck, LakeShore335)
         opened_station = cls(station, board, smu, supply, chuck, simulator)
         board.pulse_guard = opened_station.guard_programming
+        if simulator is not None and station.simulation.time_scale == 0:
+            # The simulated instruments live on a virtual clock: waiting is advancing it.
+            opened_station.sleep = simulator.clock.advance
         return opened_station
 
     def __enter__(self) -> OpenStation:

