@@ -1,0 +1,84 @@
+"""GDPU model: the piecewise-linear tanh LUT and the float16 LSTM cell against float32."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from procedures.inference import gdpu
+from procedures.inference.gdpu import (
+    GdpuLstmCell,
+    deinterleave_gates,
+    interleave_gates,
+    quantise_int8,
+    tanh_lut,
+)
+from procedures.inference.graph import GraphError, Lstm
+from procedures.inference.reference import lstm_float
+
+LUT_MAX_ERROR = 3.0e-3
+"""Measured: 2.94e-3 (float16 arithmetic), see the gdpu module docstring."""
+
+
+def test_lut_has_17_comparators_18_bins_and_is_odd() -> None:
+    assert gdpu.TANH_BREAKPOINTS.size == 17 and gdpu.TANH_SLOPES.size == 18
+    assert np.all(np.diff(gdpu.TANH_BREAKPOINTS.astype(float)) > 0)
+    x = np.linspace(-6, 6, 4001).astype(np.float16)
+    x = x[~np.isin(x, gdpu.TANH_BREAKPOINTS)]  # a bin's minimax line jumps at its edges
+    np.testing.assert_allclose(tanh_lut(x), -tanh_lut(-x), atol=1e-3)
+
+
+def test_lut_max_error_against_numpy_tanh() -> None:
+    x = np.linspace(-10, 10, 400_001).astype(np.float16)
+    error = np.abs(tanh_lut(x).astype(np.float64) - np.tanh(x.astype(np.float64)))
+    assert 1e-3 < error.max() < LUT_MAX_ERROR
+    assert tanh_lut(np.float16(60000.0)) <= 1.0
+
+
+def test_gate_interleaving_round_trip() -> None:
+    z = np.arange(2 * 4 * 3).reshape(2, 12)
+    inter = interleave_gates(z)
+    assert list(inter[0, :8]) == [0, 3, 6, 9, 1, 4, 7, 10]  # I, A, F, O of unit 0, then unit 1
+    np.testing.assert_array_equal(deinterleave_gates(inter), z)
+    with pytest.raises(GraphError):
+        interleave_gates(np.zeros(6))
+
+
+def test_int8_saturates_as_hardware() -> None:
+    q = quantise_int8(np.array([-3.0, -0.5, 0.26, 9.0]), 0.02)
+    assert q.dtype == np.int8 and list(q) == [-127, -25, 13, 127]
+
+
+def test_cell_follows_the_float32_lstm() -> None:
+    rng = np.random.default_rng(11)
+    hid, n_in, steps, batch = 64, 4, 10, 200
+    node = Lstm(
+        "l",
+        ("x",),
+        "y",
+        w_input=rng.normal(0, 0.5, (4 * hid, n_in)),
+        w_hidden=rng.normal(0, 0.15, (4 * hid, hid)),
+        bias=rng.normal(0, 0.3, 4 * hid),
+        return_sequences=True,
+    )
+    x = rng.standard_normal((batch, steps, n_in)).astype(np.float32)
+    expected = lstm_float(node, x)
+    gate_range = 6.0
+    cell = GdpuLstmCell(hid, (gate_range / 127,) * 4)
+    c = cell.initial_state(batch)
+    h = np.zeros((batch, hid), np.float32)
+    for t in range(steps):
+        z = x[:, t] @ node.w_input.T + h @ node.w_hidden.T + node.bias
+        h_q, c = cell.step(interleave_gates(quantise_int8(z, gate_range / 127)), c)
+        assert h_q.dtype == np.int8 and c.dtype == np.float16
+        h = h_q.astype(np.float32) / 127
+        error = np.abs(h - expected[:, t])
+        assert error.mean() < 0.01 and error.max() < 0.08, (t, error.mean(), error.max())
+
+
+def test_cell_validates_its_inputs() -> None:
+    cell = GdpuLstmCell(2, (0.05,) * 4)
+    with pytest.raises(GraphError, match="int8"):
+        cell.step(np.zeros((1, 8), np.float32), cell.initial_state(1))
+    with pytest.raises(GraphError, match="gate_lsb"):
+        GdpuLstmCell(2, (0.0, 1.0, 1.0, 1.0))
