@@ -480,6 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     taken = {"demo", "identify", "sim", "station", "power", "device-iv"}
     taken |= _add_run_commands(commands)
     taken |= add_calibration_commands(commands)
+    from chipctl.cli_tui import add_tui_commands
+
+    taken |= add_tui_commands(commands)
     for name in registry.available():
         _add_procedure_command(commands, name, taken)
     return parser

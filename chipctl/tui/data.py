@@ -1,0 +1,460 @@
+"""What the TUI shows, read from the station and from run files; no Textual in here.
+
+Every function here does I/O (board, instruments or HDF5) and is called from a thread worker of
+:class:`~chipctl.tui.app.ChipctlApp`; the results are plain frozen dataclasses that travel to the
+widgets inside messages.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chipctl.runfile import RunFile, RunFileError
+from chipctl.station import OpenStation
+
+N_CORES = 64
+GRID = 8
+"""The chip's cores form an 8×8 grid; core id = row × 8 + column."""
+
+YIELD_CODES = ("ok", "stuck-high", "weak", "unconverged", "no fit")
+"""Names of the program-and-verify yield-map codes 0..4."""
+
+
+# -- station ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RailReading:
+    """One rail as read back from the supply."""
+
+    name: str
+    channel: int
+    nominal_v: float
+    enabled: bool | None
+    voltage_v: float | None
+    current_a: float | None
+
+
+@dataclass(frozen=True)
+class StationReadings:
+    """A snapshot of the opened station for the Station screen.
+
+    ``rails`` and ``chuck_c`` are None when the instruments were busy (a procedure holds them).
+    """
+
+    board_id: str
+    firmware: str
+    chip_id: str
+    station_chip_id: str
+    board_url: str
+    link_open: bool
+    link_stats: dict[str, int]
+    board_errors: tuple[str, ...]
+    write_heads: bool
+    die_c: float | None
+    rails: tuple[RailReading, ...] | None
+    chuck_c: float | None
+    window_c: tuple[float, float]
+
+
+def read_station(opened: OpenStation, *, instruments: bool) -> StationReadings:
+    """Read the board (always) and the supply and chuck (only when ``instruments``)."""
+    board = opened.board
+    ident = board.identity
+    link_open = not board.link.closed
+    errors: tuple[str, ...] = ()
+    write_heads = False
+    die_c: float | None = None
+    if link_open:
+        status = board.status()
+        errors = tuple(status.errors)
+        write_heads = bool(status.status_register & 0x2)
+        die_c = board.temperature_c()
+    rails: tuple[RailReading, ...] | None = None
+    chuck_c: float | None = None
+    if instruments:
+        readings = []
+        for rail in opened.rails:
+            channel = opened.supply.channel(rail.channel)
+            readings.append(
+                RailReading(
+                    rail.name,
+                    rail.channel,
+                    rail.voltage_v,
+                    bool(channel.output_enabled),
+                    float(channel.measured_voltage_v),
+                    float(channel.measured_current_a),
+                )
+            )
+        rails = tuple(readings)
+        chuck_c = opened.temperature_c()
+    return StationReadings(
+        board_id=ident.board_id,
+        firmware=ident.firmware_version,
+        chip_id=ident.chip_id,
+        station_chip_id=opened.station.chip_id,
+        board_url=board.link.url,
+        link_open=link_open,
+        link_stats=dict(vars(board.link.stats)),
+        board_errors=errors,
+        write_heads=write_heads,
+        die_c=die_c,
+        rails=rails,
+        chuck_c=chuck_c,
+        window_c=opened.limits.temperature_window_c,
+    )
+
+
+# -- run files --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """One run file in the data directory."""
+
+    path: Path
+    procedure: str
+    status: str
+    start_time: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def run_paths(data_dir: Path) -> list[Path]:
+    """The ``*.h5`` files of ``data_dir``, oldest first (by modification time, then name)."""
+    if not data_dir.is_dir():
+        return []
+    return sorted(data_dir.glob("*.h5"), key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def list_runs(data_dir: Path) -> list[RunEntry]:
+    """Run files in ``data_dir``, newest first; unreadable ones with status "unreadable"."""
+    entries = []
+    for path in run_paths(data_dir):
+        try:
+            with RunFile.open(path, live=True) as run:
+                entries.append(RunEntry(path, run.procedure, run.status, run.start_time))
+        except RunFileError:
+            entries.append(RunEntry(path, "?", "unreadable", ""))
+    return entries[::-1]
+
+
+@dataclass(frozen=True, eq=False)
+class Series:
+    """Curves to draw: x values, one y array per curve, labels and axis titles."""
+
+    x: np.ndarray
+    ys: tuple[np.ndarray, ...]
+    labels: tuple[str, ...]
+    x_label: str
+    y_label: str
+    log_x: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class RunPreview:
+    """A run file's metadata and its default plot, as the Runs screen shows them."""
+
+    path: Path
+    procedure: str
+    status: str
+    reason: str
+    start_time: str
+    end_time: str
+    chip_id: str
+    parameters: dict[str, str]
+    streams: tuple[tuple[str, int, str], ...]
+    plot: Series | None
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"array {value.shape}"
+    if isinstance(value, list) and len(value) > 8:
+        return f"list of {len(value)}"
+    return str(value)
+
+
+def default_series(run: RunFile) -> Series | None:
+    """The run's default plot (``/entry/data`` signal against its axis) as curves.
+
+    Scalar rows give one curve; vector rows (one value per core) give one curve per column
+    (at most 8); larger rows are reduced to their mean. A time axis in s is drawn as log10.
+    """
+    signal, axis = run.default_plot
+    if not signal or signal not in run.streams:
+        return None
+    values = np.asarray(run.stream(signal), np.float64)
+    if values.shape[0] == 0:
+        return Series(np.zeros(0), (np.zeros(0),), (signal,), axis or "row", signal)
+    if values.ndim == 1:
+        ys: list[np.ndarray] = [values]
+        labels = [signal]
+    elif values.ndim == 2 and values.shape[1] <= 8:
+        ys = [values[:, k] for k in range(values.shape[1])]
+        labels = [f"{signal}[{k}]" for k in range(values.shape[1])]
+    else:
+        ys = [values.reshape(values.shape[0], -1).mean(axis=1)]
+        labels = [f"mean {signal}"]
+    x_label = axis or "row"
+    x = np.arange(values.shape[0], dtype=np.float64)
+    log_x = False
+    if axis and axis in run.streams:
+        axis_values = np.asarray(run.stream(axis), np.float64).reshape(-1)
+        n = min(len(axis_values), values.shape[0])
+        x = axis_values[:n]
+        ys = [y[:n] for y in ys]
+        units = run.units(axis)
+        x_label = f"{axis} ({units})" if units not in ("", "1") else axis
+        if units == "s" and n and np.all(x > 0):
+            x, log_x = np.log10(x), True
+            x_label = f"log10 {x_label}"
+    units = run.units(signal)
+    y_label = f"{signal} ({units})" if units not in ("", "1") else signal
+    return Series(x, tuple(ys), tuple(labels), x_label, y_label, log_x)
+
+
+def read_run(path: Path) -> RunPreview:
+    """Metadata, parameters, streams and default plot of the run file ``path``."""
+    with RunFile.open(path, live=True) as run:
+        meta = run.metadata
+        parameters = {name: _describe(v) for name, v in run.parameters.items()}
+        streams = tuple((s.name, s.rows, s.units) for s in run.stream_info())
+        return RunPreview(
+            path=path,
+            procedure=str(meta.get("procedure", "")),
+            status=run.status,
+            reason=run.reason,
+            start_time=run.start_time,
+            end_time=run.end_time,
+            chip_id=str(meta.get("chip_id", "")),
+            parameters=parameters,
+            streams=streams,
+            plot=default_series(run),
+        )
+
+
+# -- chip map metrics ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A per-core quantity the chip map can colour by."""
+
+    key: str
+    title: str
+    units: str
+    low_is_good: bool
+    categorical: bool = False
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("programmed", "Programmed", "", low_is_good=False, categorical=True),
+    Metric("weight_error", "Weight error (rms / full scale)", "1", low_is_good=True),
+    Metric("mvm_error", "MVM error ε_total", "1", low_is_good=True),
+    Metric("calibration_residual", "Calibration residual (rms)", "counts", low_is_good=True),
+    Metric("drift_compensation", "Drift compensation factor α̂", "1", low_is_good=False),
+    Metric("yield", "Yield (cells ok)", "1", low_is_good=False),
+)
+"""The chip map's metrics, in the order the metric selector lists them."""
+
+METRIC_BY_KEY = {metric.key: metric for metric in METRICS}
+
+
+@dataclass(frozen=True, eq=False)
+class ChipMetrics:
+    """Per-core values of every metric (NaN = unknown) and the run file each came from."""
+
+    values: dict[str, np.ndarray]
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls) -> ChipMetrics:
+        values = {m.key: np.full(N_CORES, np.nan) for m in METRICS}
+        return cls(values)
+
+    def value(self, metric: str, core: int) -> float:
+        return float(self.values[metric][core])
+
+
+def _per_core(run: RunFile, stream: str, reduce: Any) -> dict[int, float]:
+    """``reduce(row)`` per core for a stream with one row per entry of the ``core`` stream."""
+    if "core" not in run.streams or stream not in run.streams:
+        return {}
+    cores = np.asarray(run.stream("core")).reshape(-1)
+    rows = run.stream(stream)
+    n = min(len(cores), len(rows))
+    return {int(cores[k]): float(reduce(np.asarray(rows[k], np.float64))) for k in range(n)}
+
+
+def _core_list(run: RunFile) -> list[int]:
+    cores = run.parameters.get("cores", [])
+    return [int(c) for c in (cores if isinstance(cores, list) else [cores])]
+
+
+def metrics_from_run(run: RunFile) -> dict[str, dict[int, float]]:
+    """Metric → {core: value} that one run file contributes."""
+    procedure = run.procedure
+    out: dict[str, dict[int, float]] = {}
+    if procedure == "program":
+        out["programmed"] = dict.fromkeys(_per_core(run, "core", lambda r: r), 1.0)
+        out["yield"] = _per_core(run, "yield_map", lambda r: float(np.mean(r == 0)))
+        g_max = _per_core(run, "g_max", lambda r: r)
+        rms = _per_core(run, "cell_error", lambda r: float(np.sqrt(np.mean(r**2))))
+        out["weight_error"] = {c: v / g_max[c] for c, v in rms.items() if g_max.get(c)}
+    elif procedure == "characterize":
+        out["mvm_error"] = _per_core(run, "eps_total", lambda r: r)
+        out["weight_error"] = _per_core(run, "weight_error", lambda r: r)
+    elif procedure == "calibrate":
+        out["calibration_residual"] = _per_core(run, "residual_rms", lambda r: np.mean(r))
+    elif procedure == "drift" and "alpha" in run.streams:
+        alpha = np.asarray(run.stream("alpha"), np.float64)
+        if alpha.shape[0]:
+            out["drift_compensation"] = dict(zip(_core_list(run), alpha[-1].tolist(), strict=False))
+    elif procedure == "compensate" and "alpha" in run.streams:
+        alpha = np.asarray(run.stream("alpha"), np.float64)
+        if alpha.shape[0]:
+            means = alpha[-1].reshape(alpha.shape[1], -1).mean(axis=1)
+            out["drift_compensation"] = dict(zip(_core_list(run), means.tolist(), strict=False))
+    return out
+
+
+def load_chip_metrics(data_dir: Path) -> ChipMetrics:
+    """Per-core metrics from the run files of ``data_dir``; a later run overrides an earlier one.
+
+    Cores never seen in a program run count as not programmed (0), every other unknown is NaN.
+    """
+    metrics = ChipMetrics.empty()
+    paths = run_paths(data_dir)
+    if paths:
+        metrics.values["programmed"][:] = 0.0
+    for path in paths:
+        try:
+            with RunFile.open(path, live=True) as run:
+                contributions = metrics_from_run(run)
+        except (RunFileError, KeyError, ValueError):
+            continue
+        for key, per_core in contributions.items():
+            for core, value in per_core.items():
+                if 0 <= core < N_CORES and math.isfinite(value):
+                    metrics.values[key][core] = value
+                    metrics.sources[key] = path.name
+    return metrics
+
+
+# -- core detail ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class CoreDetail:
+    """Everything the Core detail screen shows about one core (None: no run has it)."""
+
+    core: int
+    program_run: str = ""
+    conductance: np.ndarray | None = None
+    cell_error: np.ndarray | None = None
+    yield_map: np.ndarray | None = None
+    g_max: float | None = None
+    calibration_run: str = ""
+    calibration_set: str = ""
+    coefficients: dict[str, np.ndarray] = field(default_factory=dict)
+    drift_run: str = ""
+    drift: Series | None = None
+
+
+def _row_of(run: RunFile, core: int) -> int | None:
+    """Index of the last row for ``core`` in a run's ``core`` stream."""
+    if "core" not in run.streams:
+        return None
+    cores = np.asarray(run.stream("core")).reshape(-1)
+    hits = np.flatnonzero(cores == core)
+    return int(hits[-1]) if hits.size else None
+
+
+def _row(run: RunFile, stream: str, index: int) -> np.ndarray | None:
+    if stream not in run.streams:
+        return None
+    rows = run.stream(stream)
+    return np.asarray(rows[index]) if index < len(rows) else None
+
+
+COEFFICIENTS = ("gain_pos", "gain_neg", "offset_pos", "offset_neg", "residual_rms")
+
+
+def load_core_detail(data_dir: Path, core: int) -> CoreDetail:
+    """The latest program, calibrate and drift data of ``core`` from ``data_dir``."""
+    found: dict[str, Any] = {"core": core}
+    for path in reversed(run_paths(data_dir)):
+        try:
+            with RunFile.open(path, live=True) as run:
+                _collect(run, path.name, core, found)
+        except (RunFileError, KeyError, ValueError, IndexError):
+            continue
+        if {"program_run", "calibration_run", "drift_run"} <= set(found):
+            break
+    return CoreDetail(**found)
+
+
+def _collect(run: RunFile, name: str, core: int, found: dict[str, Any]) -> None:
+    procedure = run.procedure
+    if procedure == "program" and "program_run" not in found:
+        index = _row_of(run, core)
+        if index is None:
+            return
+        found["program_run"] = name
+        found["conductance"] = _row(run, "conductance", index)
+        found["cell_error"] = _row(run, "cell_error", index)
+        found["yield_map"] = _row(run, "yield_map", index)
+        g_max = _row(run, "g_max", index)
+        found["g_max"] = float(g_max) if g_max is not None else None
+    elif procedure == "calibrate" and "calibration_run" not in found:
+        index = _row_of(run, core)
+        if index is None:
+            return
+        found["calibration_run"] = name
+        found["calibration_set"] = str(run.metadata.get("calibration_set_id", ""))
+        coefficients = {}
+        for stream in COEFFICIENTS:
+            row = _row(run, stream, index)
+            if row is not None:
+                coefficients[stream] = row.astype(np.float64)
+        found["coefficients"] = coefficients
+    elif procedure == "drift" and "drift_run" not in found:
+        cores = _core_list(run)
+        if core not in cores or "time" not in run.streams:
+            return
+        k = cores.index(core)
+        time_s = np.asarray(run.stream("time"), np.float64)
+        curves = [np.asarray(run.stream(s), np.float64) for s in ("scale_error", "scale_error_gdc")]
+        n = min(len(time_s), *(len(c) for c in curves))
+        if n == 0:
+            return
+        x = np.log10(np.maximum(time_s[:n], 1e-9))
+        found["drift_run"] = name
+        found["drift"] = Series(
+            x,
+            tuple(c[:n, k] for c in curves),
+            ("uncompensated", "with GDC"),
+            "log10 time (s)",
+            "|scale − 1|",
+            log_x=True,
+        )
+
+
+def histogram_counts(values: Iterable[float] | np.ndarray, bins: int = 30) -> tuple[list, list]:
+    """Bin centres and counts of ``values`` (finite values only)."""
+    array = np.asarray(values, np.float64).reshape(-1)
+    array = array[np.isfinite(array)]
+    if array.size == 0:
+        return [], []
+    counts, edges = np.histogram(array, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    return centres.tolist(), counts.tolist()

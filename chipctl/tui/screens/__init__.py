@@ -1,0 +1,1 @@
+"""The TUI's screens: one view per tab, plus the help screen."""

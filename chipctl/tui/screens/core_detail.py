@@ -1,0 +1,126 @@
+"""Core detail screen: conductance and error histograms, yield map, calibration, drift."""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widgets import Static
+from textual_plotext import PlotextPlot
+
+from chipctl.tui.data import YIELD_CODES, CoreDetail, Series
+from chipctl.tui.widgets.plots import draw_histogram, draw_series
+
+YIELD_COLOURS = ("#1a9850", "#d73027", "#fc8d59", "#fee08b", "#7b3294")
+"""Colour per yield code (ok, stuck-high, weak, unconverged, no fit)."""
+
+
+def yield_map_text(codes: np.ndarray | None, width: int = 32, height: int = 8) -> Text:
+    """The (256, 256) yield map shrunk to ``width`` × 2·``height`` blocks (worst code wins),
+    drawn with half blocks, and a count per code."""
+    text = Text()
+    if codes is None:
+        text.append("no program run has this core", style="dim")
+        return text
+    rows, cols = codes.shape
+    block_r, block_c = max(1, rows // (2 * height)), max(1, cols // width)
+    shrunk = codes[: block_r * 2 * height, : block_c * width]
+    shrunk = shrunk.reshape(2 * height, block_r, width, block_c).max(axis=(1, 3))
+    for line in range(height):
+        for col in range(width):
+            top, bottom = int(shrunk[2 * line, col]), int(shrunk[2 * line + 1, col])
+            text.append(
+                "▀", Style(color=YIELD_COLOURS[min(top, 4)], bgcolor=YIELD_COLOURS[min(bottom, 4)])
+            )
+        text.append("\n")
+    counts = np.bincount(codes.reshape(-1), minlength=len(YIELD_CODES))
+    for code, name in enumerate(YIELD_CODES):
+        text.append("■", Style(color=YIELD_COLOURS[code]))
+        text.append(f" {name} {counts[code]}  ")
+    return text
+
+
+def coefficients_table(detail: CoreDetail) -> Table:
+    """Mean/min/max of each LDPU coefficient of the core's latest calibration."""
+    title = "Calibration"
+    if detail.calibration_set:
+        title += f" {detail.calibration_set}"
+    table = Table(title=title, expand=True, title_justify="left")
+    for column in ("coefficient", "mean", "min", "max"):
+        table.add_column(column, justify="left" if column == "coefficient" else "right")
+    if not detail.coefficients:
+        table.add_row("no calibrate run has this core", "", "", "")
+    for name, values in detail.coefficients.items():
+        table.add_row(name, f"{values.mean():.4g}", f"{values.min():.4g}", f"{values.max():.4g}")
+    return table
+
+
+class CoreDetailView(Vertical, can_focus=True):
+    """Plots and tables of ``detail`` (set by the app); ``[``/``]`` ask for another core."""
+
+    BINDINGS = [
+        Binding("left_square_bracket", "step(-1)", "Previous core"),
+        Binding("right_square_bracket", "step(1)", "Next core"),
+    ]
+
+    detail: reactive[CoreDetail | None] = reactive(None)
+
+    class CoreRequested(Message):
+        """The operator asked for the detail of ``core``."""
+
+        def __init__(self, core: int) -> None:
+            super().__init__()
+            self.core = core
+
+    def compose(self) -> ComposeResult:
+        yield Static("no core selected: pick one on the chip map", id="core-title")
+        with Grid(id="core-grid"):
+            yield PlotextPlot(id="plot-conductance")
+            yield PlotextPlot(id="plot-error")
+            yield Static(id="core-yield", classes="panel")
+            yield PlotextPlot(id="plot-calibration")
+            yield PlotextPlot(id="plot-drift")
+            yield Static(id="core-coefficients", classes="panel")
+
+    def on_mount(self) -> None:
+        self.watch_detail(self.detail)
+
+    def action_step(self, delta: int) -> None:
+        core = 0 if self.detail is None else (self.detail.core + delta) % 64
+        self.post_message(self.CoreRequested(core))
+
+    def watch_detail(self, detail: CoreDetail | None) -> None:
+        if not self.children:
+            return
+        blank = detail or CoreDetail(core=-1)
+        if detail is not None:
+            sources = [s for s in (blank.program_run, blank.calibration_run, blank.drift_run) if s]
+            title = f"Core {detail.core}" + (f" — from {', '.join(sources)}" if sources else "")
+            self.query_one("#core-title", Static).update(Text(title, style="bold"))
+        draw_histogram(
+            self.query_one("#plot-conductance", PlotextPlot),
+            blank.conductance,
+            "Conductance",
+            "counts",
+        )
+        draw_histogram(
+            self.query_one("#plot-error", PlotextPlot),
+            blank.cell_error,
+            "Cell error",
+            "counts",
+        )
+        self.query_one("#core-yield", Static).update(yield_map_text(blank.yield_map))
+        gains = [blank.coefficients[k] for k in ("gain_pos", "gain_neg") if k in blank.coefficients]
+        series = None
+        if gains:
+            x = np.arange(len(gains[0]), dtype=np.float64)
+            series = Series(x, tuple(gains), ("gain +", "gain −"), "output row", "LDPU gain")
+        draw_series(self.query_one("#plot-calibration", PlotextPlot), series, "LDPU gains")
+        draw_series(self.query_one("#plot-drift", PlotextPlot), blank.drift, "Drift")
+        self.query_one("#core-coefficients", Static).update(coefficients_table(blank))

@@ -1,0 +1,274 @@
+"""Procedures screen: the registered procedures, a form per procedure, start/abort, live view."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widgets import (
+    Button,
+    ContentSwitcher,
+    Label,
+    ListItem,
+    ListView,
+    ProgressBar,
+    RichLog,
+    Static,
+)
+from textual_plotext import PlotextPlot
+
+from chipctl.tui.widgets.parameter_form import ParameterForm
+from chipctl.tui.widgets.plots import draw_points
+from procedures import registry
+from procedures.base import Data, Procedure, Progress, Record, Start, Stop
+
+
+def procedure_classes() -> dict[str, type[Procedure]]:
+    """Registered procedures that import cleanly, by name."""
+    classes = {}
+    for name in registry.available():
+        try:
+            classes[name] = registry.get(name)
+        except Exception:  # a broken procedure module must not break the TUI
+            continue
+    return classes
+
+
+class LiveSignal:
+    """The running procedure's main signal (its default plot), collected from Data records.
+
+    Vector rows are reduced to their mean; an axis in s is shown as log10; an axis that does
+    not grow monotonically (iterations restarting per group) is replaced by the row number.
+    """
+
+    def __init__(self, signal: str = "", axis: str | None = None, axis_units: str = "") -> None:
+        self.signal, self.axis, self.axis_units = signal, axis, axis_units
+        self.x: list[float] = []
+        self.y: list[float] = []
+        self.dirty = False
+
+    @classmethod
+    def from_start(cls, start: Start) -> LiveSignal:
+        signal, axis = start.default_plot
+        units = {spec.name: spec.units for spec in start.streams}
+        return cls(signal, axis if axis in units else None, units.get(axis or "", ""))
+
+    def add(self, record: Data) -> None:
+        values = np.asarray(record.values, np.float64)
+        rows = values if record.rows else values[np.newaxis]
+        if record.stream == self.signal:
+            self.y.extend(float(np.mean(row)) for row in rows)
+            self.dirty = True
+        elif record.stream == self.axis:
+            self.x.extend(float(np.mean(row)) for row in rows)
+
+    @property
+    def x_label(self) -> str:
+        if self.axis is None or not self._axis_usable():
+            return "row"
+        return f"log10 {self.axis} (s)" if self.axis_units == "s" else self.axis
+
+    def _axis_usable(self) -> bool:
+        n = min(len(self.x), len(self.y))
+        return n == len(self.y) and all(
+            b > a for a, b in zip(self.x[:n], self.x[1:n], strict=False)
+        )
+
+    def points(self) -> tuple[list[float], list[float]]:
+        """(x, y) to draw."""
+        n = len(self.y)
+        if self.axis is not None and self._axis_usable():
+            x = self.x[:n]
+            if self.axis_units == "s" and all(v > 0 for v in x):
+                x = [math.log10(v) for v in x]
+            return x, self.y[:n]
+        return [float(k) for k in range(n)], list(self.y)
+
+
+def rate_text(done: int, total: int, first_done: int, started: float, now: float) -> str:
+    """``done/total``, the rate in units per s and the ETA, from the start of the run."""
+    elapsed = now - started
+    text = f"{done}/{total} ({done / max(total, 1):.0%})"
+    if elapsed <= 0 or done <= first_done:
+        return text
+    rate = (done - first_done) / elapsed
+    remaining = max(total - done, 0) / rate if rate > 0 else math.inf
+    eta = "–" if not math.isfinite(remaining) else time.strftime("%H:%M:%S", time.gmtime(remaining))
+    return f"{text}  {rate:.3g}/s  ETA {eta}"
+
+
+class ProceduresView(Horizontal):
+    """Procedure list and forms; posts :class:`StartRequested` / :class:`AbortRequested`.
+
+    Attributes (set by the app): ``connected`` and ``running`` (the running procedure's name,
+    "" when idle). The app feeds the running procedure's records to :meth:`add_record`.
+    """
+
+    BINDINGS = [
+        Binding("f5", "start", "Start"),
+        Binding("f8", "abort", "Abort"),
+        Binding("escape", "leave_form", "Procedure list"),
+    ]
+
+    connected: reactive[bool] = reactive(False)
+    running: reactive[str] = reactive("")
+
+    class StartRequested(Message):
+        """Run ``procedure`` with the form's raw ``values`` (arrays as paths)."""
+
+        def __init__(self, procedure: str, values: dict[str, Any]) -> None:
+            super().__init__()
+            self.procedure = procedure
+            self.values = values
+
+    class AbortRequested(Message):
+        """Stop the running procedure at its next safe point."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.classes_by_name = procedure_classes()
+        self.live = LiveSignal()
+        self._started = 0.0
+        self._first_done = 0
+
+    def compose(self) -> ComposeResult:
+        with ListView(id="procedure-list"):
+            for name in self.classes_by_name:
+                yield ListItem(Label(name), id=f"proc-{name}", name=name)
+        with Vertical(id="procedure-main"):
+            yield Static(id="procedure-title")
+            with Horizontal(id="procedure-body"):
+                initial = next(iter(self.classes_by_name), "")
+                with ContentSwitcher(initial=f"form-{initial}", id="forms"):
+                    for name, cls in self.classes_by_name.items():
+                        yield ParameterForm(cls.parameters, id=f"form-{name}")
+                yield PlotextPlot(id="live-plot")
+            with Horizontal(id="run-controls"):
+                yield Button("Start F5", id="start", variant="success", compact=True)
+                yield Button("Abort F8", id="abort", variant="error", compact=True)
+                yield ProgressBar(total=1, id="run-progress", show_eta=False, show_percentage=False)
+                yield Static("", id="run-rate")
+            yield RichLog(id="run-log", max_lines=500, wrap=True, markup=False)
+
+    def on_mount(self) -> None:
+        self.set_interval(0.25, self._redraw_if_dirty)
+        self._show(self.selected)
+        self._controls()
+        draw_points(self.query_one("#live-plot", PlotextPlot), [], [], "Live signal", "")
+
+    @property
+    def selected(self) -> str:
+        """Name of the procedure whose form is shown."""
+        current = self.query_one("#forms", ContentSwitcher).current or ""
+        return current.removeprefix("form-")
+
+    def form(self, name: str | None = None) -> ParameterForm:
+        return self.query_one(f"#form-{name or self.selected}", ParameterForm)
+
+    def select(self, name: str) -> None:
+        """Show the form of procedure ``name``."""
+        names = list(self.classes_by_name)
+        self.query_one("#procedure-list", ListView).index = names.index(name)
+        self._show(name)
+
+    def on_list_view_highlighted(self, event: ListView.Highlighted) -> None:
+        if event.item is not None and event.item.name:
+            self._show(event.item.name)
+
+    def _show(self, name: str) -> None:
+        if name not in self.classes_by_name:
+            return
+        self.query_one("#forms", ContentSwitcher).current = f"form-{name}"
+        cls = self.classes_by_name[name]
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        title = Text(f"{cls.title or name}", style="bold")
+        title.append(f"  {doc}", style="dim")
+        self.query_one("#procedure-title", Static).update(title)
+
+    def watch_connected(self) -> None:
+        self._controls()
+
+    def watch_running(self) -> None:
+        self._controls()
+
+    def _controls(self) -> None:
+        if not self.children:
+            return
+        self.query_one("#start", Button).disabled = bool(self.running) or not self.connected
+        self.query_one("#abort", Button).disabled = not self.running
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "start":
+            self.action_start()
+        elif event.button.id == "abort":
+            self.action_abort()
+
+    def action_start(self) -> None:
+        if self.running:
+            self.notify(f"{self.running} is running; abort it first", severity="warning")
+            return
+        if not self.connected:
+            self.notify("connect the station first (Station screen, c)", severity="warning")
+            return
+        errors = self.form().errors()
+        if errors:
+            name, message = next(iter(errors.items()))
+            self.notify(f"{name}: {message}", title="Invalid parameter", severity="error")
+            return
+        self.post_message(self.StartRequested(self.selected, self.form().values()))
+
+    def action_leave_form(self) -> None:
+        """Back to the procedure list (so 1…5 switch screens again)."""
+        self.query_one("#procedure-list", ListView).focus()
+
+    def action_abort(self) -> None:
+        if self.running:
+            self.post_message(self.AbortRequested())
+
+    def log_line(self, text: str) -> None:
+        """Append a line to the run log."""
+        self.query_one("#run-log", RichLog).write(text)
+
+    def add_record(self, record: Record) -> None:
+        """Show one record of the running procedure (progress, live plot, log)."""
+        bar = self.query_one("#run-progress", ProgressBar)
+        if isinstance(record, Start):
+            self.live = LiveSignal.from_start(record)
+            self._started, self._first_done = time.monotonic(), 0
+            bar.update(total=max(record.total, 1), progress=0)
+            self.query_one("#run-rate", Static).update("")
+            self.log_line(f"▶ {record.procedure} started on {record.metadata.get('board_url')}")
+            self.live.dirty = True
+        elif isinstance(record, Data):
+            self.live.add(record)
+        elif isinstance(record, Progress):
+            if not self._first_done and record.done > 0:
+                self._first_done = record.done - 1
+            bar.update(total=max(record.total, 1), progress=record.done)
+            rate = rate_text(
+                record.done, record.total, self._first_done, self._started, time.monotonic()
+            )
+            self.query_one("#run-rate", Static).update(rate)
+            if record.message:
+                self.log_line(record.message)
+        elif isinstance(record, Stop):
+            reason = f" ({record.reason})" if record.reason else ""
+            self.log_line(f"■ {record.status}{reason} after {record.elapsed_s:.3g} s")
+            self.live.dirty = True
+
+    def _redraw_if_dirty(self) -> None:
+        if not self.live.dirty:
+            return
+        self.live.dirty = False
+        x, y = self.live.points()
+        title = self.live.signal or "Live signal"
+        draw_points(self.query_one("#live-plot", PlotextPlot), x, y, title, self.live.x_label)

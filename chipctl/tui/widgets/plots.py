@@ -1,0 +1,78 @@
+"""Drawing helpers for textual-plotext plots: clear, replot, refresh (never ``show()``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from textual_plotext import PlotextPlot
+
+from chipctl.tui.data import Series, histogram_counts
+
+
+def draw_message(plot: PlotextPlot, title: str, message: str) -> None:
+    """An empty plot with ``title`` and a centred ``message`` (no data yet)."""
+    plt = plot.plt
+    plt.clear_figure()
+    plt.title(title)
+    plt.text(message, 0.5, 0.5, alignment="center")
+    plt.xlim(0, 1)
+    plt.ylim(0, 1)
+    plt.xticks([])
+    plt.yticks([])
+    plot.refresh()
+
+
+def draw_series(plot: PlotextPlot, series: Series | None, title: str) -> None:
+    """Line plot of ``series`` (one curve per y array) on ``plot``."""
+    if series is None or series.x.size == 0:
+        draw_message(plot, title, "no data yet")
+        return
+    plt = plot.plt
+    plt.clear_figure()
+    plt.title(title)
+    for y, label in zip(series.ys, series.labels, strict=True):
+        n = min(len(series.x), len(y))
+        finite = np.isfinite(y[:n])
+        x, y_finite = series.x[:n][finite], y[:n][finite]
+        if x.size:
+            plt.plot(x.tolist(), y_finite.tolist(), label=label if len(series.ys) > 1 else None)
+    plt.xlabel(series.x_label)
+    plt.ylabel(series.y_label)
+    plot.refresh()
+
+
+def draw_points(
+    plot: PlotextPlot, x: Sequence[float], y: Sequence[float], title: str, x_label: str
+) -> None:
+    """One live curve (the running procedure's signal)."""
+    if not x:
+        draw_message(plot, title, "waiting for data")
+        return
+    plt = plot.plt
+    plt.clear_figure()
+    plt.title(title)
+    plt.plot(list(x), list(y), marker="braille")
+    plt.xlabel(x_label)
+    plot.refresh()
+
+
+def draw_histogram(
+    plot: PlotextPlot, values: np.ndarray | None, title: str, x_label: str, bins: int = 30
+) -> None:
+    """Bar chart of the histogram of ``values`` (finite values only)."""
+    if values is None:
+        draw_message(plot, title, "no run has this core")
+        return
+    centres, counts = histogram_counts(values, bins)
+    if not centres:
+        draw_message(plot, title, "no finite values")
+        return
+    plt = plot.plt
+    plt.clear_figure()
+    plt.title(title)
+    plt.bar([f"{c:.3g}" for c in centres], counts, width=0.8)
+    step = max(1, len(centres) // 4)
+    plt.xticks(list(range(1, len(centres) + 1, step)), [f"{c:.3g}" for c in centres[::step]])
+    plt.xlabel(x_label)
+    plot.refresh()

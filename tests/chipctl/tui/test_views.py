@@ -1,0 +1,144 @@
+"""Pilot tests of each screen without a station: chip map, core detail, procedures form, runs,
+help; and the pure helpers behind them."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from textual.widgets import DataTable, Select, TabbedContent
+
+from chipctl.tui.app import ChipctlApp
+from chipctl.tui.data import load_chip_metrics, load_core_detail, read_run
+from chipctl.tui.screens.chip_map import ChipMapView
+from chipctl.tui.screens.core_detail import CoreDetailView
+from chipctl.tui.screens.help import HelpScreen
+from chipctl.tui.screens.procedures import LiveSignal, ProceduresView, rate_text
+from chipctl.tui.screens.runs import RunsView
+from chipctl.tui.widgets.chip_map import ChipMap
+from chipctl.tui.widgets.parameter_form import check_text
+from procedures import registry
+from procedures.base import Data, Start, StreamSpec
+
+from .conftest import make_weights, wait_until
+
+
+def test_metrics_come_from_the_latest_runs(run_data: Path) -> None:
+    metrics = load_chip_metrics(run_data)
+    assert metrics.value("programmed", 0) == 1 and metrics.value("programmed", 5) == 0
+    assert 0.5 < metrics.value("yield", 1) <= 1
+    assert metrics.value("mvm_error", 0) > 0 and math.isnan(metrics.value("mvm_error", 1))
+    assert metrics.value("calibration_residual", 2) > 0
+    assert math.isfinite(metrics.value("drift_compensation", 0))
+    assert metrics.sources["mvm_error"] == "characterize-d.h5"
+
+
+def test_core_detail_and_run_preview(run_data: Path) -> None:
+    detail = load_core_detail(run_data, 0)
+    assert detail.program_run == "program-a.h5" and detail.drift_run == "drift-c.h5"
+    assert detail.yield_map is not None and detail.yield_map.shape == (256, 256)
+    assert detail.drift is not None and len(detail.drift.x) == 5
+    assert load_core_detail(run_data, 2).coefficients["gain_pos"].shape == (256,)
+    preview = read_run(run_data / "drift-c.h5")
+    assert preview.status == "success" and preview.plot is not None
+    assert preview.plot.log_x and preview.plot.x_label.startswith("log10 time")
+
+
+def test_form_validation_messages(tmp_path: Path) -> None:
+    program = {p.name: p for p in registry.get("program").parameters}
+    assert check_text(program["weights"], "") == "required: path of a .npy file"
+    assert "no such file" in check_text(program["weights"], str(tmp_path / "none.npy"))
+    assert check_text(program["weights"], str(make_weights(tmp_path / "w.npy"))) == ""
+    assert "above the maximum 1000" in check_text(program["max_iterations"], "5000")
+    assert check_text(program["max_iterations"], "2.5") == "'2.5' is not a whole number"
+    assert check_text(program["cores"], "0-3,8") == ""
+
+
+def test_live_signal_and_rate() -> None:
+    start = Start(
+        "drift",
+        {},
+        (StreamSpec("time", (), "f8", "s"), StreamSpec("err", (2,), "f8", "1")),
+        ("err", "time"),
+        {},
+        3,
+    )
+    live = LiveSignal.from_start(start)
+    for t in (10.0, 100.0):
+        live.add(Data("time", t))
+        live.add(Data("err", np.array([1.0, 3.0])))
+    x, y = live.points()
+    assert x == [1.0, 2.0] and y == [2.0, 2.0] and live.x_label == "log10 time (s)"
+    assert rate_text(3, 10, 1, 0.0, 2.0) == "3/10 (30%)  1/s  ETA 00:00:07"
+
+
+async def test_chip_map_keys_mouse_and_metrics(run_data: Path) -> None:
+    app = ChipctlApp(data_dir=run_data)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        chip_map = app.query_one(ChipMap)
+        assert app.query_one(TabbedContent).active == "chip-map" and chip_map.has_focus
+        assert chip_map.metrics.value("programmed", 1) == 1
+        await pilot.press("right", "down", "down")
+        assert chip_map.selected == 17
+        await pilot.press("m")
+        assert app.query_one("#metric", Select).value == "weight_error"
+        assert chip_map.metric == "weight_error"
+        width, height = chip_map._cell_size()
+        await pilot.click(ChipMap, offset=(3 * width + 1, 4 * height))
+        assert chip_map.selected == 35
+        await pilot.press("left", "left", "left", "up", "up", "up", "up")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.query_one(CoreDetailView).detail is not None)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.query_one(TabbedContent).active == "core-detail"
+        detail = app.query_one(CoreDetailView).detail
+        assert detail is not None and detail.core == 0 and detail.program_run == "program-a.h5"
+        await pilot.press("right_square_bracket")
+        await wait_until(pilot, lambda: app.query_one(CoreDetailView).detail.core == 1)  # type: ignore[union-attr]
+        assert app.query_one(ChipMapView).metrics.value("yield", 1) > 0
+
+
+async def test_procedures_form_refuses_invalid_input(tmp_path: Path) -> None:
+    app = ChipctlApp(data_dir=tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("4")
+        view = app.query_one(ProceduresView)
+        view.select("program")
+        await pilot.pause()
+        form = view.form()
+        form.set_value("max_iterations", "5000")
+        await pilot.pause()
+        assert "above the maximum" in str(form.query_one("#error-max_iterations").render())
+        assert set(form.errors()) == {"weights", "max_iterations"}
+        assert app.query_one("#start").disabled  # not connected
+        await pilot.press("f5")
+        assert not app.running
+
+
+async def test_runs_screen_lists_and_opens(run_data: Path) -> None:
+    app = ChipctlApp(data_dir=run_data)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("5")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        table = app.query_one("#runs-table", DataTable)
+        assert table.row_count == 4
+        assert table.get_row_at(0)[0] == "characterize-d.h5"
+        await pilot.press("down", "enter")
+        await wait_until(pilot, lambda: app.query_one(RunsView).preview is not None)
+        preview = app.query_one(RunsView).preview
+        assert preview is not None and preview.procedure == "drift"
+
+
+async def test_help_screen_opens_and_closes(tmp_path: Path) -> None:
+    app = ChipctlApp(data_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
