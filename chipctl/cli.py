@@ -293,13 +293,13 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         table.add_column(column)
     table.add_column("duration", overflow="fold")
     problems: list[str] = []
-    for path in sorted(directory.glob("*.h5")):
+    for path in sorted(directory.rglob("*.h5")):
         try:
             with RunFile.open(path) as run:
                 meta = run.metadata
                 duration = _duration(run.start_time, run.end_time) if run.end_time else "-"
                 table.add_row(
-                    path.name,
+                    str(path.relative_to(directory)),
                     str(meta.get("procedure", "")),
                     str(meta.get("chip_id", "")),
                     run.start_time,
@@ -307,7 +307,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
                     duration,
                 )
         except RunFileError as exc:
-            table.add_row(path.name, "", "", "", "[red]unreadable[/red]", "")
+            table.add_row(str(path.relative_to(directory)), "", "", "", "[red]unreadable[/red]", "")
             problems.append(str(exc))
     console = Console(width=max(100, Console().width))
     console.print(table)

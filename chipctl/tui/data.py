@@ -129,10 +129,11 @@ class RunEntry:
 
 
 def run_paths(data_dir: Path) -> list[Path]:
-    """The ``*.h5`` files of ``data_dir``, oldest first (by modification time, then name)."""
+    """The ``*.h5`` files in ``data_dir`` and its subfolders (the demo writes one folder per
+    run), oldest first (by modification time, then name)."""
     if not data_dir.is_dir():
         return []
-    return sorted(data_dir.glob("*.h5"), key=lambda p: (p.stat().st_mtime, p.name))
+    return sorted(data_dir.rglob("*.h5"), key=lambda p: (p.stat().st_mtime, p.name))
 
 
 def list_runs(data_dir: Path) -> list[RunEntry]:
