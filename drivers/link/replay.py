@@ -72,6 +72,6 @@ def expected_frames(
 ) -> Iterator[Board]:
     """A :class:`Board` over a :class:`ReplayPort`; the first pair must be IDENTIFY."""
     port = ReplayPort(pairs)
-    board = Board(Link(port, timeout_s=0.01, retries=retries, url="replay"))
+    board = Board(Link(port, timeout_s=0.01, retries=retries, url="replay", first_seq=0))
     yield board
     port.assert_done()

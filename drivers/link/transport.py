@@ -10,6 +10,8 @@ a procedure and a monitor may share one board.
 from __future__ import annotations
 
 import logging
+import math
+import secrets
 import socket
 import threading
 import time
@@ -113,6 +115,9 @@ class Link:
         timeout_s: how long one attempt waits for its reply, in seconds.
         retries: how many times a request is resent after a timeout or a corrupted reply.
         url: where the port came from, for messages.
+        first_seq: sequence number before the first request; default random, so a new host
+            session never reuses the numbers of the previous one (the board's duplicate memory
+            would otherwise answer a new request with an old reply, docs/protocol.md §2).
     """
 
     def __init__(
@@ -122,8 +127,9 @@ class Link:
         timeout_s: float = 2.0,
         retries: int = 3,
         url: str = "",
+        first_seq: int | None = None,
     ) -> None:
-        if not timeout_s > 0:
+        if not (math.isfinite(timeout_s) and timeout_s > 0):
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
@@ -135,7 +141,7 @@ class Link:
         self.boot_id: int | None = None
         self._decoder = FrameDecoder()
         self._lock = threading.RLock()
-        self._seq = 0
+        self._seq = secrets.randbelow(0x10000) if first_seq is None else first_seq & 0xFFFF
         self._closed = False
         port.timeout = self.timeout_s
 
@@ -249,6 +255,8 @@ class Link:
                 self.stats.timeouts += 1
                 decoder.reset()
                 raise _NoReply(corrupted)
+            # A long reply over a slow link keeps the attempt alive while bytes arrive.
+            deadline = time.monotonic() + self.timeout_s
             self.stats.bytes_received += len(data)
             garbage_before = decoder.garbage_bytes
             items = decoder.feed(data)

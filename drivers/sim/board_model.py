@@ -243,8 +243,10 @@ class SimulatedBoard:
         return replies
 
     def disconnect(self) -> None:
-        """The host went away: drop any half-received frame."""
+        """The host went away: drop any half-received frame and the duplicate memory (a new
+        host's sequence numbers must never be answered with the old host's replies)."""
         self.decoder.reset()
+        self._replies.clear()
 
     def power_cycle(self) -> None:
         """Lose registers, LDPU coefficients and the duplicate memory; keep device states."""

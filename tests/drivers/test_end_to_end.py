@@ -221,3 +221,16 @@ def test_threads_share_one_board_safely() -> None:
             thread.join(timeout=60)
         assert not errors, errors
         assert board.link.stats.retries == 0 and board.link.stats.stale_replies == 0
+
+
+def test_a_new_host_session_is_never_answered_from_the_old_one(server_url: str) -> None:
+    """Sequence numbers start at random and the server forgets old replies on reconnect."""
+    with Board(server_url) as first:
+        first.apply_pulses(0, 1, 1, 0, "reset", 700, 125)
+        first_seq = first.link._seq
+    with Board(server_url) as second:
+        assert second.link._seq != first_seq or second.link.stats.requests == 1
+        before = int(second.verify_read(0, [1] * 8, [1] * 8, [0] * 8).mean())
+        second.apply_pulses(0, 1, 1, 0, "set", 125, 250)
+        after = int(second.verify_read(0, [1] * 8, [1] * 8, [0] * 8).mean())
+        assert after > before + 20  # the SET really ran

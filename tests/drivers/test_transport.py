@@ -408,7 +408,7 @@ def test_garbage_between_a_corrupted_reply_and_the_resend() -> None:
 
 def test_request_on_a_closed_link_raises_link_closed_error() -> None:
     port = ReplayPort([IDENTIFY_PAIR])
-    link = Link(port, timeout_s=0.01, retries=0, url="replay")
+    link = Link(port, timeout_s=0.01, retries=0, url="replay", first_seq=0)
     assert link.request(Command.IDENTIFY).payload == IDENTITY
     link.close()
     link.close()  # idempotent
