@@ -344,7 +344,6 @@ class OpenStation:
         self.limits = station.limits
         self.rails: tuple[RailConfig, ...] = station.rails
         self.sleep: Callable[[float], None] = time.sleep
-        self._guard_passed: tuple[float, float] | None = None
         self._closed = False
 
     @classmethod
@@ -415,26 +414,16 @@ class OpenStation:
         """Chuck temperature in °C."""
         return float(self.chuck.temperature_c)
 
-    GUARD_CACHE_S = 1.0
-    """How long a passing rails/temperature reading serves the programming interlock (s)."""
-
     def guard_programming(self, core: int, amplitudes_ua: np.ndarray) -> None:
         """The board's pulse interlock: refuse chip programming outside the station limits.
 
-        Checks the largest amplitude of the batch against ``limits.max_programming_ua`` and that
-        every rail is on and in range and the chuck is inside its temperature window. A passing
-        rails/temperature reading is reused for ``GUARD_CACHE_S`` (program-and-verify sends a
-        PULSES frame per iteration); a failing one is read again every time. Raises
-        ``SafetyLimitError``; the board then sends nothing.
+        Before every PULSES frame: the largest amplitude of the batch against
+        ``limits.max_programming_ua``, every rail on and in range, and the chuck inside its
+        temperature window, all read now (never cached: the rails may have just been switched
+        off). Raises ``SafetyLimitError``; the board then sends nothing.
         """
         peak = float(np.max(amplitudes_ua)) if np.size(amplitudes_ua) else 0.0
-        now = time.monotonic()
-        if self._guard_passed is not None and now - self._guard_passed[0] <= self.GUARD_CACHE_S:
-            self.limits.check_programming(peak, True, self._guard_passed[1])
-            return
-        temperature = self.temperature_c()
-        self.limits.check_programming(peak, self.rails_ok(), temperature)
-        self._guard_passed = (now, temperature)
+        self.limits.check_programming(peak, self.rails_ok(), self.temperature_c())
 
     def close(self) -> None:
         """Shut down and close the instruments (SMU, supply, chuck), the board, the simulator."""

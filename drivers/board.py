@@ -152,6 +152,8 @@ class Board:
         (0, 0xFFFFFFFF),
     )
 
+    allow_unguarded_programming: bool = False
+    """Set True to program a hardware board without a station interlock (at your own risk)."""
     pulse_guard: Callable[[int, np.ndarray], None] | None = None
     """Safety interlock called with (core, amplitudes in µA) before every PULSES frame, after
     validation; it raises to refuse (nothing is sent). A station sets it so that programming is
@@ -395,6 +397,11 @@ class Board:
         )
         if self.pulse_guard is not None:
             self.pulse_guard(core, np.broadcast_to(amps, (n,)))
+        elif not (ident.simulated or self.allow_unguarded_programming):
+            raise LimitError(
+                "programming a hardware board needs a station with safety limits "
+                "(open it through chipctl.station, or --station FILE); refusing to send pulses"
+            )
         payload_size = _ADDR_HEADER.size + 8 * n
         if payload_size > min(MAX_PAYLOAD, ident.max_payload):
             raise LimitError(f"{n} pulses do not fit in one frame; split the batch")

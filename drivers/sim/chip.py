@@ -82,6 +82,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -148,20 +149,33 @@ class _BlasThreads:
                 cls._lib = None
         return cls._lib
 
+    # Process-wide setting: the first of overlapping users (two threads running MVMs) saves the
+    # count and sets it, the last one restores it, so it can never be left at 1.
+    _lock = threading.Lock()
+    _users = 0
+    _saved: int | None = None
+
     def __init__(self, n: int) -> None:
         self._n = n
-        self._old: int | None = None
 
     def __enter__(self) -> None:
         lib = self._find()
-        if lib is not None:
-            self._old = int(lib[0]())
-            lib[1](self._n)
+        if lib is None:
+            return
+        with _BlasThreads._lock:
+            if _BlasThreads._users == 0:
+                _BlasThreads._saved = int(lib[0]())
+                lib[1](self._n)
+            _BlasThreads._users += 1
 
     def __exit__(self, *exc: object) -> None:
         lib = self._find()
-        if lib is not None and self._old is not None:
-            lib[1](self._old)
+        if lib is None:
+            return
+        with _BlasThreads._lock:
+            _BlasThreads._users -= 1
+            if _BlasThreads._users == 0 and _BlasThreads._saved is not None:
+                lib[1](_BlasThreads._saved)
 
 
 @dataclass

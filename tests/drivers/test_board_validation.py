@@ -307,3 +307,19 @@ def test_ldpu_coefficients_accept_the_float16_extremes_and_numpy_bools() -> None
     coefficients = LdpuCoefficients(gain_pos=np.full(256, 65504.0), relu=np.True_)
     assert coefficients.relu is True
     assert coefficients.gain_pos.dtype == np.float16
+
+
+def test_hardware_board_refuses_programming_without_a_station_interlock() -> None:
+    """A real (non-simulated) board programs only through a station's pulse guard."""
+    import struct
+
+    from drivers.link.replay import expected_frames
+    from tests.drivers.spec_frames import hand_frame
+
+    strings = b"".join(bytes([len(s)]) + s for s in (b"BOARD", b"fw 1", b"CHIP-7"))
+    identity = struct.pack("<BBHHBBHHHI", 1, 64, 256, 256, 4, 0, 800, 10, 5000, 1 << 25) + strings
+    pairs = [(hand_frame(0x01, 1), hand_frame(0x01, 1, identity, flags=1, boot_id=7))]
+    with expected_frames(pairs) as board:
+        assert not board.identity.simulated
+        with pytest.raises(LimitError, match="needs a station"):
+            board.apply_pulses(0, 0, 0, 0, "set", 125, 250)

@@ -102,6 +102,7 @@ class StationClock:
         self.time_scale = float(time_scale)
         self._offset_s = 0.0
         self._wall_start = time.monotonic()
+        self._lock = threading.Lock()  # server threads and the procedure both advance it
 
     @property
     def now_s(self) -> float:
@@ -110,7 +111,8 @@ class StationClock:
     def advance(self, seconds: float) -> float:
         if not math.isfinite(seconds) or seconds < 0:
             raise ValueError(f"cannot advance the clock by {seconds!r} s")
-        self._offset_s += seconds
+        with self._lock:
+            self._offset_s += seconds
         return self.now_s
 
 

@@ -154,3 +154,19 @@ def test_cores_draw_from_independent_random_streams() -> None:
 
     for clean, touched in zip(core0_results(False), core0_results(True), strict=True):
         np.testing.assert_array_equal(clean, touched)
+
+
+def test_overlapping_blas_thread_limits_restore_the_original_count() -> None:
+    from drivers.sim.chip import _BlasThreads
+
+    lib = _BlasThreads._find()
+    if lib is None:
+        pytest.skip("OpenBLAS not found through ctypes")
+    before = int(lib[0]())
+    first, second = _BlasThreads(1), _BlasThreads(1)
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first leaves before the second
+    assert int(lib[0]()) == 1
+    second.__exit__(None, None, None)
+    assert int(lib[0]()) == before
