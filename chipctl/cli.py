@@ -18,6 +18,19 @@ from procedures.base import Parameter
 log = logging.getLogger("chipctl")
 
 
+def positive_seconds(text: str) -> float:
+    """argparse type: a finite duration > 0 in s (NaN, inf, 0 and negatives refused)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds > 0")
+    return value
+
+
 def _add_board_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--board",
@@ -29,7 +42,11 @@ def _add_board_option(parser: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument(
-        "--timeout", type=float, default=5.0, metavar="S", help="reply timeout per attempt in s"
+        "--timeout",
+        type=positive_seconds,
+        default=5.0,
+        metavar="S",
+        help="reply timeout per attempt in s",
     )
 
 
@@ -108,7 +125,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--flush-interval",
-        type=float,
+        type=positive_seconds,
         default=1.0,
         metavar="S",
         help="longest time in s that measured rows stay unflushed in the run file (default 1)",
@@ -390,7 +407,9 @@ def _add_run_commands(commands: Any) -> set[str]:
     """``run``, ``runs``, ``show`` and ``resume``; returns their names."""
     run = commands.add_parser("run", help="run a recipe file (TOML) step by step")
     run.add_argument("recipe", type=Path, metavar="RECIPE.toml")
-    run.add_argument("--timeout", type=float, default=5.0, metavar="S", help="reply timeout in s")
+    run.add_argument(
+        "--timeout", type=positive_seconds, default=5.0, metavar="S", help="reply timeout in s"
+    )
     _add_run_options(run)
     run.set_defaults(handler=_cmd_run)
 
@@ -410,7 +429,7 @@ def _add_run_commands(commands: Any) -> set[str]:
         "--board", default=None, metavar="URL", help="board URL (default: the one in the file)"
     )
     resume.add_argument(
-        "--timeout", type=float, default=5.0, metavar="S", help="reply timeout in s"
+        "--timeout", type=positive_seconds, default=5.0, metavar="S", help="reply timeout in s"
     )
     _add_run_options(resume)
     resume.set_defaults(handler=_cmd_resume)

@@ -70,8 +70,8 @@ FORMAT = "chipctl-run/1"
 STATUS_BYTES = 16
 REASON_BYTES = 4096
 TIME_BYTES = 40
-RESULTS_BYTES = 65536
-CHECKPOINT_BYTES = 16384
+RESULTS_BYTES = 262144
+CHECKPOINT_BYTES = 262144
 """Size limits (bytes of UTF-8) of the fixed-size bookkeeping strings."""
 
 CHUNK_TARGET_BYTES = 256 * 1024
@@ -503,7 +503,7 @@ class RunWriter:
             "checkpoints",
             shape=(0,),
             maxshape=(None,),
-            chunks=(16,),
+            chunks=(1,),  # one checkpoint per chunk: rows are large and mostly padding (gzip)
             compression="gzip",
             compression_opts=1,
             dtype=h5py.string_dtype("utf-8", CHECKPOINT_BYTES),

@@ -341,6 +341,8 @@ class ResumePlan:
     rows: dict[str, int]
     checkpoints: int
     board_time_s: float | None
+    chip_id: str = ""
+    n_cores: int = 0
 
 
 def plan_resume(path: str | os.PathLike[str]) -> ResumePlan:
@@ -368,6 +370,8 @@ def plan_resume(path: str | os.PathLike[str]) -> ResumePlan:
         rows=rows,
         checkpoints=len(checkpoints),
         board_time_s=last.get("board_time_s") if last else None,
+        chip_id=str(meta.get("chip_id", "")),
+        n_cores=int(meta.get("n_cores", 0) or 0),
     )
 
 
@@ -407,6 +411,10 @@ def resume_run(
         cls = registry.get(plan.procedure)
     except KeyError as exc:
         raise ResumeError(f"{plan.path}: {exc.args[0]}") from None
+    if not cls.resumable:
+        raise ResumeError(
+            f"{plan.path}: the {plan.procedure} procedure cannot be resumed; run it again"
+        )
     try:
         procedure = cls(**plan.parameters)
     except LimitError as exc:
@@ -415,6 +423,13 @@ def resume_run(
     if not url:
         raise ResumeError(f"{plan.path}: no board URL stored; give one")
     with Board(url, timeout_s=timeout_s) as board:
+        ident = board.identity
+        stored = (str(plan.chip_id), int(plan.n_cores))
+        if stored != (ident.chip_id, ident.n_cores):
+            raise ResumeError(
+                f"{plan.path}: recorded on chip {stored[0]} ({stored[1]} cores), but the board at "
+                f"{url} carries chip {ident.chip_id} ({ident.n_cores} cores); refusing to mix them"
+            )
         if plan.board_time_s is not None and board.identity.clock_control:
             behind = float(plan.board_time_s) - board.board_time_s()
             if behind > 0:

@@ -426,10 +426,19 @@ class OpenStation:
         self.limits.check_programming(peak, self.rails_ok(), self.temperature_c())
 
     def close(self) -> None:
-        """Shut down and close the instruments (SMU, supply, chuck), the board, the simulator."""
+        """Leave everything safe and closed, in this order: the board's write heads off, the
+        rails ramped down in reverse order at the station's ramp limits, the instruments'
+        own shutdown (SMU, supply, chuck), the board link, the simulator."""
         if self._closed:
             return
         self._closed = True
+        from procedures.power import ramp_all_down
+
+        try:
+            self.board.safe_state()
+        except DriverError as exc:
+            log.warning("could not put the board in its safe state: %s", exc)
+        ramp_all_down(self)
         for driver in (self.smu, self.supply, self.chuck):
             try:
                 driver.shutdown()

@@ -58,6 +58,8 @@ class Parameter:
 
     def validate(self, value: Any) -> Any:
         """The value converted to the declared kind, or ``LimitError`` naming the parameter."""
+        if value is None:
+            raise LimitError(f"parameter {self.name} is required (it has no default)")
         try:
             converted = self._convert(value)
         except (TypeError, ValueError) as exc:
@@ -244,6 +246,8 @@ class Procedure(ABC):
     title: ClassVar[str] = ""
     parameters: ClassVar[tuple[Parameter, ...]] = ()
     default_plot: ClassVar[tuple[str, str | None]] = ("", None)
+    resumable: ClassVar[bool] = True
+    """Whether ``execute(resume_from=...)`` can continue from a checkpoint."""
 
     def __init__(self, **values: Any) -> None:
         self.params = self.validate(values)

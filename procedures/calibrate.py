@@ -159,6 +159,7 @@ def spread(gains: np.ndarray) -> float:
 class Calibrate(Procedure):
     """Fit per-ADC gain/offset and the per-channel affine, load them onto the LDPU [KA; §2b]."""
 
+    resumable: ClassVar[bool] = False
     name: ClassVar[str] = "calibrate"
     title: ClassVar[str] = "ADC and LDPU calibration"
     parameters: ClassVar[tuple[Parameter, ...]] = (

@@ -153,6 +153,7 @@ _READOUT_PARAMETERS = (
 class DriftMonitor(_DriftBase):
     """Conductance drift, ν fits and GDC on a log-spaced schedule [LG §IV; JO; §2c]."""
 
+    resumable: ClassVar[bool] = False
     name: ClassVar[str] = "drift"
     title: ClassVar[str] = "Drift monitor"
     parameters: ClassVar[tuple[Parameter, ...]] = (
@@ -366,6 +367,7 @@ class DriftMonitor(_DriftBase):
 class Compensate(_DriftBase):
     """Global (or per-column) drift compensation through the LDPU affine scale [JO; §2c]."""
 
+    resumable: ClassVar[bool] = False
     name: ClassVar[str] = "compensate"
     title: ClassVar[str] = "Global drift compensation"
     parameters: ClassVar[tuple[Parameter, ...]] = (

@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from drivers.board import Board
-from drivers.errors import DriverError
+from drivers.errors import DriverError, LimitError
 from procedures.base import Checkpoint, Data, Parameter, Procedure, Progress, StreamSpec
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,12 @@ class _PowerProcedure(Procedure):
         self.station.sleep(self.station.limits.step_dwell_s)
         measured_v = float(output.measured_voltage_v)
         measured_a = float(output.measured_current_a)
+        if measured_v < -rail.readback_tolerance_v:
+            # Reverse polarity or a fault: refuse rather than read it as 0 V.
+            raise LimitError(
+                f"rail {rail.name} reads {measured_v:.4f} V, below -{rail.readback_tolerance_v} V"
+            )
+        # Readback noise can put an idle rail a hair below zero; that is 0 for the limits.
         self.station.limits.check_rail(rail.channel, max(measured_v, 0.0), max(measured_a, 0.0))
         yield Data("rail", np.int16(rail.channel))
         yield Data("setpoint", np.float64(volts))

@@ -131,3 +131,63 @@ def test_resume_of_a_non_hdf5_file_is_a_clear_error(
     assert "notes.txt: not an HDF5 file" in capsys.readouterr().err
     assert main(["resume", str(tmp_path / "gone.h5")]) == 1
     assert "gone.h5: no such run file" in capsys.readouterr().err
+
+
+def _aborted_snapshot(path: Path) -> None:
+    from chipctl.runner import run_procedure
+    from drivers.board import Board
+    from procedures.snapshot import ConductanceSnapshot
+
+    calls = {"n": 0}
+
+    def stop_after_first_core() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 1
+
+    with Board("mockchip://?seed=1&cores=2") as board:
+        summary = run_procedure(
+            ConductanceSnapshot(cores=[0, 1]), board, path, progress=False,
+            should_stop=stop_after_first_core,
+        )  # fmt: skip
+    assert summary.status == "aborted"
+
+
+def test_resume_refuses_another_chip(tmp_path: Path) -> None:
+    from chipctl.runner import ResumeError, resume_run
+
+    path = tmp_path / "snap.h5"
+    _aborted_snapshot(path)
+    with pytest.raises(ResumeError, match="SIM-HERMES-0002"):
+        resume_run(path, board_url="mockchip://?seed=2&cores=2", progress=False)
+    assert resume_run(path, progress=False).status == "success"
+
+
+def test_resume_refuses_a_procedure_that_cannot_resume_before_touching_the_file(
+    tmp_path: Path,
+) -> None:
+    from chipctl.runfile import RunFile
+    from chipctl.runner import ResumeError, resume_run, run_procedure
+    from drivers.board import Board
+    from procedures.drift import DriftMonitor
+    from procedures.program_verify import program_core, weight_targets
+
+    path = tmp_path / "drift.h5"
+    with Board("mockchip://?seed=1&cores=1") as board:
+        weights = np.random.default_rng(0).uniform(-1, 1, (256, 256))
+        program_core(board, 0, weight_targets(weights))
+        calls = {"n": 0}
+
+        def stop_soon() -> bool:
+            calls["n"] += 1
+            return calls["n"] > 3
+
+        run_procedure(
+            DriftMonitor(cores=[0], until=3600.0, points=6, sample=64), board, path,
+            progress=False, should_stop=stop_soon,
+        )  # fmt: skip
+    with RunFile.open(path) as run:
+        before = (run.status, run.reason)
+    with pytest.raises(ResumeError, match="cannot be resumed"):
+        resume_run(path, progress=False)
+    with RunFile.open(path) as run:
+        assert (run.status, run.reason) == before
