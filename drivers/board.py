@@ -254,6 +254,11 @@ class Board:
         expect_payload_size(Command.STATUS, payload, _STATUS.size)
         return BoardStatus(*_STATUS.unpack(payload))
 
+    def acknowledge_reset(self) -> None:
+        """After a ``BoardResetError``: the caller re-initialised the board (LDPU coefficients,
+        registers), so commands may flow again. Until then only monitoring commands do."""
+        self.link.acknowledge_reset()
+
     def clear_errors(self) -> int:
         """Clear the sticky error register; returns its previous value."""
         payload = self.link.request(Command.CLEAR_ERRORS).payload

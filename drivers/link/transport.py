@@ -50,6 +50,20 @@ SIMULATOR_URL_PACKAGE = "drivers.sim"
 """Package holding ``protocol_mockchip``; registered by name, never imported here."""
 
 
+RESET_SAFE_COMMANDS = frozenset(
+    {
+        Command.IDENTIFY,
+        Command.STATUS,
+        Command.RESET,
+        Command.SAFE_STATE,
+        Command.CLEAR_ERRORS,
+        Command.TEMPERATURE,
+        Command.READ_REGISTER,
+    }
+)
+"""Commands that still flow after an unacknowledged board reset (monitoring and making safe)."""
+
+
 class SerialPort(Protocol):
     """The part of a pyserial port the link uses."""
 
@@ -139,6 +153,8 @@ class Link:
         self.retries = int(retries)
         self.stats = LinkStats()
         self.boot_id: int | None = None
+        self.unacknowledged_reset: tuple[int, int] | None = None
+        """(old, new) boot ids of a reset nobody has acknowledged yet."""
         self._decoder = FrameDecoder()
         self._lock = threading.RLock()
         self._seq = secrets.randbelow(0x10000) if first_seq is None else first_seq & 0xFFFF
@@ -183,8 +199,14 @@ class Link:
         with self._lock:
             if self._closed:
                 raise LinkClosedError(f"link {self.url!r} is closed")
+            if self.unacknowledged_reset is not None and command not in RESET_SAFE_COMMANDS:
+                # Every user of a shared link learns of the reset, not only the first one.
+                raise self._reset_error()
             self.stats.requests += 1
-            return self._transact(command, payload)
+            reply = self._transact(command, payload)
+            if command == Command.RESET:
+                self.unacknowledged_reset = None
+            return reply
 
     def _next_seq(self) -> int:
         self._seq = (self._seq + 1) & 0xFFFF
@@ -297,12 +319,24 @@ class Link:
             self.boot_id = reply.boot_id
         elif reply.boot_id != self.boot_id:
             old, self.boot_id = self.boot_id, reply.boot_id
-            raise BoardResetError(
-                f"the board on {self.url!r} reset (boot id {old} -> {reply.boot_id}): "
-                "registers and LDPU coefficients were lost; device states were kept",
-                old_boot_id=old,
-                new_boot_id=reply.boot_id,
-            )
+            self.unacknowledged_reset = (old, reply.boot_id)
+            raise self._reset_error()
+
+    def _reset_error(self) -> BoardResetError:
+        assert self.unacknowledged_reset is not None
+        old, new = self.unacknowledged_reset
+        return BoardResetError(
+            f"the board on {self.url!r} reset (boot id {old} -> {new}): registers and LDPU "
+            "coefficients were lost; device states were kept. Re-initialise and call "
+            "acknowledge_reset() before using it again",
+            old_boot_id=old,
+            new_boot_id=new,
+        )
+
+    def acknowledge_reset(self) -> None:
+        """Declare the board re-initialised after a reset; commands flow again."""
+        with self._lock:
+            self.unacknowledged_reset = None
 
     def _board_error(self, command: Command, reply: Frame) -> BoardError:
         message = bytes(reply.payload).decode("utf-8", errors="replace")

@@ -234,3 +234,18 @@ def test_a_new_host_session_is_never_answered_from_the_old_one(server_url: str) 
         second.apply_pulses(0, 1, 1, 0, "set", 125, 250)
         after = int(second.verify_read(0, [1] * 8, [1] * 8, [0] * 8).mean())
         assert after > before + 20  # the SET really ran
+
+
+def test_every_user_of_a_shared_link_learns_of_a_reset() -> None:
+    """A monitor thread absorbing the reset must not let a procedure carry on unaware."""
+    with Board("mockchip://?seed=2&cores=1&reset_after=4", timeout_s=0.05) as board:
+        board.load_ldpu(0, LdpuCoefficients(relu=True))  # frame 2
+        board.status()  # frame 3
+        with pytest.raises(BoardResetError):
+            board.status()  # frame 4 resets the board: the "monitor" learns first
+        assert board.status().ready  # monitoring still works
+        with pytest.raises(BoardResetError):  # the "procedure" learns too
+            board.mvm(0, np.ones((2, 256), np.int8), output="ldpu")
+        board.acknowledge_reset()
+        board.load_ldpu(0, LdpuCoefficients(relu=True))
+        assert board.read_ldpu(0).relu
