@@ -35,12 +35,12 @@ import numpy as np
 
 import chipctl
 from drivers.board import Board
-from drivers.ldpu import ROWS, LdpuCoefficients
+from drivers.ldpu import COEFFICIENT_FIELDS, ROWS, LdpuCoefficients
 from procedures.base import Data, Record, Start, Stop
 
 FORMAT = "chipctl-calibration/1"
 ENV_VAR = "CHIPCTL_CALIBRATION_DIR"
-ARRAYS = ("gain_pos", "offset_pos", "gain_neg", "offset_neg", "affine_scale", "affine_offset")
+ARRAYS = COEFFICIENT_FIELDS
 
 
 class CalibrationError(Exception):

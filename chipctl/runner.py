@@ -87,10 +87,13 @@ class _Interrupts:
                 flush=True,
             )
             return
-        self.forced = True
-        if self._critical:
+        if self.forced or self._critical:
+            # Already forcing (cleanup and the final status are running) or inside a write:
+            # remember it, never split cleanup or leave the file saying "running".
+            self.forced = True
             self._pending = True
             return
+        self.forced = True
         raise KeyboardInterrupt
 
     @contextlib.contextmanager
@@ -278,9 +281,12 @@ def run_procedure(
             if isinstance(record, Stop):
                 stop_record = record
     except KeyboardInterrupt:
-        _close(records)  # runs the procedure's cleanup
         reason = "forced" if interrupts.forced else "interrupted"
-        _end(writer, "aborted", reason, started)
+        try:
+            with interrupts.critical():
+                _close(records)  # runs the procedure's cleanup
+        finally:
+            _end(writer, "aborted", reason, started)
         raise
     except Exception as exc:
         logger.exception("run %s failed", path)

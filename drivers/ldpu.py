@@ -15,7 +15,15 @@ from drivers.errors import LimitError
 
 ROWS = 256
 
-_FIELDS = ("gain_pos", "offset_pos", "gain_neg", "offset_neg", "affine_scale", "affine_offset")
+COEFFICIENT_FIELDS = (
+    "gain_pos",
+    "offset_pos",
+    "gain_neg",
+    "offset_neg",
+    "affine_scale",
+    "affine_offset",
+)
+"""Names of the six per-row coefficient arrays, in wire order (docs/protocol.md §3.6)."""
 
 
 def _coefficient(name: str, values: object) -> np.ndarray:
@@ -52,7 +60,7 @@ class LdpuCoefficients:
     relu: bool = False
 
     def __post_init__(self) -> None:
-        for name in _FIELDS:
+        for name in COEFFICIENT_FIELDS:
             object.__setattr__(self, name, _coefficient(name, getattr(self, name)))
         if not isinstance(self.relu, bool | np.bool_):
             raise LimitError(f"LDPU relu must be a bool, got {self.relu!r}")
@@ -67,13 +75,13 @@ class LdpuCoefficients:
     def from_stacked(cls, stacked: np.ndarray, *, relu: bool) -> LdpuCoefficients:
         """Build from a (6, 256) array in wire order (docs/protocol.md §3.6)."""
         stacked = np.asarray(stacked)
-        if stacked.shape != (len(_FIELDS), ROWS):
+        if stacked.shape != (len(COEFFICIENT_FIELDS), ROWS):
             raise LimitError(f"stacked LDPU coefficients must be (6, {ROWS}), got {stacked.shape}")
-        return cls(**dict(zip(_FIELDS, stacked, strict=True)), relu=relu)
+        return cls(**dict(zip(COEFFICIENT_FIELDS, stacked, strict=True)), relu=relu)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """The six coefficient arrays in wire order (docs/protocol.md §3.6)."""
-        return tuple(getattr(self, name) for name in _FIELDS)
+        return tuple(getattr(self, name) for name in COEFFICIENT_FIELDS)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LdpuCoefficients):

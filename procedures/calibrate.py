@@ -48,7 +48,7 @@ import numpy as np
 
 from drivers.board import Board
 from drivers.errors import LimitError
-from drivers.ldpu import LdpuCoefficients
+from drivers.ldpu import COEFFICIENT_FIELDS, LdpuCoefficients
 from procedures.base import Checkpoint, Data, Parameter, Procedure, Progress, StreamSpec
 from procedures.characterize import random_inputs
 from procedures.program_verify import (
@@ -64,7 +64,7 @@ from procedures.program_verify import (
 ROWS = COLS = 256
 AFFINE_HEADROOM = 1.05
 """The reference outputs' largest magnitude maps to 127/1.05 int8 units."""
-COEFFICIENTS = ("gain_pos", "offset_pos", "gain_neg", "offset_neg", "affine_scale", "affine_offset")
+COEFFICIENTS = COEFFICIENT_FIELDS
 
 
 def new_set_id(now: datetime | None = None) -> str:
