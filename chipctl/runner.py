@@ -274,12 +274,19 @@ def run_procedure(
     interrupts.install()
     try:
         for record in records:
+            if isinstance(record, Stop):
+                # Subscribers first: if one fails on the final record (e.g. storing a
+                # calibration set), the file must end "failed", not "success".
+                for subscriber in others:
+                    subscriber(record)
+                with interrupts.critical():
+                    writer(record)
+                stop_record = record
+                continue
             with interrupts.critical():
                 writer(record)
             for subscriber in others:
                 subscriber(record)
-            if isinstance(record, Stop):
-                stop_record = record
     except KeyboardInterrupt:
         reason = "forced" if interrupts.forced else "interrupted"
         try:

@@ -170,3 +170,25 @@ def test_no_sigint_handler_outside_the_main_thread(tmp_path: Path) -> None:
     thread.start()
     thread.join()
     assert result["status"] == "success"
+
+
+def test_a_subscriber_failing_on_the_stop_record_fails_the_run_file(tmp_path: Path) -> None:
+    """E.g. a calibration set that cannot be stored: the file must not say "success"."""
+    from chipctl.runfile import RunFile
+    from chipctl.runner import run_procedure
+    from drivers.board import Board
+    from procedures.base import Stop
+    from procedures.snapshot import ConductanceSnapshot
+
+    def fails_on_stop(record: object) -> None:
+        if isinstance(record, Stop):
+            raise OSError("disk full")
+
+    path = tmp_path / "snap.h5"
+    with Board("mockchip://?seed=1&cores=1") as board:
+        summary = run_procedure(
+            ConductanceSnapshot(cores=[0]), board, path, progress=False, subscribers=[fails_on_stop]
+        )
+    assert summary.status == "failed" and "disk full" in summary.reason
+    with RunFile.open(path) as run:
+        assert run.status == "failed"
