@@ -1,6 +1,7 @@
 """Run one benchmark: ``python -m benchmarks NAME``; prints one JSON object with its figures.
 
-Each benchmark module has ``run() -> dict``. Figures are ratios against a baseline measured in
+Each benchmark module has ``run() -> dict`` (or ``run_from_env()``, preferred when present,
+which sizes the run from environment variables). Figures are ratios against a baseline measured in
 the same run, so they mean the same on any machine. Benchmarks are never run as timed tests.
 """
 
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", choices=available(), help="benchmark to run")
     args = parser.parse_args(argv)
     module = importlib.import_module(f"benchmarks.{args.name}")
-    figures = module.run()
+    figures = getattr(module, "run_from_env", module.run)()
     json.dump({"benchmark": args.name, **figures}, sys.stdout, indent=2, default=float)
     sys.stdout.write("\n")
     return 0
