@@ -13,7 +13,6 @@ same class on another URL::
 from __future__ import annotations
 
 import logging
-import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, overload
@@ -23,26 +22,30 @@ import numpy as np
 from drivers.errors import DriverError, LimitError, ProtocolError
 from drivers.ldpu import ROWS as LDPU_ROWS
 from drivers.ldpu import LdpuCoefficients
-from drivers.link.protocol import MAX_PAYLOAD, VERSION, Command, PulseKind, Register
+from drivers.link.protocol import (
+    ADDR_HEADER,
+    F64,
+    I32,
+    IDENT_FIXED,
+    LDPU_HEADER,
+    MAX_CLOCK_ADVANCE_S,
+    MAX_PAYLOAD,
+    MVM_HEADER,
+    MVM_REPLY_HEADER,
+    REGISTER_PAIR,
+    STATUS_LAYOUT,
+    U16,
+    U32,
+    VERSION,
+    Command,
+    PulseKind,
+    Register,
+)
 from drivers.link.transport import Link, expect_payload_size
 from drivers.validators import strict_discrete_set, strict_int_range, strict_range
 
 log = logging.getLogger(__name__)
 
-MAX_CLOCK_ADVANCE_S = 3.2e9
-"""Largest single CLOCK advance, about a century (docs/protocol.md §3)."""
-
-_IDENT_FIXED = struct.Struct("<BBHHBBHHHI")
-_STATUS = struct.Struct("<IIIIHHd")
-_ADDR_HEADER = struct.Struct("<BBHI")
-_MVM_HEADER = struct.Struct("<BBBBI")
-_MVM_REPLY_HEADER = struct.Struct("<BBHI")  # u8 output, u8 n_cores, u16 reserved, u32 batch
-_LDPU_HEADER = struct.Struct("<BBH")
-_REGISTER = struct.Struct("<HI")
-_U16 = struct.Struct("<H")
-_U32 = struct.Struct("<I")
-_I32 = struct.Struct("<i")
-_F64 = struct.Struct("<d")
 
 MVM_MODES = (1, 4)
 MVM_OUTPUTS = ("raw", "ldpu")
@@ -213,12 +216,12 @@ class Board:
     def identify(self) -> BoardIdentity:
         """Ask the board who it is (IDENTIFY)."""
         payload = bytes(self.link.request(Command.IDENTIFY).payload)
-        if len(payload) < _IDENT_FIXED.size:
+        if len(payload) < IDENT_FIXED.size:
             raise ProtocolError(f"IDENTIFY reply of {len(payload)} bytes is too short")
         (version, n_cores, rows, cols, devices, caps, max_amp, min_w, max_w, max_payload) = (
-            _IDENT_FIXED.unpack_from(payload)
+            IDENT_FIXED.unpack_from(payload)
         )
-        offset = _IDENT_FIXED.size
+        offset = IDENT_FIXED.size
         board_id, offset = _decode_string(payload, offset)
         firmware, offset = _decode_string(payload, offset)
         chip_id, offset = _decode_string(payload, offset)
@@ -245,14 +248,14 @@ class Board:
         """Reset the board logic (not the devices); returns the new boot identifier."""
         payload = self.link.request(Command.RESET).payload
         expect_payload_size(Command.RESET, payload, 2)
-        (boot_id,) = _U16.unpack(payload)
+        (boot_id,) = U16.unpack(payload)
         return int(boot_id)
 
     def status(self) -> BoardStatus:
         """Read the status and sticky error registers and the frame counters (STATUS)."""
         payload = self.link.request(Command.STATUS).payload
-        expect_payload_size(Command.STATUS, payload, _STATUS.size)
-        return BoardStatus(*_STATUS.unpack(payload))
+        expect_payload_size(Command.STATUS, payload, STATUS_LAYOUT.size)
+        return BoardStatus(*STATUS_LAYOUT.unpack(payload))
 
     def acknowledge_reset(self) -> None:
         """After a ``BoardResetError``: the caller re-initialised the board (LDPU coefficients,
@@ -263,14 +266,14 @@ class Board:
         """Clear the sticky error register; returns its previous value."""
         payload = self.link.request(Command.CLEAR_ERRORS).payload
         expect_payload_size(Command.CLEAR_ERRORS, payload, 4)
-        return int(_U32.unpack(payload)[0])
+        return int(U32.unpack(payload)[0])
 
     def read_register(self, address: int) -> int:
         """Read a 32-bit board register (docs/protocol.md §6)."""
         address = strict_int_range(address, (0, 0xFFFF))
-        payload = self.link.request(Command.READ_REGISTER, _U16.pack(address)).payload
-        expect_payload_size(Command.READ_REGISTER, payload, _REGISTER.size)
-        echoed, value = _REGISTER.unpack(payload)
+        payload = self.link.request(Command.READ_REGISTER, U16.pack(address)).payload
+        expect_payload_size(Command.READ_REGISTER, payload, REGISTER_PAIR.size)
+        echoed, value = REGISTER_PAIR.unpack(payload)
         if echoed != address:
             raise ProtocolError(f"READ_REGISTER 0x{address:04x} answered for 0x{echoed:04x}")
         return int(value)
@@ -279,9 +282,11 @@ class Board:
         """Write a 32-bit board register; returns the value read back."""
         address = strict_int_range(address, (0, 0xFFFF))
         value = strict_int_range(value, (0, 0xFFFFFFFF))
-        payload = self.link.request(Command.WRITE_REGISTER, _REGISTER.pack(address, value)).payload
-        expect_payload_size(Command.WRITE_REGISTER, payload, _REGISTER.size)
-        echoed, readback = _REGISTER.unpack(payload)
+        payload = self.link.request(
+            Command.WRITE_REGISTER, REGISTER_PAIR.pack(address, value)
+        ).payload
+        expect_payload_size(Command.WRITE_REGISTER, payload, REGISTER_PAIR.size)
+        echoed, readback = REGISTER_PAIR.unpack(payload)
         if echoed != address:
             raise ProtocolError(f"WRITE_REGISTER 0x{address:04x} answered for 0x{echoed:04x}")
         return int(readback)
@@ -295,7 +300,7 @@ class Board:
         """Die temperature in °C."""
         payload = self.link.request(Command.TEMPERATURE).payload
         expect_payload_size(Command.TEMPERATURE, payload, 4)
-        return _I32.unpack(payload)[0] / 1000.0
+        return I32.unpack(payload)[0] / 1000.0
 
     def advance_clock(self, seconds: float) -> float:
         """Advance the simulated chip's virtual clock by ``seconds``; returns the new time in s.
@@ -303,9 +308,9 @@ class Board:
         Real boards refuse with ``NotSupportedError``.
         """
         seconds = float(strict_range(seconds, (0.0, MAX_CLOCK_ADVANCE_S)))
-        payload = self.link.request(Command.CLOCK, _F64.pack(seconds)).payload
+        payload = self.link.request(Command.CLOCK, F64.pack(seconds)).payload
         expect_payload_size(Command.CLOCK, payload, 8)
-        return float(_F64.unpack(payload)[0])
+        return float(F64.unpack(payload)[0])
 
     def board_time_s(self) -> float:
         """The simulated chip's virtual time in s (a CLOCK advance of 0)."""
@@ -407,12 +412,12 @@ class Board:
                 "programming a hardware board needs a station with safety limits "
                 "(open it through chipctl.station, or --station FILE); refusing to send pulses"
             )
-        payload_size = _ADDR_HEADER.size + 8 * n
+        payload_size = ADDR_HEADER.size + 8 * n
         if payload_size > min(MAX_PAYLOAD, ident.max_payload):
             raise LimitError(f"{n} pulses do not fit in one frame; split the batch")
         payload = b"".join(
             (
-                _ADDR_HEADER.pack(core, 0, 0, n),
+                ADDR_HEADER.pack(core, 0, 0, n),
                 rows.tobytes(),
                 cols.tobytes(),
                 devices.tobytes(),
@@ -423,7 +428,7 @@ class Board:
         )
         reply = self.link.request(Command.PULSES, payload).payload
         expect_payload_size(Command.PULSES, reply, 4)
-        applied = int(_U32.unpack(reply)[0])
+        applied = int(U32.unpack(reply)[0])
         if applied != n:
             raise ProtocolError(f"PULSES: sent {n} pulses, the board applied {applied}")
         return applied
@@ -433,14 +438,14 @@ class Board:
         core = self._core(core)
         rows, cols, devices = self._addresses(row, col, device)
         n = rows.size
-        if _ADDR_HEADER.size + 3 * n > min(MAX_PAYLOAD, self.identity.max_payload):
+        if ADDR_HEADER.size + 3 * n > min(MAX_PAYLOAD, self.identity.max_payload):
             raise LimitError(f"{n} reads do not fit in one frame; split the batch")
         payload = b"".join(
-            (_ADDR_HEADER.pack(core, 0, 0, n), rows.tobytes(), cols.tobytes(), devices.tobytes())
+            (ADDR_HEADER.pack(core, 0, 0, n), rows.tobytes(), cols.tobytes(), devices.tobytes())
         )
         reply = self.link.request(Command.VERIFY_READ, payload).payload
         expect_payload_size(Command.VERIFY_READ, reply, 4 + 2 * n)
-        (count,) = _U32.unpack_from(reply)
+        (count,) = U32.unpack_from(reply)
         if count != n:
             raise ProtocolError(f"VERIFY_READ: asked {n} reads, got {count}")
         return np.frombuffer(reply, dtype="<u2", offset=4).astype(np.uint16)
@@ -516,7 +521,7 @@ class Board:
             raise LimitError("MVM batch is empty")
         n_out = len(core_list) * batch * self.identity.rows
         reply_size = 8 + (4 * n_out if output == "raw" else n_out)
-        request_size = _MVM_HEADER.size + len(core_list) + stacked.size
+        request_size = MVM_HEADER.size + len(core_list) + stacked.size
         if max(reply_size, request_size) > min(MAX_PAYLOAD, self.identity.max_payload):
             raise LimitError(
                 f"an MVM of {len(core_list)} cores × batch {batch} does not fit in one frame; "
@@ -524,14 +529,14 @@ class Board:
             )
         payload = b"".join(
             (
-                _MVM_HEADER.pack(mode, MVM_OUTPUTS.index(output), len(core_list), 0, batch),
+                MVM_HEADER.pack(mode, MVM_OUTPUTS.index(output), len(core_list), 0, batch),
                 bytes(core_list),
                 np.ascontiguousarray(stacked, dtype=np.int8).tobytes(),
             )
         )
         reply = self.link.request(Command.MVM, payload).payload
         expect_payload_size(Command.MVM, reply, reply_size)
-        out_code, n_cores, _, out_batch = _MVM_REPLY_HEADER.unpack_from(reply)
+        out_code, n_cores, _, out_batch = MVM_REPLY_HEADER.unpack_from(reply)
         if (out_code, n_cores, out_batch) != (MVM_OUTPUTS.index(output), len(core_list), batch):
             raise ProtocolError("MVM reply header does not match the request")
         out_shape = shape[:-1] + (self.identity.rows,)
@@ -551,7 +556,7 @@ class Board:
         if not isinstance(coefficients, LdpuCoefficients):
             raise LimitError(f"expected LdpuCoefficients, got {type(coefficients).__name__}")
         payload = b"".join(
-            [_LDPU_HEADER.pack(core, int(coefficients.relu), 0)]
+            [LDPU_HEADER.pack(core, int(coefficients.relu), 0)]
             + [a.astype("<f2").tobytes() for a in coefficients.arrays()]
         )
         reply = self.link.request(Command.LDPU_LOAD, payload).payload
@@ -561,9 +566,9 @@ class Board:
         """Read back a core's LDPU coefficients (LDPU_READ)."""
         core = self._core(core)
         reply = self.link.request(Command.LDPU_READ, bytes([core])).payload
-        expect_payload_size(Command.LDPU_READ, reply, _LDPU_HEADER.size + 6 * 2 * LDPU_ROWS)
-        echoed, flags, _ = _LDPU_HEADER.unpack_from(reply)
+        expect_payload_size(Command.LDPU_READ, reply, LDPU_HEADER.size + 6 * 2 * LDPU_ROWS)
+        echoed, flags, _ = LDPU_HEADER.unpack_from(reply)
         if echoed != core:
             raise ProtocolError(f"LDPU_READ of core {core} answered for core {echoed}")
-        arrays = np.frombuffer(reply, dtype="<f2", offset=_LDPU_HEADER.size).reshape(6, LDPU_ROWS)
+        arrays = np.frombuffer(reply, dtype="<f2", offset=LDPU_HEADER.size).reshape(6, LDPU_ROWS)
         return LdpuCoefficients.from_stacked(arrays, relu=bool(flags & 1))

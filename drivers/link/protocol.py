@@ -29,6 +29,29 @@ _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 
 
+# Payload layouts shared by the host driver and the simulated board (docs/protocol.md §3).
+IDENT_FIXED = struct.Struct("<BBHHBBHHHI")
+"""IDENTIFY reply before its three strings (§3.1)."""
+STATUS_LAYOUT = struct.Struct("<IIIIHHd")
+"""STATUS reply (§3.2)."""
+ADDR_HEADER = struct.Struct("<BBHI")
+"""PULSES / VERIFY_READ request header: core, reserved, reserved, n (§3.3, §3.4)."""
+MVM_HEADER = struct.Struct("<BBBBI")
+"""MVM request header: mode, output, n_cores, reserved, batch (§3.5)."""
+MVM_REPLY_HEADER = struct.Struct("<BBHI")
+"""MVM reply header: output, n_cores, reserved, batch (§3.5)."""
+LDPU_HEADER = struct.Struct("<BBH")
+"""LDPU coefficients header: core, flags, reserved (§3.6)."""
+REGISTER_PAIR = struct.Struct("<HI")
+"""READ/WRITE_REGISTER: address, value (§3, §6)."""
+U16 = struct.Struct("<H")
+U32 = struct.Struct("<I")
+I32 = struct.Struct("<i")
+F64 = struct.Struct("<d")
+MAX_CLOCK_ADVANCE_S = 3.2e9
+"""Largest single CLOCK advance, about a century (§3)."""
+
+
 class Command(IntEnum):
     """Command codes (docs/protocol.md §3)."""
 

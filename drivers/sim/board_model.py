@@ -8,7 +8,6 @@ identifier that make host retries safe (docs/protocol.md §2).
 
 from __future__ import annotations
 
-import struct
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
@@ -20,7 +19,19 @@ import numpy as np
 from drivers.ldpu import ROWS as LDPU_ROWS
 from drivers.ldpu import LdpuCoefficients
 from drivers.link.protocol import (
+    ADDR_HEADER,
+    F64,
+    I32,
+    IDENT_FIXED,
+    LDPU_HEADER,
+    MAX_CLOCK_ADVANCE_S,
     MAX_PAYLOAD,
+    MVM_HEADER,
+    MVM_REPLY_HEADER,
+    REGISTER_PAIR,
+    STATUS_LAYOUT,
+    U16,
+    U32,
     VERSION,
     BadHeader,
     Chunk,
@@ -42,7 +53,6 @@ MAX_PULSE_AMPLITUDE_UA = 800
 """32 current DACs ("write heads") of up to 800 µA [LG Methods p.7]."""
 MIN_PULSE_WIDTH_NS = 10
 MAX_PULSE_WIDTH_NS = 5000
-MAX_CLOCK_ADVANCE_S = 3.2e9
 DUPLICATE_MEMORY = 16
 DUPLICATE_MEMORY_BYTES = 64 * 1024 * 1024
 FIRMWARE_VERSION = "chipctl-sim 1.0"
@@ -50,16 +60,6 @@ FIRMWARE_VERSION = "chipctl-sim 1.0"
 ERR_RX_CRC, ERR_RX_FRAME, ERR_COMMAND, ERR_ADC_SATURATION = 1, 2, 4, 8
 STATUS_READY, STATUS_WRITE_HEADS, STATUS_SIMULATED = 1, 2, 4
 
-_U16 = struct.Struct("<H")
-_U32 = struct.Struct("<I")
-_I32 = struct.Struct("<i")
-_F64 = struct.Struct("<d")
-_REGISTER = struct.Struct("<HI")
-_ADDR_HEADER = struct.Struct("<BBHI")
-_MVM_HEADER = struct.Struct("<BBBBI")
-_LDPU_HEADER = struct.Struct("<BBH")
-_IDENT_FIXED = struct.Struct("<BBHHBBHHHI")
-_STATUS = struct.Struct("<IIIIHHd")
 
 _MVM_READ_VOLTAGE_RANGE = (100, 400)
 _DEFAULT_READ_VOLTAGE_MV = 200
@@ -328,16 +328,16 @@ class SimulatedBoard:
     def _addresses(
         self, payload: memoryview, per_item: int, what: str
     ) -> tuple[int, int, list[np.ndarray]]:
-        if len(payload) < _ADDR_HEADER.size:
+        if len(payload) < ADDR_HEADER.size:
             raise _Refused(ErrorCode.BAD_PAYLOAD, f"{what}: payload too short")
-        core, reserved, reserved16, n = _ADDR_HEADER.unpack_from(payload)
+        core, reserved, reserved16, n = ADDR_HEADER.unpack_from(payload)
         if reserved or reserved16:
             raise _Refused(ErrorCode.BAD_PAYLOAD, f"{what}: reserved bytes must be zero")
         if n == 0:
             raise _Refused(ErrorCode.BAD_PAYLOAD, f"{what}: empty batch")
-        self._expect(payload, _ADDR_HEADER.size + per_item * n, what)
+        self._expect(payload, ADDR_HEADER.size + per_item * n, what)
         self._core(core)
-        base = _ADDR_HEADER.size
+        base = ADDR_HEADER.size
         rows, cols, devices = (np.frombuffer(payload, np.uint8, n, base + k * n) for k in range(3))
         if devices.max() >= 4:
             raise _Refused(ErrorCode.OUT_OF_RANGE, f"{what}: device index above 3")
@@ -349,7 +349,7 @@ class SimulatedBoard:
         self._expect(payload, 0, "IDENTIFY")
         clock_control = isinstance(self.chip.clock, VirtualClock)
         caps = 1 | (2 if clock_control else 0)
-        fixed = _IDENT_FIXED.pack(
+        fixed = IDENT_FIXED.pack(
             VERSION,
             self.chip.n_cores,
             256,
@@ -372,7 +372,7 @@ class SimulatedBoard:
     def _reset(self, payload: memoryview) -> list[Chunk]:
         self._expect(payload, 0, "RESET")
         self.power_cycle()
-        return [_U16.pack(self.boot_id)]
+        return [U16.pack(self.boot_id)]
 
     def _status(self, payload: memoryview) -> list[Chunk]:
         self._expect(payload, 0, "STATUS")
@@ -382,7 +382,7 @@ class SimulatedBoard:
             | (STATUS_WRITE_HEADS if self.write_heads_enabled else 0)
         )
         return [
-            _STATUS.pack(
+            STATUS_LAYOUT.pack(
                 status,
                 self.error_register,
                 self.frames_received & 0xFFFFFFFF,
@@ -408,12 +408,12 @@ class SimulatedBoard:
 
     def _read_register(self, payload: memoryview) -> list[Chunk]:
         self._expect(payload, 2, "READ_REGISTER")
-        (address,) = _U16.unpack(payload)
-        return [_REGISTER.pack(address, self._register_value(address))]
+        (address,) = U16.unpack(payload)
+        return [REGISTER_PAIR.pack(address, self._register_value(address))]
 
     def _write_register(self, payload: memoryview) -> list[Chunk]:
-        self._expect(payload, _REGISTER.size, "WRITE_REGISTER")
-        address, value = _REGISTER.unpack(payload)
+        self._expect(payload, REGISTER_PAIR.size, "WRITE_REGISTER")
+        address, value = REGISTER_PAIR.unpack(payload)
         self._register_value(address)  # unknown address -> OUT_OF_RANGE
         if address == Register.SCRATCH:
             self._scratch = value
@@ -426,7 +426,7 @@ class SimulatedBoard:
             self.chip.mvm_read_voltage_mv = float(value)
         else:
             raise _Refused(ErrorCode.NOT_SUPPORTED, f"register 0x{address:04x} is read-only")
-        return [_REGISTER.pack(address, self._register_value(address))]
+        return [REGISTER_PAIR.pack(address, self._register_value(address))]
 
     def _safe_state(self, payload: memoryview) -> list[Chunk]:
         self._expect(payload, 0, "SAFE_STATE")
@@ -436,11 +436,11 @@ class SimulatedBoard:
     def _clear_errors(self, payload: memoryview) -> list[Chunk]:
         self._expect(payload, 0, "CLEAR_ERRORS")
         previous, self.error_register = self.error_register, 0
-        return [_U32.pack(previous)]
+        return [U32.pack(previous)]
 
     def _pulses(self, payload: memoryview) -> list[Chunk]:
         core, n, (rows, cols, devices) = self._addresses(payload, 8, "PULSES")
-        base = _ADDR_HEADER.size + 3 * n
+        base = ADDR_HEADER.size + 3 * n
         kinds = np.frombuffer(payload, np.uint8, n, base)
         amps = np.frombuffer(payload, "<u2", n, base + n)
         widths = np.frombuffer(payload, "<u2", n, base + 3 * n)
@@ -459,17 +459,17 @@ class SimulatedBoard:
         self.chip.apply_pulses(
             core, rows, cols, devices, kinds, amps.astype(np.uint16), widths.astype(np.uint16)
         )
-        return [_U32.pack(n)]
+        return [U32.pack(n)]
 
     def _verify_read(self, payload: memoryview) -> list[Chunk]:
         core, n, (rows, cols, devices) = self._addresses(payload, 3, "VERIFY_READ")
         counts = np.ascontiguousarray(self.chip.verify_read(core, rows, cols, devices), dtype="<u2")
-        return [_U32.pack(n), counts.data.cast("B")]
+        return [U32.pack(n), counts.data.cast("B")]
 
     def _mvm(self, payload: memoryview) -> list[Chunk]:
-        if len(payload) < _MVM_HEADER.size:
+        if len(payload) < MVM_HEADER.size:
             raise _Refused(ErrorCode.BAD_PAYLOAD, "MVM: payload too short")
-        mode, output, n_cores, reserved, batch = _MVM_HEADER.unpack_from(payload)
+        mode, output, n_cores, reserved, batch = MVM_HEADER.unpack_from(payload)
         if reserved:
             raise _Refused(ErrorCode.BAD_PAYLOAD, "MVM: reserved byte must be zero")
         if mode not in (1, 4):
@@ -479,8 +479,8 @@ class SimulatedBoard:
         if n_cores == 0 or batch == 0:
             raise _Refused(ErrorCode.BAD_PAYLOAD, "MVM: no cores or empty batch")
         n_in = n_cores * batch * 256
-        self._expect(payload, _MVM_HEADER.size + n_cores + n_in, "MVM")
-        cores = np.frombuffer(payload, np.uint8, n_cores, _MVM_HEADER.size)
+        self._expect(payload, MVM_HEADER.size + n_cores + n_in, "MVM")
+        cores = np.frombuffer(payload, np.uint8, n_cores, MVM_HEADER.size)
         for core in cores.tolist():
             self._core(core)
         if len(set(cores.tolist())) != n_cores:
@@ -490,14 +490,14 @@ class SimulatedBoard:
             raise _Refused(
                 ErrorCode.OUT_OF_RANGE, "MVM: the reply would exceed the maximum payload"
             )
-        inputs = np.frombuffer(payload, np.int8, n_in, _MVM_HEADER.size + n_cores)
+        inputs = np.frombuffer(payload, np.int8, n_in, MVM_HEADER.size + n_cores)
         if inputs.min() == -128:
             raise _Refused(
                 ErrorCode.OUT_OF_RANGE, "MVM: input -128 is not representable (sign + 7 bit)"
             )
         inputs = inputs.reshape(n_cores, batch, 256)
         core_ids = cores.astype(np.intp)
-        header = struct.pack("<BBHI", output, n_cores, 0, batch)
+        header = MVM_REPLY_HEADER.pack(output, n_cores, 0, batch)
         if output == 1:
             result = np.ascontiguousarray(self.chip.mvm_ldpu(core_ids, inputs, mode), dtype=np.int8)
             return [header, result.data.cast("B")]
@@ -509,12 +509,12 @@ class SimulatedBoard:
         ]
 
     def _ldpu_load(self, payload: memoryview) -> list[Chunk]:
-        self._expect(payload, _LDPU_HEADER.size + 12 * LDPU_ROWS, "LDPU_LOAD")
-        core, flags, reserved = _LDPU_HEADER.unpack_from(payload)
+        self._expect(payload, LDPU_HEADER.size + 12 * LDPU_ROWS, "LDPU_LOAD")
+        core, flags, reserved = LDPU_HEADER.unpack_from(payload)
         self._core(core)
         if reserved or flags & ~1:
             raise _Refused(ErrorCode.BAD_PAYLOAD, "LDPU_LOAD: reserved bits must be zero")
-        arrays = np.frombuffer(payload, "<f2", 6 * LDPU_ROWS, _LDPU_HEADER.size).reshape(
+        arrays = np.frombuffer(payload, "<f2", 6 * LDPU_ROWS, LDPU_HEADER.size).reshape(
             6, LDPU_ROWS
         )
         if not np.all(np.isfinite(arrays)):
@@ -526,16 +526,16 @@ class SimulatedBoard:
         self._expect(payload, 1, "LDPU_READ")
         core = self._core(payload[0])
         coefficients = self.chip.get_ldpu(core)
-        header: list[Chunk] = [_LDPU_HEADER.pack(core, int(coefficients.relu), 0)]
+        header: list[Chunk] = [LDPU_HEADER.pack(core, int(coefficients.relu), 0)]
         return header + [a.astype("<f2").tobytes() for a in coefficients.arrays()]
 
     def _temperature(self, payload: memoryview) -> list[Chunk]:
         self._expect(payload, 0, "TEMPERATURE")
-        return [_I32.pack(int(round(self.chip.die_temperature_c() * 1000.0)))]
+        return [I32.pack(int(round(self.chip.die_temperature_c() * 1000.0)))]
 
     def _clock(self, payload: memoryview) -> list[Chunk]:
         self._expect(payload, 8, "CLOCK")
-        (advance_s,) = _F64.unpack(payload)
+        (advance_s,) = F64.unpack(payload)
         if not isinstance(self.chip.clock, VirtualClock):
             raise _Refused(
                 ErrorCode.NOT_SUPPORTED, "this board runs in real time; CLOCK is not available"
@@ -547,7 +547,7 @@ class SimulatedBoard:
             )
         if advance_s > 0:
             self.chip.clock.advance(advance_s)
-        return [_F64.pack(float(self.chip.clock.now_s))]
+        return [F64.pack(float(self.chip.clock.now_s))]
 
 
 __all__ = ["BoardOptions", "RealTimeClock", "SimulatedBoard"]
