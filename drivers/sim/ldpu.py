@@ -28,20 +28,4 @@ def apply_ldpu(
     coefficients: LdpuCoefficients, positive: np.ndarray, negative: np.ndarray
 ) -> np.ndarray:
     """int8 outputs of the LDPU chain for ADC counts ``positive``/``negative`` (..., 256)."""
-    f16 = np.float16
-    with np.errstate(over="ignore", invalid="ignore"):
-        p = np.asarray(positive).astype(f16)
-        n = np.asarray(negative).astype(f16)
-        p *= coefficients.gain_pos
-        p += coefficients.offset_pos
-        n *= coefficients.gain_neg
-        n += coefficients.offset_neg
-        p -= n
-        p *= coefficients.affine_scale
-        p += coefficients.affine_offset
-        if coefficients.relu:
-            np.maximum(p, f16(0.0), out=p)
-        y = np.rint(p.astype(np.float32))
-        y = np.nan_to_num(y, nan=0.0, posinf=127.0, neginf=-128.0)
-    np.clip(y, -128.0, 127.0, out=y)
-    return y.astype(np.int8)
+    return coefficients.apply(positive, negative)

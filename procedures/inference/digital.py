@@ -72,19 +72,7 @@ class Float16(NumberFormat):
     def ldpu(
         self, coefficients: LdpuCoefficients, positive: np.ndarray, negative: np.ndarray
     ) -> np.ndarray:
-        f16 = np.float16
-        c = coefficients
-        with np.errstate(over="ignore", invalid="ignore"):
-            p = np.asarray(positive).astype(f16)
-            n = np.asarray(negative).astype(f16)
-            p *= c.gain_pos
-            p += c.offset_pos
-            n *= c.gain_neg
-            n += c.offset_neg
-            p -= n
-            p *= c.affine_scale
-            p += c.affine_offset
-        return int8_round(p.astype(np.float64), c.relu)
+        return coefficients.apply(positive, negative).astype(np.float64)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from drivers.ldpu import LdpuCoefficients
 from drivers.sim.ldpu import apply_ldpu
@@ -48,3 +49,29 @@ def test_saturation_and_relu() -> None:
     assert out[0, 1] == 0 and out[0, 3] == 0 and out[0, 2] == 100
     big = LdpuCoefficients(gain_pos=np.full(256, 60000.0))
     assert apply_ldpu(big, p, n)[0, 0] == 127  # float16 overflow to inf saturates
+
+
+def _reference_float16_chain(c: LdpuCoefficients, p: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """The chain written plainly in numpy float16 arithmetic (the definition)."""
+    f16 = np.float16
+    with np.errstate(over="ignore", invalid="ignore"):
+        a = p.astype(f16) * c.gain_pos + c.offset_pos
+        b = n.astype(f16) * c.gain_neg + c.offset_neg
+        y = (a - b) * c.affine_scale + c.affine_offset
+        if c.relu:
+            y = np.maximum(y, f16(0))
+        y = np.nan_to_num(np.rint(y.astype(np.float32)), nan=0.0, posinf=127.0, neginf=-128.0)
+    return np.clip(y, -128, 127).astype(np.int8)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fast_chain_is_bit_identical_to_float16_arithmetic(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    scale = 10.0 ** rng.uniform(-3, 2, size=(6, 256))
+    stacked = rng.normal(size=(6, 256)) * scale
+    stacked[:, :8] = 60000.0  # some rows overflow float16 on the way
+    for relu in (False, True):
+        c = LdpuCoefficients.from_stacked(stacked, relu=relu)
+        p = rng.integers(0, 4096, size=(64, 256)).astype(np.uint16)
+        n = rng.integers(0, 4096, size=(64, 256)).astype(np.uint16)
+        np.testing.assert_array_equal(c.apply(p, n), _reference_float16_chain(c, p, n))
