@@ -242,6 +242,10 @@ def _report(prog: str, summary: Any) -> int:
     if summary.reason:
         text += f" ({summary.reason})"
     print(f"{text}; run file: {summary.path}")
+    if prog.endswith(" infer") and summary.results.get("accuracy"):
+        from chipctl.inference import accuracy_table
+
+        print(accuracy_table(summary.results))
     return EXIT_CODES.get(summary.status, 1)
 
 

@@ -17,6 +17,9 @@ PROCEDURES: dict[str, str] = {
     "calibrate": "procedures.calibrate:Calibrate",
     "drift": "procedures.drift:DriftMonitor",
     "compensate": "procedures.drift:Compensate",
+    # The network and data are files, which procedures never read: the chipctl subclass loads
+    # them from the model/dataset parameters (procedures.infer.Infer takes objects).
+    "infer": "chipctl.inference:InferModel",
 }
 
 

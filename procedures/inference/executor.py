@@ -93,8 +93,11 @@ from procedures.program_verify import (
     G_MAX_ODP_COUNTS,
     G_MAX_TDP_COUNTS,
     CoreProgram,
+    GdpSettings,
+    GdpState,
     IterationStats,
     ProgramSettings,
+    gdp_refine,
     line_limited_g_max,
     program_group,
 )
@@ -344,9 +347,12 @@ class ChipExecutor:
         *,
         group_size: int = 8,
         cores: Sequence[int] | None = None,
+        gdp: GdpSettings | None = None,
+        seed: int = 0,
     ) -> Iterator[tuple[list[int], IterationStats]]:
         """Program the tiles (all, or those on ``cores``) in lockstep groups; yields (group
-        cores, stats) after every iteration."""
+        cores, stats) after every iteration (and every GDP step when ``gdp`` is given; their
+        iteration numbers continue the program-and-verify ones)."""
         if mode not in ("odp", "tdp"):
             raise LimitError(f"programming mode must be 'odp' or 'tdp', got {mode!r}")
         settings = settings or ProgramSettings()
@@ -363,8 +369,18 @@ class ChipExecutor:
                 targets = (w * (state.g_max / state.w_max)).astype(np.float32)
                 jobs.append(CoreProgram(core, targets, mode, settings))
             group = [job.core for job in jobs]
-            for stats in program_group(self.board, jobs):
-                yield group, stats
+            last = None
+            for last in program_group(self.board, jobs):
+                yield group, last
+            if gdp is not None and last is not None:
+                states = [GdpState(job, gdp, seed) for job in jobs]
+                for step in gdp_refine(self.board, states):
+                    yield (
+                        group,
+                        IterationStats(
+                            last.iteration + step, last.fraction_converged, last.error_percentiles
+                        ),
+                    )
             for job in jobs:
                 result = job.result()
                 state = self.tiles[job.core]

@@ -1,0 +1,404 @@
+"""Neural-network inference on the chip, with accuracy over drift time [LG §V; JO; chip.md §2c-e].
+
+Steps (see :mod:`procedures.inference.executor` for the data path):
+
+1. Validate: map the network onto the given cores (a clear error when it does not fit, before
+   anything reaches the board), take int8 activation ranges from the float32 model on
+   calibration samples, and score the float32 and the int8-digital software models on the test
+   samples.
+2. Program every tile by program-and-verify (ODP or TDP; optional GDP refinement), in lockstep
+   groups of cores.
+3. Calibrate every tile against its target weights (per-row gains, GDC reference outputs).
+4. For each drift time (time since the end of programming, e.g. 25 s, 1 h, 1 d; the virtual
+   clock of a simulated board is advanced, a real board is waited for) and each compensation
+   (``none``; ``gdc`` global drift compensation; ``adabs`` GDC plus batch-norm statistics
+   re-estimated through the chip on calibration mini-batches), stream the test samples through
+   the cores and score them.
+
+Records: the core allocation (one row per core), programming convergence, one accuracy row per
+(drift time, compensation), per-layer output error against the float32 model on the first
+batch, and in the results the accuracies, the estimated on-chip time and energy per inference
+([LG Tab I] via :meth:`~procedures.inference.mapping.Mapping.estimate`) and the measured
+throughput through the board link.
+
+The network and the data come in as objects: :class:`Infer` takes a
+:class:`~procedures.inference.graph.Graph` and :class:`InferenceData`; ``chipctl.inference``
+subclasses it to load an ONNX file and a named data set from the ``model``/``dataset``
+parameters (procedures never read files).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from drivers.board import Board
+from drivers.errors import DriverError, LimitError
+from procedures.base import Checkpoint, Data, Parameter, Procedure, Progress, StreamSpec
+from procedures.inference.digital import number_format
+from procedures.inference.executor import ChipExecutor, tensor_ranges
+from procedures.inference.graph import Graph
+from procedures.inference.mapping import CostEstimate, map_graph
+from procedures.inference.reference import forward, forward_quantised
+from procedures.program_verify import GdpSettings, ProgramSettings
+
+COMPENSATIONS = ("none", "gdc", "adabs")
+PROGRESS_BATCH = 250
+"""Test samples per progress step."""
+_UNITS_S = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_durations(text: str) -> list[tuple[str, float]]:
+    """``"25s,1h,1d"`` → [("25s", 25.0), ("1h", 3600.0), ("1d", 86400.0)], sorted by time;
+    units s, m/min, h, d, w (bare numbers are seconds). Durations must be > 0 and distinct."""
+    items = []
+    for part in str(text).split(","):
+        label = part.strip()
+        match = re.fullmatch(r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(s|m|min|h|d|w)?", label)
+        if not match:
+            raise LimitError(f"drift time {label!r} is not a duration like 25s, 1h, 1d")
+        seconds = float(match.group(1)) * _UNITS_S[match.group(2) or "s"]
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise LimitError(f"drift time {label!r} must be > 0")
+        items.append((label, seconds))
+    seconds_seen = [s for _, s in items]
+    if len(set(seconds_seen)) != len(seconds_seen):
+        raise LimitError(f"drift times repeat: {text!r}")
+    return sorted(items, key=lambda item: item[1])
+
+
+def parse_compensations(text: str) -> list[str]:
+    """``"none,gdc,adabs"`` → the list, each one of :data:`COMPENSATIONS`, no repeats."""
+    names = [p.strip() for p in str(text).split(",")]
+    bad = [n for n in names if n not in COMPENSATIONS]
+    if bad or not names:
+        raise LimitError(f"compensation {bad} unknown; choose from {', '.join(COMPENSATIONS)}")
+    if len(set(names)) != len(names):
+        raise LimitError(f"compensations repeat: {text!r}")
+    return names
+
+
+@dataclass(frozen=True, eq=False)
+class InferenceData:
+    """Samples for one inference run: calibration inputs (ranges, AdaBS; from the training
+    split) and labelled test inputs, float32 rows (samples, features)."""
+
+    name: str
+    x_calibration: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    def __post_init__(self) -> None:
+        for label in ("x_calibration", "x_test"):
+            x = np.asarray(getattr(self, label), np.float32)
+            if x.ndim < 2 or x.shape[0] == 0 or not np.all(np.isfinite(x)):
+                raise LimitError(f"{self.name}: {label} must be finite, non-empty (samples, …)")
+            object.__setattr__(self, label, x)
+        y = np.asarray(self.y_test)
+        if y.shape != (self.x_test.shape[0],) or not np.issubdtype(y.dtype, np.integer):
+            raise LimitError(f"{self.name}: y_test must be integer labels, one per test sample")
+        object.__setattr__(self, "y_test", y.astype(np.int64))
+
+
+def _p(name: str, default: Any, kind: Any, units: str, description: str, **kw: Any) -> Parameter:
+    return Parameter(name, default, kind=kind, units=units, description=description, **kw)
+
+
+class Infer(Procedure):
+    """Inference of a network on the chip: software vs chip accuracy over drift time."""
+
+    name: ClassVar[str] = "infer"
+    title: ClassVar[str] = "Neural-network inference"
+    resumable: ClassVar[bool] = False
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        _p("model", "mnist1d_cnn", str, "", "model: a shipped model name or an ONNX file"),
+        _p("dataset", "mnist1d", str, "", "data set", choices=("digits", "mnist1d")),
+        _p("drift", "25s,1h,1d", str, "", "times after programming to evaluate at (s/m/h/d/w)"),
+        _p("compensation", "none,gdc,adabs", str, "", "drift compensations to compare"),
+        _p(
+            "mode",
+            "tdp",
+            str,
+            "",
+            "programming: one or two devices per polarity",
+            choices=("odp", "tdp"),
+        ),
+        _p("gdp", False, bool, "", "refine programming by gradient-descent programming"),
+        _p("mvm_mode", 4, int, "", "MVM mode: 1- or 4-phase", choices=(1, 4)),
+        _p("digital", "float16", str, "", "digital post-processing", choices=("float16", "fixed")),
+        _p("cores", list(range(64)), "cores", "", "cores the tiles may use", minimum=0, maximum=63),
+        _p("samples", 0, int, "", "test samples to score (0 = all)", minimum=0),
+        _p("calibration_samples", 500, int, "", "training samples for ranges", minimum=16),
+        _p(
+            "calibration_inputs",
+            512,
+            int,
+            "",
+            "random inputs per tile calibration",
+            minimum=16,
+            maximum=65536,
+        ),
+        _p(
+            "adabs_batches",
+            8,
+            int,
+            "",
+            "AdaBS mini-batches n [JO Methods F]",
+            minimum=1,
+            maximum=1000,
+        ),
+        _p("adabs_batch_size", 50, int, "", "AdaBS mini-batch size m", minimum=1, maximum=10000),
+        _p(
+            "range_percentile",
+            100.0,
+            float,
+            "%",
+            "int8 range percentile of |x|",
+            minimum=50.0,
+            maximum=100.0,
+        ),
+        _p(
+            "max_replicas",
+            64,
+            int,
+            "",
+            "most copies of a narrow tile on its core",
+            minimum=1,
+            maximum=256,
+        ),
+        _p("group_size", 8, int, "", "cores programmed in lockstep", minimum=1, maximum=64),
+        _p("seed", 0, int, "", "seed of calibration inputs and AdaBS batches", minimum=0),
+    )
+    default_plot: ClassVar[tuple[str, str | None]] = ("accuracy", "drift_time")
+
+    def __init__(
+        self, *, network: Graph | None = None, data: InferenceData | None = None, **values: Any
+    ) -> None:
+        super().__init__(**values)
+        p = self.params
+        self.drift_points = parse_durations(p["drift"])
+        self.compensations = parse_compensations(p["compensation"])
+        if network is None or data is None:
+            network, data = self.load_inputs()
+        if not isinstance(network, Graph) or not isinstance(data, InferenceData):
+            raise LimitError("infer needs a Graph and InferenceData")
+        self.network, self.data = network, data
+        self.mapping = map_graph(network, cores=p["cores"])
+        n = p["samples"] or data.x_test.shape[0]
+        if n > data.x_test.shape[0]:
+            raise LimitError(f"samples {n} > {data.x_test.shape[0]} test samples in {data.name}")
+        self.x_test, self.y_test = data.x_test[:n], data.y_test[:n]
+        self.x_cal = data.x_calibration[: p["calibration_samples"]]
+        needed = p["adabs_batches"] * p["adabs_batch_size"]
+        if "adabs" in self.compensations and needed > data.x_calibration.shape[0]:
+            raise LimitError(
+                f"AdaBS needs {needed} calibration samples, {data.name} has "
+                f"{data.x_calibration.shape[0]}"
+            )
+        # Shapes are checked now, not after programming.
+        network.prepare_input(self.x_test[:1])
+
+    def load_inputs(self) -> tuple[Graph, InferenceData]:
+        """The network and data when not given as objects (``chipctl.inference`` loads files)."""
+        raise LimitError("infer: pass network= and data=, or use chipctl.inference.InferModel")
+
+    # ---- declarations -----------------------------------------------------------------------
+
+    def streams(self) -> tuple[StreamSpec, ...]:
+        return (
+            StreamSpec("core", (), "i2", "1", "core of the allocation row"),
+            StreamSpec("layer_index", (), "i2", "1", "index of the core's layer"),
+            StreamSpec("tile", (4,), "i4", "1", "row tile, column tile, rows, columns"),
+            StreamSpec("replicas", (), "i2", "1", "copies of the tile on the core"),
+            StreamSpec("g_max", (), "f4", "counts", "Gmax of the core"),
+            StreamSpec("converged_fraction", (), "f4", "1", "cells converged"),
+            StreamSpec("drift_time", (), "f8", "s", "time since programming of the accuracy row"),
+            StreamSpec("compensation", (), "u1", "1", "0 none, 1 gdc, 2 adabs"),
+            StreamSpec("accuracy", (), "f4", "1", "fraction of test samples correct"),
+            StreamSpec("inferences_per_s", (), "f4", "1/s", "throughput of the row"),
+            StreamSpec("layer_error", (len(self.mapping.layers),), "f4", "1",
+                       "‖y_chip − y_fp32‖/‖y_fp32‖ per analog layer, first batch"),
+        )  # fmt: skip
+
+    def total(self) -> int:
+        n_batches = math.ceil(len(self.x_test) / PROGRESS_BATCH)
+        return 2 + len(self.drift_points) * len(self.compensations) * n_batches
+
+    # ---- run ---------------------------------------------------------------------------------
+
+    def execute(
+        self, board: Board, *, resume_from: dict[str, Any] | None = None
+    ) -> Iterator[Progress | Data | Checkpoint]:
+        p = self.params
+        graph = self.network
+        ranges = tensor_ranges(graph, self.x_cal, p["range_percentile"])
+        software = float(np.mean(self._predict(forward(graph, self.x_test)) == self.y_test))
+        quantised_out = forward_quantised(graph, self.x_test, ranges)
+        quantised = float(np.mean(self._predict(quantised_out) == self.y_test))
+        estimate = self.mapping.estimate(p["mvm_mode"])
+        self.results.update(
+            model=p["model"],
+            dataset=self.data.name,
+            samples=len(self.x_test),
+            software_accuracy=software,
+            quantised_accuracy=quantised,
+            cores_used=list(self.mapping.cores_used),
+            allocation={
+                lm.node: [t.core for mm in lm.matrices for t in mm.tiles]
+                for lm in self.mapping.layers
+            },
+            estimate=_estimate_dict(estimate),
+            accuracy={c: {} for c in self.compensations},
+        )
+        executor = ChipExecutor(
+            board,
+            graph,
+            self.mapping,
+            ranges,
+            number_format(p["digital"]),
+            mvm_mode=p["mvm_mode"],
+            max_replicas=p["max_replicas"],
+        )
+        executor.set_partial_ranges(self.x_cal, p["range_percentile"])
+        yield from self._program(board, executor)
+        yield Progress(1, self.total(), "programmed")
+        for _ in executor.calibrate(p["calibration_inputs"], p["seed"]):
+            self.check_stop()
+        programmed_at = float(self.results["programmed_at_s"])
+        yield from self._allocation_records(executor)
+        yield Progress(2, self.total(), "calibrated")
+        done = 2
+        for label, seconds in self.drift_points:
+            self._wait_until(board, programmed_at + seconds)
+            elapsed = board.board_time_s() - programmed_at
+            for compensation in self.compensations:
+                accuracy, rate, errors, done = yield from self._evaluate(
+                    executor, compensation, label, done
+                )
+                self.results["accuracy"][compensation][label] = accuracy
+                yield Data("drift_time", np.float64(elapsed))
+                yield Data("compensation", np.uint8(COMPENSATIONS.index(compensation)))
+                yield Data("accuracy", np.float32(accuracy))
+                yield Data("inferences_per_s", np.float32(rate))
+                yield Data("layer_error", np.asarray(errors, np.float32))
+                self.results.setdefault("layer_error", {}).setdefault(compensation, {})[label] = {
+                    lm.node: e for lm, e in zip(self.mapping.layers, errors, strict=True)
+                }
+            for core, state in executor.tiles.items():
+                self.results.setdefault("drift_factor", {}).setdefault(str(core), {})[label] = (
+                    state.alpha
+                )
+        rates = self.results.pop("_rates", [])
+        self.results["inferences_per_s"] = float(np.median(rates)) if rates else 0.0
+
+    def _program(self, board: Board, executor: ChipExecutor) -> Iterator[Progress | Data]:
+        p = self.params
+        gdp = GdpSettings() if p["gdp"] else None
+        iterations = 0
+        for group, stats in executor.program(
+            p["mode"], ProgramSettings(), group_size=p["group_size"], gdp=gdp, seed=p["seed"]
+        ):
+            self.check_stop()
+            iterations += 1
+            yield Progress(
+                0,
+                self.total(),
+                f"programming cores {group[0]}-{group[-1]}: iteration {stats.iteration}, "
+                f"{stats.fraction_converged:.1%} converged",
+            )
+        self.results["programmed_at_s"] = board.board_time_s()
+        self.results["programming_iterations"] = iterations
+
+    def _allocation_records(self, executor: ChipExecutor) -> Iterator[Data]:
+        index = {lm.node: i for i, lm in enumerate(self.mapping.layers)}
+        for core, state in executor.tiles.items():
+            t = state.tile
+            yield Data("core", np.int16(core))
+            yield Data("layer_index", np.int16(index[state.layer]))
+            yield Data("tile", np.array([t.row_tile, t.col_tile, *t.shape], np.int32))
+            yield Data("replicas", np.int16(state.replicas))
+            yield Data("g_max", np.float32(state.g_max))
+            yield Data("converged_fraction", np.float32(state.converged_fraction))
+
+    def _wait_until(self, board: Board, target_s: float) -> None:
+        """Advance a simulated board's clock to ``target_s``; wait in real time otherwise."""
+        now = board.board_time_s()
+        if target_s <= now:
+            return
+        try:
+            board.advance_clock(target_s - now)
+            return
+        except DriverError:
+            pass  # a real board: its clock is the wall clock
+        while (remaining := target_s - board.board_time_s()) > 0:
+            self.check_stop()
+            time.sleep(min(remaining, 1.0))
+
+    def _evaluate(
+        self, executor: ChipExecutor, compensation: str, label: str, done: int
+    ) -> Generator[Progress, None, tuple[float, float, list[float], int]]:
+        p = self.params
+        executor.reset_batchnorm()
+        executor.compensate("none" if compensation == "none" else "gdc")
+        if compensation == "adabs":
+            rng = np.random.default_rng([p["seed"], 0xADAB5])
+            m, n = p["adabs_batch_size"], p["adabs_batches"]
+            order = rng.permutation(self.data.x_calibration.shape[0])[: m * n]
+            batches = [self.data.x_calibration[order[i * m : (i + 1) * m]] for i in range(n)]
+            executor.adapt_batchnorm(batches)
+        correct = 0
+        errors: list[float] = []
+        started = time.perf_counter()
+        for start in range(0, len(self.x_test), PROGRESS_BATCH):
+            self.check_stop()
+            x = self.x_test[start : start + PROGRESS_BATCH]
+            values = executor.forward(x, keep=not errors)
+            if not errors:
+                errors = self._layer_errors(executor, x, values)
+            out = values[self.network.output_name]
+            correct += int(np.sum(self._predict(out) == self.y_test[start : start + len(x)]))
+            done += 1
+            yield Progress(
+                done,
+                self.total(),
+                f"{label} {compensation}: {correct}/{start + len(x)} correct",
+            )
+        rate = len(self.x_test) / (time.perf_counter() - started)
+        self.results.setdefault("_rates", []).append(rate)
+        return correct / len(self.x_test), rate, errors, done
+
+    def _layer_errors(
+        self, executor: ChipExecutor, x: np.ndarray, values: dict[str, np.ndarray]
+    ) -> list[float]:
+        from procedures.inference.reference import forward_tensors
+
+        reference = forward_tensors(self.network, x)
+        errors = []
+        for lm in self.mapping.layers:
+            name = executor.plans[lm.node].output
+            ref = reference[name].astype(np.float64)
+            norm = float(np.linalg.norm(ref))
+            diff = float(np.linalg.norm(values[name].reshape(ref.shape) - ref))
+            errors.append(diff / norm if norm > 0 else diff)
+        return errors
+
+    @staticmethod
+    def _predict(out: np.ndarray) -> np.ndarray:
+        return np.asarray(out).reshape(out.shape[0], -1).argmax(axis=1)
+
+
+def _estimate_dict(estimate: CostEstimate) -> dict[str, Any]:
+    return {
+        "mvm_mode": estimate.mode,
+        "core_mvms": estimate.core_mvms,
+        "time_s": estimate.time_s,
+        "energy_j": estimate.energy_j,
+        "energy_mvm_j": estimate.energy_mvm_j,
+        "per_layer": estimate.per_layer,
+    }
