@@ -1,0 +1,197 @@
+"""The executor on small hand-built networks through mockchip://: the data path is right
+(chip output close to the float32 model), partial sums, replication, drift compensation, the
+digital number formats, and errors before anything reaches the board."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from drivers.board import Board
+from drivers.errors import LimitError
+from drivers.ldpu import LdpuCoefficients
+from procedures.infer import Infer, InferenceData, parse_compensations, parse_durations
+from procedures.inference.digital import FixedPoint, Float16, number_format
+from procedures.inference.executor import ChipExecutor, quantise, tensor_ranges
+from procedures.inference.graph import BatchNorm, Conv, Dense, Flatten, Graph, GraphError, Relu
+from procedures.inference.mapping import map_graph
+from procedures.inference.reference import forward, forward_tensors
+
+RNG = np.random.default_rng(11)
+
+
+def _conv_net() -> Graph:
+    """Conv(2→10, k3) BN ReLU → Flatten (10·30 = 300) → Dense 300→300 → ReLU → Dense 300→5.
+
+    The 300×300 dense layer needs 2 row tiles × 2 column tiles (partial sums)."""
+    rng = np.random.default_rng(3)
+    c = 10
+    conv_w, conv_b = rng.normal(0, 0.4, (c, 2, 3)), rng.normal(0, 0.1, c)
+    fc2_w, fc2_b = rng.normal(0, 0.08, (5, 300)), rng.normal(0, 0.1, 5)
+    return Graph(
+        input_name="x",
+        input_shape=(2, 32),
+        output_name="y",
+        nodes=(
+            Conv("conv", ("x",), "c", weight=conv_w, bias=conv_b),
+            BatchNorm(
+                "bn", ("c",), "b",
+                scale=rng.uniform(0.5, 1.5, c), bias=rng.normal(0, 0.1, c),
+                mean=rng.normal(0, 0.1, c), var=rng.uniform(0.5, 2.0, c),
+            ),
+            Relu("relu", ("b",), "r"),
+            Flatten("flat", ("r",), "f"),
+            Dense("fc1", ("f",), "h", weight=rng.normal(0, 0.08, (300, 300)), bias=np.zeros(300)),
+            Relu("relu1", ("h",), "a"),
+            Dense("fc2", ("a",), "y", weight=fc2_w, bias=fc2_b),
+        ),
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def deployed() -> tuple[ChipExecutor, np.ndarray]:
+    graph = _conv_net()
+    x = RNG.normal(size=(300, 2, 32)).astype(np.float32)
+    board = Board("mockchip://?seed=4&cores=12")
+    mapping = map_graph(graph, cores=range(12))
+    executor = ChipExecutor(board, graph, mapping, tensor_ranges(graph, x), Float16())
+    executor.set_partial_ranges(x)
+    for _ in executor.program("tdp"):
+        pass
+    for _ in executor.calibrate(512):
+        pass
+    yield executor, x
+    board.close()
+
+
+def _relative_error(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def test_mapping_uses_partial_sums_and_replication(
+    deployed: tuple[ChipExecutor, np.ndarray],
+) -> None:
+    executor, _ = deployed
+    assert not executor.plans["conv"].partial and executor.plans["fc1"].partial
+    assert executor.plans["conv"].relu and executor.plans["fc1"].relu  # BN folded, ReLU fused
+    conv_core = executor.mapping.layer("conv").cores[0]
+    state = executor.tiles[conv_core]
+    assert state.replicas > 1  # 6 inputs: repeated across the core
+    assert state.g_max >= 0.5 * 160  # ... but not below half the TDP Gmax
+    w = executor.core_weights(conv_core)
+    np.testing.assert_array_equal(w[:10, 6:12], w[:10, :6])
+    assert len(executor.mapping.layer("fc1").cores) == 4
+
+
+def test_chip_outputs_follow_the_float32_model(deployed: tuple[ChipExecutor, np.ndarray]) -> None:
+    executor, x = deployed
+    executor.compensate("none")
+    values = executor.forward(x, keep=True)
+    reference = forward_tensors(executor.graph, x)
+    for tensor, limit in (("r", 0.12), ("a", 0.15), ("y", 0.2)):
+        assert _relative_error(values[tensor], reference[tensor]) < limit, tensor
+    agree = np.mean(values["y"].argmax(1) == reference["y"].argmax(1))
+    assert agree > 0.9
+
+
+def test_fixed_point_digital_unit_close_to_float16(
+    deployed: tuple[ChipExecutor, np.ndarray],
+) -> None:
+    executor, x = deployed
+    reference = forward(executor.graph, x)
+    executor.digital = FixedPoint()
+    try:
+        fixed = executor.forward(x)["y"]
+    finally:
+        executor.digital = Float16()
+    float16 = executor.forward(x)["y"]
+    # Both carry the same analog error; the digital formats differ far less than that.
+    assert _relative_error(fixed, reference) < 0.2
+    assert abs(_relative_error(fixed, reference) - _relative_error(float16, reference)) < 0.03
+
+
+def test_gdc_restores_the_output_scale_after_a_day(
+    deployed: tuple[ChipExecutor, np.ndarray],
+) -> None:
+    executor, x = deployed
+    board = executor.board
+    reference = forward(executor.graph, x)
+    board.advance_clock(86400.0)
+    factors = executor.compensate("gdc")
+    assert all(0.5 < a < 0.95 for a in factors.values())  # conductances drift down [LG §IV]
+    compensated = executor.forward(x)["y"]
+    executor.compensate("none")
+    drifted = executor.forward(x)["y"]
+    assert _relative_error(compensated, reference) < 0.6 * _relative_error(drifted, reference)
+    before = {n: p.scale.copy() for n, p in executor.plans.items()}
+    batches = [x[i : i + 50] for i in range(0, 200, 50)]
+    executor.compensate("gdc")
+    change = executor.adapt_batchnorm(batches)
+    assert set(change) == {"conv"}
+    assert not np.allclose(executor.plans["conv"].scale, before["conv"])
+    executor.reset_batchnorm()
+    np.testing.assert_array_equal(executor.plans["conv"].scale, before["conv"])
+
+
+def test_host_float16_chain_is_the_board_chain() -> None:
+    rng = np.random.default_rng(0)
+    c = LdpuCoefficients(
+        gain_pos=rng.uniform(0.9, 1.1, 256), gain_neg=rng.uniform(0.9, 1.1, 256),
+        offset_pos=rng.normal(0, 2, 256), affine_scale=rng.uniform(0.01, 0.1, 256), relu=True,
+    )  # fmt: skip
+    p = rng.integers(0, 4096, (32, 256))
+    n = rng.integers(0, 4096, (32, 256))
+    np.testing.assert_array_equal(Float16().ldpu(c, p, n), c.apply(p, n).astype(np.float64))
+
+
+def test_fixed_point_rounding_rules() -> None:
+    f = FixedPoint(coefficient_bits=8, fraction_bits=2)
+    q = f.coefficient(np.array([1.0, 0.3, -0.77]))
+    assert np.all(np.abs(q - [1.0, 0.3, -0.77]) <= 2.0 ** (1 - 7) / 2 + 1e-12)
+    assert np.array_equal(f.value(np.array([0.3, -0.6]), 1.0), [0.25, -0.5])
+    with pytest.raises(GraphError, match="coefficient bits"):
+        FixedPoint(coefficient_bits=2)
+    with pytest.raises(GraphError, match="float16"):
+        number_format("bfloat16")
+
+
+def test_quantise_saturates_at_127_lsb() -> None:
+    assert quantise(np.array([0.0, 1.004, -300.0, 300.0]), 1.0).tolist() == [0, 1, -127, 127]
+
+
+def test_errors_before_the_board() -> None:
+    graph = _conv_net()
+    x = np.zeros((4, 2, 32), np.float32)
+    data = InferenceData("toy", x, x, np.zeros(4, np.int64))
+    with pytest.raises(LimitError, match="needs 7 cores but only 2"):
+        Infer(network=graph, data=data, cores="0-1", drift="25s", compensation="none")
+    with pytest.raises(LimitError, match="not a duration"):
+        Infer(network=graph, data=data, drift="25 parsecs")
+    with pytest.raises(LimitError, match="unknown"):
+        Infer(network=graph, data=data, compensation="none,magic")
+    with pytest.raises(LimitError, match="samples 9"):
+        Infer(network=graph, data=data, samples=9, compensation="none")
+    with pytest.raises(LimitError, match="AdaBS needs 400"):
+        Infer(network=graph, data=data)
+    bad = InferenceData("toy", x, np.zeros((4, 3, 32), np.float32), np.zeros(4, np.int64))
+    with pytest.raises(GraphError, match="does not match"):
+        Infer(network=graph, data=bad, compensation="none")
+    with pytest.raises(LimitError, match="finite"):
+        InferenceData("toy", x, np.full((4, 2, 32), np.nan, np.float32), np.zeros(4, np.int64))
+    board = Board("mockchip://?seed=1&cores=4")
+    try:
+        with pytest.raises(LimitError, match="the board has 4"):
+            ChipExecutor(board, graph, map_graph(graph), tensor_ranges(graph, x), Float16())
+    finally:
+        board.close()
+
+
+def test_drift_and_compensation_lists() -> None:
+    assert parse_durations("1d, 25s,1h") == [("25s", 25.0), ("1h", 3600.0), ("1d", 86400.0)]
+    assert parse_durations("90min")[0][1] == 5400.0
+    assert parse_compensations("gdc,none") == ["gdc", "none"]
+    for text in ("0s", "-1h", "1h,3600", ""):
+        with pytest.raises(LimitError):
+            parse_durations(text)
+    with pytest.raises(LimitError, match="repeat"):
+        parse_compensations("gdc,gdc")
