@@ -87,22 +87,27 @@ class CalibrationSet:
 
     @property
     def id(self) -> str:
+        """The set's unique id (``cal-<UTC time>-<hash>``)."""
         return str(self.metadata["id"])
 
     @property
     def chip_id(self) -> str:
+        """Id of the chip the set was measured on."""
         return str(self.metadata["chip_id"])
 
     @property
     def cores(self) -> list[int]:
+        """The cores the set has coefficients for."""
         return [int(c) for c in self.arrays["cores"]]
 
     @property
     def mode(self) -> int:
+        """The MVM mode the set was fitted in: 1- or 4-phase."""
         return int(self.metadata["mode"])
 
     @property
     def counts_per_unit(self) -> float:
+        """k̄: ADC counts per int8 unit of the calibrated output, mean over the cores."""
         return float(self.metadata["counts_per_unit"])
 
     def ldpu(self, core: int) -> LdpuCoefficients:
@@ -204,6 +209,7 @@ class CalibrationStore:
         self.root = Path(root) if root is not None else default_store_dir()
 
     def path_of(self, chip_id: str, set_id: str) -> Path:
+        """Path of set ``set_id`` of chip ``chip_id`` (ids checked to be safe file names)."""
         return self.root / _safe_name(chip_id, "chip id") / f"{_safe_name(set_id, 'set id')}.npz"
 
     def save(self, calibration: CalibrationSet) -> Path:

@@ -506,6 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
     from chipctl.cli_tui import add_tui_commands
 
     taken |= add_tui_commands(commands)
+    from chipctl.cli_analysis import add_analysis_commands
+
+    taken |= add_analysis_commands(commands)
     for name in registry.available():
         _add_procedure_command(commands, name, taken)
     return parser

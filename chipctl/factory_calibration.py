@@ -49,6 +49,7 @@ def make_factory_set(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m chipctl.factory_calibration``: measure and store a factory set; exit status."""
     parser = argparse.ArgumentParser(prog="python -m chipctl.factory_calibration")
     parser.add_argument("--board", default=DEFAULT_BOARD_URL)
     parser.add_argument("--cores", default=None, help="e.g. 0-63 (default: all)")

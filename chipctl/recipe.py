@@ -57,6 +57,7 @@ class Step:
 
     @property
     def label(self) -> str:
+        """``step N (procedure)``, as messages name the step."""
         return f"step {self.number} ({self.procedure.name})"
 
 

@@ -264,6 +264,7 @@ class RunWriter:
 
     @property
     def is_open(self) -> bool:
+        """True between ``start`` and ``finish``/``close``."""
         return self._file is not None
 
     @property
@@ -654,6 +655,7 @@ class RunFile:
         self.close()
 
     def close(self) -> None:
+        """Close the HDF5 file (also done on leaving the ``with`` block)."""
         self.file.close()
 
     @property
@@ -708,6 +710,7 @@ class RunFile:
 
     @property
     def procedure(self) -> str:
+        """Name of the procedure that wrote the run (``/entry@procedure``)."""
         return str(self._guard("procedure", lambda: _text(self._entry.attrs["procedure"])))
 
     @property
@@ -749,22 +752,27 @@ class RunFile:
 
     @property
     def reason(self) -> str:
+        """Why the run stopped (``/entry/run/reason``); empty on success."""
         return self._run_text("reason")
 
     @property
     def end_time(self) -> str:
+        """ISO 8601 end time (``/entry/run/end_time``); empty while running."""
         return self._run_text("end_time")
 
     @property
     def start_time(self) -> str:
+        """ISO 8601 start time (``/entry@start_time``)."""
         return str(self._guard("start_time", lambda: _text(self._entry.attrs["start_time"])))
 
     @property
     def elapsed_s(self) -> float:
+        """Wall time in s of the last run segment; NaN while running."""
         return float(self._guard("elapsed_s", lambda: self._entry["run"]["elapsed_s"][()]))
 
     @property
     def results(self) -> dict[str, Any]:
+        """The procedure's results (``/entry/run/results``, JSON); ``{}`` until it ends."""
         result: dict[str, Any] = json.loads(
             self._guard("results", lambda: _text(self._entry["run"]["results"][0]))
         )
@@ -798,6 +806,8 @@ class RunFile:
         return list(self._guard("streams", lambda: list(self._entry["streams"])))
 
     def stream_info(self) -> list[StreamInfo]:
+        """Name, rows so far, row shape, dtype, units and description of every stream."""
+
         def _read() -> list[StreamInfo]:
             out = []
             for name, d in self._entry["streams"].items():
@@ -831,6 +841,7 @@ class RunFile:
         return np.asarray(self._guard(f"stream {name}", lambda: self._dataset(name)[()]))
 
     def units(self, name: str) -> str:
+        """The units attribute of stream ``name``."""
         return str(
             self._guard(f"units of {name}", lambda: _text(self._dataset(name).attrs["units"]))
         )

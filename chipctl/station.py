@@ -130,6 +130,7 @@ class InstrumentConfig:
 
     @property
     def simulated(self) -> bool:
+        """True if the instrument is the simulated one (resource ``"simulated"``)."""
         return self.resource == SIMULATED
 
 
@@ -348,6 +349,8 @@ class OpenStation:
 
     @classmethod
     def connect(cls, station: Station, *, board_timeout_s: float = 5.0) -> OpenStation:
+        """Open every instrument and the board of ``station`` (starting the simulated
+        instruments first if the station is simulated); on any failure, close what was opened."""
         simulator: Any = None
         opened: list[Any] = []
         try:

@@ -86,6 +86,7 @@ class BoardStatus:
 
     @property
     def ready(self) -> bool:
+        """Bit 0 of the status register: the board is ready for commands."""
         return bool(self.status_register & 0x1)
 
     @property

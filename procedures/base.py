@@ -246,6 +246,9 @@ class Procedure(ABC):
     title: ClassVar[str] = ""
     parameters: ClassVar[tuple[Parameter, ...]] = ()
     default_plot: ClassVar[tuple[str, str | None]] = ("", None)
+    plot_series: ClassVar[tuple[str, tuple[str, ...]] | None] = None
+    """(stream, labels): the default plot draws one line per value of that stream (e.g. the
+    compensation of each accuracy row), labelled ``labels[value]``."""
     resumable: ClassVar[bool] = True
     """Whether ``execute(resume_from=...)`` can continue from a checkpoint."""
 
@@ -287,6 +290,7 @@ class Procedure(ABC):
             raise Aborted("stopped at the operator's request")
 
     def metadata(self, board: Board) -> dict[str, Any]:
+        """Run metadata for the Start record: the board's identity and URL."""
         ident = board.identity
         return {
             "chip_id": ident.chip_id,

@@ -176,6 +176,7 @@ class Infer(Procedure):
         _p("seed", 0, int, "", "seed of calibration inputs and AdaBS batches", minimum=0),
     )
     default_plot: ClassVar[tuple[str, str | None]] = ("accuracy", "drift_time")
+    plot_series: ClassVar[tuple[str, tuple[str, ...]] | None] = ("compensation", COMPENSATIONS)
 
     def __init__(
         self, *, network: Graph | None = None, data: InferenceData | None = None, **values: Any

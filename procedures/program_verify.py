@@ -180,6 +180,7 @@ class ProgramResult:
 
     @property
     def converged_fraction(self) -> float:
+        """Fraction of the cells that converged."""
         return float(self.converged.mean())
 
     @property
@@ -452,10 +453,12 @@ class CoreProgram:
         return self.stuck_high | kept_set | within
 
     def cell_converged(self) -> np.ndarray:
+        """(256, 256) bool: cells whose four devices are all within tolerance (or kept)."""
         ok = self.device_ok().reshape(-1, DEVICES).all(axis=1) & ~self.no_fit
         return ok.reshape(CELL_SHAPE)
 
     def converged_fraction(self) -> float:
+        """Fraction of the cells that converged so far."""
         return float(self.cell_converged().mean())
 
     def cell_error(self) -> np.ndarray:
@@ -472,6 +475,7 @@ class CoreProgram:
         return codes.reshape(CELL_SHAPE)
 
     def result(self) -> ProgramResult:
+        """The outcome of the core's programming so far, as a :class:`ProgramResult`."""
         return ProgramResult(
             cell_targets=self.cell_targets,
             device_targets=self.targets.reshape(DEVICE_SHAPE).copy(),
@@ -779,15 +783,18 @@ class ProgramVerify(Procedure):
 
     @property
     def uses_gdp(self) -> bool:
+        """True if the run refines by GDP (``gdp`` or ``gdp_only``)."""
         return bool(self.params["gdp"] or self.params["gdp_only"])
 
     def settings(self) -> ProgramSettings:
+        """The iterative programming settings from the parameters."""
         return ProgramSettings(
             tolerance_counts=self.params["tolerance_counts"],
             max_iterations=self.params["max_iterations"],
         )
 
     def gdp_settings(self) -> GdpSettings:
+        """The GDP settings from the parameters."""
         return GdpSettings(
             iterations=self.params["gdp_iterations"],
             batch=self.params["gdp_batch"],

@@ -125,6 +125,7 @@ class RunEntry:
 
     @property
     def name(self) -> str:
+        """The run file's name."""
         return self.path.name
 
 
@@ -279,10 +280,12 @@ class ChipMetrics:
 
     @classmethod
     def empty(cls) -> ChipMetrics:
+        """Metrics with every core unknown (NaN)."""
         values = {m.key: np.full(N_CORES, np.nan) for m in METRICS}
         return cls(values)
 
     def value(self, metric: str, core: int) -> float:
+        """The value of ``metric`` on ``core`` (NaN if unknown)."""
         return float(self.values[metric][core])
 
 

@@ -131,10 +131,12 @@ class Frame:
 
     @property
     def is_reply(self) -> bool:
+        """True for a board reply (REPLY flag)."""
         return bool(self.flags & Flags.REPLY)
 
     @property
     def is_error(self) -> bool:
+        """True for an error reply (ERROR flag); the payload carries the error code."""
         return bool(self.flags & Flags.ERROR)
 
 
@@ -352,6 +354,7 @@ class FrameDecoder:
         return max(1, HEADER_SIZE + header.length + TRAILER_SIZE - len(buf))
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[DecodedItem]:
+        """Add received bytes; return every frame (or corrupt frame, bad header) now complete."""
         if data:
             self._buffer += data
         items: list[DecodedItem] = []

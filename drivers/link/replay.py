@@ -36,6 +36,7 @@ class ReplayPort:
         self.is_open = True
 
     def write(self, data: bytes) -> int:
+        """Check ``data`` against the next expected request and queue its reply."""
         data = bytes(data)
         self.written.append(data)
         if self.index >= len(self.pairs):
@@ -52,14 +53,17 @@ class ReplayPort:
         return len(data)
 
     def read(self, size: int = 1) -> bytes:
+        """Up to ``size`` bytes of the queued replies."""
         chunk = bytes(self._pending[:size])
         del self._pending[:size]
         return chunk
 
     def close(self) -> None:
+        """Mark the port closed."""
         self.is_open = False
 
     def assert_done(self) -> None:
+        """Raise :class:`ReplayMismatch` unless every request was sent and every reply read."""
         if self.index != len(self.pairs):
             raise ReplayMismatch(f"only {self.index} of {len(self.pairs)} requests were sent")
         if self._pending:

@@ -69,11 +69,14 @@ class SerialPort(Protocol):
 
     timeout: float | None
 
-    def write(self, data: bytes, /) -> int | None: ...
+    def write(self, data: bytes, /) -> int | None:
+        """Send ``data``; the number of bytes written."""
 
-    def read(self, size: int = 1, /) -> bytes: ...
+    def read(self, size: int = 1, /) -> bytes:
+        """Up to ``size`` bytes; fewer (or none) after the port's timeout."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Close the port."""
 
 
 @dataclass
@@ -93,6 +96,7 @@ class LinkStats:
     bytes_received: int = 0
 
     def as_dict(self) -> dict[str, int]:
+        """The counters as a dict."""
         return asdict(self)
 
 
@@ -174,6 +178,7 @@ class Link:
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` was called."""
         return self._closed
 
     def close(self) -> None:

@@ -2,13 +2,14 @@
 
 One ADC per row (output line), 256 per core, each with a positive and a negative current
 mirror (separate 4-bit gain trims α_P, α_N) feeding a CCO and two 12-bit ripple counters
-[LG p.3; KA §III, Fig 3; chip.md §1.4]. Transfer per mirror [KA Eq 8]:
+[LG p.3; KA §III, Fig 3; chip.md §1.4]. Transfer per mirror [KA Eq 8]::
 
     f(i) = A·i / (1 + B·i) + C        (f in MHz, i in µA)
 
 counts = floor(min(f, f_peak)·T_window), clipped to the 12-bit counter (0..4095).
 
 Defaults (chip.md §1.4, §2b):
+
 - A = 35 MHz/µA after trim, residual spread σ 7.09 % truncated at ±21 % [KA §III-D].
 - B_NL = 5e-4 /µA mean, σ 1e-4 /µA (UNCONFIRMED: the trim "raises β to minimise B_NL"; this
   gives ~5 % compression at 100 µA, i.e. a few LSB of INL at full scale).

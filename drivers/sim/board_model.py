@@ -140,6 +140,7 @@ class BoardOptions:
         return cls(faults=faults, **parsed)  # type: ignore[arg-type]
 
     def make_chip(self) -> SimulatedChip:
+        """A simulated chip for these options (seeded generator, virtual or real clock)."""
         clock = VirtualClock() if self.clock == "virtual" else RealTimeClock()
         return SimulatedChip(
             rng=np.random.default_rng(self.seed),
@@ -203,6 +204,7 @@ class SimulatedBoard:
 
     @classmethod
     def from_options(cls, options: BoardOptions) -> SimulatedBoard:
+        """A simulated board around a new chip made from ``options``."""
         return cls(options.make_chip(), reset_after=options.reset_after, boot_seed=options.seed)
 
     # -- framing ----------------------------------------------------------------------------

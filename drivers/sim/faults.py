@@ -41,6 +41,7 @@ class FaultSettings:
 
     @property
     def active(self) -> bool:
+        """True if any fault is switched on."""
         return self.corrupt > 0 or self.drop > 0 or (self.delay_rate > 0 and self.delay_s > 0)
 
 

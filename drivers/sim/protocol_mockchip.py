@@ -38,6 +38,7 @@ class Serial(SerialBase):
         super().__init__(*args, **kwargs)
 
     def open(self) -> None:
+        """pyserial API: build the simulated board from the URL's options and open the port."""
         if self.is_open:
             raise SerialException("Port is already open.")
         if self._port is None:
@@ -49,6 +50,7 @@ class Serial(SerialBase):
 
     @staticmethod
     def from_url(url: str) -> BoardOptions:
+        """The :class:`BoardOptions` of a ``mockchip://?...`` URL (``SerialException`` if bad)."""
         parts = urlsplit(url)
         if parts.scheme != "mockchip":
             raise SerialException(f"expected a URL like 'mockchip://?seed=1&cores=4', got {url!r}")
@@ -72,6 +74,7 @@ class Serial(SerialBase):
 
     @property
     def in_waiting(self) -> int:
+        """pyserial API: reply bytes ready to read now."""
         if not self.is_open:
             raise PortNotOpenError()
         now = time.monotonic()
@@ -79,6 +82,7 @@ class Serial(SerialBase):
             return sum(len(data) for ready, data in self._rx if ready <= now) - self._rx_offset
 
     def write(self, data: Any) -> int:
+        """pyserial API: hand request bytes to the simulated board (through fault injection)."""
         if not self.is_open or self.board is None:
             raise PortNotOpenError()
         raw = bytes(data)
@@ -99,6 +103,7 @@ class Serial(SerialBase):
         return len(data)
 
     def read(self, size: int = 1) -> bytes:
+        """pyserial API: up to ``size`` reply bytes, waiting at most the port's timeout."""
         if not self.is_open:
             raise PortNotOpenError()
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
@@ -135,6 +140,7 @@ class Serial(SerialBase):
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def reset_input_buffer(self) -> None:
+        """pyserial API: drop every reply byte not yet read."""
         if not self.is_open:
             raise PortNotOpenError()
         with self._rx_lock:
@@ -142,9 +148,11 @@ class Serial(SerialBase):
             self._rx_offset = 0
 
     def reset_output_buffer(self) -> None:
+        """pyserial API: nothing to drop (writes go to the board at once)."""
         if not self.is_open:
             raise PortNotOpenError()
 
     @property
     def out_waiting(self) -> int:
+        """pyserial API: always 0 (writes are never buffered)."""
         return 0

@@ -54,6 +54,7 @@ class SimServer:
 
     @property
     def url(self) -> str:
+        """The ``socket://HOST:PORT`` URL of the server."""
         host, port = self.address
         return f"socket://{host}:{port}"
 
@@ -212,6 +213,7 @@ def spawned(query: str = "", *, host: str = "127.0.0.1") -> Iterator[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m drivers.sim.server``: serve a simulated board until interrupted."""
     parser = argparse.ArgumentParser(prog="python -m drivers.sim.server", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)

@@ -80,4 +80,5 @@ class ChipMapView(Vertical):
 
     @property
     def metric_title(self) -> str:
+        """Title of the metric the map shows."""
         return METRIC_BY_KEY[self.metric].title

@@ -57,11 +57,13 @@ class LiveSignal:
 
     @classmethod
     def from_start(cls, start: Start) -> LiveSignal:
+        """The live plot of a run: its default-plot signal and axis, from the Start record."""
         signal, axis = start.default_plot
         units = {spec.name: spec.units for spec in start.streams}
         return cls(signal, axis if axis in units else None, units.get(axis or "", ""))
 
     def add(self, record: Data) -> None:
+        """Take the rows of a Data record if it is the signal or the axis stream."""
         values = np.asarray(record.values, np.float64)
         rows = values if record.rows else values[np.newaxis]
         if record.stream == self.signal:
@@ -72,6 +74,7 @@ class LiveSignal:
 
     @property
     def x_label(self) -> str:
+        """Label of the x axis (``log10 time (s)`` for a time axis, ``row`` without one)."""
         if self.axis is None or not self._axis_usable():
             return "row"
         return f"log10 {self.axis} (s)" if self.axis_units == "s" else self.axis
@@ -171,6 +174,7 @@ class ProceduresView(Horizontal):
         return current.removeprefix("form-")
 
     def form(self, name: str | None = None) -> ParameterForm:
+        """The parameter form of procedure ``name`` (default: the selected one)."""
         return self.query_one(f"#form-{name or self.selected}", ParameterForm)
 
     def select(self, name: str) -> None:

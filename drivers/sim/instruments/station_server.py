@@ -106,9 +106,11 @@ class StationClock:
 
     @property
     def now_s(self) -> float:
+        """Simulated time in s: the explicit advances plus scaled wall time."""
         return self._offset_s + self.time_scale * (time.monotonic() - self._wall_start)
 
     def advance(self, seconds: float) -> float:
+        """Advance the clock by ``seconds`` (finite, ≥ 0); returns the new time in s."""
         if not math.isfinite(seconds) or seconds < 0:
             raise ValueError(f"cannot advance the clock by {seconds!r} s")
         with self._lock:
@@ -222,6 +224,7 @@ class SimulatedChuck:
         self._t_s = clock.now_s
 
     def update(self) -> float:
+        """Bring the chuck temperature up to the clock's time; returns it in K."""
         now = self.clock.now_s
         dt = max(now - self._t_s, 0.0)
         self._t_s = now
@@ -354,6 +357,7 @@ class ScpiInstrument:
         self.station.clock.advance(seconds)
 
     def queue_error(self, code: int, message: str) -> None:
+        """Add an entry to the SCPI error queue (read by ``SYST:ERR?``)."""
         self.errors.append((code, message))
 
     def handle_line(self, line: str) -> list[str]:
@@ -849,6 +853,7 @@ def spawned(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Serve the simulated instruments until interrupted (``python -m`` this module)."""
     parser = argparse.ArgumentParser(
         prog="python -m drivers.sim.instruments.station_server",
         description="Serve the simulated bench instruments (SCPI over TCP on 127.0.0.1).",
