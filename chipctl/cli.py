@@ -60,12 +60,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         timeout_s=args.timeout,
         station_file=args.station,
+        infer_samples=args.infer_samples,
     )
     print_demo(result)
     runs = [summary for m in result.modes for summary in (m.program, m.characterize)]
     runs += [m.calibrated for m in result.modes if m.calibrated is not None]
-    if result.drift is not None:
-        runs.append(result.drift)
+    runs += [r for r in (result.drift, result.inference) if r is not None]
     return 0 if all(summary.status == "success" for summary in runs) else 1
 
 
@@ -463,6 +463,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--inputs", type=int, default=2048, help="random inputs per characterisation (2048)"
     )
     demo.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
+    demo.add_argument(
+        "--infer-samples",
+        type=int,
+        default=0,
+        metavar="N",
+        help="test samples of the inference step (0 = whole test set, -1 = skip it)",
+    )
     demo.add_argument(
         "--station",
         default=None,

@@ -1,5 +1,10 @@
 """``chipctl demo``: program random weights with ODP and TDP, characterise both, calibrate,
-characterise again calibrated, follow a short drift with global drift compensation; report.
+characterise again calibrated, follow a short drift with global drift compensation, then run
+neural-network inference (the MNIST-1D CNN on 11 further cores: float32 software vs chip
+accuracy 25 s after programming and after a simulated day without compensation, with global
+drift compensation and with AdaBS); report.
+
+A board with fewer than 13 cores runs the digits MLP (2 cores) instead, on all its cores.
 
 Calibration: the chip's newest stored four-phase calibration set (the shipped factory set for
 the simulated chip ``SIM-HERMES-0001``) is loaded onto the LDPUs; without one (another chip),
@@ -21,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from chipctl.calibration import CalibrationError, CalibrationStore, apply_set
+from chipctl.inference import InferModel, accuracy_table
 from chipctl.runner import RunSummary, run_procedure
 from chipctl.station import default_station, load_station
 from drivers.board import Board, BoardIdentity
@@ -62,6 +68,7 @@ class DemoResult:
     calibration: str = ""
     calibration_results: dict[str, Any] = field(default_factory=dict)
     drift: RunSummary | None = None
+    inference: RunSummary | None = None
 
 
 def random_weights(seed: int) -> np.ndarray:
@@ -83,6 +90,7 @@ def run_demo(
     calibration_dir: str | Path | None = None,
     drift_until_s: float = 86400.0,
     station_file: str | Path | None = None,
+    infer_samples: int = 0,
 ) -> DemoResult:
     """Program the same random weights with ODP on core 0 and TDP on core 1, characterise both.
 
@@ -96,6 +104,8 @@ def run_demo(
         station_file: station file (TOML) of a real bench; default: the fully simulated
             station around ``url``. The rails are powered up first (the station's interlock
             refuses programming otherwise) and down at the end.
+        infer_samples: test samples of the inference step (0 = the whole test set; -1 skips
+            the step).
     """
     started = time.monotonic()
     folder = Path(out_dir) if out_dir else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
@@ -151,10 +161,35 @@ def run_demo(
             folder / "drift.h5",
             progress=progress,
         )
+        inference = None
+        if infer_samples >= 0:
+            inference = run_procedure(
+                _inference(identity.n_cores, infer_samples),
+                board,
+                folder / "infer.h5",
+                progress=progress,
+            )
         run_procedure(PowerDown(station=opened), board, folder / "power_down.h5", progress=progress)
     return DemoResult(
-        url, identity, folder, modes, time.monotonic() - started, label, cal_results, drift
+        url,
+        identity,
+        folder,
+        modes,
+        time.monotonic() - started,
+        label,
+        cal_results,
+        drift,
+        inference,
     )
+
+
+def _inference(n_cores: int, samples: int) -> InferModel:
+    """The demo's inference step: the CNN beside the demo's cores, or the MLP on a small board."""
+    common = {"drift": "25s,1d", "compensation": "none,gdc,adabs", "samples": samples}
+    if n_cores >= 13:
+        cores = f"2-{n_cores - 1}"
+        return InferModel(model="mnist1d_cnn", dataset="mnist1d", cores=cores, **common)
+    return InferModel(model="digits_mlp", dataset="digits", cores=f"0-{n_cores - 1}", **common)
 
 
 def _calibrate(
@@ -272,10 +307,16 @@ def print_demo(result: DemoResult) -> None:
             fmt = "{:.4f}" if key == "nu_core" else "{:.2%}"
             drift_table.add_row(label, *[fmt.format(v) for v in values])
         console.print(drift_table)
+    if result.inference is not None:
+        if result.inference.status == "success":
+            console.print(accuracy_table(result.inference.results), highlight=False, soft_wrap=True)
+        else:
+            console.print(f"Inference {result.inference.status}: {result.inference.reason}")
     console.print(f"Run files in [bold]{result.out_dir}[/] ({result.wall_s:.1f} s):")
     for mode in result.modes:
         for summary in (mode.program, mode.characterize, mode.calibrated):
             if summary is not None:
                 console.print(f"  {summary.path}")
-    if result.drift is not None:
-        console.print(f"  {result.drift.path}")
+    for extra in (result.drift, result.inference):
+        if extra is not None:
+            console.print(f"  {extra.path}")

@@ -14,16 +14,19 @@ def test_demo_programs_characterises_and_writes_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["demo", "--board", "mockchip://?seed=1&cores=2", "--inputs", "512"]
-    assert main([*argv, "--out-dir", str(tmp_path)]) == 0
+    assert main([*argv, "--out-dir", str(tmp_path), "--infer-samples", "100"]) == 0
     out = capsys.readouterr().out
     assert "SIM-HERMES-0001" in out and "ε_total" in out
     assert "calibrated" in out and "drift compensation" in out
+    # two cores: the digits MLP stands in for the CNN
+    assert "digits_mlp on digits (100 test samples)" in out and "adabs" in out
     assert sorted(p.name for p in tmp_path.glob("*.h5")) == [
         "characterize-odp-calibrated.h5",
         "characterize-odp.h5",
         "characterize-tdp-calibrated.h5",
         "characterize-tdp.h5",
         "drift.h5",
+        "infer.h5",
         "power_down.h5",
         "power_up.h5",
         "program-odp.h5",
@@ -52,6 +55,11 @@ def test_demo_figures_are_physical(tmp_path: Path) -> None:
     assert result.drift is not None and result.drift.status == "success"
     assert max(result.drift.results["scale_error_gdc"]) < 0.02
     assert min(result.drift.results["scale_error"]) > 0.15
+    assert result.inference is not None and result.inference.status == "success"
+    inference = result.inference.results
+    assert inference["model"] == "digits_mlp" and inference["samples"] == 359
+    for compensation in ("gdc", "adabs"):
+        assert inference["accuracy"][compensation]["1d"] >= inference["software_accuracy"] - 0.02
 
 
 def test_identify_prints_the_board(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,86 @@
+"""Inference throughput through ``mockchip://`` against the float32 numpy forward pass.
+
+For each shipped model: programmed and calibrated once on ``mockchip://?seed=1``, then the
+test samples (``INFER_SAMPLES``, default 1000 or the whole test set if smaller) are streamed
+through the board link in the chosen MVM mode, float16 LDPU. The baseline is
+``procedures.inference.reference.forward`` on the same samples, measured in the same run.
+``ratio`` = baseline time / chip time (issue 5 target: >= 0.1). Best of ``INFER_REPEATS``
+(default 3) timings each.
+
+Why a ratio is low, per model: the simulator computes every core-MVM over the full 256 × 256
+array with per-phase ADC conversions and read noise (``python -m benchmarks mvm``), while the
+software forward multiplies the layer's own small matrices; the MLP's 64 × 128 layer is 1/8 of
+a core and the LSTM's hidden step is one 64-column MVM per time step.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from chipctl.inference import inference_data, model_path
+from chipctl.onnx_import import load_onnx
+from drivers.board import Board
+from procedures.inference.digital import Float16
+from procedures.inference.executor import ChipExecutor, tensor_ranges
+from procedures.inference.mapping import map_graph
+from procedures.inference.reference import forward
+
+MODELS = (("mnist1d_cnn", "mnist1d"), ("mnist1d_lstm", "mnist1d"), ("digits_mlp", "digits"))
+
+
+def _best_s(fn: Callable[[], object], repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def measure(model: str, dataset: str, samples: int, mvm_mode: int, repeats: int) -> dict:
+    """Inferences per second on the simulated chip and in numpy for one model."""
+    graph = load_onnx(model_path(model))
+    data = inference_data(dataset)
+    x = data.x_test[:samples]
+    ranges = tensor_ranges(graph, data.x_calibration[:500])
+    with Board("mockchip://?seed=1") as board:
+        executor = ChipExecutor(
+            board, graph, map_graph(graph), ranges, Float16(), mvm_mode=mvm_mode
+        )
+        executor.set_partial_ranges(data.x_calibration[:500])
+        for _ in executor.program("tdp"):
+            pass
+        for _ in executor.calibrate():
+            pass
+        executor.forward(x[:16])  # loads the LDPUs
+        chip_s = _best_s(lambda: executor.forward(x), repeats)
+        accuracy = float(
+            np.mean(executor.forward(x)[graph.output_name].argmax(1) == data.y_test[: len(x)])
+        )
+    numpy_s = _best_s(lambda: forward(graph, x), max(repeats, 5))
+    return {
+        "samples": len(x),
+        "chip_per_s": len(x) / chip_s,
+        "numpy_per_s": len(x) / numpy_s,
+        "ratio": numpy_s / chip_s,
+        "chip_accuracy": accuracy,
+    }
+
+
+def run_from_env() -> dict:
+    samples = int(os.environ.get("INFER_SAMPLES", "1000"))
+    repeats = int(os.environ.get("INFER_REPEATS", "3"))
+    modes = [int(m) for m in os.environ.get("INFER_MODES", "4,1").split(",")]
+    figures: dict = {"target_ratio": 0.1}
+    for model, dataset in MODELS:
+        for mode in modes:
+            figures[f"{model}_{mode}phase"] = measure(model, dataset, samples, mode, repeats)
+    return figures
+
+
+def run() -> dict:
+    return run_from_env()
