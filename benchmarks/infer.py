@@ -51,7 +51,7 @@ def measure(model: str, dataset: str, samples: int, mvm_mode: int, repeats: int)
         executor = ChipExecutor(
             board, graph, map_graph(graph), ranges, Float16(), mvm_mode=mvm_mode
         )
-        executor.set_partial_ranges(data.x_calibration[:500])
+        executor.use_calibration_data(data.x_calibration[:500])
         for _ in executor.program("tdp"):
             pass
         for _ in executor.calibrate():

@@ -266,7 +266,7 @@ class Infer(Procedure):
             mvm_mode=p["mvm_mode"],
             max_replicas=p["max_replicas"],
         )
-        executor.set_partial_ranges(self.x_cal, p["range_percentile"])
+        executor.use_calibration_data(self.x_cal, p["range_percentile"])
         yield from self._program(board, executor)
         yield Progress(1, self.total(), "programmed")
         for _ in executor.calibrate(p["calibration_inputs"], p["seed"]):

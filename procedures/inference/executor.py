@@ -154,6 +154,7 @@ class TileState:
     alpha: float = 1.0
     partial_lsb: float = 1.0
     replicas: int = 1
+    data_codes: np.ndarray | None = None
     converged_fraction: float = 0.0
     iterations: int = 0
     pulses: int = 0
@@ -297,22 +298,29 @@ class ChipExecutor:
                 skip.add(self.graph.consumers(plan.mapping.output)[0].name)
         return skip
 
-    def set_partial_ranges(self, x: np.ndarray, percentile: float = 100.0) -> None:
-        """Partial-sum grids lsb_ps of the tiles that emit partial sums, from the float32
-        model's layer inputs on calibration inputs ``x``."""
+    def use_calibration_data(
+        self, x: np.ndarray, percentile: float = 100.0, *, max_rows: int = 4096
+    ) -> None:
+        """Learn from calibration inputs ``x`` (float32 model, no board): the partial-sum
+        grids lsb_ps of tiles that emit partial sums, and each tile's typical int8 input
+        vectors, which :meth:`calibrate` mixes into its fit."""
         values = forward_tensors(self.graph, x)
+        rng = np.random.default_rng(0xDA7A)
         for plan in self.plans.values():
-            if not plan.partial:
-                continue
             for mm in plan.mapping.matrices:
                 inputs = self._software_inputs(plan.node, mm.part, values)
+                codes = quantise(inputs, plan.in_lsb[mm.part])
+                if codes.shape[0] > max_rows:
+                    codes = codes[rng.choice(codes.shape[0], max_rows, replace=False)]
                 for tile in mm.tiles:
-                    block = mm.matrix[
-                        tile.row_start : tile.row_stop, tile.col_start : tile.col_stop
-                    ]
-                    ps = inputs[:, tile.col_start : tile.col_stop] @ block.T
+                    cols = slice(tile.col_start, tile.col_stop)
+                    state = self.tiles[tile.core]
+                    state.data_codes = codes[:, cols].astype(np.int8)
+                    if not plan.partial:
+                        continue
+                    ps = inputs[:, cols] @ mm.matrix[tile.row_start : tile.row_stop, cols].T
                     top = float(np.percentile(np.abs(ps), percentile)) if ps.size else 0.0
-                    self.tiles[tile.core].partial_lsb = (top if top > 0 else 1.0) / 127.0
+                    state.partial_lsb = (top if top > 0 else 1.0) / 127.0
 
     def _software_inputs(
         self, node: Dense | Conv | Lstm, part: str, values: dict[str, np.ndarray]
@@ -426,7 +434,10 @@ class ChipExecutor:
     # ---- calibration ------------------------------------------------------------------------
 
     def calibrate(self, n_inputs: int = 512, seed: int = 0) -> Iterator[int]:
-        """Fit every tile's per-row gains against its target weights; yields each core done."""
+        """Fit every tile's per-row gains against its target weights; yields each core done.
+
+        Inputs: random int8 (30 % zeros), half of them replaced by the layer's own typical
+        inputs when :meth:`use_calibration_data` has run."""
         if n_inputs < 16:
             raise LimitError(f"calibration needs at least 16 inputs, got {n_inputs}")
         for core, state in self.tiles.items():
@@ -436,6 +447,13 @@ class ChipExecutor:
             x = np.zeros((n_inputs + GDC_INPUTS, CORE_COLS), np.int8)
             body = rng.integers(-127, 128, size=(x.shape[0], cols))
             body[rng.random(body.shape) < 0.3] = 0
+            if state.data_codes is not None and state.data_codes.shape[0]:
+                # Half the fit on the layer's own input distribution (from the float32 model on
+                # calibration data), as it will run: a fit on random inputs alone misses the
+                # ADC's behaviour at the currents real activations drive (one-phase above all).
+                n_data = n_inputs // 2
+                pick = rng.choice(state.data_codes.shape[0], n_data)
+                body[:n_data] = np.tile(state.data_codes[pick], (1, state.replicas))
             x[:, :cols] = body
             counts = self._raw([core], x[None])[0]
             p, n = counts
