@@ -441,6 +441,7 @@ def _add_run_commands(commands: Any) -> set[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``chipctl`` argument parser with every subcommand (procedures included)."""
     parser = argparse.ArgumentParser(
         prog="chipctl",
         description="Control stack for the 64-core PCM in-memory-computing test chip.",
@@ -522,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``chipctl`` with ``argv`` (default: the process arguments); returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)

@@ -52,6 +52,7 @@ class ModeResult:
 
     @property
     def core_results(self) -> dict[str, Any]:
+        """The program run's per-core results of this mode's core."""
         cores: dict[str, Any] = self.program.results.get("cores", {})
         return dict(cores.get(str(self.core), {}))
 

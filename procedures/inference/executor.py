@@ -161,6 +161,7 @@ class TileState:
 
     @property
     def core(self) -> int:
+        """The core the tile sits on."""
         return self.tile.core
 
     def calibrated(self, positive: np.ndarray, negative: np.ndarray) -> np.ndarray:

@@ -98,6 +98,7 @@ class Node:
         return shapes[0]
 
     def error(self, message: str) -> GraphError:
+        """A :class:`GraphError` naming this node and its operator."""
         return GraphError(f"node {self.name!r} ({self.op}): {message}")
 
 
@@ -169,6 +170,7 @@ class Conv(Node):
 
     @property
     def kernel(self) -> tuple[int, ...]:
+        """Kernel size per spatial axis."""
         return tuple(int(k) for k in self.weight.shape[2:])
 
     @property
@@ -177,6 +179,7 @@ class Conv(Node):
         return self.weight.reshape(self.weight.shape[0], -1)
 
     def output_spatial(self, spatial: Shape) -> Shape:
+        """Output size per spatial axis for input size ``spatial`` (GraphError if too small)."""
         nd = self.spatial
         out = []
         for i in range(nd):
@@ -245,6 +248,7 @@ class BatchNorm(Node):
 
     @property
     def channels(self) -> int:
+        """Number of channels normalised."""
         return int(self.scale.shape[0])
 
     def affine(self) -> tuple[np.ndarray, np.ndarray]:
@@ -421,10 +425,12 @@ class Lstm(Node):
 
     @property
     def hidden_size(self) -> int:
+        """H, the number of hidden units."""
         return int(self.w_hidden.shape[1])
 
     @property
     def input_size(self) -> int:
+        """I, the input features per time step."""
         return int(self.w_input.shape[1])
 
     def infer(self, shapes: Sequence[Shape]) -> Shape:
@@ -478,6 +484,7 @@ class Graph:
 
     @property
     def output_shape(self) -> Shape:
+        """Shape of the output tensor (without the batch axis)."""
         return self.shapes[self.output_name]
 
     def node(self, name: str) -> Node:

@@ -78,10 +78,12 @@ class TileSplit:
 
     @property
     def n_tiles(self) -> int:
+        """Number of tiles (= cores)."""
         return self.n_row_tiles * self.n_col_tiles
 
     @property
     def padded_shape(self) -> tuple[int, int]:
+        """(rows, cols) of the matrix after zero-padding to whole tiles."""
         return self.n_row_tiles * self.tile_rows, self.n_col_tiles * self.tile_cols
 
 
@@ -151,6 +153,7 @@ class MatrixMapping:
 
     @property
     def cores(self) -> tuple[int, ...]:
+        """Cores of the tiles, in allocation order."""
         return tuple(t.core for t in self.tiles)
 
     def core_weights(self, tile: Tile) -> np.ndarray:
@@ -195,13 +198,16 @@ class LayerMapping:
 
     @property
     def cores(self) -> tuple[int, ...]:
+        """Cores of all the layer's tiles, in allocation order."""
         return tuple(c for m in self.matrices for c in m.cores)
 
     @property
     def n_tiles(self) -> int:
+        """Number of tiles (= cores) of the layer."""
         return sum(len(m.tiles) for m in self.matrices)
 
     def matrix(self, part: str) -> MatrixMapping:
+        """The mapped matrix ``part`` ("weight"; LSTM: "input", "hidden")."""
         for m in self.matrices:
             if m.part == part:
                 return m
@@ -243,9 +249,11 @@ class Mapping:
 
     @property
     def cores_used(self) -> tuple[int, ...]:
+        """Every core holding a tile, in allocation order."""
         return tuple(c for layer in self.layers for c in layer.cores)
 
     def layer(self, node: str) -> LayerMapping:
+        """The mapping of the analog layer called ``node``."""
         for layer in self.layers:
             if layer.node == node:
                 return layer
