@@ -13,6 +13,12 @@
     procedure = "program"
     weights = "weights.npy"          # "array" parameters: a .npy file, relative to the recipe
 
+With a ``station`` key the recipe runs on a whole bench station (chipctl/station.py):
+``station = "simulated"`` is the simulated station around ``board``, any other value the path
+of a station file (relative to the recipe; its board replaces ``board``, which may then be left
+out). Such recipes may use the steps ``power_up`` and ``power_down`` (they need the station's
+supply; procedures/power.py), and programming is guarded by the station's interlock.
+
 The whole recipe is validated before anything runs (:func:`load_recipe`); :func:`run_recipe`
 runs the steps in order and stops at the first one that does not succeed.
 """
@@ -22,6 +28,7 @@ from __future__ import annotations
 import logging
 import tomllib
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,14 +37,18 @@ from typing import Any
 import numpy as np
 
 from chipctl.runner import RunSummary, run_procedure
+from chipctl.station import Station, StationFileError, default_station, load_station
 from drivers.board import Board
 from drivers.errors import LimitError
 from procedures import registry
 from procedures.base import Procedure
+from procedures.power import PowerDown, PowerUp
 
 log = logging.getLogger(__name__)
 
-TOP_LEVEL_KEYS = {"board", "out_dir", "step"}
+TOP_LEVEL_KEYS = {"board", "out_dir", "station", "step"}
+STATION_STEPS = {"power_up": PowerUp, "power_down": PowerDown}
+"""Steps that need an opened station (``station=``), not in the procedure registry."""
 STEP_KEYS = {"procedure", "out"}
 """Keys of a step that are not procedure parameters (``out``: the run file name)."""
 
@@ -63,10 +74,14 @@ class Step:
 
 @dataclass(frozen=True)
 class Recipe:
+    """A validated recipe: its board URL, station (None, or a loaded station), run-file
+    folder and steps."""
+
     path: Path
     board: str
     out_dir: Path
     steps: tuple[Step, ...]
+    station: Station | None = None
 
 
 def load_npy(path: Path) -> np.ndarray:
@@ -97,6 +112,9 @@ def load_recipe(path: str | Path, *, stamp: str | None = None) -> Recipe:
     if unknown:
         raise RecipeError(f"{path}: unknown key(s) {unknown}; expected {sorted(TOP_LEVEL_KEYS)}")
     board = data.get("board")
+    station = _station(path, data.get("station"), board)
+    if station is not None:
+        board = station.board_url
     if not isinstance(board, str) or not board:
         raise RecipeError(f"{path}: key 'board' must be a board URL string")
     out_dir_value = data.get("out_dir", "runs")
@@ -113,7 +131,25 @@ def load_recipe(path: str | Path, *, stamp: str | None = None) -> Recipe:
     outs = [s.out for s in steps]
     if len(set(outs)) != len(outs):
         raise RecipeError(f"{path}: two steps write the same run file")
-    return Recipe(path=path, board=board, out_dir=out_dir, steps=steps)
+    needs_station = [s.label for s in steps if s.procedure in STATION_STEPS.values()]
+    if needs_station and station is None:
+        raise RecipeError(f"{path}: {', '.join(needs_station)} need(s) a 'station' key")
+    return Recipe(path=path, board=board, out_dir=out_dir, steps=steps, station=station)
+
+
+def _station(path: Path, value: Any, board: Any) -> Station | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise RecipeError(f"{path}: key 'station' must be \"simulated\" or a station file path")
+    if value == "simulated":
+        if not isinstance(board, str) or not board:
+            raise RecipeError(f"{path}: station = \"simulated\" needs the 'board' key")
+        return default_station(board_url=board, time_scale=0.0)
+    try:
+        return load_station(path.parent / value)
+    except (StationFileError, LimitError, OSError) as exc:
+        raise RecipeError(f"{path}: key 'station': {exc}") from None
 
 
 def _step(path: Path, number: int, raw: Any, out_dir: Path, stamp: str) -> Step:
@@ -124,7 +160,7 @@ def _step(path: Path, number: int, raw: Any, out_dir: Path, stamp: str) -> Step:
     if not isinstance(name, str):
         raise RecipeError(f"{where}: key 'procedure' (a procedure name) is missing")
     try:
-        cls = registry.get(name)
+        cls = STATION_STEPS[name] if name in STATION_STEPS else registry.get(name)
     except KeyError as exc:
         raise RecipeError(f"{where}: key 'procedure': {exc.args[0]}") from None
     except Exception as exc:  # a broken procedure module
@@ -166,9 +202,18 @@ def run_recipe(
 ) -> list[RunSummary]:
     """Run the steps in order on one board; stops after the first step that does not succeed."""
     summaries: list[RunSummary] = []
-    with Board(recipe.board, timeout_s=timeout_s) as board:
+    with ExitStack() as stack:
+        opened = None
+        if recipe.station is not None:
+            opened = stack.enter_context(recipe.station.open(board_timeout_s=timeout_s))
+            board = opened.board
+        else:
+            board = stack.enter_context(Board(recipe.board, timeout_s=timeout_s))
         for step in recipe.steps:
-            procedure = step.procedure(**step.parameters)
+            if step.procedure in STATION_STEPS.values():
+                procedure = step.procedure(station=opened, **step.parameters)  # type: ignore[call-arg]
+            else:
+                procedure = step.procedure(**step.parameters)
             summary = run_procedure(
                 procedure, board, step.out, progress=progress, flush_interval_s=flush_interval_s
             )

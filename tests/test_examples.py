@@ -21,7 +21,12 @@ from chipctl.recipe import load_recipe, run_recipe
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 PNG = b"\x89PNG\r\n\x1a\n"
-SCRIPTS = ("program_and_verify.py", "calibrate_and_characterise.py", "drift_study.py")
+SCRIPTS = (
+    "program_and_verify.py",
+    "calibrate_and_characterise.py",
+    "drift_study.py",
+    "deploy_onnx.py",
+)
 
 
 def _load(name: str) -> ModuleType:
@@ -91,16 +96,33 @@ def test_drift_study(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert np.all(run["scale_error_gdc"].values[-1] < last_uncompensated / 10)
 
 
+def test_deploy_onnx_tracks_accuracy_over_a_week(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = _load("deploy_onnx.py")
+    argv = ["--out-dir", str(tmp_path), "--model", "digits_mlp", "--dataset", "digits"]
+    assert module.main([*argv, "--samples", "150", "--board", "mockchip://?seed=2&cores=2"]) == 0
+    assert "digits_mlp on digits (150 test samples)" in capsys.readouterr().out
+    assert (tmp_path / "accuracy_over_time.png").read_bytes()[:8] == PNG
+    run = read_run(tmp_path / "infer.h5")
+    assert run["drift_time"].values[-1] >= 7 * 86400.0
+    assert run["accuracy"].values.shape == (12,)  # 4 times × 3 compensations
+    week_gdc = run.results["accuracy"]["gdc"]["1w"]
+    assert week_gdc >= run.results["software_accuracy"] - 0.03
+
+
 def test_recipe_runs_program_and_calibration(tmp_path: Path) -> None:
     for name in ("recipe.toml", "weights.npy"):
         shutil.copy(EXAMPLES / name, tmp_path / name)
     recipe = load_recipe(tmp_path / "recipe.toml")
     names = [step.procedure.name for step in recipe.steps]
-    assert names[:2] == ["program", "calibrate"] and recipe.board.startswith("mockchip://")
+    assert names == ["power_up", "program", "calibrate", "characterize", "infer", "power_down"]
+    assert recipe.board.startswith("mockchip://") and recipe.station is not None
     summaries = run_recipe(recipe, progress=False)
     assert [s.status for s in summaries] == ["success"] * len(names)
     assert [s.path.parent for s in summaries] == [tmp_path / "runs"] * len(names)
-    program = read_run(summaries[0].path, streams=["converged_fraction"])
+    assert summaries[4].results["accuracy"]["gdc"]["1h"] > 0.95
+    program = read_run(summaries[1].path, streams=["converged_fraction"])
     np.testing.assert_array_equal(program.parameters["weights"], np.load(EXAMPLES / "weights.npy"))
     assert program["converged_fraction"].values[0] > 0.99
 

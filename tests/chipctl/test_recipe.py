@@ -135,3 +135,28 @@ def test_recipe_needs_a_board_and_steps(tmp_path: Path) -> None:
         load_recipe(_write(tmp_path, 'board = "mockchip://"\n'))
     with pytest.raises(RecipeError, match="unknown key"):
         load_recipe(_write(tmp_path, 'board = "mockchip://"\nbord = 1\n'))
+
+
+def test_station_steps_need_a_station(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.toml"
+    board = 'board = "mockchip://?seed=1&cores=2"\n'
+    recipe.write_text(board + '[[step]]\nprocedure = "power_up"\n')
+    with pytest.raises(RecipeError, match=r"step 1 \(power_up\) need\(s\) a 'station' key"):
+        load_recipe(recipe)
+    recipe.write_text(board + 'station = "nowhere.toml"\n[[step]]\nprocedure = "power_up"\n')
+    with pytest.raises(RecipeError, match="key 'station'.*nowhere.toml"):
+        load_recipe(recipe)
+    recipe.write_text('station = "simulated"\n[[step]]\nprocedure = "power_up"\n')
+    with pytest.raises(RecipeError, match="needs the 'board' key"):
+        load_recipe(recipe)
+
+
+def test_a_recipe_on_the_simulated_station_powers_up_and_down(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(
+        'board = "mockchip://?seed=1&cores=2"\nstation = "simulated"\n'
+        '[[step]]\nprocedure = "power_up"\n[[step]]\nprocedure = "power_down"\n'
+    )
+    summaries = run_recipe(load_recipe(recipe), progress=False)
+    assert [s.status for s in summaries] == ["success", "success"]
+    assert summaries[0].results  # the rail sequence is recorded
