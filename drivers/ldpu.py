@@ -108,16 +108,30 @@ class LdpuCoefficients:
         def r16(x: np.ndarray) -> np.ndarray:
             return x.astype(f16).astype(f32)
 
-        with np.errstate(over="ignore", invalid="ignore"):
-            p = r16(np.asarray(positive, f32))
-            n = r16(np.asarray(negative, f32))
-            p = r16(r16(p * self.gain_pos.astype(f32)) + self.offset_pos.astype(f32))
-            n = r16(r16(n * self.gain_neg.astype(f32)) + self.offset_neg.astype(f32))
-            y = r16(p - n)
-            y = r16(r16(y * self.affine_scale.astype(f32)) + self.affine_offset.astype(f32))
-            if self.relu:
-                np.maximum(y, f32(0.0), out=y)
-            y = np.rint(y)
-            y = np.nan_to_num(y, nan=0.0, posinf=127.0, neginf=-128.0)
-        np.clip(y, -128.0, 127.0, out=y)
-        return y.astype(np.int8)
+        positive = np.asarray(positive)
+        negative = np.asarray(negative)
+        # Rows whose gains and offsets are all zero output rint(affine_offset) whatever the
+        # counts (0·count is exactly 0): skip their arithmetic (most rows of a small layer).
+        active = np.flatnonzero(
+            (self.gain_pos != 0) | (self.gain_neg != 0) | (self.offset_pos != 0)
+            | (self.offset_neg != 0)
+        )  # fmt: skip
+        out = np.broadcast_to(self.affine_offset.astype(f32), positive.shape).copy()
+        if self.relu:
+            np.maximum(out, f32(0.0), out=out)
+        if active.size:
+            c = {name: getattr(self, name)[active].astype(f32) for name in COEFFICIENT_FIELDS}
+            with np.errstate(over="ignore", invalid="ignore"):
+                p = r16(positive[..., active].astype(f32))
+                n = r16(negative[..., active].astype(f32))
+                p = r16(r16(p * c["gain_pos"]) + c["offset_pos"])
+                n = r16(r16(n * c["gain_neg"]) + c["offset_neg"])
+                y = r16(p - n)
+                y = r16(r16(y * c["affine_scale"]) + c["affine_offset"])
+                if self.relu:
+                    np.maximum(y, f32(0.0), out=y)
+            out[..., active] = y
+        with np.errstate(invalid="ignore"):
+            out = np.nan_to_num(np.rint(out), nan=0.0, posinf=127.0, neginf=-128.0)
+        np.clip(out, -128.0, 127.0, out=out)
+        return out.astype(np.int8)
