@@ -517,6 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     from chipctl.cli_analysis import add_analysis_commands
 
     taken |= add_analysis_commands(commands)
+    from chipctl.cli_sweep import add_sweep_commands
+
+    taken |= add_sweep_commands(commands)
     for name in registry.available():
         _add_procedure_command(commands, name, taken)
     return parser
