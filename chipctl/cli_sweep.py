@@ -13,6 +13,7 @@ interrupted (finished points are kept; a re-run continues).
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,16 @@ def default_out(study_name: str) -> Path:
     return Path("runs") / f"sweep-{study_name}.h5"
 
 
+def _quiet_dask() -> None:
+    """Dask's scheduler and nannies log every worker start and stop at INFO, each on its own
+    logger with its own level (set when distributed is imported): raise them to WARNING."""
+    import distributed  # noqa: F401  (creates and configures its loggers)
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".")[0] in ("distributed", "dask"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Handler of ``chipctl sweep``: validate, run, print the summary; the exit status."""
     from rich.console import Console
@@ -42,6 +53,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from chipctl.sweep.summary import print_summary
 
     console = Console(stderr=False)
+    if getattr(args, "verbose", 0) < 1:
+        _quiet_dask()
     try:
         spec = load_spec(args.spec)
     except SpecError as exc:
