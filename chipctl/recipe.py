@@ -207,6 +207,12 @@ def run_recipe(
         if recipe.station is not None:
             opened = stack.enter_context(recipe.station.open(board_timeout_s=timeout_s))
             board = opened.board
+            if recipe.station.simulated and not board.identity.simulated:
+                # Simulated rails must never vouch for a real chip's programming interlock.
+                raise RecipeError(
+                    f"{recipe.path}: a simulated station around a real board "
+                    f"({board.identity.chip_id} at {recipe.board}); give a station file"
+                )
         else:
             board = stack.enter_context(Board(recipe.board, timeout_s=timeout_s))
         for step in recipe.steps:

@@ -108,8 +108,7 @@ class LdpuCoefficients:
         def r16(x: np.ndarray) -> np.ndarray:
             return x.astype(f16).astype(f32)
 
-        positive = np.asarray(positive)
-        negative = np.asarray(negative)
+        positive, negative = np.broadcast_arrays(np.asarray(positive), np.asarray(negative))
         # Rows whose gains and offsets are all zero output rint(affine_offset) whatever the
         # counts (0·count is exactly 0): skip their arithmetic (most rows of a small layer).
         active = np.flatnonzero(
@@ -122,8 +121,9 @@ class LdpuCoefficients:
         if active.size:
             c = {name: getattr(self, name)[active].astype(f32) for name in COEFFICIENT_FIELDS}
             with np.errstate(over="ignore", invalid="ignore"):
-                p = r16(positive[..., active].astype(f32))
-                n = r16(negative[..., active].astype(f32))
+                # Straight to float16 (float64 → float32 → float16 could round twice).
+                p = positive[..., active].astype(f16).astype(f32)
+                n = negative[..., active].astype(f16).astype(f32)
                 p = r16(r16(p * c["gain_pos"]) + c["offset_pos"])
                 n = r16(r16(n * c["gain_neg"]) + c["offset_neg"])
                 y = r16(p - n)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -113,32 +114,60 @@ def point_task(point: Point) -> tuple[list[dict[str, Any]], str, str]:
         (rows, error, details): the rows and "" "" on success; no rows, the one-line error
         ("PointFailed: program: BoardResetError: ...") and the captured tracebacks on failure.
     """
-    captured: list[str] = []
-    handler = _ListHandler(captured)
-    logger = logging.getLogger("procedures")
-    propagate = logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        return run_point(point), "", ""
-    except Exception as exc:  # recorded in the result file; the study goes on
-        details = "\n".join(captured) or traceback.format_exc()
-        return [], f"{type(exc).__name__}: {exc}", details
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
+    with _capture_procedure_logs() as captured:
+        try:
+            return run_point(point), "", ""
+        except Exception as exc:  # recorded in the result file; the study goes on
+            details = "\n".join(captured) or traceback.format_exc()
+            return [], f"{type(exc).__name__}: {exc}", details
 
 
-class _ListHandler(logging.Handler):
-    """Formats log records of warning level and above into a list."""
+class _ThreadCapture(logging.Handler):
+    """On the "procedures" logger while points run: records of a thread that is running a
+    point go to that point's list (warnings and above); records of other threads are passed
+    on to the root logger's handlers, as propagation would have done. Thread-aware, because a
+    Dask worker may run several points at once in threads."""
 
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__(logging.WARNING)
-        self.lines = lines
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.lines: dict[int | None, list[str]] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
+        lines = self.lines.get(record.thread)
+        if lines is None:
+            for handler in logging.getLogger().handlers:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+        elif record.levelno >= logging.WARNING:
+            lines.append(self.format(record))
+
+
+_CAPTURE = _ThreadCapture()
+_CAPTURE_LOCK = threading.Lock()
+_CAPTURE_USERS = [0, True]  # running points, the logger's propagate flag before the first
+
+
+@contextmanager
+def _capture_procedure_logs() -> Iterator[list[str]]:
+    logger = logging.getLogger("procedures")
+    lines: list[str] = []
+    with _CAPTURE_LOCK:
+        if _CAPTURE_USERS[0] == 0:
+            _CAPTURE_USERS[1] = logger.propagate
+            logger.addHandler(_CAPTURE)
+            logger.propagate = False
+        _CAPTURE_USERS[0] += 1
+        _CAPTURE.lines[threading.get_ident()] = lines
+    try:
+        yield lines
+    finally:
+        with _CAPTURE_LOCK:
+            _CAPTURE.lines.pop(threading.get_ident(), None)
+            _CAPTURE_USERS[0] -= 1
+            if _CAPTURE_USERS[0] == 0:
+                logger.removeHandler(_CAPTURE)
+                logger.propagate = bool(_CAPTURE_USERS[1])
 
 
 def _run(procedure: Any, board: Any) -> dict[str, Any]:

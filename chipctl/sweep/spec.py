@@ -85,7 +85,9 @@ INFERENCE_SETTINGS: dict[str, Setting] = {
         description="data set of models given as bare names or paths",
         choices=("", *DATASETS),
     ),
-    "input_seed": Setting(0, int, 0, None, "seed of the inference procedure (test subset)"),
+    "input_seed": Setting(
+        0, int, 0, None, "seed of the inference procedure (calibration inputs, AdaBS batches)"
+    ),
 }
 SETTINGS = {"mvm": MVM_SETTINGS, "inference": INFERENCE_SETTINGS}
 

@@ -96,9 +96,11 @@ class FixedPoint(NumberFormat):
         largest = float(np.max(np.abs(v))) if v.size else 0.0
         if largest == 0:
             return np.zeros_like(v)
-        exponent = int(np.ceil(np.log2(largest))) - (self.coefficient_bits - 1)
-        step = 2.0**exponent
         top = 2 ** (self.coefficient_bits - 1) - 1
+        exponent = int(np.ceil(np.log2(largest))) - (self.coefficient_bits - 1)
+        if round(largest / 2.0**exponent) > top:  # a power of two would need one more bit
+            exponent += 1
+        step = 2.0**exponent
         return np.clip(np.rint(v / step), -top - 1, top) * step
 
     def value(self, values: np.ndarray, lsb: float) -> np.ndarray:

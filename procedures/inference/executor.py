@@ -130,7 +130,9 @@ def tensor_ranges(graph: Graph, x: np.ndarray, percentile: float = 100.0) -> dic
 def quantise(values: np.ndarray, lsb: float) -> np.ndarray:
     """int8 codes (int16 array) of ``values`` with step ``lsb``: round half to even, saturate at
     ±127 (the hardware's int8 conversion of an activation)."""
-    return np.clip(np.rint(np.asarray(values, np.float64) / lsb), -127, 127).astype(np.int16)
+    codes = np.rint(np.asarray(values, np.float64) / lsb)
+    codes = np.nan_to_num(codes, nan=0.0, posinf=127.0, neginf=-127.0)  # as int8_round does
+    return np.clip(codes, -127, 127).astype(np.int16)
 
 
 # -- per-tile state -----------------------------------------------------------------------------
@@ -229,6 +231,11 @@ class ChipExecutor:
         if outside:
             raise LimitError(f"the mapping uses cores {outside}, the board has {n_cores}")
         missing = [t for t in graph.shapes if t not in ranges]
+        missing += [
+            f"{n.name}.gates"
+            for n in graph.weight_nodes()
+            if isinstance(n, Lstm) and f"{n.name}.gates" not in ranges
+        ]
         if missing:
             raise LimitError(f"activation ranges missing for tensors {missing}")
         self.board = board
@@ -253,6 +260,7 @@ class ChipExecutor:
         self.plans = {lm.node: self._plan(lm) for lm in mapping.layers}
         self._skip = self._fused_nodes()
         self._dirty = True
+        self._learned = False
 
     # ---- plans ------------------------------------------------------------------------------
 
@@ -322,6 +330,8 @@ class ChipExecutor:
                     ps = inputs[:, cols] @ mm.matrix[tile.row_start : tile.row_stop, cols].T
                     top = float(np.percentile(np.abs(ps), percentile)) if ps.size else 0.0
                     state.partial_lsb = (top if top > 0 else 1.0) / 127.0
+        self._learned = True
+        self._dirty = True
 
     def _software_inputs(
         self, node: Dense | Conv | Lstm, part: str, values: dict[str, np.ndarray]
@@ -441,6 +451,11 @@ class ChipExecutor:
         inputs when :meth:`use_calibration_data` has run."""
         if n_inputs < 16:
             raise LimitError(f"calibration needs at least 16 inputs, got {n_inputs}")
+        if not self._learned:
+            raise LimitError(
+                "call use_calibration_data(x) first: partial-sum grids and typical layer "
+                "inputs come from the float32 model on calibration samples"
+            )
         for core, state in self.tiles.items():
             rows, cols = state.tile.shape
             cols *= state.replicas
@@ -489,7 +504,9 @@ class ChipExecutor:
             state = self.tiles[core]
             r0 = state.reference_outputs
             r = state.calibrated(p, n)
-            factors[core] = float(np.sum(r * r0) / np.sum(r0 * r0))
+            energy = float(np.sum(r0 * r0))
+            # A tile whose reference outputs are all zero has nothing to measure drift by.
+            factors[core] = float(np.sum(r * r0) / energy) if energy > 0 else 1.0
         return factors
 
     def compensate(self, method: str) -> dict[int, float]:
@@ -676,10 +693,13 @@ class ChipExecutor:
             return out
         total = np.zeros((codes.shape[0], rows_total))
         fmt = self.digital
+        # The sums live on the grid of the finest partial sum they add (the tensor they belong
+        # to: W·x in float units), not on the layer output's grid.
+        grid = min(self.tiles[t.core].partial_lsb for t in mm.tiles)
         for tile, q in zip(mm.tiles, outputs, strict=True):
             lsb = self.tiles[tile.core].partial_lsb
             block = total[:, tile.row_start : tile.row_stop]
-            block[:] = fmt.value(block + q[:, : tile.shape[0]] * lsb, plan.out_lsb)
+            block[:] = fmt.value(block + q[:, : tile.shape[0]] * lsb, grid)
         return total
 
     def _finish_partial(self, plan: LayerPlan, total: np.ndarray) -> np.ndarray:

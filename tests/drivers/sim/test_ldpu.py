@@ -76,3 +76,12 @@ def test_fast_chain_is_bit_identical_to_float16_arithmetic(seed: int) -> None:
         p = rng.integers(0, 4096, size=(64, 256)).astype(np.uint16)
         n = rng.integers(0, 4096, size=(64, 256)).astype(np.uint16)
         np.testing.assert_array_equal(c.apply(p, n), _reference_float16_chain(c, p, n))
+
+
+def test_chain_broadcasts_and_rounds_float_counts_once() -> None:
+    c = LdpuCoefficients(affine_offset=np.full(256, -2048.0))
+    p = np.full((3, 256), 2049.00001)
+    n = np.zeros(256)
+    reference = _reference_float16_chain(c, p, np.broadcast_to(n, p.shape))
+    np.testing.assert_array_equal(c.apply(p, n), reference)
+    assert c.apply(p, n).shape == (3, 256)

@@ -9,7 +9,6 @@ import pytest
 
 from drivers.board import Board
 from drivers.errors import LimitError
-from drivers.ldpu import LdpuCoefficients
 from procedures.infer import Infer, InferenceData, parse_compensations, parse_durations
 from procedures.inference.digital import FixedPoint, Float16, number_format
 from procedures.inference.executor import ChipExecutor, quantise, tensor_ranges
@@ -134,21 +133,40 @@ def test_gdc_restores_the_output_scale_after_a_day(
     np.testing.assert_array_equal(executor.plans["conv"].scale, before["conv"])
 
 
-def test_host_float16_chain_is_the_board_chain() -> None:
-    rng = np.random.default_rng(0)
-    c = LdpuCoefficients(
-        gain_pos=rng.uniform(0.9, 1.1, 256), gain_neg=rng.uniform(0.9, 1.1, 256),
-        offset_pos=rng.normal(0, 2, 256), affine_scale=rng.uniform(0.01, 0.1, 256), relu=True,
-    )  # fmt: skip
-    p = rng.integers(0, 4096, (32, 256))
-    n = rng.integers(0, 4096, (32, 256))
-    np.testing.assert_array_equal(Float16().ldpu(c, p, n), c.apply(p, n).astype(np.float64))
+def test_board_coefficients_follow_new_calibration_data(
+    deployed: tuple[ChipExecutor, np.ndarray],
+) -> None:
+    executor, x = deployed
+    executor.compensate("none")
+    executor.forward(x[:4])
+    partial_core = executor.mapping.layer("fc1").cores[0]
+    before = executor.board.read_ldpu(partial_core)
+    try:
+        executor.use_calibration_data(x, percentile=99.0)  # new partial-sum grids
+        executor.forward(x[:4])
+        after = executor.board.read_ldpu(partial_core)
+        assert after == executor.coefficients(partial_core) and after != before
+    finally:
+        executor.use_calibration_data(x)
+        executor.forward(x[:4])
+
+
+def test_calibration_needs_the_calibration_data_first() -> None:
+    graph = _conv_net()
+    x = np.zeros((4, 2, 32), np.float32)
+    with Board("mockchip://?seed=1&cores=8") as board:
+        executor = ChipExecutor(board, graph, map_graph(graph), tensor_ranges(graph, x), Float16())
+        with pytest.raises(LimitError, match="use_calibration_data"):
+            next(executor.calibrate())
 
 
 def test_fixed_point_rounding_rules() -> None:
     f = FixedPoint(coefficient_bits=8, fraction_bits=2)
     q = f.coefficient(np.array([1.0, 0.3, -0.77]))
-    assert np.all(np.abs(q - [1.0, 0.3, -0.77]) <= 2.0 ** (1 - 7) / 2 + 1e-12)
+    assert q[0] == 1.0  # a power of two as the largest value is kept exactly
+    assert np.all(np.abs(q - [1.0, 0.3, -0.77]) <= 2.0 ** (1 - 6) / 2 + 1e-12)
+    q = f.coefficient(np.array([0.9, 0.3, -0.77]))
+    assert np.all(np.abs(q - [0.9, 0.3, -0.77]) <= 2.0 ** (0 - 7) / 2 + 1e-12)
     assert np.array_equal(f.value(np.array([0.3, -0.6]), 1.0), [0.25, -0.5])
     with pytest.raises(GraphError, match="coefficient bits"):
         FixedPoint(coefficient_bits=2)
