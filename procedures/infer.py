@@ -16,10 +16,11 @@ Steps (see :mod:`procedures.inference.executor` for the data path):
    the cores and score them.
 
 Records: the core allocation (one row per core), programming convergence, one accuracy row per
-(drift time, compensation), per-layer output error against the float32 model on the first
-batch, and in the results the accuracies, the estimated on-chip time and energy per inference
-([LG Tab I] via :meth:`~procedures.inference.mapping.Mapping.estimate`) and the measured
-throughput through the board link.
+(drift time, compensation) (the mean of ``repeats`` passes over the test samples, each with its
+own read noise; every pass in the results), per-layer output error against the float32 model
+on the first batch, and in the results the accuracies, the estimated on-chip time and energy
+per inference ([LG Tab I] via :meth:`~procedures.inference.mapping.Mapping.estimate`) and
+the measured throughput through the board link.
 
 The network and the data come in as objects: :class:`Infer` takes a
 :class:`~procedures.inference.graph.Graph` and :class:`InferenceData`; ``chipctl.inference``
@@ -134,6 +135,15 @@ class Infer(Procedure):
         _p("digital", "float16", str, "", "digital post-processing", choices=("float16", "fixed")),
         _p("cores", list(range(64)), "cores", "", "cores the tiles may use", minimum=0, maximum=63),
         _p("samples", 0, int, "", "test samples to score (0 = all)", minimum=0),
+        _p(
+            "repeats",
+            1,
+            int,
+            "",
+            "passes over the test samples per point (mean)",
+            minimum=1,
+            maximum=100,
+        ),
         _p("calibration_samples", 500, int, "", "training samples for ranges", minimum=16),
         _p(
             "calibration_inputs",
@@ -221,14 +231,14 @@ class Infer(Procedure):
             StreamSpec("converged_fraction", (), "f4", "1", "cells converged"),
             StreamSpec("drift_time", (), "f8", "s", "time since programming of the accuracy row"),
             StreamSpec("compensation", (), "u1", "1", "0 none, 1 gdc, 2 adabs"),
-            StreamSpec("accuracy", (), "f4", "1", "fraction of test samples correct"),
+            StreamSpec("accuracy", (), "f4", "1", "fraction correct, mean of the passes"),
             StreamSpec("inferences_per_s", (), "f4", "1/s", "throughput of the row"),
             StreamSpec("layer_error", (len(self.mapping.layers),), "f4", "1",
                        "‖y_chip − y_fp32‖/‖y_fp32‖ per analog layer, first batch"),
         )  # fmt: skip
 
     def total(self) -> int:
-        n_batches = math.ceil(len(self.x_test) / PROGRESS_BATCH)
+        n_batches = self.params["repeats"] * math.ceil(len(self.x_test) / PROGRESS_BATCH)
         return 2 + len(self.drift_points) * len(self.compensations) * n_batches
 
     # ---- run ---------------------------------------------------------------------------------
@@ -279,10 +289,14 @@ class Infer(Procedure):
             self._wait_until(board, programmed_at + seconds)
             elapsed = board.board_time_s() - programmed_at
             for compensation in self.compensations:
-                accuracy, rate, errors, done = yield from self._evaluate(
+                accuracies, rate, errors, done = yield from self._evaluate(
                     executor, compensation, label, done
                 )
+                accuracy = float(np.mean(accuracies))
                 self.results["accuracy"][compensation][label] = accuracy
+                self.results.setdefault("accuracy_passes", {}).setdefault(compensation, {})[
+                    label
+                ] = accuracies
                 yield Data("drift_time", np.float64(elapsed))
                 yield Data("compensation", np.uint8(COMPENSATIONS.index(compensation)))
                 yield Data("accuracy", np.float32(accuracy))
@@ -342,7 +356,7 @@ class Infer(Procedure):
 
     def _evaluate(
         self, executor: ChipExecutor, compensation: str, label: str, done: int
-    ) -> Generator[Progress, None, tuple[float, float, list[float], int]]:
+    ) -> Generator[Progress, None, tuple[list[float], float, list[float], int]]:
         p = self.params
         executor.reset_batchnorm()
         executor.compensate("none" if compensation == "none" else "gdc")
@@ -352,26 +366,29 @@ class Infer(Procedure):
             order = rng.permutation(self.data.x_calibration.shape[0])[: m * n]
             batches = [self.data.x_calibration[order[i * m : (i + 1) * m]] for i in range(n)]
             executor.adapt_batchnorm(batches)
-        correct = 0
         errors: list[float] = []
+        accuracies = []
         started = time.perf_counter()
-        for start in range(0, len(self.x_test), PROGRESS_BATCH):
-            self.check_stop()
-            x = self.x_test[start : start + PROGRESS_BATCH]
-            values = executor.forward(x, keep=not errors)
-            if not errors:
-                errors = self._layer_errors(executor, x, values)
-            out = values[self.network.output_name]
-            correct += int(np.sum(self._predict(out) == self.y_test[start : start + len(x)]))
-            done += 1
-            yield Progress(
-                done,
-                self.total(),
-                f"{label} {compensation}: {correct}/{start + len(x)} correct",
-            )
-        rate = len(self.x_test) / (time.perf_counter() - started)
+        for repeat in range(p["repeats"]):
+            correct = 0
+            for start in range(0, len(self.x_test), PROGRESS_BATCH):
+                self.check_stop()
+                x = self.x_test[start : start + PROGRESS_BATCH]
+                values = executor.forward(x, keep=not errors)
+                if not errors:
+                    errors = self._layer_errors(executor, x, values)
+                out = values[self.network.output_name]
+                correct += int(np.sum(self._predict(out) == self.y_test[start : start + len(x)]))
+                done += 1
+                yield Progress(
+                    done,
+                    self.total(),
+                    f"{label} {compensation} pass {repeat + 1}: {correct}/{start + len(x)} correct",
+                )
+            accuracies.append(correct / len(self.x_test))
+        rate = p["repeats"] * len(self.x_test) / (time.perf_counter() - started)
         self.results.setdefault("_rates", []).append(rate)
-        return correct / len(self.x_test), rate, errors, done
+        return accuracies, rate, errors, done
 
     def _layer_errors(
         self, executor: ChipExecutor, x: np.ndarray, values: dict[str, np.ndarray]

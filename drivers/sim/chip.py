@@ -74,8 +74,11 @@ reads 768 ns (512 ns + 256 ns pre-charge) each, the 256 row ADCs in parallel [LG
 
 Determinism: every random number comes from the injected Generator: the device and ADC
 properties at construction, pulse responses and verify-read noise from it directly, and the MVM
-noise from ``threads`` child generators seeded from it at construction (a fixed split of the
-work, so the result does not depend on thread scheduling).
+noise from per-core streams (split into child generators for the worker threads by a fixed rule,
+so the result does not depend on thread scheduling). On a virtual clock a core's MVM stream is
+re-seeded from (chip seed, core, time) whenever the clock has moved since that core's last MVM:
+the noise of a sequence of MVMs depends only on the clock at its start, which lets a resumed run
+on a fresh chip skip MVMs it already has and still draw what the uninterrupted run drew.
 """
 
 from __future__ import annotations
@@ -280,6 +283,12 @@ class SimulatedChip:
         # resumed on a fresh simulated chip (same seed) reproduces an uninterrupted one.
         self._core_rngs = rng.spawn(n)
         self._core_mvm_rngs = rng.spawn(n)
+        # MVM noise on a virtual clock is keyed to (core, time): see _mvm_stream.
+        self._mvm_seeds: list[np.random.SeedSequence] = [
+            g.bit_generator.seed_seq  # type: ignore[misc]
+            for g in self._core_mvm_rngs
+        ]
+        self._mvm_seeded_at = np.full(n, np.nan)
         self._threads = max(1, int(chip_p["threads"]))
         self._cache: list[_CoreCache | None] = [None] * n
         self._buffers: dict[str, np.ndarray] = {}
@@ -545,7 +554,7 @@ class SimulatedChip:
         """
         groups = self._threads
         n_cores = core_ids.size
-        rngs = [self._core_mvm_rngs[int(c)] for c in core_ids]
+        rngs = [self._mvm_stream(int(c)) for c in core_ids]
         if n_cores >= groups:
             bounds = np.linspace(0, n_cores, groups + 1).astype(int)
             return [
@@ -562,6 +571,24 @@ class SimulatedChip:
         for i, item in enumerate(split):
             out[i * groups // len(split)].append(item)
         return out
+
+    def _mvm_stream(self, core: int) -> np.random.Generator:
+        """The MVM noise stream of ``core``: on a virtual clock, re-seeded from (chip, core,
+        time) whenever the clock has moved since the core's last MVM, so the noise depends
+        only on the core's history since the clock last moved. A run resumed on a fresh chip
+        of the same seed (the clock restored, the same operations replayed) therefore draws
+        the same noise as the uninterrupted run, even after skipping MVMs (evaluations it
+        already has). On a real-time clock the stream simply continues."""
+        if not isinstance(self.clock, VirtualClock):
+            return self._core_mvm_rngs[core]
+        now = float(self.clock.now_s)
+        if self._mvm_seeded_at[core] != now:
+            ticks = int(round(now * 1e9))  # ns: the clock's resolution is far finer
+            base = self._mvm_seeds[core]
+            sequence = np.random.SeedSequence(base.entropy, spawn_key=(*base.spawn_key, ticks))
+            self._core_mvm_rngs[core] = np.random.Generator(np.random.PCG64(sequence))
+            self._mvm_seeded_at[core] = now
+        return self._core_mvm_rngs[core]
 
     def _run_groups(self, work: Any, groups: list[list[_WorkItem]]) -> int:
         jobs = [(g, items) for g, items in enumerate(groups) if items]

@@ -56,7 +56,11 @@ def test_mlp_accuracy_targets(mlp: tuple[dict, Path]) -> None:
 
 
 def test_lstm_accuracy_targets(tmp_path: Path) -> None:
-    results, _ = _run(tmp_path, "mnist1d_lstm", "mnist1d", drift="25s,1d")
+    # The LSTM's accuracy moves by ±0.7 points from one pass to the next (read noise on 1,000
+    # samples, many of them borderline), so each point is the mean of three passes.
+    results, _ = _run(tmp_path, "mnist1d_lstm", "mnist1d", drift="25s,1d", repeats=3)
+    passes = results["accuracy_passes"]["gdc"]["1d"]
+    assert len(passes) == 3 and np.mean(passes) == results["accuracy"]["gdc"]["1d"]
     assert results["software_accuracy"] == pytest.approx(0.888, abs=1e-4)
     _check_targets(results, "mnist1d_lstm")
 
