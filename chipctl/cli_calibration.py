@@ -20,12 +20,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from chipctl.calibration import (
     CalibrationError,
     CalibrationRecorder,
     CalibrationStore,
     apply_set,
+    calibration_from_run,
 )
+from procedures.base import Record, Stop
 
 _UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -36,6 +40,28 @@ def parse_duration(text: str) -> float:
     if not match:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 25s, 1h, 1d")
     return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+class ResumedCalibrationRecorder(CalibrationRecorder):
+    """The recorder of a resumed ``calibrate`` run (``chipctl resume``): as
+    :class:`CalibrationRecorder`, but a set of the same id that the interrupted run already
+    stored (it died after storing the set, before its run file said "success") is accepted
+    when its coefficients are the same; a different one is still an error."""
+
+    def __call__(self, record: Record) -> None:
+        if isinstance(record, Stop) and record.status == "success" and self._start is not None:
+            calibration = calibration_from_run(self._start, self._rows, record.results)
+            path = self.store.path_of(calibration.chip_id, calibration.id)
+            if path.exists():
+                stored = CalibrationStore.read(path)
+                same = stored.arrays.keys() == calibration.arrays.keys() and all(
+                    np.array_equal(stored.arrays[k], calibration.arrays[k])
+                    for k in calibration.arrays
+                )
+                if same:
+                    self.calibration, self.saved = stored, path
+                    return
+        super().__call__(record)
 
 
 def _store(args: argparse.Namespace) -> CalibrationStore:
@@ -141,6 +167,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"chipctl calibrate: {exc}", file=sys.stderr)
         return 2
     recorder = CalibrationRecorder(_store(args))
+    procedure.calibration_store = str(recorder.store.root)  # kept for `chipctl resume`
     out = args.out or cli._default_out("calibrate")
     try:
         with Board(args.board, timeout_s=args.timeout) as board:

@@ -277,9 +277,11 @@ class RunWriter:
         if self._file is not None:
             raise RunFileError(f"{self.path}: run already started")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        target = self.path
-        if self.resume is not None:
-            target = self.path.with_name(f".{self.path.name}.resume-{os.getpid()}.tmp")
+        # Built under a temporary name and renamed into place once it is a complete SWMR file
+        # (the open handle follows the rename): a process killed while the layout is written
+        # leaves no truncated run file, only a hidden temporary one.
+        kind = "resume" if self.resume is not None else "new"
+        target = self.path.with_name(f".{self.path.name}.{kind}-{os.getpid()}.tmp")
         try:
             f = h5py.File(target, "w", libver="latest")
         except OSError as exc:
@@ -294,8 +296,7 @@ class RunWriter:
             f.close()
             target.unlink(missing_ok=True)
             raise
-        if target != self.path:
-            os.replace(target, self.path)
+        os.replace(target, self.path)
         self._file = f
         self._flusher = threading.Thread(
             target=self._flush_loop, name=f"flush {self.path.name}", daemon=True

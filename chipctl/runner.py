@@ -382,10 +382,21 @@ def plan_resume(path: str | os.PathLike[str]) -> ResumePlan:
         state=dict(last["state"]) if last else None,
         rows=rows,
         checkpoints=len(checkpoints),
-        board_time_s=last.get("board_time_s") if last else None,
+        board_time_s=_restore_time(last),
         chip_id=str(meta.get("chip_id", "")),
         n_cores=int(meta.get("n_cores", 0) or 0),
     )
+
+
+def _restore_time(checkpoint: dict[str, Any] | None) -> float | None:
+    """Where a simulated board's clock goes before a resume: the checkpoint's board time, or
+    the earlier ``restore_board_time_s`` a procedure puts in its state when it deploys again
+    from that time on a fresh chip (``infer``)."""
+    if checkpoint is None:
+        return None
+    state = checkpoint.get("state") or {}
+    chosen = state.get("restore_board_time_s", checkpoint.get("board_time_s"))
+    return None if chosen is None else float(chosen)
 
 
 def _writer_alive(meta: dict[str, Any]) -> bool:
@@ -417,7 +428,9 @@ def resume_run(
     Streams are cut back to the rows recorded with the last checkpoint (a run without one
     restarts from the beginning). The board is reconnected at the stored URL unless
     ``board_url`` is given; a simulated board's virtual clock is advanced to the checkpoint's
-    time, so a resumed simulation reproduces an uninterrupted one.
+    time, so a resumed simulation reproduces an uninterrupted one. Streams the procedure names
+    in ``resume_streams`` come back to it in ``resume_from["streams"]``; a resumed ``calibrate``
+    stores its calibration set, as ``chipctl calibrate`` does.
     """
     plan = plan_resume(path)
     try:
@@ -435,6 +448,8 @@ def resume_run(
     url = board_url or plan.board_url
     if not url:
         raise ResumeError(f"{plan.path}: no board URL stored; give one")
+    state = _resume_state(plan, cls)
+    subscribers = [*_post_steps(plan), *subscribers]
     with Board(url, timeout_s=timeout_s) as board:
         ident = board.identity
         stored = (str(plan.chip_id), int(plan.n_cores))
@@ -456,6 +471,29 @@ def resume_run(
             should_stop=should_stop,
             flush_interval_s=flush_interval_s,
             subscribers=subscribers,
-            resume_from=plan.state,
+            resume_from=state,
             resume=ResumeSource(plan.path, plan.rows, plan.checkpoints),
         )
+
+
+def _resume_state(plan: ResumePlan, cls: type[Procedure]) -> dict[str, Any] | None:
+    """The checkpoint state, plus the rows (up to the checkpoint) of the streams the procedure
+    names in ``resume_streams`` under ``"streams"``: data too large for a checkpoint row."""
+    names: tuple[str, ...] = getattr(cls, "resume_streams", ())
+    if plan.state is None or not names:
+        return plan.state
+    with RunFile.open(plan.path) as run:
+        streams = {name: run.stream(name)[: plan.rows.get(name, 0)] for name in names}
+    return {**plan.state, "streams": streams}
+
+
+def _post_steps(plan: ResumePlan) -> list[Subscriber]:
+    """What the procedure's own command adds to a run: ``calibrate`` stores its calibration
+    set (in the store its checkpoint names, else the default one)."""
+    if plan.procedure != "calibrate":
+        return []
+    from chipctl.calibration import CalibrationStore
+    from chipctl.cli_calibration import ResumedCalibrationRecorder
+
+    store = (plan.state or {}).get("calibration_store") or None
+    return [ResumedCalibrationRecorder(CalibrationStore(store))]

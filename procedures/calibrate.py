@@ -20,9 +20,18 @@ the coefficients are fitted is not published; this is the natural least-squares 
    calibrated output is in the counts of the median ADC: y = k̄·Ĝ·x. The per-channel affine is
    a uniform scale per core, 127/(1.05·max|y|) over the reference outputs (no saturation for
    similar workloads), offset 0.
-6. Load onto the LDPU (``Board.load_ldpu``) and validate on ``n_validation`` fresh inputs
-   through the int8 LDPU output: per row the least-squares gain of (int8/affine) against k̄·t,
-   per mirror in one-phase (conversions that saturate int8 are left out of the fit).
+6. Validate on ``n_validation`` fresh inputs through the int8 LDPU output: per row the
+   least-squares gain of (int8/affine) against k̄·t, per mirror in one-phase (conversions that
+   saturate int8 are left out of the fit). Each core is validated right after its fit, with its
+   own median gain as k̄ (k̄ cancels between the gains and the affine scale; only the FP16
+   rounding of the coefficients differs, ~5e-4 relative); the final coefficients, with the
+   common k̄, are loaded onto every core (``Board.load_ldpu``) at the end.
+
+Steps 1–4 and 6 run per group of ``cores_per_group`` cores, with a checkpoint after each group
+(the fits go to the ``fit_*`` and ``validated_gain`` streams). A resumed run continues with the
+next group and takes the finished fits back from its run file; later groups only touch cores
+the earlier ones did not, so on a fresh simulated chip of the same seed (per-core random
+streams, the virtual clock restored by the runner) it gives exactly the uninterrupted result.
 
 ``mvm_error_readback_before/after`` (per core): ‖y − Ĝx‖/‖Ĝx‖ against the read-back
 conductances, i.e. without the programming error: before, P − N with one least-squares scale;
@@ -159,7 +168,14 @@ def spread(gains: np.ndarray) -> float:
 class Calibrate(Procedure):
     """Fit per-ADC gain/offset and the per-channel affine, load them onto the LDPU [KA; §2b]."""
 
-    resumable: ClassVar[bool] = False
+    resumable: ClassVar[bool] = True
+    resume_streams: ClassVar[tuple[str, ...]] = (
+        "fit_core",
+        "fit_gain",
+        "fit_rms",
+        "validated_gain",
+    )
+    """Streams a resumed run gets back (rows up to the checkpoint) in ``resume_from["streams"]``."""
     name: ClassVar[str] = "calibrate"
     title: ClassVar[str] = "ADC and LDPU calibration"
     parameters: ClassVar[tuple[Parameter, ...]] = (
@@ -219,14 +235,29 @@ class Calibrate(Procedure):
         Parameter(
             "seed", 0, kind=int, description="seed of reference weights and inputs", minimum=0
         ),  # fmt: skip
+        Parameter(
+            "cores_per_group",
+            8,
+            kind=int,
+            description="cores programmed, fitted and validated together (one checkpoint each)",
+            minimum=1,
+            maximum=8,
+        ),  # fmt: skip
         Parameter("set_id", "", kind=str, description="calibration-set id (default: a new one)"),
     )
     default_plot: ClassVar[tuple[str, str | None]] = ("spread_after", "core")
 
     def __init__(self, **values: Any) -> None:
         super().__init__(**values)
-        self.set_id = self.params["set_id"] or new_set_id()
+        # The id is recorded as the parameter, so a resumed run (built from the stored
+        # parameters) stores its set under the same id.
+        self.set_id = self.params["set_id"] = self.params["set_id"] or new_set_id()
         self.created = datetime.now(UTC).isoformat(timespec="seconds")
+        self.calibration_store = ""
+        """Where the chipctl layer stores the set (kept in the checkpoints for a resume)."""
+        cores: list[int] = self.params["cores"]
+        size = self.params["cores_per_group"]
+        self.groups = [cores[i : i + size] for i in range(0, len(cores), size)]
 
     def metadata(self, board: Board) -> dict[str, Any]:
         meta = super().metadata(board)
@@ -236,6 +267,16 @@ class Calibrate(Procedure):
     def streams(self) -> tuple[StreamSpec, ...]:
         row = (ROWS,)
         return (
+            StreamSpec("fit_core", (), "i2", "1", "core id of the fit rows"),
+            StreamSpec(
+                "fit_gain",
+                (3, ROWS),
+                "f8",
+                "1",
+                "least-squares fit u₊, u₋ (verify counts·LSB per count) and offset o",
+            ),
+            StreamSpec("fit_rms", row, "f8", "1", "rms fit residual (verify counts·LSB)"),
+            StreamSpec("validated_gain", (2, ROWS), "f4", "1", "calibrated gain after (pos, neg)"),
             StreamSpec("core", (), "i2", "1", "core id of the row"),
             StreamSpec("gain_pos", row, "f4", "1", "LDPU gain of the positive counter"),
             StreamSpec("offset_pos", row, "f4", "counts", "LDPU offset of the positive counter"),
@@ -246,14 +287,14 @@ class Calibrate(Procedure):
             StreamSpec(
                 "adc_gain", (2, ROWS), "f4", "1", "ADC gain ĝ/k̄ before (positive, negative)"
             ),
-            StreamSpec("validated_gain", (2, ROWS), "f4", "1", "calibrated gain after (pos, neg)"),
             StreamSpec("residual_rms", row, "f4", "counts", "rms fit residual (calibrated counts)"),
             StreamSpec("spread_before", (), "f8", "1", "per-ADC gain spread of the core before"),
             StreamSpec("spread_after", (), "f8", "1", "per-ADC gain spread of the core after"),
         )
 
     def total(self) -> int:
-        return 2 * len(self.params["cores"]) + (1 if self.params["program_reference"] else 0)
+        programs = len(self.groups) if self.params["program_reference"] else 0
+        return programs + len(self.params["cores"]) + 1
 
     def _program(self, board: Board, cores: list[int]) -> None:
         p = self.params
@@ -267,13 +308,9 @@ class Calibrate(Procedure):
             read_voltage_mv=float(board.mvm_read_voltage_mv),
         )
         targets = (w * g_max).astype(np.float32)
-        for first in range(0, len(cores), 8):
-            jobs = [
-                CoreProgram(c, targets, p["reference_mode"], ProgramSettings())
-                for c in cores[first : first + 8]
-            ]
-            for _ in program_group(board, jobs):
-                self.check_stop()
+        jobs = [CoreProgram(c, targets, p["reference_mode"], ProgramSettings()) for c in cores]
+        for _ in program_group(board, jobs):
+            self.check_stop()
 
     def _mvm(self, board: Board, core: int, x: np.ndarray, output: str) -> Any:
         batch = self.params["batch"]
@@ -288,103 +325,166 @@ class Calibrate(Procedure):
             np.concatenate([c.negative for c in pieces]),
         )
 
+    def _gains(self, fit: np.ndarray) -> np.ndarray:
+        """ADC gains ĝ = 1/u of one core's fit (3, 256): u₊ only in four-phase, both in one."""
+        return 1.0 / fit[: 1 if self.params["mode"] == 4 else 2]
+
+    def _coefficients(self, k_bar: float, fit: np.ndarray, max_out: float) -> LdpuCoefficients:
+        scale = 127.0 / (AFFINE_HEADROOM * k_bar * max_out)
+        return LdpuCoefficients(
+            gain_pos=k_bar * fit[0],
+            offset_pos=k_bar * fit[2],
+            gain_neg=k_bar * fit[1],
+            offset_neg=np.zeros(ROWS),
+            affine_scale=np.full(ROWS, scale),
+            affine_offset=np.zeros(ROWS),
+            relu=False,
+        )
+
+    def _calibrate_core(
+        self, board: Board, core: int, position: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
+        """Fit and validate one core (steps 2–4 and 6); returns fit (3, 256), rms, validated
+        gains (2, 256) and the per-core figures."""
+        p = self.params
+        mode: int = p["mode"]
+        cells = read_cells(board, core, p["verify_reads"])
+        rng = np.random.default_rng([p["seed"], position, 1])
+        x = random_inputs(rng, p["n_inputs"], p["sparsity"])
+        positive, negative = self._mvm(board, core, x, "raw")
+        expected = x.astype(np.float64) @ cells.T
+        u_pos, u_neg, offset, rms = fit_adc(expected, positive, negative, mode)
+        if np.any(u_pos <= 0) or np.any(u_neg <= 0):
+            raise LimitError(f"core {core}: a fitted ADC gain is not positive (broken row?)")
+        difference = positive.astype(np.float64) - negative
+        ls = float(np.sum(difference * expected) / np.sum(difference * difference))
+        error_before = float(np.linalg.norm(ls * difference - expected) / np.linalg.norm(expected))
+        fit = np.stack([u_pos, u_neg, offset])
+        max_out = float(np.max(np.abs(expected)))
+        # Validated with the core's own median gain as k̄: the int8 outputs do not depend on k̄
+        # (it cancels between the gains and the affine scale) beyond the FP16 rounding of the
+        # coefficients, so every core is finished before the next group starts (a checkpoint).
+        k_core = float(np.median(self._gains(fit)))
+        coefficients = self._coefficients(k_core, fit, max_out)
+        board.load_ldpu(core, coefficients)
+        rng = np.random.default_rng([p["seed"], position, 2])
+        x = random_inputs(rng, p["n_validation"], p["sparsity"])
+        q = self._mvm(board, core, x, "ldpu").astype(np.float64)
+        reference = k_core * (x.astype(np.float64) @ cells.T)
+        applied = float(coefficients.affine_scale[0])
+        ok = np.abs(q) < 127
+        validated = gain_fit(q / applied, reference, mode, ok)
+        error_after = float(
+            np.linalg.norm((q / applied - reference)[ok]) / np.linalg.norm(reference[ok])
+        )
+        figures = {
+            "max_out": max_out,
+            "mvm_error_readback_before": error_before,
+            "mvm_error_readback_after": error_after,
+        }
+        return fit, rms, validated.astype(np.float32), figures
+
+    def _state(self, groups_done: int, figures: dict[str, dict[str, float]]) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "groups_done": groups_done,
+            "created": self.created,
+            "figures": figures,
+        }
+        if self.calibration_store:
+            state["calibration_store"] = self.calibration_store
+        return state
+
     def execute(
         self, board: Board, *, resume_from: dict[str, Any] | None = None
     ) -> Iterator[Progress | Data | Checkpoint]:
-        if resume_from is not None:
-            raise LimitError("calibrate cannot resume (k̄ is shared by all cores); run it again")
+        """Per group of cores: program the reference, fit and validate each core, checkpoint;
+        then the common k̄, the final coefficients loaded onto every core, the set's rows.
+
+        A resume continues with the first unfinished group; the finished cores' fits come back
+        from the run file (``resume_from["streams"]``), their figures from the state. On a
+        fresh simulated chip of the same seed that gives the uninterrupted run's result: the
+        later groups only touch cores the earlier ones did not (per-core random streams).
+        """
         p = self.params
         cores: list[int] = p["cores"]
         mode: int = p["mode"]
         total = self.total()
-        done = 0
+        fits: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        figures: dict[str, dict[str, float]] = {}
+        first = 0
+        if resume_from is not None:
+            first = int(resume_from["groups_done"])
+            self.created = str(resume_from.get("created", self.created))
+            self.calibration_store = str(resume_from.get("calibration_store", ""))
+            figures = {k: dict(v) for k, v in resume_from.get("figures", {}).items()}
+            streams = resume_from.get("streams", {})
+            done_cores = [c for g in self.groups[:first] for c in g]
+            rows = [int(c) for c in streams.get("fit_core", [])]
+            if rows != done_cores or set(figures) != {str(c) for c in done_cores}:
+                raise LimitError(
+                    f"calibrate: cannot resume, the run file holds fits of cores {rows} but "
+                    f"its checkpoint says {done_cores} are done"
+                )
+            for j, core in enumerate(done_cores):
+                fits[core] = (
+                    np.asarray(streams["fit_gain"][j], np.float64),
+                    np.asarray(streams["fit_rms"][j], np.float64),
+                    np.asarray(streams["validated_gain"][j], np.float32),
+                )
+        else:
+            yield Checkpoint(self._state(0, figures))
+        position = {core: k for k, core in enumerate(cores)}
+        done = sum(len(g) for g in self.groups[:first])
         if p["program_reference"]:
-            self._program(board, cores)
-            done += 1
-            yield Progress(done, total, "reference weights programmed")
-        fits: dict[int, dict[str, np.ndarray]] = {}
-        for position, core in enumerate(cores):
-            self.check_stop()
-            cells = read_cells(board, core, p["verify_reads"])
-            rng = np.random.default_rng([p["seed"], position, 1])
-            x = random_inputs(rng, p["n_inputs"], p["sparsity"])
-            positive, negative = self._mvm(board, core, x, "raw")
-            expected = x.astype(np.float64) @ cells.T
-            u_pos, u_neg, offset, rms = fit_adc(expected, positive, negative, mode)
-            if np.any(u_pos <= 0) or np.any(u_neg <= 0):
-                raise LimitError(f"core {core}: a fitted ADC gain is not positive (broken row?)")
-            difference = positive.astype(np.float64) - negative
-            ls = float(np.sum(difference * expected) / np.sum(difference * difference))
-            error_before = float(
-                np.linalg.norm(ls * difference - expected) / np.linalg.norm(expected)
-            )
-            fits[core] = {
-                "error_before": np.array(error_before),
-                "cells": cells,
-                "u_pos": u_pos,
-                "u_neg": u_neg,
-                "offset": offset,
-                "rms": rms,
-                "max_out": np.array(float(np.max(np.abs(expected)))),
-            }
-            done += 1
-            yield Progress(done, total, f"core {core}: ADC gains fitted")
-        gains = np.concatenate(
-            [
-                1.0 / np.stack([f["u_pos"], f["u_neg"]])[: 1 if mode == 4 else 2]
-                for f in fits.values()
-            ]
-        )
+            done += first
+        for g in range(first, len(self.groups)):
+            group = self.groups[g]
+            if p["program_reference"]:
+                self._program(board, group)
+                done += 1
+                yield Progress(done, total, f"reference weights programmed on cores {group}")
+            for core in group:
+                self.check_stop()
+                fit, rms, validated, core_figures = self._calibrate_core(
+                    board, core, position[core]
+                )
+                fits[core] = (fit, rms, validated)
+                figures[str(core)] = core_figures
+                yield Data("fit_core", np.int16(core))
+                yield Data("fit_gain", fit)
+                yield Data("fit_rms", rms)
+                yield Data("validated_gain", validated)
+                done += 1
+                yield Progress(done, total, f"core {core}: ADC gains fitted and validated")
+            yield Checkpoint(self._state(g + 1, figures))
+        self.check_stop()
+        gains = np.concatenate([self._gains(fits[c][0]) for c in cores])
         k_bar = float(np.median(gains))
-        before = spread(gains)
-        after_all: list[np.ndarray] = []
         per_core: dict[str, Any] = {}
-        for position, core in enumerate(cores):
-            self.check_stop()
-            f = fits[core]
-            scale = 127.0 / (AFFINE_HEADROOM * k_bar * float(f["max_out"]))
-            coefficients = LdpuCoefficients(
-                gain_pos=k_bar * f["u_pos"],
-                offset_pos=k_bar * f["offset"],
-                gain_neg=k_bar * f["u_neg"],
-                offset_neg=np.zeros(ROWS),
-                affine_scale=np.full(ROWS, scale),
-                affine_offset=np.zeros(ROWS),
-                relu=False,
-            )
+        for core in cores:
+            fit, rms, validated = fits[core]
+            f = figures[str(core)]
+            coefficients = self._coefficients(k_bar, fit, f["max_out"])
             board.load_ldpu(core, coefficients)
-            rng = np.random.default_rng([p["seed"], position, 2])
-            x = random_inputs(rng, p["n_validation"], p["sparsity"])
-            q = self._mvm(board, core, x, "ldpu").astype(np.float64)
-            reference = k_bar * (x.astype(np.float64) @ f["cells"].T)
-            applied = float(coefficients.affine_scale[0])
-            validated = gain_fit(q / applied, reference, mode, np.abs(q) < 127)
-            after_all.append(validated[: 1 if mode == 4 else 2])
-            ok = np.abs(q) < 127
-            error_after = float(
-                np.linalg.norm((q / applied - reference)[ok]) / np.linalg.norm(reference[ok])
-            )
-            core_before = spread(1.0 / np.stack([f["u_pos"], f["u_neg"]])[: 1 if mode == 4 else 2])
+            core_before = spread(self._gains(fit))
             core_after = spread(validated[: 1 if mode == 4 else 2])
             yield Data("core", np.int16(core))
             for name, array in zip(COEFFICIENTS, coefficients.arrays(), strict=True):
                 yield Data(name, array.astype(np.float32))
-            yield Data("adc_gain", (1.0 / np.stack([f["u_pos"], f["u_neg"]]) / k_bar))
-            yield Data("validated_gain", validated)
-            yield Data("residual_rms", k_bar * f["rms"])
+            yield Data("adc_gain", 1.0 / fit[:2] / k_bar)
+            yield Data("residual_rms", k_bar * rms)
             yield Data("spread_before", core_before)
             yield Data("spread_after", core_after)
             per_core[str(core)] = {
                 "spread_before": core_before,
                 "spread_after": core_after,
-                "affine_scale": applied,
-                "validated_gain_mean": float(validated.mean()),
-                "mvm_error_readback_before": float(f["error_before"]),
-                "mvm_error_readback_after": error_after,
-                "residual_rms_counts": float(np.mean(k_bar * f["rms"])),
+                "affine_scale": float(coefficients.affine_scale[0]),
+                "validated_gain_mean": float(validated.astype(np.float64).mean()),
+                "mvm_error_readback_before": f["mvm_error_readback_before"],
+                "mvm_error_readback_after": f["mvm_error_readback_after"],
+                "residual_rms_counts": float(np.mean(k_bar * rms)),
             }
-            done += 1
-            yield Progress(done, total, f"core {core}: spread {core_before:.2%} → {core_after:.2%}")
+        yield Progress(total, total, f"k̄ = {k_bar:.4g} counts per unit; loaded onto {cores}")
         self.results = {
             "calibration_set_id": self.set_id,
             "created": self.created,
@@ -392,7 +492,9 @@ class Calibrate(Procedure):
             "cores": cores,
             "counts_per_unit": k_bar,
             "read_voltage_mv": float(board.mvm_read_voltage_mv),
-            "gain_spread_before": before,
-            "gain_spread_after": spread(np.concatenate(after_all)),
+            "gain_spread_before": spread(gains),
+            "gain_spread_after": spread(
+                np.concatenate([fits[c][2][: 1 if mode == 4 else 2] for c in cores])
+            ),
             "per_core": per_core,
         }

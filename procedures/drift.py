@@ -117,6 +117,10 @@ def gdc_alpha_rows(readout: np.ndarray, reference: np.ndarray, method: str) -> n
 
 
 class _DriftBase(Procedure):
+    def _levels(self) -> int:
+        """Rows L of one core's GDC readout."""
+        return 2 if self.params["readout"] == "sum" else int(self.params["n_readout"])
+
     def _readout(self, board: Board, cores: list[int]) -> np.ndarray:
         """GDC readout per core, (n_cores, L, 256) in counts (module docstring).
 
@@ -151,9 +155,23 @@ _READOUT_PARAMETERS = (
 
 
 class DriftMonitor(_DriftBase):
-    """Conductance drift, ν fits and GDC on a log-spaced schedule [LG §IV; JO; §2c]."""
+    """Conductance drift, ν fits and GDC on a log-spaced schedule [LG §IV; JO; §2c].
 
-    resumable: ClassVar[bool] = False
+    Resumable: a checkpoint follows every point. A resumed run keeps the schedule of the first
+    start (board time of the start in the state; in real time, the wall-clock start) and takes
+    the sample, the conductances so far, the α̂ series and the first point's readout and test
+    outputs back from the run file (``resume_streams``), so it continues with the next point on
+    the same (non-volatile) programmed cores.
+    """
+
+    resumable: ClassVar[bool] = True
+    resume_streams: ClassVar[tuple[str, ...]] = (
+        "sample_index",
+        "conductance",
+        "alpha",
+        "readout_reference",
+        "output_reference",
+    )
     name: ClassVar[str] = "drift"
     title: ClassVar[str] = "Drift monitor"
     parameters: ClassVar[tuple[Parameter, ...]] = (
@@ -239,6 +257,20 @@ class DriftMonitor(_DriftBase):
             StreamSpec("scale_error_gdc", (n,), "f8", "1", "|s/α̂ − 1| with GDC"),
             StreamSpec("scale_error_column", (n,), "f8", "1", "per-column GDC: |s_pc − 1|"),
             StreamSpec("row_error_column", (n,), "f8", "1", "per-column GDC: rms(s_r/α̂_r − 1)"),
+            StreamSpec(
+                "readout_reference",
+                (n, self._levels(), ROWS),
+                "f8",
+                "counts",
+                "GDC readout R₀ at the first point (one row)",
+            ),
+            StreamSpec(
+                "output_reference",
+                (n, self.params["n_test"], ROWS),
+                "i4",
+                "counts",
+                "test outputs y₀ = P − N at the first point (one row)",
+            ),
             StreamSpec("nu_device", (n, s), "f4", "1", "fitted ν per sampled device"),
             StreamSpec("nu_se", (n, s), "f4", "1", "standard error of ν per device"),
             StreamSpec("g0_device", (n, s), "f4", "uS", "fitted G(τ=0) per device"),
@@ -278,20 +310,41 @@ class DriftMonitor(_DriftBase):
                 ) from None
             self._virtual = False
             t_start = 0.0
-        if resume_from is not None:
-            raise LimitError("drift cannot resume: the schedule is tied to the start time")
         wall0 = time.monotonic()
+        wall_start = time.time()
         rng = np.random.default_rng([p["seed"], 0xD1F7])
         x_test = random_inputs(rng, p["n_test"], 0.3)
         n, s = len(cores), p["sample"]
         index = np.zeros((n, s), np.int64)
         g_series = np.zeros((p["points"], n, s))
-        readouts: list[np.ndarray] = []
+        alphas = np.zeros((p["points"], n))
+        r0: np.ndarray | None = None
         y0: np.ndarray | None = None
+        first = 0
+        if resume_from is not None:
+            first = int(resume_from["points_done"])
+            t_start = float(resume_from["t_start_s"])
+            wall_start = float(resume_from["wall_start"])
+            wall0 = time.monotonic() - (time.time() - wall_start)
+            self.results = dict(resume_from.get("results", {}))
+            if first:
+                streams = resume_from.get("streams", {})
+                try:
+                    index[:] = streams["sample_index"][-1]
+                    g_series[:first] = streams["conductance"][:first]
+                    alphas[:first] = streams["alpha"][:first]
+                    r0 = np.asarray(streams["readout_reference"][0], np.float64)
+                    y0 = np.asarray(streams["output_reference"][0], np.float64)
+                except (KeyError, IndexError, ValueError) as exc:
+                    raise LimitError(
+                        f"drift: cannot resume at point {first}: the run file's streams do "
+                        f"not match its checkpoint ({exc})"
+                    ) from None
         rows_i, cols_i, dev_i = (a.reshape(-1) for a in np.indices((ROWS, COLS, DEVICES)))
-        for k, t in enumerate(self.times):
+        for k in range(first, p["points"]):
+            t = float(self.times[k])
             self.check_stop()
-            self._wait_until(board, float(t), t_start, wall0)
+            self._wait_until(board, t, t_start, wall0)
             if k == 0:
                 for j, core in enumerate(cores):
                     reads = board.verify_read(core, rows_i, cols_i, dev_i).astype(np.float64)
@@ -307,20 +360,27 @@ class DriftMonitor(_DriftBase):
                 total = np.zeros(s)
                 for _ in range(p["verify_reads"]):
                     total += board.verify_read(core, rows_i[idx], cols_i[idx], dev_i[idx])
-                g_series[k, j] = total / p["verify_reads"] + 0.5
-            readouts.append(self._readout(board, cores))
+                # as stored (float32: exact for averages of up to 2**8 reads of 16-bit counts)
+                g_series[k, j] = (total / p["verify_reads"] + 0.5).astype(np.float32)
+            readout = self._readout(board, cores)
+            silent = [c for c, r in zip(cores, readout, strict=True) if not np.any(r)]
+            if silent:
+                raise LimitError(f"cores {silent}: the GDC readout is all zero (programmed?)")
             y = board.mvm(cores, np.broadcast_to(x_test, (n, *x_test.shape)), mode=p["mode"])
             y_now = y.positive.astype(np.float64) - y.negative
-            if y0 is None:
-                y0 = y_now
+            if r0 is None or y0 is None:
+                r0, y0 = readout, y_now
+                yield Data("readout_reference", r0)
+                yield Data("output_reference", y0.astype(np.int32))
             scale = (y_now * y0).sum(axis=(1, 2)) / (y0 * y0).sum(axis=(1, 2))
-            alpha = gdc_alpha(readouts[k], readouts[0], p["readout"])[:, 0]
-            alpha_r = gdc_alpha_rows(readouts[k], readouts[0], p["readout"])
+            alpha = gdc_alpha(readout, r0, p["readout"])[:, 0]
+            alphas[k] = alpha
+            alpha_r = gdc_alpha_rows(readout, r0, p["readout"])
             y_pc = y_now / alpha_r[:, None, :]
             scale_pc = (y_pc * y0).sum(axis=(1, 2)) / (y0 * y0).sum(axis=(1, 2))
             s_r = (y_now * y0).sum(axis=1) / (y0 * y0).sum(axis=1)
             row_err = np.sqrt(np.mean((s_r / alpha_r - 1.0) ** 2, axis=1))
-            yield Data("time", float(t))
+            yield Data("time", t)
             yield Data("sample_index", index.astype(np.int32))
             yield Data("conductance", g_series[k].astype(np.float32))
             yield Data("scale", scale)
@@ -330,13 +390,20 @@ class DriftMonitor(_DriftBase):
             yield Data("scale_error_column", np.abs(scale_pc - 1.0))
             yield Data("row_error_column", row_err)
             self.results = {
-                "time_s": float(t),
+                "time_s": t,
                 "scale_error": np.abs(scale - 1.0).tolist(),
                 "scale_error_gdc": np.abs(scale / alpha - 1.0).tolist(),
                 "scale_error_column": np.abs(scale_pc - 1.0).tolist(),
                 "row_error_column": row_err.tolist(),
             }
-            yield Checkpoint({"points_done": k + 1})
+            yield Checkpoint(
+                {
+                    "points_done": k + 1,
+                    "t_start_s": t_start,
+                    "wall_start": wall_start,
+                    "results": self.results,
+                }
+            )
             yield Progress(
                 k + 1,
                 p["points"],
@@ -348,7 +415,6 @@ class DriftMonitor(_DriftBase):
             raise LimitError(f"fewer than 2 points at τ ≥ fit_from = {p['fit_from']} s")
         t_fit = self.times[use]
         nu, g0, se = fit_nu(t_fit, g_series[use].reshape(int(use.sum()), -1), p["t0"])
-        alphas = np.array([gdc_alpha(r, readouts[0], p["readout"])[:, 0] for r in readouts])
         core_nu, _, _ = fit_nu(t_fit, alphas[use], p["t0"])
         yield Data("nu_device", nu.reshape(n, s).astype(np.float32))
         yield Data("nu_se", se.reshape(n, s).astype(np.float32))
@@ -365,9 +431,14 @@ class DriftMonitor(_DriftBase):
 
 
 class Compensate(_DriftBase):
-    """Global (or per-column) drift compensation through the LDPU affine scale [JO; §2c]."""
+    """Global (or per-column) drift compensation through the LDPU affine scale [JO; §2c].
 
-    resumable: ClassVar[bool] = False
+    Resumable by running it again: it is one step without a checkpoint, and it is idempotent
+    (the affine scale loaded is baseline/α̂, never relative to what the LDPU holds), so a
+    resumed run restarts it in the same file.
+    """
+
+    resumable: ClassVar[bool] = True
     name: ClassVar[str] = "compensate"
     title: ClassVar[str] = "Global drift compensation"
     parameters: ClassVar[tuple[Parameter, ...]] = (
@@ -390,7 +461,7 @@ class Compensate(_DriftBase):
         super().__init__(**values)
         ref = self.params["reference"]
         n = len(self.params["cores"])
-        levels = 2 if self.params["readout"] == "sum" else self.params["n_readout"]
+        levels = self._levels()
         self.levels = levels
         if ref.size and ref.shape != (n, levels + 1, ROWS):
             raise LimitError(

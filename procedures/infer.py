@@ -43,13 +43,16 @@ from drivers.board import Board
 from drivers.errors import DriverError, LimitError
 from procedures.base import Checkpoint, Data, Parameter, Procedure, Progress, StreamSpec
 from procedures.inference.digital import number_format
-from procedures.inference.executor import ChipExecutor, tensor_ranges
+from procedures.inference.executor import GDC_INPUTS, ChipExecutor, tensor_ranges
 from procedures.inference.graph import Graph
 from procedures.inference.mapping import CostEstimate, map_graph
 from procedures.inference.reference import forward, forward_quantised
 from procedures.program_verify import GdpSettings, ProgramSettings
 
 COMPENSATIONS = ("none", "gdc", "adabs")
+FINGERPRINT_CELLS = 128
+"""Devices per core read to recognise a programmed chip on resume."""
+ROWS = 256
 PROGRESS_BATCH = 250
 """Test samples per progress step."""
 _UNITS_S = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -116,7 +119,9 @@ class Infer(Procedure):
 
     name: ClassVar[str] = "infer"
     title: ClassVar[str] = "Neural-network inference"
-    resumable: ClassVar[bool] = False
+    resumable: ClassVar[bool] = True
+    resume_streams: ClassVar[tuple[str, ...]] = ("cal_core", "cal_fit", "gdc_inputs", "gdc_outputs")
+    """Streams a resumed run gets back: the per-tile calibration (too large for a checkpoint)."""
     parameters: ClassVar[tuple[Parameter, ...]] = (
         _p("model", "mnist1d_cnn", str, "", "model: a shipped model name or an ONNX file"),
         _p("dataset", "mnist1d", str, "", "data set", choices=("digits", "mnist1d")),
@@ -235,6 +240,12 @@ class Infer(Procedure):
             StreamSpec("inferences_per_s", (), "f4", "1/s", "throughput of the row"),
             StreamSpec("layer_error", (len(self.mapping.layers),), "f4", "1",
                        "‖y_chip − y_fp32‖/‖y_fp32‖ per analog layer, first batch"),
+            StreamSpec("cal_core", (), "i2", "1", "core of the calibration rows"),
+            StreamSpec("cal_fit", (4, ROWS), "f8", "1",
+                       "per-row fit u₊, u₋, offset (W·x units per count) and k in [3, 0]"),
+            StreamSpec("gdc_inputs", (GDC_INPUTS, ROWS), "i1", "1", "GDC reference inputs"),
+            StreamSpec("gdc_outputs", (GDC_INPUTS, ROWS), "f8", "1",
+                       "their calibrated outputs at calibration time (W·x units × LSB)"),
         )  # fmt: skip
 
     def total(self) -> int:
@@ -277,15 +288,35 @@ class Infer(Procedure):
             max_replicas=p["max_replicas"],
         )
         executor.use_calibration_data(self.x_cal, p["range_percentile"])
-        yield from self._program(board, executor)
-        yield Progress(1, self.total(), "programmed")
-        for _ in executor.calibrate(p["calibration_inputs"], p["seed"]):
-            self.check_stop()
+        start_s = board.board_time_s()
+        state = resume_from or {}
+        if state.get("results"):
+            self.results.update(state["results"])
+        if state and self._board_kept_its_state(board, executor, state):
+            self._restore_calibration(executor, state["streams"])
+            done = 2
+        else:
+            if state:  # a fresh (simulated) chip: deploy again exactly as the first time did
+                start_s = float(state["start_s"])
+            yield from self._program(board, executor)
+            yield Progress(1, self.total(), "programmed")
+            for _ in executor.calibrate(p["calibration_inputs"], p["seed"]):
+                self.check_stop()
+            done = 2
+            if not state:
+                yield from self._allocation_records(executor)
+                yield from self._calibration_records(executor)
+            yield Progress(2, self.total(), "calibrated")
         programmed_at = float(self.results["programmed_at_s"])
-        yield from self._allocation_records(executor)
-        yield Progress(2, self.total(), "calibrated")
-        done = 2
+        finished: list[str] = list(state.get("finished", []))
+        fingerprint = state.get("fingerprint") or self._fingerprint(board, executor)
+        if not state:
+            yield self._checkpoint(start_s, finished, fingerprint)
+        per_point = self.params["repeats"] * math.ceil(len(self.x_test) / PROGRESS_BATCH)
         for label, seconds in self.drift_points:
+            if label in finished:
+                done += len(self.compensations) * per_point
+                continue
             self._wait_until(board, programmed_at + seconds)
             elapsed = board.board_time_s() - programmed_at
             for compensation in self.compensations:
@@ -308,6 +339,8 @@ class Infer(Procedure):
             # The GDC readout once per time, whatever compensations were asked for.
             for core, alpha in executor.drift_factors().items():
                 self.results.setdefault("drift_factor", {}).setdefault(str(core), {})[label] = alpha
+            finished.append(label)
+            yield self._checkpoint(start_s, finished, fingerprint)
         rates = self.results.pop("_rates", [])
         self.results["inferences_per_s"] = float(np.median(rates)) if rates else 0.0
 
@@ -328,6 +361,93 @@ class Infer(Procedure):
             )
         self.results["programmed_at_s"] = board.board_time_s()
         self.results["programming_iterations"] = iterations
+
+    def _checkpoint(self, start_s: float, finished: list[str], fingerprint: Any) -> Checkpoint:
+        """A resume point. ``restore_board_time_s`` is the clock when the run started: the
+        runner winds a fresh simulated chip to it (not to the checkpoint's time), and the run
+        deploys again identically (per-core random streams, MVM noise keyed to the clock); a
+        board that kept its state is already later and is left alone."""
+        results = {k: v for k, v in self.results.items() if not k.startswith("_")}
+        return Checkpoint(
+            {
+                "restore_board_time_s": start_s,
+                "start_s": start_s,
+                "finished": list(finished),
+                "fingerprint": fingerprint,
+                "results": results,
+            }
+        )
+
+    @staticmethod
+    def _fingerprint_addresses(executor: ChipExecutor, core: int) -> tuple[np.ndarray, ...]:
+        rows, cols = executor.tiles[core].tile.shape
+        r = np.arange(FINGERPRINT_CELLS) % rows
+        c = (np.arange(FINGERPRINT_CELLS) * 7) % cols
+        devices = np.arange(FINGERPRINT_CELLS) % 4
+        return r, c, devices
+
+    def _fingerprint(self, board: Board, executor: ChipExecutor) -> dict[str, list[int]]:
+        """Verify reads of a few devices per core, to recognise the programmed chip later."""
+        prints = {}
+        for core in executor.tiles:
+            reads = board.verify_read(core, *self._fingerprint_addresses(executor, core))
+            prints[str(core)] = [int(v) for v in reads]
+        return prints
+
+    def _board_kept_its_state(
+        self, board: Board, executor: ChipExecutor, state: dict[str, Any]
+    ) -> bool:
+        """Whether the chip still holds what this run programmed.
+
+        A board whose clock is before the end of programming is a fresh simulated chip wound
+        back to the start by the runner: it is deployed again, and touched by nothing before,
+        so that it repeats the first deployment exactly. Otherwise (hardware; a simulator
+        server that outlived the host) the fingerprint reads must correlate (> 0.9 on every
+        core; drift only scales them), or the chip was reprogrammed or swapped: an error.
+        """
+        if board.board_time_s() < float(state["results"]["programmed_at_s"]):
+            return False
+        stored = state.get("fingerprint") or {}
+        for core in executor.tiles:
+            now = board.verify_read(core, *self._fingerprint_addresses(executor, core))
+            then = np.asarray(stored.get(str(core), []), np.float64)
+            if (
+                then.shape != now.shape
+                or np.std(then) == 0
+                or np.std(now) == 0
+                or np.corrcoef(then, now.astype(np.float64))[0, 1] < 0.9
+            ):
+                raise LimitError(
+                    f"resume: core {core} no longer holds the weights this run programmed "
+                    "(reprogrammed, or another chip); start a new run"
+                )
+        return True
+
+    def _calibration_records(self, executor: ChipExecutor) -> Iterator[Data]:
+        for core, state in executor.tiles.items():
+            fit = np.zeros((4, ROWS))
+            fit[0], fit[1], fit[2] = state.u_pos, state.u_neg, state.offset
+            fit[3, 0] = state.k
+            yield Data("cal_core", np.int16(core))
+            yield Data("cal_fit", fit)
+            yield Data("gdc_inputs", state.reference_inputs.astype(np.int8))
+            yield Data("gdc_outputs", state.reference_outputs)
+
+    def _restore_calibration(self, executor: ChipExecutor, streams: dict[str, Any]) -> None:
+        """The per-tile calibration of the interrupted run, from its run file."""
+        cores = [int(c) for c in np.asarray(streams["cal_core"])]
+        if sorted(cores) != sorted(executor.tiles):
+            raise LimitError("resume: the run file's calibration does not cover the cores used")
+        for k, core in enumerate(cores):
+            state = executor.tiles[core]
+            fit = np.asarray(streams["cal_fit"][k], np.float64)
+            state.u_pos[:], state.u_neg[:], state.offset[:] = fit[0], fit[1], fit[2]
+            state.k = float(fit[3, 0])
+            state.reference_inputs = np.asarray(streams["gdc_inputs"][k], np.int8)
+            state.reference_outputs = np.asarray(streams["gdc_outputs"][k], np.float64)
+            state.alpha = 1.0
+            # Programming figures come back from the results (allocation rows are in the file).
+        executor.mark_calibrated()
 
     def _allocation_records(self, executor: ChipExecutor) -> Iterator[Data]:
         index = {lm.node: i for i, lm in enumerate(self.mapping.layers)}

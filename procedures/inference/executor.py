@@ -492,6 +492,11 @@ class ChipExecutor:
             self._dirty = True
             yield core
 
+    def mark_calibrated(self) -> None:
+        """Calibration set from outside (a resumed run): coefficients must be loaded again."""
+        self._learned = True
+        self._dirty = True
+
     # ---- drift compensation ---------------------------------------------------------------------
 
     def drift_factors(self) -> dict[int, float]:

@@ -135,3 +135,77 @@ def test_loading_errors_come_before_the_board(tmp_path: Path) -> None:
         InferModel(model="digits_mlp", dataset="mnist1d", compensation="none")
     with pytest.raises(LimitError, match="needs 11 cores but only 8"):
         InferModel(model="mnist1d_cnn", dataset="mnist1d", cores="0-7")
+
+
+RESUME_PARAMS = {
+    "model": "digits_mlp",
+    "dataset": "digits",
+    "drift": "25s,1h,1d",
+    "compensation": "none,gdc",
+    "samples": 200,
+}
+
+
+def _stopped_after(n: int) -> object:
+    calls = [0]
+
+    def should_stop() -> bool:
+        calls[0] += 1
+        return calls[0] > n
+
+    return should_stop
+
+
+# 33 safe points deploy the model (programming, calibration), then 2 per drift time.
+@pytest.mark.parametrize("safe_points", [10, 34, 36, 38])
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(
+    tmp_path: Path, safe_points: int
+) -> None:
+    """On a fresh simulated chip the resumed run deploys again identically (per-core random
+    streams, MVM noise keyed to the clock) and evaluates only the drift times it lacks."""
+    from chipctl.runner import resume_run
+
+    url = "mockchip://?seed=1&cores=4"
+    with Board(url) as board:
+        full = run_procedure(
+            registry.get("infer")(**RESUME_PARAMS), board, tmp_path / "full.h5", progress=False
+        )
+    with Board(url) as board:
+        cut = run_procedure(
+            registry.get("infer")(**RESUME_PARAMS),
+            board,
+            tmp_path / "cut.h5",
+            progress=False,
+            should_stop=_stopped_after(safe_points),
+        )
+    assert cut.status == "aborted"
+    resumed = resume_run(tmp_path / "cut.h5", progress=False)
+    assert resumed.status == "success", resumed.reason
+    assert resumed.results["accuracy"] == full.results["accuracy"]
+    assert resumed.results["layer_error"] == full.results["layer_error"]
+    with RunFile.open(tmp_path / "full.h5") as a, RunFile.open(tmp_path / "cut.h5") as b:
+        for name in ("accuracy", "drift_time", "compensation", "layer_error", "cal_fit", "g_max"):
+            np.testing.assert_array_equal(a.stream(name), b.stream(name), err_msg=name)
+
+
+def test_resume_refuses_a_chip_that_no_longer_holds_the_weights(tmp_path: Path) -> None:
+    from chipctl.runner import resume_run
+    from drivers.sim.server import spawned
+    from procedures.program_verify import program_core
+
+    with spawned("seed=1&cores=4") as url:
+        with Board(url) as board:
+            cut = run_procedure(
+                registry.get("infer")(**RESUME_PARAMS),
+                board,
+                tmp_path / "cut.h5",
+                progress=False,
+                should_stop=_stopped_after(34),
+            )
+            assert cut.status == "aborted"
+            # Someone programs core 0 with other weights before the resume.
+            other = np.random.default_rng(0).uniform(-60, 60, (256, 256)).astype(np.float32)
+            program_core(board, 0, other)
+        resumed = resume_run(tmp_path / "cut.h5", progress=False)
+    assert resumed.status == "failed"
+    assert "no longer holds the weights" in resumed.reason

@@ -163,7 +163,7 @@ def test_resume_refuses_another_chip(tmp_path: Path) -> None:
 
 
 def test_resume_refuses_a_procedure_that_cannot_resume_before_touching_the_file(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from chipctl.runfile import RunFile
     from chipctl.runner import ResumeError, resume_run, run_procedure
@@ -187,6 +187,7 @@ def test_resume_refuses_a_procedure_that_cannot_resume_before_touching_the_file(
         )  # fmt: skip
     with RunFile.open(path) as run:
         before = (run.status, run.reason)
+    monkeypatch.setattr(DriftMonitor, "resumable", False)  # every shipped procedure resumes
     with pytest.raises(ResumeError, match="cannot be resumed"):
         resume_run(path, progress=False)
     with RunFile.open(path) as run:

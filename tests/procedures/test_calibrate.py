@@ -109,3 +109,61 @@ def test_ldpu_output_needs_the_calibration_scale() -> None:
 
     with pytest.raises(LimitError, match="counts_per_unit"):
         Characterize(weights=np.ones((256, 256)), output="ldpu")
+
+
+def _stop_after_checkpoints(n: int) -> tuple[object, object]:
+    """A runner subscriber counting checkpoints and a should_stop true after ``n`` of them."""
+    from procedures.base import Checkpoint
+
+    seen = {"n": 0}
+
+    def count(record: object) -> None:
+        seen["n"] += isinstance(record, Checkpoint)
+
+    return count, lambda: seen["n"] >= n
+
+
+def test_resume_on_a_fresh_chip_reproduces_the_uninterrupted_run(tmp_path: object) -> None:
+    """Stopped after the first group (checkpoints: start, group 1), resumed on a fresh simulated
+    chip of the same seed: every stream, the results and the stored set equal a whole run."""
+    from pathlib import Path
+
+    from chipctl.calibration import CalibrationRecorder, CalibrationStore
+    from chipctl.runfile import RunFile
+    from chipctl.runner import resume_run, run_procedure
+
+    tmp = Path(str(tmp_path))
+    url = "mockchip://?seed=6&cores=3"
+    params: dict[str, object] = {
+        "cores": "0-2", "cores_per_group": 1, "n_inputs": 256, "n_validation": 256,
+        "verify_reads": 1, "reference_mode": "odp", "set_id": "cal-resume",
+    }  # fmt: skip
+    whole_store, resumed_store = tmp / "whole", tmp / "resumed"
+    with Board(url) as board:
+        summary = run_procedure(
+            Calibrate(**params), board, tmp / "whole.h5", progress=False,
+            subscribers=[CalibrationRecorder(CalibrationStore(whole_store))],
+        )  # fmt: skip
+    assert summary.status == "success"
+    count, stop = _stop_after_checkpoints(2)
+    procedure = Calibrate(**params)
+    procedure.calibration_store = str(resumed_store)
+    with Board(url) as board:
+        summary = run_procedure(
+            procedure, board, tmp / "resumed.h5", progress=False, should_stop=stop,
+            subscribers=[count],
+        )  # fmt: skip
+    assert summary.status == "aborted"
+    assert resume_run(tmp / "resumed.h5", progress=False).status == "success"
+    with RunFile.open(tmp / "whole.h5") as a, RunFile.open(tmp / "resumed.h5") as b:
+        assert [c["state"]["groups_done"] for c in b.checkpoints] == [0, 1, 2, 3]
+        assert b.metadata["calibration_set_id"] == "cal-resume"
+        for name in a.streams:
+            np.testing.assert_array_equal(a.stream(name), b.stream(name), err_msg=name)
+        ra, rb = a.results, b.results
+        ra.pop("created"), rb.pop("created")
+        assert ra == rb
+    whole = np.load(whole_store / "SIM-HERMES-0006" / "cal-resume.npz")
+    resumed = np.load(resumed_store / "SIM-HERMES-0006" / "cal-resume.npz")
+    for name in ("gain_pos", "gain_neg", "offset_pos", "affine_scale"):
+        np.testing.assert_array_equal(whole[name], resumed[name], err_msg=name)

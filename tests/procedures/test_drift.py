@@ -122,3 +122,79 @@ def test_real_board_without_clock_is_refused_clearly() -> None:
     g = 50.0 * np.power(1 + t / 200.0, -0.05)[:, None] * np.ones((1, 3))
     nu, g0, se = fit_nu(t, g)
     assert np.allclose(nu, 0.05) and np.allclose(g0, 50.0) and se.max() < 1e-9
+
+
+def test_resume_on_the_same_board_reproduces_the_uninterrupted_run(tmp_path: object) -> None:
+    """Stopped at a checkpoint (before the next point's first read) and resumed on the same
+    board (a simulator server keeps the chip, like real PCM): the same streams and results."""
+    from pathlib import Path
+
+    from chipctl.runfile import RunFile
+    from chipctl.runner import resume_run, run_procedure
+    from drivers.sim.board_model import BoardOptions
+    from drivers.sim.server import SimServer
+    from procedures.base import Checkpoint
+
+    tmp = Path(str(tmp_path))
+    params = {"cores": "0-1", "until": 86400.0, "points": 6, "sample": 64, "n_test": 32,
+              "n_readout": 8}  # fmt: skip
+    seen = {"n": 0}
+
+    def count(record: object) -> None:
+        seen["n"] += isinstance(record, Checkpoint)
+
+    for name in ("whole", "resumed"):
+        seen["n"] = 0
+        with SimServer(BoardOptions(seed=7, cores=2)) as server:
+            with Board(server.url) as board:
+                rng = np.random.default_rng(3)
+                for core in (0, 1):
+                    rows, cols = rng.integers(0, 256, (2, 4096))
+                    board.apply_pulses(core, rows, cols, rng.integers(0, 4, 4096), "set", 300, 1000)
+                summary = run_procedure(
+                    DriftMonitor(**params), board, tmp / f"{name}.h5", progress=False,
+                    subscribers=[count],
+                    should_stop=(lambda: seen["n"] >= 3) if name == "resumed" else None,
+                )  # fmt: skip
+            if name == "resumed":
+                assert summary.status == "aborted"
+                assert resume_run(tmp / f"{name}.h5", progress=False).status == "success"
+    with RunFile.open(tmp / "whole.h5") as a, RunFile.open(tmp / "resumed.h5") as b:
+        assert [c["state"]["points_done"] for c in b.checkpoints] == [1, 2, 3, 4, 5, 6]
+        for name in a.streams:
+            np.testing.assert_array_equal(a.stream(name), b.stream(name), err_msg=name)
+        assert a.results == b.results
+
+
+def test_compensate_resumes_by_running_again(tmp_path: object) -> None:
+    """Compensate has no checkpoint: a failed run resumes by running the step again (the
+    loaded scale is baseline/α̂, so doing it twice is harmless)."""
+    from pathlib import Path
+
+    from chipctl.runfile import RunFile
+    from chipctl.runner import resume_run, run_procedure
+    from drivers.sim.board_model import BoardOptions
+    from drivers.sim.server import SimServer
+
+    path = Path(str(tmp_path)) / "gdc.h5"
+
+    def fail(record: object) -> None:
+        if isinstance(record, Data):
+            raise RuntimeError("the host died")
+
+    with SimServer(BoardOptions(seed=3, cores=1)) as server:
+        with Board(server.url) as board:
+            rng = np.random.default_rng(3)
+            rows, cols = rng.integers(0, 256, (2, 4096))
+            board.apply_pulses(0, rows, cols, rng.integers(0, 4, 4096), "set", 300, 1000)
+            reference = _run(Compensate(cores=[0]), board)[1]["reference"][0]
+            board.advance_clock(86400.0)
+            summary = run_procedure(
+                Compensate(cores=[0], reference=reference), board, path, progress=False,
+                subscribers=[fail],
+            )  # fmt: skip
+        assert summary.status == "failed"
+        assert resume_run(path, board_url=server.url, progress=False).status == "success"
+    with RunFile.open(path) as run:
+        assert run.status == "success" and run.rows()["alpha"] == 1
+        assert 0.5 < run.results["alpha_mean"][0] < 0.99
