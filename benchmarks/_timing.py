@@ -23,3 +23,14 @@ def best_time_s(
                 break
         best = min(best, elapsed / calls)
     return best
+
+
+def best_single_s(function: Callable[[], object], repeats: int) -> float:
+    """Best wall time of ``repeats`` single calls, after one warm-up call."""
+    function()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return best

@@ -16,11 +16,10 @@ a core and the LSTM's hidden step is one 64-column MVM per time step.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 
 import numpy as np
 
+from benchmarks._timing import best_single_s
 from chipctl.inference import inference_data, model_path
 from chipctl.onnx_import import load_onnx
 from drivers.board import Board
@@ -30,15 +29,6 @@ from procedures.inference.mapping import map_graph
 from procedures.inference.reference import forward
 
 MODELS = (("mnist1d_cnn", "mnist1d"), ("mnist1d_lstm", "mnist1d"), ("digits_mlp", "digits"))
-
-
-def _best_s(fn: Callable[[], object], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def measure(model: str, dataset: str, samples: int, mvm_mode: int, repeats: int) -> dict:
@@ -57,11 +47,11 @@ def measure(model: str, dataset: str, samples: int, mvm_mode: int, repeats: int)
         for _ in executor.calibrate():
             pass
         executor.forward(x[:16])  # loads the LDPUs
-        chip_s = _best_s(lambda: executor.forward(x), repeats)
+        chip_s = best_single_s(lambda: executor.forward(x), repeats)
         accuracy = float(
             np.mean(executor.forward(x)[graph.output_name].argmax(1) == data.y_test[: len(x)])
         )
-    numpy_s = _best_s(lambda: forward(graph, x), max(repeats, 5))
+    numpy_s = best_single_s(lambda: forward(graph, x), max(repeats, 5))
     return {
         "samples": len(x),
         "chip_per_s": len(x) / chip_s,

@@ -8,24 +8,12 @@ of ``repeats`` timings; ``ratio`` = baseline time / MVM time (1.0 = as fast as t
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import numpy as np
 
+from benchmarks._timing import best_single_s
 from drivers.sim.chip import SimulatedChip
 
 CORES, BATCH = 64, 256
-
-
-def _best_s(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def run(repeats: int = 7) -> dict[str, float]:
@@ -44,10 +32,10 @@ def run(repeats: int = 7) -> dict[str, float]:
     a = rng.standard_normal((CORES, 256, 256), dtype=np.float32)
     b = rng.standard_normal((CORES, 256, 256), dtype=np.float32)
 
-    baseline = _best_s(lambda: a @ b, repeats)
-    one = _best_s(lambda: chip.mvm_raw(cores, x, 1), repeats)
-    four = _best_s(lambda: chip.mvm_raw(cores, x, 4), repeats)
-    baseline = min(baseline, _best_s(lambda: a @ b, repeats))
+    baseline = best_single_s(lambda: a @ b, repeats)
+    one = best_single_s(lambda: chip.mvm_raw(cores, x, 1), repeats)
+    four = best_single_s(lambda: chip.mvm_raw(cores, x, 4), repeats)
+    baseline = min(baseline, best_single_s(lambda: a @ b, repeats))
     return {
         "matmul_ms": baseline * 1e3,
         "mvm_1phase_ms": one * 1e3,
