@@ -638,15 +638,16 @@ class ChipExecutor:
     def _tile_outputs(
         self, cores: list[int], x: np.ndarray, *, use_board_ldpu: bool
     ) -> tuple[list[np.ndarray], list[tuple[np.ndarray, np.ndarray]] | None]:
-        """int8 outputs (as float64) per core for inputs (cores, batch, 256); with raw counts
-        also returned when the host computes the LDPU chain."""
+        """int8 outputs per core (int8 from the board's LDPU, float64 from the host's) for inputs
+        (cores, batch, 256); with raw counts also returned when the host computes the chain."""
         if use_board_ldpu:
             step = self._chunk(len(cores), False)
             outs = [
                 self.board.mvm(cores, x[:, s : s + step], mode=self.mvm_mode, output="ldpu")
                 for s in range(0, x.shape[1], step)
             ]
-            q = np.concatenate(outs, axis=1).astype(np.float64)
+            # int8 kept as is: callers take the tile's used rows only (numpy converts those)
+            q = np.concatenate(outs, axis=1)
             return [q[i] for i in range(len(cores))], None
         counts = self._raw(cores, x)
         return [
@@ -704,7 +705,7 @@ class ChipExecutor:
         for tile, q in zip(mm.tiles, outputs, strict=True):
             lsb = self.tiles[tile.core].partial_lsb
             block = total[:, tile.row_start : tile.row_stop]
-            block[:] = fmt.value(block + q[:, : tile.shape[0]] * lsb, grid)
+            block[:] = fmt.value(block + q[:, : tile.shape[0]].astype(np.float64) * lsb, grid)
         return total
 
     def _finish_partial(self, plan: LayerPlan, total: np.ndarray) -> np.ndarray:
