@@ -13,7 +13,7 @@ from typing import Any
 from chipctl import DEFAULT_BOARD_URL, __version__
 from drivers.errors import LimitError
 from procedures import registry
-from procedures.base import Parameter
+from procedures.base import Parameter, Procedure
 
 log = logging.getLogger("chipctl")
 
@@ -201,13 +201,12 @@ def _add_procedure_command(commands: Any, name: str, taken: set[str]) -> None:
     parser.set_defaults(handler=_cmd_procedure, procedure=name)
 
 
-def _cmd_procedure(args: argparse.Namespace) -> int:
+def build_procedure(args: argparse.Namespace, cls: type[Procedure]) -> Procedure | int:
+    """The procedure of a generated command from its ``--param`` options (arrays from .npy
+    files), or the exit code 2 after printing why it cannot be built."""
     from chipctl.recipe import load_npy
-    from chipctl.runner import run_procedure
-    from drivers.board import Board
 
-    cls = registry.get(args.procedure)
-    prog = f"chipctl {args.procedure}"
+    prog = f"chipctl {cls.name}"
     values: dict[str, Any] = {}
     for parameter in cls.parameters:
         value = getattr(args, f"param_{parameter.name}", None)
@@ -221,31 +220,49 @@ def _cmd_procedure(args: argparse.Namespace) -> int:
                 return 2
         values[parameter.name] = value
     try:
-        procedure = cls(**values)
+        return cls(**values)
     except LimitError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
-    out = args.out or _default_out(args.procedure)
+
+
+def run_on_board(
+    args: argparse.Namespace, procedure: Procedure, subscribers: Sequence[Any] = ()
+) -> Any:
+    """Run ``procedure`` on ``--board`` into ``--out`` (default runs/<name>-TIME.h5) with the
+    runner options of a generated command; the run summary."""
+    from chipctl.runner import run_procedure
+    from drivers.board import Board
+
+    out = args.out or _default_out(procedure.name)
     with Board(args.board, timeout_s=args.timeout) as board:
-        summary = run_procedure(
+        return run_procedure(
             procedure,
             board,
             out,
             progress=not args.no_progress,
             flush_interval_s=args.flush_interval,
+            subscribers=subscribers,
         )
-    return _report(prog, summary)
 
 
-def _report(prog: str, summary: Any) -> int:
+def _cmd_procedure(args: argparse.Namespace) -> int:
+    procedure = build_procedure(args, registry.get(args.procedure))
+    if isinstance(procedure, int):
+        return procedure
+    summary = run_on_board(args, procedure)
+    return _report(f"chipctl {args.procedure}", summary, getattr(procedure, "summary_text", None))
+
+
+def _report(prog: str, summary: Any, describe: Any = None) -> int:
+    """Print how the run ended (and ``describe(results)``, a procedure's own summary, if
+    given and the run has results); the exit code."""
     text = f"{prog}: {summary.status}"
     if summary.reason:
         text += f" ({summary.reason})"
     print(f"{text}; run file: {summary.path}")
-    if prog.endswith(" infer") and summary.results.get("accuracy"):
-        from chipctl.inference import accuracy_table
-
-        print(accuracy_table(summary.results))
+    if describe is not None and summary.results:
+        print(describe(summary.results))
     return EXIT_CODES.get(summary.status, 1)
 
 

@@ -150,35 +150,15 @@ def _calibration_main(args: argparse.Namespace) -> int:
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     """The generated procedure command, with a subscriber that writes the calibration set."""
     from chipctl import cli
-    from chipctl.runner import run_procedure
-    from drivers.board import Board
-    from drivers.errors import LimitError
     from procedures import registry
 
-    cls = registry.get("calibrate")
-    values = {
-        p.name: getattr(args, f"param_{p.name}")
-        for p in cls.parameters
-        if getattr(args, f"param_{p.name}", None) is not None
-    }
-    try:
-        procedure = cls(**values)
-    except LimitError as exc:
-        print(f"chipctl calibrate: {exc}", file=sys.stderr)
-        return 2
+    procedure = cli.build_procedure(args, registry.get("calibrate"))
+    if isinstance(procedure, int):
+        return procedure
     recorder = CalibrationRecorder(_store(args))
     procedure.calibration_store = str(recorder.store.root)  # kept for `chipctl resume`
-    out = args.out or cli._default_out("calibrate")
     try:
-        with Board(args.board, timeout_s=args.timeout) as board:
-            summary = run_procedure(
-                procedure,
-                board,
-                out,
-                progress=not args.no_progress,
-                flush_interval_s=args.flush_interval,
-                subscribers=[recorder],
-            )
+        summary = cli.run_on_board(args, procedure, [recorder])
     except CalibrationError as exc:
         print(f"chipctl calibrate: could not store the calibration set: {exc}", file=sys.stderr)
         return 1

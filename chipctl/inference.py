@@ -51,6 +51,11 @@ class InferModel(Infer):
     def load_inputs(self) -> tuple[Graph, InferenceData]:
         return load_onnx(model_path(self.params["model"])), inference_data(self.params["dataset"])
 
+    @staticmethod
+    def summary_text(results: dict[str, Any]) -> str:
+        """What ``chipctl infer`` prints after the run: :func:`accuracy_table`."""
+        return accuracy_table(results)
+
 
 def accuracy_table(results: dict[str, Any]) -> str:
     """Software vs chip accuracy over drift time, as the CLI and the demo print it."""

@@ -118,6 +118,13 @@ class Parameter:
         raise TypeError(f"unknown parameter kind {self.kind!r}")
 
 
+def declare(
+    name: str, default: Any, kind: Any, units: str, description: str, **limits: Any
+) -> Parameter:
+    """A :class:`Parameter` in one line: name, default, kind, units, description, limits."""
+    return Parameter(name, default, kind=kind, units=units, description=description, **limits)
+
+
 def parse_cores(value: Any) -> list[int]:
     """Core ids from ``[0, 1]``, ``3`` or text like ``"0-3,8"``; sorted, no repeats."""
     if isinstance(value, str):

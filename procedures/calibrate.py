@@ -59,7 +59,7 @@ from drivers.board import Board
 from drivers.errors import LimitError
 from drivers.ldpu import COEFFICIENT_FIELDS, LdpuCoefficients
 from procedures.base import Checkpoint, Data, Parameter, Procedure, Progress, StreamSpec
-from procedures.characterize import random_inputs
+from procedures.characterize import SPARSITY, random_inputs
 from procedures.program_verify import (
     DEVICES,
     G_MAX_ODP_COUNTS,
@@ -221,14 +221,7 @@ class Calibrate(Procedure):
             minimum=1,
             maximum=64,
         ),  # fmt: skip
-        Parameter(
-            "sparsity",
-            0.3,
-            units="1",
-            description="fraction of zero inputs",
-            minimum=0.0,
-            maximum=0.95,
-        ),  # fmt: skip
+        SPARSITY,
         Parameter(
             "batch", 512, kind=int, description="inputs per MVM frame", minimum=1, maximum=4096
         ),  # fmt: skip

@@ -107,6 +107,13 @@ def mvm_errors(
     }
 
 
+SPARSITY = Parameter(
+    "sparsity", 0.3, units="1", description="fraction of zero inputs", minimum=0.0, maximum=0.95
+)
+"""The random inputs' fraction of zeros (30 % [LG §IV]); shared by the procedures using
+:func:`random_inputs`."""
+
+
 class Characterize(Procedure):
     """MVM error of programmed cores: ε_total, ε_linear, ε_residual [LG §IV]."""
 
@@ -130,14 +137,7 @@ class Characterize(Procedure):
             minimum=256,
             maximum=65536,
         ),
-        Parameter(
-            "sparsity",
-            0.3,
-            units="1",
-            description="fraction of zero inputs",
-            minimum=0.0,
-            maximum=0.95,
-        ),
+        SPARSITY,
         Parameter("mode", 4, kind=int, description="MVM mode: 1- or 4-phase", choices=(1, 4)),
         Parameter(
             "batch", 256, kind=int, description="inputs per MVM frame", minimum=1, maximum=4096

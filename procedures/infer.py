@@ -42,11 +42,12 @@ import numpy as np
 from drivers.board import Board
 from drivers.errors import DriverError, LimitError
 from procedures.base import Checkpoint, Data, Parameter, Procedure, Progress, StreamSpec
+from procedures.base import declare as _p
 from procedures.inference.digital import number_format
 from procedures.inference.executor import GDC_INPUTS, ChipExecutor, tensor_ranges
 from procedures.inference.graph import Graph
 from procedures.inference.mapping import CostEstimate, map_graph
-from procedures.inference.reference import forward, forward_quantised
+from procedures.inference.reference import forward, forward_quantised, forward_tensors
 from procedures.program_verify import GdpSettings, ProgramSettings
 
 COMPENSATIONS = ("none", "gdc", "adabs")
@@ -108,10 +109,6 @@ class InferenceData:
         if y.shape != (self.x_test.shape[0],) or not np.issubdtype(y.dtype, np.integer):
             raise LimitError(f"{self.name}: y_test must be integer labels, one per test sample")
         object.__setattr__(self, "y_test", y.astype(np.int64))
-
-
-def _p(name: str, default: Any, kind: Any, units: str, description: str, **kw: Any) -> Parameter:
-    return Parameter(name, default, kind=kind, units=units, description=description, **kw)
 
 
 class Infer(Procedure):
@@ -205,6 +202,7 @@ class Infer(Procedure):
         if not isinstance(network, Graph) or not isinstance(data, InferenceData):
             raise LimitError("infer needs a Graph and InferenceData")
         self.network, self.data = network, data
+        self._rates: list[float] = []  # inferences/s of each evaluation, for the median
         self.mapping = map_graph(network, cores=p["cores"])
         n = p["samples"] or data.x_test.shape[0]
         if n > data.x_test.shape[0]:
@@ -341,7 +339,7 @@ class Infer(Procedure):
                 self.results.setdefault("drift_factor", {}).setdefault(str(core), {})[label] = alpha
             finished.append(label)
             yield self._checkpoint(start_s, finished, fingerprint)
-        rates = self.results.pop("_rates", [])
+        rates = self._rates
         self.results["inferences_per_s"] = float(np.median(rates)) if rates else 0.0
 
     def _program(self, board: Board, executor: ChipExecutor) -> Iterator[Progress | Data]:
@@ -367,7 +365,7 @@ class Infer(Procedure):
         runner winds a fresh simulated chip to it (not to the checkpoint's time), and the run
         deploys again identically (per-core random streams, MVM noise keyed to the clock); a
         board that kept its state is already later and is left alone."""
-        results = {k: v for k, v in self.results.items() if not k.startswith("_")}
+        results = dict(self.results)
         return Checkpoint(
             {
                 "restore_board_time_s": start_s,
@@ -507,14 +505,12 @@ class Infer(Procedure):
                 )
             accuracies.append(correct / len(self.x_test))
         rate = p["repeats"] * len(self.x_test) / (time.perf_counter() - started)
-        self.results.setdefault("_rates", []).append(rate)
+        self._rates.append(rate)
         return accuracies, rate, errors, done
 
     def _layer_errors(
         self, executor: ChipExecutor, x: np.ndarray, values: dict[str, np.ndarray]
     ) -> list[float]:
-        from procedures.inference.reference import forward_tensors
-
         reference = forward_tensors(self.network, x)
         errors = []
         for lm in self.mapping.layers:

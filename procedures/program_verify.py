@@ -51,6 +51,7 @@ import numpy as np
 from drivers.board import Board
 from drivers.errors import LimitError
 from procedures.base import Checkpoint, Data, Parameter, Procedure, Progress, StreamSpec
+from procedures.base import declare as _p
 
 ROWS = COLS = 256
 DEVICES = 4
@@ -725,10 +726,6 @@ def open_loop_program(board: Board, job: CoreProgram, settings: GdpSettings) -> 
 
 
 # -- the procedure ------------------------------------------------------------------------------
-
-
-def _p(name: str, default: Any, kind: Any, units: str, description: str, **kw: Any) -> Parameter:
-    return Parameter(name, default, kind=kind, units=units, description=description, **kw)
 
 
 class ProgramVerify(Procedure):

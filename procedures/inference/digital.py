@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drivers.ldpu import LdpuCoefficients
+from drivers.ldpu import COEFFICIENT_FIELDS, LdpuCoefficients
 from procedures.inference.graph import GraphError
 
 
@@ -111,7 +111,10 @@ class FixedPoint(NumberFormat):
     def ldpu(
         self, coefficients: LdpuCoefficients, positive: np.ndarray, negative: np.ndarray
     ) -> np.ndarray:
-        c = {k: self.coefficient(v.astype(np.float64)) for k, v in _arrays(coefficients).items()}
+        c = {
+            name: self.coefficient(array.astype(np.float64))
+            for name, array in zip(COEFFICIENT_FIELDS, coefficients.arrays(), strict=True)
+        }
         p = np.asarray(positive, np.float64)
         n = np.asarray(negative, np.float64)
         # Integer counts times fixed-point gains are exact in a 32-bit accumulator; the affine
@@ -119,17 +122,6 @@ class FixedPoint(NumberFormat):
         y = (c["gain_pos"] * p + c["offset_pos"]) - (c["gain_neg"] * n + c["offset_neg"])
         y = self.value(c["affine_scale"] * y + c["affine_offset"], 1.0)
         return int8_round(y, coefficients.relu)
-
-
-def _arrays(coefficients: LdpuCoefficients) -> dict[str, np.ndarray]:
-    return {
-        "gain_pos": coefficients.gain_pos,
-        "offset_pos": coefficients.offset_pos,
-        "gain_neg": coefficients.gain_neg,
-        "offset_neg": coefficients.offset_neg,
-        "affine_scale": coefficients.affine_scale,
-        "affine_offset": coefficients.affine_offset,
-    }
 
 
 FORMATS = {"float16": Float16, "fixed": FixedPoint}

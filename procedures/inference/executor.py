@@ -70,7 +70,12 @@ from drivers.errors import LimitError
 from drivers.ldpu import ROWS, LdpuCoefficients
 from procedures.calibrate import fit_adc
 from procedures.inference.digital import NumberFormat, int8_round
-from procedures.inference.gdpu import GdpuLstmCell, deinterleave_gates, interleave_gates
+from procedures.inference.gdpu import (
+    GdpuLstmCell,
+    deinterleave_gates,
+    interleave_gates,
+    quantise_int8,
+)
 from procedures.inference.graph import (
     BatchNorm,
     Conv,
@@ -88,7 +93,7 @@ from procedures.inference.mapping import (
     Tile,
 )
 from procedures.inference.reference import _gate_range as gate_range
-from procedures.inference.reference import forward_tensors, lstm_float, run_node
+from procedures.inference.reference import check_ranges, forward_tensors, lstm_float, run_node
 from procedures.program_verify import (
     G_MAX_ODP_COUNTS,
     G_MAX_TDP_COUNTS,
@@ -125,14 +130,6 @@ def tensor_ranges(graph: Graph, x: np.ndarray, percentile: float = 100.0) -> dic
         if isinstance(node, Lstm):
             ranges[f"{node.name}.gates"] = gate_range(node, values[node.inputs[0]], percentile)
     return {k: (v if v > 0 else 1.0) for k, v in ranges.items()}
-
-
-def quantise(values: np.ndarray, lsb: float) -> np.ndarray:
-    """int8 codes (int16 array) of ``values`` with step ``lsb``: round half to even, saturate at
-    ±127 (the hardware's int8 conversion of an activation)."""
-    codes = np.rint(np.asarray(values, np.float64) / lsb)
-    codes = np.nan_to_num(codes, nan=0.0, posinf=127.0, neginf=-127.0)  # as int8_round does
-    return np.clip(codes, -127, 127).astype(np.int16)
 
 
 # -- per-tile state -----------------------------------------------------------------------------
@@ -230,14 +227,7 @@ class ChipExecutor:
         outside = [c for c in mapping.cores_used if c >= n_cores]
         if outside:
             raise LimitError(f"the mapping uses cores {outside}, the board has {n_cores}")
-        missing = [t for t in graph.shapes if t not in ranges]
-        missing += [
-            f"{n.name}.gates"
-            for n in graph.weight_nodes()
-            if isinstance(n, Lstm) and f"{n.name}.gates" not in ranges
-        ]
-        if missing:
-            raise LimitError(f"activation ranges missing for tensors {missing}")
+        check_ranges(graph, ranges, list(graph.shapes))
         self.board = board
         self.graph = graph
         self.mapping = mapping
@@ -318,7 +308,7 @@ class ChipExecutor:
         for plan in self.plans.values():
             for mm in plan.mapping.matrices:
                 inputs = self._software_inputs(plan.node, mm.part, values)
-                codes = quantise(inputs, plan.in_lsb[mm.part])
+                codes = quantise_int8(inputs, plan.in_lsb[mm.part])
                 if codes.shape[0] > max_rows:
                     codes = codes[rng.choice(codes.shape[0], max_rows, replace=False)]
                 for tile in mm.tiles:
@@ -758,7 +748,7 @@ class ChipExecutor:
         if isinstance(node, Lstm):
             return self._lstm(plan, x, host)
         obs = observe if plan.mapping.folded_batchnorm else None
-        codes = quantise(x, plan.in_lsb["weight"])
+        codes = quantise_int8(x, plan.in_lsb["weight"])
         n = x.shape[0]
         positions = 1
         flat = codes
@@ -782,7 +772,7 @@ class ChipExecutor:
         assert isinstance(node, Lstm)
         n, steps, _ = x.shape
         cell = GdpuLstmCell(node.hidden_size, (plan.out_lsb,) * 4)
-        codes = quantise(x, plan.in_lsb["input"]).reshape(n * steps, -1)
+        codes = quantise_int8(x, plan.in_lsb["input"]).reshape(n * steps, -1)
         projected = self._layer_mvm(plan, "input", codes, host=host).reshape(n, steps, -1)
         state = cell.initial_state(n)
         h = np.zeros((n, node.hidden_size), np.int16)
@@ -800,9 +790,8 @@ class ChipExecutor:
 
     def _digital_node(self, node: Node, inputs: list[np.ndarray]) -> np.ndarray:
         """A non-analog node on the host in the digital format."""
-        lsb = self.lsb(node.output) if node.output in self.ranges else 1.0 / 127
         y = run_node(node, [v.astype(np.float32) for v in inputs]).astype(np.float64)
-        return self.digital.value(y, lsb)
+        return self.digital.value(y, self.lsb(node.output))
 
 
 def _bias(node: Dense | Conv | Lstm, rows: int) -> np.ndarray:
@@ -816,6 +805,6 @@ __all__ = [
     "TileState",
     "deinterleave_gates",
     "interleave_gates",
-    "quantise",
+    "quantise_int8",
     "tensor_ranges",
 ]

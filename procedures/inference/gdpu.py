@@ -119,6 +119,7 @@ def quantise_int8(x: np.ndarray, lsb: float) -> np.ndarray:
     if not (np.isfinite(lsb) and lsb > 0):
         raise GraphError(f"int8 step must be positive and finite, got {lsb}")
     q = np.rint(np.asarray(x, dtype=np.float64) / lsb)
+    q = np.nan_to_num(q, nan=0.0, posinf=127.0, neginf=-127.0)  # inf − inf in float16 upstream
     return np.clip(q, -127, 127).astype(np.int8)
 
 

@@ -187,10 +187,9 @@ def lstm_gdpu(node: Lstm, x: np.ndarray, gate_range: float) -> np.ndarray:
     return np.stack(outs, axis=1) if node.return_sequences else outs[-1]
 
 
-def forward_quantised(graph: Graph, x: np.ndarray, ranges: Ranges) -> np.ndarray:
-    """Forward pass with int8 activations as on chip (see the module docstring); float32 out."""
-    points = quantised_tensors(graph)
-    missing = [p for p in points if p not in ranges]
+def check_ranges(graph: Graph, ranges: Ranges, tensors: Sequence[str]) -> None:
+    """GraphError naming what ``ranges`` lacks: any of ``tensors`` or an LSTM's gate range."""
+    missing = [t for t in tensors if t not in ranges]
     missing += [
         f"{n.name}.gates"
         for n in graph.weight_nodes()
@@ -198,6 +197,11 @@ def forward_quantised(graph: Graph, x: np.ndarray, ranges: Ranges) -> np.ndarray
     ]
     if missing:
         raise GraphError(f"activation ranges missing for {missing}")
+
+
+def forward_quantised(graph: Graph, x: np.ndarray, ranges: Ranges) -> np.ndarray:
+    """Forward pass with int8 activations as on chip (see the module docstring); float32 out."""
+    check_ranges(graph, ranges, quantised_tensors(graph))
     values = {graph.input_name: fake_quant(graph.prepare_input(x), ranges[graph.input_name])}
     for node in graph.nodes:
         args = [values[t] for t in node.inputs]
@@ -214,6 +218,7 @@ def forward_quantised(graph: Graph, x: np.ndarray, ranges: Ranges) -> np.ndarray
 __all__ = [
     "Ranges",
     "activation_ranges",
+    "check_ranges",
     "fake_quant",
     "forward",
     "forward_quantised",
