@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -20,6 +19,7 @@ from contextlib import contextmanager
 
 from drivers.link.protocol import ErrorCode, FrameDecoder, encode_error
 from drivers.sim.board_model import BoardOptions, SimulatedBoard
+from drivers.sim.child import announced_child
 from drivers.sim.faults import FaultInjector
 
 log = logging.getLogger(__name__)
@@ -191,25 +191,11 @@ def spawned(query: str = "", *, host: str = "127.0.0.1") -> Iterator[str]:
 
     ``query`` holds BoardOptions as a URL query (``"seed=5&cores=2"``).
     """
-    process = subprocess.Popen(
-        [sys.executable, "-m", "drivers.sim.server", "--host", host, "--options", query],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None and process.stderr is not None
-        line = process.stdout.readline()
+    command = [sys.executable, "-m", "drivers.sim.server", "--host", host, "--options", query]
+    with announced_child(command) as (line, errors):
         if " on socket://" not in line:
-            process.kill()
-            raise RuntimeError(f"simulator server did not start: {line}{process.stderr.read()}")
+            raise RuntimeError(f"simulator server did not start: {line}{errors}")
         yield line.rsplit(" on ", 1)[1].strip()
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        for pipe in (process.stdout, process.stderr):
-            if pipe is not None:
-                pipe.close()
 
 
 def main(argv: list[str] | None = None) -> int:

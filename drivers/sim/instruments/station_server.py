@@ -61,7 +61,6 @@ import logging
 import math
 import re
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -70,6 +69,7 @@ from contextlib import contextmanager, suppress
 
 import numpy as np
 
+from drivers.sim.child import announced_child
 from drivers.sim.physics import HermesStatistics
 from drivers.sim.pulses import PULSE_PARTIAL, PULSE_SET, PulseModel
 
@@ -832,24 +832,12 @@ def spawned(
     """A simulated station in a child process for the ``with`` block; yields its resources."""
     command = [sys.executable, "-m", "drivers.sim.instruments.station_server"]
     command += ["--seed", str(seed), "--time-scale", str(time_scale), "--host", host]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None and process.stderr is not None
-        line = process.stdout.readline()
+    with announced_child(command) as (line, errors):
         try:
             resources = json.loads(line)
         except json.JSONDecodeError:
-            process.kill()
-            raise RuntimeError(
-                f"simulated station did not start: {line}{process.stderr.read()}"
-            ) from None
+            raise RuntimeError(f"simulated station did not start: {line}{errors}") from None
         yield {str(key): str(value) for key, value in resources.items()}
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        for pipe in (process.stdout, process.stderr):
-            if pipe is not None:
-                pipe.close()
 
 
 def main(argv: list[str] | None = None) -> int:
