@@ -215,7 +215,7 @@ def test_cli_station_power_and_device_iv(
     from chipctl.runfile import RunFile
 
     monkeypatch.chdir(tmp_path)
-    from chipctl.cli_station import add_station_commands
+    from chipctl.cli.station import add_station_commands
 
     parser = argparse.ArgumentParser(prog="chipctl")
     add_station_commands(parser.add_subparsers(dest="command", required=True))
