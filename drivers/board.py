@@ -15,33 +15,48 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, overload
+from typing import Any, Literal, TypeVar, overload
 
 import numpy as np
 
 from drivers.errors import DriverError, LimitError, ProtocolError
-from drivers.ldpu import ROWS as LDPU_ROWS
 from drivers.ldpu import LdpuCoefficients
+from drivers.link.payloads import (
+    OUTPUT_LDPU,
+    OUTPUT_RAW,
+    REPLIES,
+    REQUESTS,
+    BoardIdentity,
+    BoardStatus,
+    BootId,
+    ChipGeometry,
+    ClockAdvance,
+    ClockTime,
+    CoreId,
+    DieTemperature,
+    Empty,
+    ErrorRegister,
+    LdpuTable,
+    MvmReply,
+    MvmRequest,
+    Payload,
+    PayloadError,
+    PulseBatch,
+    PulsesApplied,
+    ReadBatch,
+    ReadCounts,
+    RegisterAddress,
+    RegisterValue,
+)
 from drivers.link.protocol import (
-    ADDR_HEADER,
-    F64,
-    I32,
-    IDENT_FIXED,
-    LDPU_HEADER,
     MAX_CLOCK_ADVANCE_S,
     MAX_PAYLOAD,
-    MVM_HEADER,
-    MVM_REPLY_HEADER,
-    REGISTER_PAIR,
-    STATUS_LAYOUT,
-    U16,
-    U32,
     VERSION,
     Command,
     PulseKind,
     Register,
 )
-from drivers.link.transport import Link, expect_payload_size
+from drivers.link.transport import Link
 from drivers.validators import strict_discrete_set, strict_int_range, strict_range
 
 log = logging.getLogger(__name__)
@@ -49,51 +64,14 @@ log = logging.getLogger(__name__)
 
 MVM_MODES = (1, 4)
 MVM_OUTPUTS = ("raw", "ldpu")
+_MVM_OUTPUT_CODES = {"raw": OUTPUT_RAW, "ldpu": OUTPUT_LDPU}
 _PULSE_KIND_NAMES = {"reset": PulseKind.RESET, "set": PulseKind.SET, "partial": PulseKind.PARTIAL}
 
+_Reply = TypeVar("_Reply", bound=Payload)
 
-@dataclass(frozen=True)
-class BoardIdentity:
-    """What IDENTIFY reports (docs/protocol.md §3.1)."""
-
-    protocol_version: int
-    n_cores: int
-    rows: int
-    cols: int
-    devices_per_weight: int
-    simulated: bool
-    clock_control: bool
-    max_pulse_amplitude_ua: int
-    min_pulse_width_ns: int
-    max_pulse_width_ns: int
-    max_payload: int
-    board_id: str
-    firmware_version: str
-    chip_id: str
-
-
-@dataclass(frozen=True)
-class BoardStatus:
-    """What STATUS reports (docs/protocol.md §3.2)."""
-
-    status_register: int
-    error_register: int
-    frames_received: int
-    frames_rejected: int
-    last_seq: int
-    boot_id: int
-    uptime_s: float
-
-    @property
-    def ready(self) -> bool:
-        """Bit 0 of the status register: the board is ready for commands."""
-        return bool(self.status_register & 0x1)
-
-    @property
-    def errors(self) -> list[str]:
-        """Names of the sticky error bits that are set."""
-        names = ("RX_CRC", "RX_FRAME", "COMMAND", "ADC_SATURATION")
-        return [name for bit, name in enumerate(names) if self.error_register & (1 << bit)]
+# BoardIdentity, BoardStatus and ChipGeometry are defined with the payloads (drivers.link.payloads)
+# and re-exported here, where users of the driver look for them.
+__all__ = ["Board", "BoardIdentity", "BoardStatus", "ChipGeometry", "MvmCounts"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,16 +99,6 @@ def _register_property(
         self.write_register(address, int(validator(value, values)))
 
     return property(fget, fset, doc=doc)
-
-
-def _decode_string(payload: bytes, offset: int) -> tuple[str, int]:
-    if offset >= len(payload):
-        raise ProtocolError("IDENTIFY reply truncated in its strings")
-    length = payload[offset]
-    end = offset + 1 + length
-    if end > len(payload):
-        raise ProtocolError("IDENTIFY reply truncated in its strings")
-    return payload[offset + 1 : end].decode("utf-8", errors="replace"), end
 
 
 class Board:
@@ -180,6 +148,8 @@ class Board:
                 f"board speaks protocol version {self.identity.protocol_version}, "
                 f"this driver speaks {VERSION}"
             )
+        self.geometry: ChipGeometry = self.identity.geometry
+        """Cores, rows, columns and devices per weight, as the board reported them."""
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -214,49 +184,30 @@ class Board:
 
     # -- housekeeping commands --------------------------------------------------------------
 
+    def _call(self, command: Command, request: Payload, reply_type: type[_Reply]) -> _Reply:
+        """Send ``request`` (the command's request payload), decode the reply as ``reply_type``.
+
+        Every command goes through here, so requests are built and replies parsed only by the
+        payload classes of ``drivers.link.payloads``; a malformed reply is a ``ProtocolError``.
+        """
+        assert isinstance(request, REQUESTS[command]) and reply_type is REPLIES[command]
+        frame = self.link.request(command, request.chunks())
+        try:
+            return reply_type.decode(frame.payload)
+        except PayloadError as exc:
+            raise PayloadError(f"{command.name} reply: {exc}") from None
+
     def identify(self) -> BoardIdentity:
         """Ask the board who it is (IDENTIFY)."""
-        payload = bytes(self.link.request(Command.IDENTIFY).payload)
-        if len(payload) < IDENT_FIXED.size:
-            raise ProtocolError(f"IDENTIFY reply of {len(payload)} bytes is too short")
-        (version, n_cores, rows, cols, devices, caps, max_amp, min_w, max_w, max_payload) = (
-            IDENT_FIXED.unpack_from(payload)
-        )
-        offset = IDENT_FIXED.size
-        board_id, offset = _decode_string(payload, offset)
-        firmware, offset = _decode_string(payload, offset)
-        chip_id, offset = _decode_string(payload, offset)
-        if offset != len(payload):
-            raise ProtocolError(f"IDENTIFY reply has {len(payload) - offset} unexpected bytes")
-        return BoardIdentity(
-            protocol_version=version,
-            n_cores=n_cores,
-            rows=rows,
-            cols=cols,
-            devices_per_weight=devices,
-            simulated=bool(caps & 1),
-            clock_control=bool(caps & 2),
-            max_pulse_amplitude_ua=max_amp,
-            min_pulse_width_ns=min_w,
-            max_pulse_width_ns=max_w,
-            max_payload=max_payload,
-            board_id=board_id,
-            firmware_version=firmware,
-            chip_id=chip_id,
-        )
+        return self._call(Command.IDENTIFY, Empty(), BoardIdentity)
 
     def reset(self) -> int:
         """Reset the board logic (not the devices); returns the new boot identifier."""
-        payload = self.link.request(Command.RESET).payload
-        expect_payload_size(Command.RESET, payload, 2)
-        (boot_id,) = U16.unpack(payload)
-        return int(boot_id)
+        return self._call(Command.RESET, Empty(), BootId).boot_id
 
     def status(self) -> BoardStatus:
         """Read the status and sticky error registers and the frame counters (STATUS)."""
-        payload = self.link.request(Command.STATUS).payload
-        expect_payload_size(Command.STATUS, payload, STATUS_LAYOUT.size)
-        return BoardStatus(*STATUS_LAYOUT.unpack(payload))
+        return self._call(Command.STATUS, Empty(), BoardStatus)
 
     def acknowledge_reset(self) -> None:
         """After a ``BoardResetError``: the caller re-initialised the board (LDPU coefficients,
@@ -265,43 +216,34 @@ class Board:
 
     def clear_errors(self) -> int:
         """Clear the sticky error register; returns its previous value."""
-        payload = self.link.request(Command.CLEAR_ERRORS).payload
-        expect_payload_size(Command.CLEAR_ERRORS, payload, 4)
-        return int(U32.unpack(payload)[0])
+        return self._call(Command.CLEAR_ERRORS, Empty(), ErrorRegister).previous
 
     def read_register(self, address: int) -> int:
         """Read a 32-bit board register (docs/protocol.md §6)."""
         address = strict_int_range(address, (0, 0xFFFF))
-        payload = self.link.request(Command.READ_REGISTER, U16.pack(address)).payload
-        expect_payload_size(Command.READ_REGISTER, payload, REGISTER_PAIR.size)
-        echoed, value = REGISTER_PAIR.unpack(payload)
-        if echoed != address:
-            raise ProtocolError(f"READ_REGISTER 0x{address:04x} answered for 0x{echoed:04x}")
-        return int(value)
+        reply = self._call(Command.READ_REGISTER, RegisterAddress(address), RegisterValue)
+        if reply.address != address:
+            raise ProtocolError(f"READ_REGISTER 0x{address:04x} answered for 0x{reply.address:04x}")
+        return int(reply.value)
 
     def write_register(self, address: int, value: int) -> int:
         """Write a 32-bit board register; returns the value read back."""
         address = strict_int_range(address, (0, 0xFFFF))
         value = strict_int_range(value, (0, 0xFFFFFFFF))
-        payload = self.link.request(
-            Command.WRITE_REGISTER, REGISTER_PAIR.pack(address, value)
-        ).payload
-        expect_payload_size(Command.WRITE_REGISTER, payload, REGISTER_PAIR.size)
-        echoed, readback = REGISTER_PAIR.unpack(payload)
-        if echoed != address:
-            raise ProtocolError(f"WRITE_REGISTER 0x{address:04x} answered for 0x{echoed:04x}")
-        return int(readback)
+        reply = self._call(Command.WRITE_REGISTER, RegisterValue(address, value), RegisterValue)
+        if reply.address != address:
+            raise ProtocolError(
+                f"WRITE_REGISTER 0x{address:04x} answered for 0x{reply.address:04x}"
+            )
+        return int(reply.value)
 
     def safe_state(self) -> None:
         """Disable the write heads and stop any operation in progress (SAFE_STATE)."""
-        payload = self.link.request(Command.SAFE_STATE).payload
-        expect_payload_size(Command.SAFE_STATE, payload, 0)
+        self._call(Command.SAFE_STATE, Empty(), Empty)
 
     def temperature_c(self) -> float:
         """Die temperature in °C."""
-        payload = self.link.request(Command.TEMPERATURE).payload
-        expect_payload_size(Command.TEMPERATURE, payload, 4)
-        return I32.unpack(payload)[0] / 1000.0
+        return self._call(Command.TEMPERATURE, Empty(), DieTemperature).celsius
 
     def advance_clock(self, seconds: float) -> float:
         """Advance the simulated chip's virtual clock by ``seconds``; returns the new time in s.
@@ -309,9 +251,7 @@ class Board:
         Real boards refuse with ``NotSupportedError``.
         """
         seconds = float(strict_range(seconds, (0.0, MAX_CLOCK_ADVANCE_S)))
-        payload = self.link.request(Command.CLOCK, F64.pack(seconds)).payload
-        expect_payload_size(Command.CLOCK, payload, 8)
-        return float(F64.unpack(payload)[0])
+        return float(self._call(Command.CLOCK, ClockAdvance(seconds), ClockTime).now_s)
 
     def board_time_s(self) -> float:
         """The simulated chip's virtual time in s (a CLOCK advance of 0)."""
@@ -320,12 +260,19 @@ class Board:
     # -- validation helpers -----------------------------------------------------------------
 
     def _core(self, core: Any) -> int:
+        n_cores = self.geometry.n_cores
         try:
-            return strict_int_range(core, (0, self.identity.n_cores - 1))
+            return strict_int_range(core, (0, n_cores - 1))
         except LimitError as exc:
+            raise LimitError(f"core id: {exc} (this board has {n_cores} cores)") from None
+
+    def _check_fits(self, size: int, what: str) -> None:
+        limit = min(MAX_PAYLOAD, self.identity.max_payload)
+        if size > limit:
             raise LimitError(
-                f"core id: {exc} (this board has {self.identity.n_cores} cores)"
-            ) from None
+                f"{what}: a payload of {size} bytes exceeds the frame limit of {limit} bytes; "
+                "split the batch"
+            )
 
     def _int_array(self, name: str, values: Any, low: int, high: int, n: int | None) -> np.ndarray:
         array = np.asarray(values)
@@ -356,11 +303,11 @@ class Board:
         n = sizes.pop() if sizes else 1
         if n == 0:
             raise LimitError("no device addresses given")
-        ident = self.identity
+        geometry = self.geometry
         arrays = (
-            self._int_array("row", row, 0, ident.rows - 1, n),
-            self._int_array("col", col, 0, ident.cols - 1, n),
-            self._int_array("device", device, 0, ident.devices_per_weight - 1, n),
+            self._int_array("row", row, 0, geometry.rows - 1, n),
+            self._int_array("col", col, 0, geometry.cols - 1, n),
+            self._int_array("device", device, 0, geometry.devices_per_weight - 1, n),
         )
         return tuple(np.broadcast_to(a, (n,)).astype(np.uint8) for a in arrays)
 
@@ -413,23 +360,17 @@ class Board:
                 "programming a hardware board needs a station with safety limits "
                 "(open it through chipctl.station, or --station FILE); refusing to send pulses"
             )
-        payload_size = ADDR_HEADER.size + 8 * n
-        if payload_size > min(MAX_PAYLOAD, ident.max_payload):
-            raise LimitError(f"{n} pulses do not fit in one frame; split the batch")
-        payload = b"".join(
-            (
-                ADDR_HEADER.pack(core, 0, 0, n),
-                rows.tobytes(),
-                cols.tobytes(),
-                devices.tobytes(),
-                np.broadcast_to(kinds, (n,)).astype(np.uint8).tobytes(),
-                np.broadcast_to(amps, (n,)).astype("<u2").tobytes(),
-                np.broadcast_to(widths, (n,)).astype("<u2").tobytes(),
-            )
+        self._check_fits(PulseBatch.payload_size(n), f"{n} pulses")
+        request = PulseBatch(
+            core=core,
+            row=rows,
+            col=cols,
+            device=devices,
+            kind=np.broadcast_to(kinds, (n,)).astype(np.uint8),
+            amplitude_ua=np.broadcast_to(amps, (n,)).astype("<u2"),
+            width_ns=np.broadcast_to(widths, (n,)).astype("<u2"),
         )
-        reply = self.link.request(Command.PULSES, payload).payload
-        expect_payload_size(Command.PULSES, reply, 4)
-        applied = int(U32.unpack(reply)[0])
+        applied = self._call(Command.PULSES, request, PulsesApplied).applied
         if applied != n:
             raise ProtocolError(f"PULSES: sent {n} pulses, the board applied {applied}")
         return applied
@@ -439,17 +380,12 @@ class Board:
         core = self._core(core)
         rows, cols, devices = self._addresses(row, col, device)
         n = rows.size
-        if ADDR_HEADER.size + 3 * n > min(MAX_PAYLOAD, self.identity.max_payload):
-            raise LimitError(f"{n} reads do not fit in one frame; split the batch")
-        payload = b"".join(
-            (ADDR_HEADER.pack(core, 0, 0, n), rows.tobytes(), cols.tobytes(), devices.tobytes())
-        )
-        reply = self.link.request(Command.VERIFY_READ, payload).payload
-        expect_payload_size(Command.VERIFY_READ, reply, 4 + 2 * n)
-        (count,) = U32.unpack_from(reply)
-        if count != n:
-            raise ProtocolError(f"VERIFY_READ: asked {n} reads, got {count}")
-        return np.frombuffer(reply, dtype="<u2", offset=4).astype(np.uint16)
+        self._check_fits(ReadBatch.payload_size(n), f"{n} reads")
+        request = ReadBatch(core=core, row=rows, col=cols, device=devices)
+        counts = self._call(Command.VERIFY_READ, request, ReadCounts).counts
+        if counts.size != n:
+            raise ProtocolError(f"VERIFY_READ: asked {n} reads, got {counts.size}")
+        return counts.astype(np.uint16)
 
     @overload
     def mvm(
@@ -474,13 +410,13 @@ class Board:
         Args:
             cores: one core id, or a sequence of distinct core ids run in parallel.
             inputs: PWM input values, integers in −127..127 (sign + 7-bit magnitude [LG EDT I]).
-                For one core ``(256,)`` or ``(batch, 256)``; for a sequence of C cores
-                ``(C, 256)`` or ``(C, batch, 256)``.
+                For one core ``(cols,)`` or ``(batch, cols)``; for a sequence of C cores
+                ``(C, cols)`` or ``(C, batch, cols)``; ``cols`` is ``geometry.cols`` (256).
             mode: 1 (one-phase) or 4 (four-phase, more accurate [LG p.3]).
             output: "raw" for both ADC counters (:class:`MvmCounts`), "ldpu" for int8 outputs
                 after each core's LDPU chain.
 
-        Returns arrays shaped like ``inputs``.
+        Returns arrays shaped like ``inputs``, with ``geometry.rows`` outputs in the last axis.
         """
         # An int first: 4.0 would crash struct.pack and True would pass as mode 1.
         mode = strict_discrete_set(strict_int_range(mode, (0, 0xFF)), MVM_MODES)
@@ -497,11 +433,11 @@ class Board:
                 f"MVM inputs must be integers in -127..127, got dtype {array.dtype} "
                 "(quantise floating-point activations first)"
             )
-        cols = self.identity.cols
+        cols, rows = self.geometry.cols, self.geometry.rows
         expected = (
-            "(256,) or (batch, 256)"
+            f"({cols},) or (batch, {cols})"
             if single
-            else f"({len(core_list)}, 256) or ({len(core_list)}, batch, 256)"
+            else f"({len(core_list)}, {cols}) or ({len(core_list)}, batch, {cols})"
         )
         ndim_single = array.ndim + (0 if single else -1)
         if (
@@ -520,33 +456,32 @@ class Board:
         batch = stacked.shape[1]
         if batch == 0:
             raise LimitError("MVM batch is empty")
-        n_out = len(core_list) * batch * self.identity.rows
-        reply_size = 8 + (4 * n_out if output == "raw" else n_out)
-        request_size = MVM_HEADER.size + len(core_list) + stacked.size
-        if max(reply_size, request_size) > min(MAX_PAYLOAD, self.identity.max_payload):
-            raise LimitError(
-                f"an MVM of {len(core_list)} cores × batch {batch} does not fit in one frame; "
-                "split the batch"
-            )
-        payload = b"".join(
-            (
-                MVM_HEADER.pack(mode, MVM_OUTPUTS.index(output), len(core_list), 0, batch),
-                bytes(core_list),
-                np.ascontiguousarray(stacked, dtype=np.int8).tobytes(),
-            )
+        code = _MVM_OUTPUT_CODES[output]
+        n_cores = len(core_list)
+        size = max(
+            MvmReply.payload_size(code, n_cores, batch, rows),
+            MvmRequest.payload_size(n_cores, batch, cols),
         )
-        reply = self.link.request(Command.MVM, payload).payload
-        expect_payload_size(Command.MVM, reply, reply_size)
-        out_code, n_cores, _, out_batch = MVM_REPLY_HEADER.unpack_from(reply)
-        if (out_code, n_cores, out_batch) != (MVM_OUTPUTS.index(output), len(core_list), batch):
-            raise ProtocolError("MVM reply header does not match the request")
-        out_shape = shape[:-1] + (self.identity.rows,)
-        if output == "ldpu":
-            return np.frombuffer(reply, dtype=np.int8, offset=8).reshape(out_shape)
-        counts = np.frombuffer(reply, dtype="<u2", offset=8)
+        self._check_fits(size, f"an MVM of {n_cores} cores × batch {batch}")
+        request = MvmRequest(
+            mode=mode,
+            output=code,
+            cores=np.asarray(core_list, np.uint8),
+            inputs=np.ascontiguousarray(stacked, dtype=np.int8),
+        )
+        reply = self._call(Command.MVM, request, MvmReply)
+        if (reply.output, reply.shape) != (code, (n_cores, batch, rows)):
+            raise ProtocolError(
+                f"MVM reply (output {reply.output}, shape {reply.shape}) does not match the "
+                f"request (output {code}, shape {(n_cores, batch, rows)})"
+            )
+        out_shape = shape[:-1] + (rows,)
+        if reply.outputs is not None:
+            return reply.outputs.reshape(out_shape)
+        assert reply.positive is not None and reply.negative is not None
         return MvmCounts(
-            positive=counts[:n_out].reshape(out_shape),
-            negative=counts[n_out:].reshape(out_shape),
+            positive=reply.positive.reshape(out_shape),
+            negative=reply.negative.reshape(out_shape),
         )
 
     # -- LDPU -------------------------------------------------------------------------------
@@ -556,20 +491,24 @@ class Board:
         core = self._core(core)
         if not isinstance(coefficients, LdpuCoefficients):
             raise LimitError(f"expected LdpuCoefficients, got {type(coefficients).__name__}")
-        payload = b"".join(
-            [LDPU_HEADER.pack(core, int(coefficients.relu), 0)]
-            + [a.astype("<f2").tobytes() for a in coefficients.arrays()]
-        )
-        reply = self.link.request(Command.LDPU_LOAD, payload).payload
-        expect_payload_size(Command.LDPU_LOAD, reply, 0)
+        if coefficients.rows != self.geometry.rows:
+            raise LimitError(
+                f"LDPU coefficients for {coefficients.rows} rows; this chip's cores have "
+                f"{self.geometry.rows}"
+            )
+        self._call(Command.LDPU_LOAD, LdpuTable.of(core, coefficients), Empty)
 
     def read_ldpu(self, core: int) -> LdpuCoefficients:
         """Read back a core's LDPU coefficients (LDPU_READ)."""
         core = self._core(core)
-        reply = self.link.request(Command.LDPU_READ, bytes([core])).payload
-        expect_payload_size(Command.LDPU_READ, reply, LDPU_HEADER.size + 6 * 2 * LDPU_ROWS)
-        echoed, flags, _ = LDPU_HEADER.unpack_from(reply)
-        if echoed != core:
-            raise ProtocolError(f"LDPU_READ of core {core} answered for core {echoed}")
-        arrays = np.frombuffer(reply, dtype="<f2", offset=LDPU_HEADER.size).reshape(6, LDPU_ROWS)
-        return LdpuCoefficients.from_stacked(arrays, relu=bool(flags & 1))
+        reply = self._call(Command.LDPU_READ, CoreId(core), LdpuTable)
+        if reply.core != core:
+            raise ProtocolError(f"LDPU_READ of core {core} answered for core {reply.core}")
+        if reply.rows != self.geometry.rows:
+            raise ProtocolError(
+                f"LDPU_READ returned {reply.rows} rows; this chip's cores have {self.geometry.rows}"
+            )
+        try:
+            return reply.coefficients()
+        except LimitError as exc:
+            raise ProtocolError(f"LDPU_READ of core {core}: {exc}") from None

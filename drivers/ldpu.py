@@ -14,6 +14,8 @@ import numpy as np
 from drivers.errors import LimitError
 
 ROWS = 256
+"""Default number of rows (outputs) per core, the HERMES core's 256. A board reports its own
+in IDENTIFY (``Board.geometry.rows``); coefficient arrays may have any length, equal for all six."""
 
 COEFFICIENT_FIELDS = (
     "gain_pos",
@@ -28,8 +30,8 @@ COEFFICIENT_FIELDS = (
 
 def _coefficient(name: str, values: object) -> np.ndarray:
     array = np.asarray(values)
-    if array.shape != (ROWS,):
-        raise LimitError(f"LDPU {name} must have shape ({ROWS},), got {array.shape}")
+    if array.ndim != 1 or array.size == 0:
+        raise LimitError(f"LDPU {name} must have shape (rows,), got {array.shape}")
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
         raise LimitError(f"LDPU {name} must be real numbers, got dtype {array.dtype}")
     with np.errstate(over="ignore", invalid="ignore"):
@@ -44,7 +46,7 @@ def _coefficient(name: str, values: object) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class LdpuCoefficients:
-    """Per-row LDPU coefficients of one core, stored as float16 (256 each).
+    """Per-row LDPU coefficients of one core, stored as float16 (one per row; 256 by default).
 
     ``y = (gain_pos·P + offset_pos) − (gain_neg·N + offset_neg)``; ``y = affine_scale·y +
     affine_offset``; ``y = max(y, 0)`` if ``relu``; ``int8(round(y))`` saturated to [−128, 127].
@@ -62,22 +64,34 @@ class LdpuCoefficients:
     def __post_init__(self) -> None:
         for name in COEFFICIENT_FIELDS:
             object.__setattr__(self, name, _coefficient(name, getattr(self, name)))
+        lengths = {name: getattr(self, name).size for name in COEFFICIENT_FIELDS}
+        if len(set(lengths.values())) != 1:
+            raise LimitError(
+                f"LDPU coefficient arrays must all have one length (the core's rows), got "
+                f"{lengths}; build other sizes with identity(rows=...) or from_stacked"
+            )
         if not isinstance(self.relu, bool | np.bool_):
             raise LimitError(f"LDPU relu must be a bool, got {self.relu!r}")
         object.__setattr__(self, "relu", bool(self.relu))
 
     @classmethod
-    def identity(cls) -> LdpuCoefficients:
-        """The power-on state: unit gains, zero offsets, no ReLU."""
-        return cls()
+    def identity(cls, rows: int = ROWS) -> LdpuCoefficients:
+        """The power-on state of a core with ``rows`` rows: unit gains, zero offsets, no ReLU."""
+        one, zero = np.ones(rows, np.float16), np.zeros(rows, np.float16)
+        return cls(one, zero, one, zero, one, zero)
 
     @classmethod
     def from_stacked(cls, stacked: np.ndarray, *, relu: bool) -> LdpuCoefficients:
-        """Build from a (6, 256) array in wire order (docs/protocol.md §3.6)."""
+        """Build from a (6, rows) array in wire order (docs/protocol.md §3.6)."""
         stacked = np.asarray(stacked)
-        if stacked.shape != (len(COEFFICIENT_FIELDS), ROWS):
-            raise LimitError(f"stacked LDPU coefficients must be (6, {ROWS}), got {stacked.shape}")
+        if stacked.ndim != 2 or stacked.shape[0] != len(COEFFICIENT_FIELDS):
+            raise LimitError(f"stacked LDPU coefficients must be (6, rows), got {stacked.shape}")
         return cls(**dict(zip(COEFFICIENT_FIELDS, stacked, strict=True)), relu=relu)
+
+    @property
+    def rows(self) -> int:
+        """Number of rows the coefficients are for (the length of each array)."""
+        return int(self.gain_pos.size)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """The six coefficient arrays in wire order (docs/protocol.md §3.6)."""

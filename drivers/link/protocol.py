@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
+from drivers.errors import DriverError
+
 SYNC = b"\xa5\x5a"
 VERSION = 1
 HEADER_SIZE = 16
@@ -171,8 +173,11 @@ class BadHeader:
     reason: str
 
 
-class CodecError(ValueError):
-    """A frame could not be built (field out of range, payload too long)."""
+class CodecError(DriverError, ValueError):
+    """A frame or payload could not be built or parsed (field out of range, wrong length).
+
+    Under the package's root error, :class:`~drivers.errors.DriverError`, and a ``ValueError``.
+    """
 
 
 def header_crc(header14: bytes | bytearray | memoryview) -> int:

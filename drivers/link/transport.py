@@ -9,12 +9,14 @@ a procedure and a monitor may share one board.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import secrets
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -28,26 +30,30 @@ from drivers.errors import (
     LinkClosedError,
     LinkError,
     LinkTimeout,
-    ProtocolError,
     UnsupportedVersionError,
 )
 from drivers.link.protocol import (
     NON_IDEMPOTENT,
     VERSION,
     BadHeader,
+    Chunk,
     Command,
     CorruptFrame,
     ErrorCode,
     Flags,
     Frame,
     FrameDecoder,
+    encode_chunks,
     encode_frame,
 )
 
 log = logging.getLogger(__name__)
 
-SIMULATOR_URL_PACKAGE = "drivers.sim"
-"""Package holding ``protocol_mockchip``; registered by name, never imported here."""
+URL_HANDLER_GROUP = "chipctl.url_handlers"
+"""Entry-point group naming packages of pyserial URL handlers (``protocol_<scheme>`` modules).
+
+The installed project declares the simulator's package there (``pyproject.toml``), so the
+driver learns of ``mockchip://`` from the package metadata and names no simulator module."""
 
 
 RESET_SAFE_COMMANDS = frozenset(
@@ -100,10 +106,19 @@ class LinkStats:
         return asdict(self)
 
 
+@functools.cache
+def _url_handler_packages() -> tuple[str, ...]:
+    from importlib.metadata import entry_points
+
+    return tuple(sorted({point.value for point in entry_points(group=URL_HANDLER_GROUP)}))
+
+
 def register_url_handlers() -> None:
-    """Let ``serial.serial_for_url`` resolve ``mockchip://`` (idempotent)."""
-    if SIMULATOR_URL_PACKAGE not in serial.protocol_handler_packages:
-        serial.protocol_handler_packages.append(SIMULATOR_URL_PACKAGE)
+    """Let ``serial.serial_for_url`` resolve the URL schemes of the installed handler packages
+    (``mockchip://``: entry-point group :data:`URL_HANDLER_GROUP`); idempotent."""
+    for package in _url_handler_packages():
+        if package not in serial.protocol_handler_packages:
+            serial.protocol_handler_packages.append(package)
 
 
 def _disable_nagle(port: object) -> None:
@@ -194,8 +209,11 @@ class Link:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def request(self, command: Command, payload: bytes | bytearray | memoryview = b"") -> Frame:
+    def request(self, command: Command, payload: Chunk | Sequence[Chunk] = b"") -> Frame:
         """Send one request and return its successful reply frame.
+
+        ``payload`` is the request payload, as bytes or as a sequence of byte pieces (what the
+        payload classes' ``chunks()`` give), which are joined once into the frame.
 
         Raises the ``BoardError`` subclass matching an error reply, ``BoardResetError`` if
         the board's boot identifier changed, ``LinkTimeout``/``FrameError`` when the retries
@@ -217,9 +235,12 @@ class Link:
         self._seq = (self._seq + 1) & 0xFFFF
         return self._seq
 
-    def _transact(self, command: Command, payload: bytes | bytearray | memoryview) -> Frame:
+    def _transact(self, command: Command, payload: Chunk | Sequence[Chunk]) -> Frame:
         seq = self._next_seq()
-        frame = encode_frame(command, seq, payload)
+        if isinstance(payload, bytes | bytearray | memoryview):
+            frame = encode_frame(command, seq, payload)
+        else:
+            frame = encode_chunks(command, seq, payload)
         resend_needs_check = command in NON_IDEMPOTENT
         attempt = 0
         while True:
@@ -351,11 +372,3 @@ class Link:
                 f"{command.name}: board error code {reply.status}: {message}", command=command
             )
         return cls(f"{command.name}: {message}", command=command)
-
-
-def expect_payload_size(command: Command, payload: bytes | memoryview, size: int) -> None:
-    """Raise ``ProtocolError`` unless a reply payload has exactly ``size`` bytes."""
-    if len(payload) != size:
-        raise ProtocolError(
-            f"{command.name} reply: expected {size} payload bytes, got {len(payload)}"
-        )

@@ -12,29 +12,44 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs
 
 import numpy as np
 
-from drivers.ldpu import ROWS as LDPU_ROWS
-from drivers.ldpu import LdpuCoefficients
+from drivers.errors import LimitError
+from drivers.link.payloads import (
+    OUTPUT_LDPU,
+    OUTPUT_RAW,
+    REPLIES,
+    REQUESTS,
+    BoardIdentity,
+    BoardStatus,
+    BootId,
+    ChipGeometry,
+    ClockAdvance,
+    ClockTime,
+    CoreId,
+    DieTemperature,
+    Empty,
+    ErrorRegister,
+    LdpuTable,
+    MvmReply,
+    MvmRequest,
+    Payload,
+    PayloadError,
+    PulseBatch,
+    PulsesApplied,
+    ReadBatch,
+    ReadCounts,
+    RegisterAddress,
+    RegisterValue,
+)
 from drivers.link.protocol import (
-    ADDR_HEADER,
-    F64,
-    I32,
-    IDENT_FIXED,
-    LDPU_HEADER,
     MAX_CLOCK_ADVANCE_S,
     MAX_PAYLOAD,
-    MVM_HEADER,
-    MVM_REPLY_HEADER,
-    REGISTER_PAIR,
-    STATUS_LAYOUT,
-    U16,
-    U32,
     VERSION,
     BadHeader,
-    Chunk,
     Command,
     CorruptFrame,
     ErrorCode,
@@ -45,8 +60,9 @@ from drivers.link.protocol import (
     encode_chunks,
     encode_error,
 )
-from drivers.sim.chip import SimulatedChip
+from drivers.sim.chip import COLS, DEVICES, ROWS, SimulatedChip
 from drivers.sim.clock import RealTimeClock, VirtualClock
+from drivers.sim.devices import DEFAULT_DEVICE_MODEL, device_model
 from drivers.sim.faults import FaultSettings
 
 MAX_PULSE_AMPLITUDE_UA = 800
@@ -81,6 +97,8 @@ class BoardOptions:
         seed: seed of the chip's random generator (one chip instance per seed).
         cores: number of cores, 1..64.
         clock: "virtual" (advanced by operation latencies and CLOCK) or "real".
+        devices: name of the device model (:data:`drivers.sim.devices.DEVICE_MODELS`):
+            "hermes" (default) or "pcmlike".
         reset_after: the board resets when its N-th frame arrives (0 = never).
         faults: link fault injection (corrupt, drop, delay_rate, delay_s, fault_seed).
     """
@@ -88,6 +106,7 @@ class BoardOptions:
     seed: int = 0
     cores: int = 64
     clock: str = "virtual"
+    devices: str = DEFAULT_DEVICE_MODEL
     reset_after: int = 0
     faults: FaultSettings = field(default_factory=FaultSettings)
 
@@ -106,7 +125,7 @@ class BoardOptions:
             "fault_seed": (0, 2**63 - 1),
         }
         floats = {"corrupt", "drop", "delay_rate", "delay_s"}
-        known = set(ints) | floats | {"clock"}
+        known = set(ints) | floats | {"clock", "devices"}
         unknown = sorted(set(fields) - known)
         if unknown:
             raise ValueError(f"unknown simulator option(s) {unknown}; known: {sorted(known)}")
@@ -126,6 +145,9 @@ class BoardOptions:
                     parsed[key] = float(text)
                 except ValueError:
                     raise ValueError(f"option {key}={text!r} is not a number") from None
+            elif key == "devices":
+                device_model(text)  # refuses an unknown name, listing the known ones
+                parsed[key] = text
             else:
                 if text not in ("virtual", "real"):
                     raise ValueError(f"option clock={text!r} must be 'virtual' or 'real'")
@@ -147,6 +169,7 @@ class BoardOptions:
             n_cores=self.cores,
             clock=clock,
             chip_id=f"SIM-HERMES-{self.seed:04d}",
+            devices=device_model(self.devices),
         )
 
 
@@ -184,8 +207,14 @@ class SimulatedBoard:
         self.resets = 0
         self._scratch = 0
         self._saturation_seen = 0
+        self.geometry = ChipGeometry(
+            n_cores=chip.n_cores, rows=ROWS, cols=COLS, devices_per_weight=DEVICES
+        )
+        """The chip's shape as IDENTIFY reports it (the simulated chip's defaults)."""
         self._replies: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()
-        self._handlers: dict[int, Callable[[memoryview], list[Chunk]]] = {
+        # Each handler takes the decoded request payload (REQUESTS[command]) and returns the
+        # reply payload (REPLIES[command]); _answer does the decoding and encoding.
+        self._handlers: dict[int, Callable[[Any], Payload]] = {
             Command.IDENTIFY: self._identify,
             Command.RESET: self._reset,
             Command.STATUS: self._status,
@@ -287,9 +316,15 @@ class SimulatedBoard:
         try:
             if handler is None:
                 raise _Refused(ErrorCode.UNKNOWN_COMMAND, f"unknown command 0x{frame.command:02x}")
-            chunks = handler(memoryview(frame.payload))
+            command = Command(frame.command)
+            try:
+                request = REQUESTS[command].decode(memoryview(frame.payload))
+            except PayloadError as exc:
+                raise _Refused(ErrorCode.BAD_PAYLOAD, f"{command.name}: {exc}") from None
+            answer = handler(request)
+            assert isinstance(answer, REPLIES[command])
             reply = encode_chunks(
-                frame.command, frame.seq, chunks, flags=Flags.REPLY, boot_id=self.boot_id
+                frame.command, frame.seq, answer.chunks(), flags=Flags.REPLY, boot_id=self.boot_id
             )
         except _Refused as refused:
             self.error_register |= ERR_COMMAND
@@ -311,89 +346,66 @@ class SimulatedBoard:
         ):
             self._replies.popitem(last=False)
 
-    # -- payload helpers --------------------------------------------------------------------
-
-    @staticmethod
-    def _expect(payload: memoryview, size: int, what: str) -> None:
-        if len(payload) != size:
-            raise _Refused(
-                ErrorCode.BAD_PAYLOAD, f"{what}: expected {size} payload bytes, got {len(payload)}"
-            )
+    # -- checks of request values (the layout was checked by the payload classes) ----------
 
     def _core(self, core: int) -> int:
-        if not 0 <= core < self.chip.n_cores:
+        if not 0 <= core < self.geometry.n_cores:
             raise _Refused(
-                ErrorCode.OUT_OF_RANGE, f"core {core} outside 0..{self.chip.n_cores - 1}"
+                ErrorCode.OUT_OF_RANGE, f"core {core} outside 0..{self.geometry.n_cores - 1}"
             )
         return core
 
-    def _addresses(
-        self, payload: memoryview, per_item: int, what: str
-    ) -> tuple[int, int, list[np.ndarray]]:
-        if len(payload) < ADDR_HEADER.size:
-            raise _Refused(ErrorCode.BAD_PAYLOAD, f"{what}: payload too short")
-        core, reserved, reserved16, n = ADDR_HEADER.unpack_from(payload)
-        if reserved or reserved16:
-            raise _Refused(ErrorCode.BAD_PAYLOAD, f"{what}: reserved bytes must be zero")
-        if n == 0:
-            raise _Refused(ErrorCode.BAD_PAYLOAD, f"{what}: empty batch")
-        self._expect(payload, ADDR_HEADER.size + per_item * n, what)
-        self._core(core)
-        base = ADDR_HEADER.size
-        rows, cols, devices = (np.frombuffer(payload, np.uint8, n, base + k * n) for k in range(3))
-        if devices.max() >= 4:
-            raise _Refused(ErrorCode.OUT_OF_RANGE, f"{what}: device index above 3")
-        return core, n, [rows, cols, devices]
+    def _check_addresses(self, what: str, batch: PulseBatch | ReadBatch) -> None:
+        self._core(batch.core)
+        g = self.geometry
+        for name, array, size in (
+            ("row", batch.row, g.rows),
+            ("col", batch.col, g.cols),
+            ("device", batch.device, g.devices_per_weight),
+        ):
+            if array.max() >= size:
+                raise _Refused(ErrorCode.OUT_OF_RANGE, f"{what}: {name} index above {size - 1}")
 
     # -- commands ---------------------------------------------------------------------------
 
-    def _identify(self, payload: memoryview) -> list[Chunk]:
-        self._expect(payload, 0, "IDENTIFY")
-        clock_control = isinstance(self.chip.clock, VirtualClock)
-        caps = 1 | (2 if clock_control else 0)
-        fixed = IDENT_FIXED.pack(
-            VERSION,
-            self.chip.n_cores,
-            256,
-            256,
-            4,
-            caps,
-            MAX_PULSE_AMPLITUDE_UA,
-            MIN_PULSE_WIDTH_NS,
-            MAX_PULSE_WIDTH_NS,
-            MAX_PAYLOAD,
+    def _identify(self, request: Empty) -> BoardIdentity:
+        g = self.geometry
+        return BoardIdentity(
+            protocol_version=VERSION,
+            n_cores=g.n_cores,
+            rows=g.rows,
+            cols=g.cols,
+            devices_per_weight=g.devices_per_weight,
+            simulated=True,
+            clock_control=isinstance(self.chip.clock, VirtualClock),
+            max_pulse_amplitude_ua=MAX_PULSE_AMPLITUDE_UA,
+            min_pulse_width_ns=MIN_PULSE_WIDTH_NS,
+            max_pulse_width_ns=MAX_PULSE_WIDTH_NS,
+            max_payload=MAX_PAYLOAD,
+            board_id=self.board_id,
+            firmware_version=FIRMWARE_VERSION,
+            chip_id=self.chip.chip_id,
         )
-        strings = b"".join(
-            bytes([len(s)]) + s
-            for s in (
-                t.encode()[:255] for t in (self.board_id, FIRMWARE_VERSION, self.chip.chip_id)
-            )
-        )
-        return [fixed, strings]
 
-    def _reset(self, payload: memoryview) -> list[Chunk]:
-        self._expect(payload, 0, "RESET")
+    def _reset(self, request: Empty) -> BootId:
         self.power_cycle()
-        return [U16.pack(self.boot_id)]
+        return BootId(self.boot_id)
 
-    def _status(self, payload: memoryview) -> list[Chunk]:
-        self._expect(payload, 0, "STATUS")
+    def _status(self, request: Empty) -> BoardStatus:
         status = (
             STATUS_READY
             | STATUS_SIMULATED
             | (STATUS_WRITE_HEADS if self.write_heads_enabled else 0)
         )
-        return [
-            STATUS_LAYOUT.pack(
-                status,
-                self.error_register,
-                self.frames_received & 0xFFFFFFFF,
-                self.frames_rejected & 0xFFFFFFFF,
-                self.last_seq,
-                self.boot_id,
-                float(self.chip.clock.now_s),
-            )
-        ]
+        return BoardStatus(
+            status_register=status,
+            error_register=self.error_register,
+            frames_received=self.frames_received & 0xFFFFFFFF,
+            frames_rejected=self.frames_rejected & 0xFFFFFFFF,
+            last_seq=self.last_seq,
+            boot_id=self.boot_id,
+            uptime_s=float(self.chip.clock.now_s),
+        )
 
     def _register_value(self, address: int) -> int:
         values = {
@@ -408,14 +420,11 @@ class SimulatedBoard:
             raise _Refused(ErrorCode.OUT_OF_RANGE, f"no register at address 0x{address:04x}")
         return int(values[Register(address)])
 
-    def _read_register(self, payload: memoryview) -> list[Chunk]:
-        self._expect(payload, 2, "READ_REGISTER")
-        (address,) = U16.unpack(payload)
-        return [REGISTER_PAIR.pack(address, self._register_value(address))]
+    def _read_register(self, request: RegisterAddress) -> RegisterValue:
+        return RegisterValue(request.address, self._register_value(request.address))
 
-    def _write_register(self, payload: memoryview) -> list[Chunk]:
-        self._expect(payload, REGISTER_PAIR.size, "WRITE_REGISTER")
-        address, value = REGISTER_PAIR.unpack(payload)
+    def _write_register(self, request: RegisterValue) -> RegisterValue:
+        address, value = request.address, request.value
         self._register_value(address)  # unknown address -> OUT_OF_RANGE
         if address == Register.SCRATCH:
             self._scratch = value
@@ -428,25 +437,20 @@ class SimulatedBoard:
             self.chip.mvm_read_voltage_mv = float(value)
         else:
             raise _Refused(ErrorCode.NOT_SUPPORTED, f"register 0x{address:04x} is read-only")
-        return [REGISTER_PAIR.pack(address, self._register_value(address))]
+        return RegisterValue(address, self._register_value(address))
 
-    def _safe_state(self, payload: memoryview) -> list[Chunk]:
-        self._expect(payload, 0, "SAFE_STATE")
+    def _safe_state(self, request: Empty) -> Empty:
         self.write_heads_enabled = False
-        return []
+        return Empty()
 
-    def _clear_errors(self, payload: memoryview) -> list[Chunk]:
-        self._expect(payload, 0, "CLEAR_ERRORS")
+    def _clear_errors(self, request: Empty) -> ErrorRegister:
         previous, self.error_register = self.error_register, 0
-        return [U32.pack(previous)]
+        return ErrorRegister(previous)
 
-    def _pulses(self, payload: memoryview) -> list[Chunk]:
-        core, n, (rows, cols, devices) = self._addresses(payload, 8, "PULSES")
-        base = ADDR_HEADER.size + 3 * n
-        kinds = np.frombuffer(payload, np.uint8, n, base)
-        amps = np.frombuffer(payload, "<u2", n, base + n)
-        widths = np.frombuffer(payload, "<u2", n, base + 3 * n)
-        if kinds.max() > 2:
+    def _pulses(self, request: PulseBatch) -> PulsesApplied:
+        self._check_addresses("PULSES", request)
+        amps, widths = request.amplitude_ua, request.width_ns
+        if request.kind.max() > 2:
             raise _Refused(ErrorCode.OUT_OF_RANGE, "PULSES: pulse kind above 2")
         if amps.min() < 1 or amps.max() > MAX_PULSE_AMPLITUDE_UA:
             raise _Refused(
@@ -459,85 +463,80 @@ class SimulatedBoard:
             )
         self.write_heads_enabled = True
         self.chip.apply_pulses(
-            core, rows, cols, devices, kinds, amps.astype(np.uint16), widths.astype(np.uint16)
+            request.core,
+            request.row,
+            request.col,
+            request.device,
+            request.kind,
+            amps.astype(np.uint16),
+            widths.astype(np.uint16),
         )
-        return [U32.pack(n)]
+        return PulsesApplied(request.n)
 
-    def _verify_read(self, payload: memoryview) -> list[Chunk]:
-        core, n, (rows, cols, devices) = self._addresses(payload, 3, "VERIFY_READ")
-        counts = np.ascontiguousarray(self.chip.verify_read(core, rows, cols, devices), dtype="<u2")
-        return [U32.pack(n), counts.data.cast("B")]
+    def _verify_read(self, request: ReadBatch) -> ReadCounts:
+        self._check_addresses("VERIFY_READ", request)
+        counts = self.chip.verify_read(request.core, request.row, request.col, request.device)
+        return ReadCounts(np.asarray(counts, dtype="<u2"))
 
-    def _mvm(self, payload: memoryview) -> list[Chunk]:
-        if len(payload) < MVM_HEADER.size:
-            raise _Refused(ErrorCode.BAD_PAYLOAD, "MVM: payload too short")
-        mode, output, n_cores, reserved, batch = MVM_HEADER.unpack_from(payload)
-        if reserved:
-            raise _Refused(ErrorCode.BAD_PAYLOAD, "MVM: reserved byte must be zero")
+    def _mvm(self, request: MvmRequest) -> MvmReply:
+        mode, output, batch = request.mode, request.output, request.batch
         if mode not in (1, 4):
             raise _Refused(ErrorCode.OUT_OF_RANGE, f"MVM: mode {mode} is neither 1 nor 4")
-        if output not in (0, 1):
+        if output not in (OUTPUT_RAW, OUTPUT_LDPU):
             raise _Refused(ErrorCode.OUT_OF_RANGE, f"MVM: output {output} is neither 0 nor 1")
-        if n_cores == 0 or batch == 0:
-            raise _Refused(ErrorCode.BAD_PAYLOAD, "MVM: no cores or empty batch")
-        n_in = n_cores * batch * 256
-        self._expect(payload, MVM_HEADER.size + n_cores + n_in, "MVM")
-        cores = np.frombuffer(payload, np.uint8, n_cores, MVM_HEADER.size)
-        for core in cores.tolist():
+        if request.cols != self.geometry.cols:
+            raise _Refused(
+                ErrorCode.BAD_PAYLOAD,
+                f"MVM: input vectors of {request.cols} values; this chip has "
+                f"{self.geometry.cols} columns",
+            )
+        cores = request.cores.tolist()
+        for core in cores:
             self._core(core)
-        if len(set(cores.tolist())) != n_cores:
+        if len(set(cores)) != len(cores):
             raise _Refused(ErrorCode.OUT_OF_RANGE, "MVM: a core appears twice")
-        reply_bytes = 8 + n_in * (4 if output == 0 else 1)
-        if reply_bytes > MAX_PAYLOAD:
+        if MvmReply.payload_size(output, len(cores), batch, self.geometry.rows) > MAX_PAYLOAD:
             raise _Refused(
                 ErrorCode.OUT_OF_RANGE, "MVM: the reply would exceed the maximum payload"
             )
-        inputs = np.frombuffer(payload, np.int8, n_in, MVM_HEADER.size + n_cores)
+        inputs = request.inputs
         if inputs.min() == -128:
             raise _Refused(
                 ErrorCode.OUT_OF_RANGE, "MVM: input -128 is not representable (sign + 7 bit)"
             )
-        inputs = inputs.reshape(n_cores, batch, 256)
-        core_ids = cores.astype(np.intp)
-        header = MVM_REPLY_HEADER.pack(output, n_cores, 0, batch)
-        if output == 1:
-            result = np.ascontiguousarray(self.chip.mvm_ldpu(core_ids, inputs, mode), dtype=np.int8)
-            return [header, result.data.cast("B")]
+        core_ids = request.cores.astype(np.intp)
+        if output == OUTPUT_LDPU:
+            outputs = self.chip.mvm_ldpu(core_ids, inputs, mode)
+            return MvmReply.ldpu(np.ascontiguousarray(outputs, dtype=np.int8))
         positive, negative = self.chip.mvm_raw(core_ids, inputs, mode)
-        return [
-            header,
-            np.ascontiguousarray(positive, dtype="<u2").data.cast("B"),
-            np.ascontiguousarray(negative, dtype="<u2").data.cast("B"),
-        ]
-
-    def _ldpu_load(self, payload: memoryview) -> list[Chunk]:
-        self._expect(payload, LDPU_HEADER.size + 12 * LDPU_ROWS, "LDPU_LOAD")
-        core, flags, reserved = LDPU_HEADER.unpack_from(payload)
-        self._core(core)
-        if reserved or flags & ~1:
-            raise _Refused(ErrorCode.BAD_PAYLOAD, "LDPU_LOAD: reserved bits must be zero")
-        arrays = np.frombuffer(payload, "<f2", 6 * LDPU_ROWS, LDPU_HEADER.size).reshape(
-            6, LDPU_ROWS
+        return MvmReply.raw(
+            np.ascontiguousarray(positive, dtype="<u2"), np.ascontiguousarray(negative, dtype="<u2")
         )
-        if not np.all(np.isfinite(arrays)):
-            raise _Refused(ErrorCode.OUT_OF_RANGE, "LDPU_LOAD: coefficients must be finite")
-        self.chip.set_ldpu(core, LdpuCoefficients.from_stacked(arrays, relu=bool(flags & 1)))
-        return []
 
-    def _ldpu_read(self, payload: memoryview) -> list[Chunk]:
-        self._expect(payload, 1, "LDPU_READ")
-        core = self._core(payload[0])
-        coefficients = self.chip.get_ldpu(core)
-        header: list[Chunk] = [LDPU_HEADER.pack(core, int(coefficients.relu), 0)]
-        return header + [a.astype("<f2").tobytes() for a in coefficients.arrays()]
+    def _ldpu_load(self, request: LdpuTable) -> Empty:
+        self._core(request.core)
+        if request.rows != self.geometry.rows:
+            raise _Refused(
+                ErrorCode.BAD_PAYLOAD,
+                f"LDPU_LOAD: coefficients for {request.rows} rows; this chip has "
+                f"{self.geometry.rows}",
+            )
+        try:
+            coefficients = request.coefficients()
+        except LimitError as exc:
+            raise _Refused(ErrorCode.OUT_OF_RANGE, f"LDPU_LOAD: {exc}") from None
+        self.chip.set_ldpu(request.core, coefficients)
+        return Empty()
 
-    def _temperature(self, payload: memoryview) -> list[Chunk]:
-        self._expect(payload, 0, "TEMPERATURE")
-        return [I32.pack(int(round(self.chip.die_temperature_c() * 1000.0)))]
+    def _ldpu_read(self, request: CoreId) -> LdpuTable:
+        core = self._core(request.core)
+        return LdpuTable.of(core, self.chip.get_ldpu(core))
 
-    def _clock(self, payload: memoryview) -> list[Chunk]:
-        self._expect(payload, 8, "CLOCK")
-        (advance_s,) = F64.unpack(payload)
+    def _temperature(self, request: Empty) -> DieTemperature:
+        return DieTemperature(int(round(self.chip.die_temperature_c() * 1000.0)))
+
+    def _clock(self, request: ClockAdvance) -> ClockTime:
+        advance_s = request.advance_s
         if not isinstance(self.chip.clock, VirtualClock):
             raise _Refused(
                 ErrorCode.NOT_SUPPORTED, "this board runs in real time; CLOCK is not available"
@@ -549,7 +548,7 @@ class SimulatedBoard:
             )
         if advance_s > 0:
             self.chip.clock.advance(advance_s)
-        return [F64.pack(float(self.chip.clock.now_s))]
+        return ClockTime(float(self.chip.clock.now_s))
 
 
 __all__ = ["BoardOptions", "RealTimeClock", "SimulatedBoard"]

@@ -44,16 +44,19 @@ uncompensated ODP MVM error near 30 %, far above the 64-core errors of [LG Fig 2
 
 **Post-programming relaxation**: after every state-changing pulse a random offset
 ``relax_us`` ~ N(0, σ_relax(G)) is drawn; it appears gradually, G(τ) includes
-relax·min(1, ln(1 + τ/τ_r)/ln(1 + t0/τ_r)) (τ_r = 1 s), so the verify reads of a P&V loop
-(µs after the pulse) do not see it but a read t0 later does. σ_relax is calibrated so that the
-published P&V loop (5-count tolerance, ≤ 30 iterations) ends with the HERMES 1-device σ_prog
-[AK; chip.md §3] at t0: σ_relax² = max(0, σ_prog² − σ_band² − σ_read(t_verify)² − σ_read(t0)²),
-with σ_band = ``band_fraction``·5 counts the spread the tolerance band leaves (0.35·5 counts,
-calibrated by simulating the loop of tests/drivers/sim/test_pulses.py: most devices converge in
-1-2 pulses, so the accepted reads cluster inside the band; a uniform band would give 0.58)
-and σ_read the HERMES read noise of the verify read right after programming and of the read at
-t0. Physically this stands for the structural relaxation and early 1/f fluctuations that make
-σ_prog larger than the verify tolerance (UNCONFIRMED as a mechanism; calibrated, not measured).
+relax·min(1, ln(1 + τ/τ_r)/ln(1 + t0/τ_r)) (τ_r = 1 s; the r(τ) of the device model,
+:mod:`drivers.sim.devices`), so the verify reads of a P&V loop (µs after the pulse) do not see
+it but a read t0 later does. σ_relax is calibrated so that the published P&V loop (5-count
+tolerance, ≤ 30 iterations) ends with the device model's σ_prog at t0 (by default the HERMES
+1-device fit [AK; chip.md §3]; another device model recalibrates it by itself):
+σ_relax² = max(0, σ_prog² − σ_band² − σ_read(t_verify)² − σ_read(t0)²), with σ_band =
+``band_fraction``·5 counts the spread the tolerance band leaves (0.35·5 counts, calibrated by
+simulating the loop of tests/drivers/sim/test_pulses.py: most devices converge in 1-2 pulses,
+so the accepted reads cluster inside the band; a uniform band would give 0.58) and σ_read the
+device model's read noise of the verify read right after programming (t_verify = the model's
+read-noise floor) and of the read at t0. Physically this stands for the structural relaxation
+and early 1/f fluctuations that make σ_prog larger than the verify tolerance (UNCONFIRMED as a
+mechanism; calibrated, not measured).
 
 Only a share ``relax_read_noise_share`` = 0.4 of σ_read(t0)² is subtracted (changed from 1.0 for
 procedures/program_verify, 2026): whether the HERMES σ_prog is the spread of *reads* at t0 (read
@@ -75,7 +78,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from drivers.sim.physics import HermesStatistics
+from drivers.sim.devices import DeviceModel
 
 PULSE_RESET, PULSE_SET, PULSE_PARTIAL = 0, 1, 2
 
@@ -87,10 +90,10 @@ class PulseModel:
 
     Args:
         rng: the chip's Generator.
-        hermes: HERMES statistics (1 device) used for the relaxation calibration.
+        device: the device model (:mod:`drivers.sim.devices`): its σ_prog and read noise
+            calibrate the relaxation, its read-noise floor is the age of a verify read right
+            after programming, and its t0 is when the relaxation is complete.
         counts_per_us: nominal verify-read scale in counts/µS (80/10.35, chip.md §1.2).
-        t_verify_s: read-noise age of a verify read right after programming (the chip's floor).
-        t0_s: drift reference time in s (the relaxation is complete at t0).
         Other arguments: see the module docstring (units in the names).
     """
 
@@ -98,10 +101,8 @@ class PulseModel:
         self,
         *,
         rng: np.random.Generator,
-        hermes: HermesStatistics,
+        device: DeviceModel,
         counts_per_us: float = 80.0 / 10.35,
-        t_verify_s: float = 1e-3,
-        t0_s: float = 200.0,
         g_reset_mean_us: float = 0.05,
         g_reset_sigma_us: float = 0.05,
         g_set_median_us: float = 15.7,
@@ -119,16 +120,13 @@ class PulseModel:
         stuck_reset_fraction: float = 0.0065,
         stuck_set_fraction: float = 0.0005,
         outlier_core_factor: float = 16.0 / 7.0,
-        relax_tau_s: float = 1.0,
         verify_tolerance_counts: float = 5.0,
         band_fraction: float = 0.35,
         relax_read_noise_share: float = 0.4,
     ) -> None:
         self.rng = rng
-        self.hermes = hermes
+        self.device = device
         self.counts_per_us = float(counts_per_us)
-        self.t_verify_s = float(t_verify_s)
-        self.t0_s = float(t0_s)
         self.g_reset_mean_us = float(g_reset_mean_us)
         self.g_reset_sigma_us = float(g_reset_sigma_us)
         self.g_set_median_us = float(g_set_median_us)
@@ -146,7 +144,6 @@ class PulseModel:
         self.stuck_reset_fraction = float(stuck_reset_fraction)
         self.stuck_set_fraction = float(stuck_set_fraction)
         self.outlier_core_factor = float(outlier_core_factor)
-        self.relax_tau_s = float(relax_tau_s)
         self.verify_tolerance_counts = float(verify_tolerance_counts)
         self.band_fraction = float(band_fraction)
         self.relax_read_noise_share = float(relax_read_noise_share)
@@ -188,21 +185,22 @@ class PulseModel:
     def relaxation_sigma_us(self, g_us: np.ndarray) -> np.ndarray:
         """σ of the post-programming relaxation offset in µS at conductance ``g_us``."""
         g = np.asarray(g_us, dtype=np.float64)
-        h = self.hermes
+        d = self.device
         band_us = self.band_fraction * self.verify_tolerance_counts / self.counts_per_us
         var = (
-            h.sigma_prog_us(g) ** 2
+            d.sigma_prog_us(g) ** 2
             - band_us**2
-            - h.read_noise_sigma_us(g, g, self.t_verify_s) ** 2
-            - self.relax_read_noise_share * h.read_noise_sigma_us(g, g, self.t0_s) ** 2
+            - d.read_noise_sigma_us(g, g, d.read_noise_t_floor_s) ** 2
+            - self.relax_read_noise_share * d.read_noise_sigma_us(g, g, d.t0_s) ** 2
         )
         return np.sqrt(np.maximum(var, 0.0)).astype(np.float32)
 
     def relaxation_progress(self, tau_s: np.ndarray) -> np.ndarray:
-        """Fraction of the relaxation offset present τ seconds after programming (0..1)."""
-        tau = np.maximum(np.asarray(tau_s, dtype=np.float64), 0.0)
-        r = np.log1p(tau / self.relax_tau_s) / np.log1p(self.t0_s / self.relax_tau_s)
-        return np.minimum(r, 1.0).astype(np.float32)
+        """Fraction of the relaxation offset present τ seconds after programming (0..1).
+
+        The device model's r(τ) (:meth:`drivers.sim.devices.DeviceModel.relaxation_progress`).
+        """
+        return self.device.relaxation_progress(tau_s)
 
     # ---- pulses -------------------------------------------------------------------------------
 

@@ -47,13 +47,8 @@ def sweep_conductance_us(smu: Keithley2450, points: int = 41) -> float:
 
 
 def expected_sweep_sigma_us(station: SimulatedStation, volts: np.ndarray) -> float:
-    """σ of the through-origin slope: σ_G·√(ΣV⁴)/ΣV² with the device's HERMES read noise."""
-    device = station.device
-    tau = station.clock.now_s - device.t_prog_s
-    sigma_g = float(
-        device.hermes.read_noise_sigma_us(device.g_prog_us, device.conductance_us(), tau)
-    )
-    return sigma_g * float(np.sqrt(np.sum(volts**4)) / np.sum(volts**2))
+    """σ of the through-origin slope: σ_G·√(ΣV⁴)/ΣV² with the device model's read noise."""
+    return station.device.read_sigma_us() * float(np.sqrt(np.sum(volts**4)) / np.sum(volts**2))
 
 
 def test_resources_are_loopback_sockets(station: SimulatedStation) -> None:

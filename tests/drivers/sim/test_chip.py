@@ -157,13 +157,13 @@ def test_cores_draw_from_independent_random_streams() -> None:
 
 
 def test_overlapping_blas_thread_limits_restore_the_original_count() -> None:
-    from drivers.sim.chip import _BlasThreads
+    from drivers.sim.threads import BlasThreads
 
-    lib = _BlasThreads._find()
+    lib = BlasThreads._find()
     if lib is None:
         pytest.skip("OpenBLAS not found through ctypes")
     before = int(lib[0]())
-    first, second = _BlasThreads(1), _BlasThreads(1)
+    first, second = BlasThreads(1), BlasThreads(1)
     first.__enter__()
     second.__enter__()
     first.__exit__(None, None, None)  # the first leaves before the second

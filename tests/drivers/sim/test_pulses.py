@@ -159,7 +159,7 @@ def test_set_maximum_distribution_matches_gmax_80_counts() -> None:
     """10th percentile of SET states on the least conductive of 64 cores ≈ 80 counts [LG §IV]."""
     from drivers.sim.pulses import PulseModel
 
-    model = PulseModel(rng=np.random.default_rng(3), hermes=HermesStatistics(1))
+    model = PulseModel(rng=np.random.default_rng(3), device=HermesStatistics(1))
     g = model.sample_set_max_us(64, 65536)
     p10 = np.percentile(g, 10, axis=1).min() * COUNTS_PER_US
     assert 70.0 < p10 < 90.0
