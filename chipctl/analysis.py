@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from chipctl.errors import ChipctlError
 from chipctl.runfile import RunFile, RunFileError
 
 __all__ = [
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 
-class MissingDependencyError(ImportError):
+class MissingDependencyError(ChipctlError, ImportError):
     """An optional package (xarray) that this function needs is not installed."""
 
 

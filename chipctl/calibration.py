@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 import chipctl
+from chipctl.errors import ChipctlError
 from drivers.board import Board
 from drivers.ldpu import COEFFICIENT_FIELDS, ROWS, LdpuCoefficients
 from procedures.base import Data, Record, Start, Stop
@@ -43,7 +44,7 @@ ENV_VAR = "CHIPCTL_CALIBRATION_DIR"
 ARRAYS = COEFFICIENT_FIELDS
 
 
-class CalibrationError(Exception):
+class CalibrationError(ChipctlError):
     """A calibration set is missing, damaged, or does not fit the chip."""
 
 
@@ -339,6 +340,34 @@ class CalibrationRecorder:
         elif isinstance(record, Stop) and record.status == "success" and self._start:
             self.calibration = calibration_from_run(self._start, self._rows, record.results)
             self.saved = self.store.save(self.calibration)
+
+    def message(self) -> str:
+        """What a front end tells the user after the run ("" if no set was stored)."""
+        if self.saved is None or self.calibration is None:
+            return ""
+        return f"calibration set {self.calibration.id} stored in {self.saved}"
+
+
+class ResumedCalibrationRecorder(CalibrationRecorder):
+    """The recorder of a resumed ``calibrate`` run: as :class:`CalibrationRecorder`, but a set
+    of the same id that the interrupted run already stored (it died after storing the set,
+    before its run file said "success") is accepted when its coefficients are the same; a
+    different one is still an error."""
+
+    def __call__(self, record: Record) -> None:
+        if isinstance(record, Stop) and record.status == "success" and self._start is not None:
+            calibration = calibration_from_run(self._start, self._rows, record.results)
+            path = self.store.path_of(calibration.chip_id, calibration.id)
+            if path.exists():
+                stored = CalibrationStore.read(path)
+                same = stored.arrays.keys() == calibration.arrays.keys() and all(
+                    np.array_equal(stored.arrays[k], calibration.arrays[k])
+                    for k in calibration.arrays
+                )
+                if same:
+                    self.calibration, self.saved = stored, path
+                    return
+        super().__call__(record)
 
 
 def calibration_from_run(

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from chipctl.errors import ChipctlError
+
 DATASETS = ("digits", "mnist1d")
 """Names accepted by :func:`load_dataset`."""
 
@@ -39,7 +41,7 @@ DIGITS_TEST_FRACTION = 0.2
 """Fraction of the 1,797 digits held out for the test set."""
 
 
-class DatasetError(ValueError):
+class DatasetError(ChipctlError, ValueError):
     """An unknown data set name, a missing package or unusable data."""
 
 

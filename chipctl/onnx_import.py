@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from chipctl.errors import ChipctlError
 from procedures.inference.graph import (
     Add,
     AvgPool,
@@ -62,7 +63,7 @@ from procedures.inference.graph import (
 )
 
 
-class OnnxImportError(GraphError):
+class OnnxImportError(ChipctlError, GraphError):
     """An ONNX file or graph that cannot be imported (names the file or node)."""
 
 

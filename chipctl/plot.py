@@ -40,10 +40,10 @@ def default_plot_streams(run: RunData) -> tuple[str, str | None]:
     if signal not in run.streams:
         signal, axis = "", None
         try:
-            from procedures import registry
+            from chipctl import catalog
 
-            signal, axis = registry.get(run.procedure).default_plot
-        except (KeyError, ImportError, TypeError):
+            signal, axis = catalog.procedure_class(run.procedure).default_plot
+        except catalog.CatalogError:
             pass
         if signal not in run.streams:
             scalars = [n for n, q in run.streams.items() if q.values.ndim == 1]
@@ -64,11 +64,11 @@ def _x_values(run: RunData, signal: Quantity, axis: str | None) -> tuple[np.ndar
 
 def _series(run: RunData, rows: int) -> tuple[np.ndarray, tuple[str, ...]] | None:
     """The procedure's ``plot_series`` (one line per value of a stream), if it applies."""
-    try:
-        from procedures import registry
+    from chipctl import catalog
 
-        declared = registry.get(run.procedure).plot_series
-    except (KeyError, ImportError, TypeError):
+    try:
+        declared = catalog.procedure_class(run.procedure).plot_series
+    except catalog.CatalogError:
         return None
     if declared is None or declared[0] not in run.streams:
         return None

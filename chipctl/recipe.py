@@ -34,26 +34,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from chipctl import catalog
+from chipctl.errors import ChipctlError
 from chipctl.runner import RunSummary, run_procedure
 from chipctl.station import Station, StationFileError, default_station, load_station
 from drivers.board import Board
 from drivers.errors import LimitError
-from procedures import registry
 from procedures.base import Procedure
-from procedures.power import PowerDown, PowerUp
 
 log = logging.getLogger(__name__)
 
 TOP_LEVEL_KEYS = {"board", "out_dir", "station", "step"}
-STATION_STEPS = {"power_up": PowerUp, "power_down": PowerDown}
-"""Steps that need an opened station (``station=``), not in the procedure registry."""
-STEP_KEYS = {"procedure", "out"}
-"""Keys of a step that are not procedure parameters (``out``: the run file name)."""
+STEP_KEYS = {"procedure", "out", "calibration_dir"}
+"""Keys of a step that are not procedure parameters (``out``: the run file name;
+``calibration_dir``: the calibration store of a step whose entry offers it)."""
 
 
-class RecipeError(ValueError):
+class RecipeError(ChipctlError, ValueError):
     """A recipe that cannot run; the message names the file, the step and the key."""
 
 
@@ -65,6 +62,12 @@ class Step:
     procedure: type[Procedure]
     parameters: dict[str, Any]
     out: Path
+    calibration_dir: Path | None = None
+
+    @property
+    def entry(self) -> catalog.Entry:
+        """The step's catalog entry."""
+        return catalog.entry(self.procedure.name)
 
     @property
     def label(self) -> str:
@@ -82,19 +85,6 @@ class Recipe:
     out_dir: Path
     steps: tuple[Step, ...]
     station: Station | None = None
-
-
-def load_npy(path: Path) -> np.ndarray:
-    """An array from a .npy file; ``ValueError`` with the reason if missing or not .npy."""
-    if not path.is_file():
-        raise ValueError(f"no such .npy file: {path}")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"{path} is not a .npy array file: {exc}") from None
-    if not isinstance(array, np.ndarray):
-        raise ValueError(f"{path} holds several arrays (.npz); give one .npy array")
-    return array
 
 
 def load_recipe(path: str | Path, *, stamp: str | None = None) -> Recipe:
@@ -131,7 +121,7 @@ def load_recipe(path: str | Path, *, stamp: str | None = None) -> Recipe:
     outs = [s.out for s in steps]
     if len(set(outs)) != len(outs):
         raise RecipeError(f"{path}: two steps write the same run file")
-    needs_station = [s.label for s in steps if s.procedure in STATION_STEPS.values()]
+    needs_station = [s.label for s in steps if s.entry.needs_station]
     if needs_station and station is None:
         raise RecipeError(f"{path}: {', '.join(needs_station)} need(s) a 'station' key")
     return Recipe(path=path, board=board, out_dir=out_dir, steps=steps, station=station)
@@ -160,36 +150,35 @@ def _step(path: Path, number: int, raw: Any, out_dir: Path, stamp: str) -> Step:
     if not isinstance(name, str):
         raise RecipeError(f"{where}: key 'procedure' (a procedure name) is missing")
     try:
-        cls = STATION_STEPS[name] if name in STATION_STEPS else registry.get(name)
-    except KeyError as exc:
-        raise RecipeError(f"{where}: key 'procedure': {exc.args[0]}") from None
-    except Exception as exc:  # a broken procedure module
-        raise RecipeError(f"{where}: procedure {name!r} cannot be loaded: {exc}") from None
+        cls = catalog.procedure_class(name)
+    except catalog.CatalogError as exc:
+        raise RecipeError(f"{where}: key 'procedure': {exc}") from None
     where = f"{path}: step {number} ({name})"
-    declared = {p.name: p for p in cls.parameters}
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key in STEP_KEYS:
-            continue
-        parameter = declared.get(key)
-        if parameter is None:
-            raise RecipeError(f"{where}: unknown parameter {key!r}; known: {sorted(declared)}")
-        if parameter.kind == "array":
-            if not isinstance(value, str):
-                raise RecipeError(f"{where}: key {key!r}: give the path of a .npy file")
-            try:
-                value = load_npy(path.parent / value)
-            except ValueError as exc:
-                raise RecipeError(f"{where}: key {key!r}: {exc}") from None
-        values[key] = value
+    values = {key: value for key, value in raw.items() if key not in STEP_KEYS}
+    for key, value in values.items():
+        parameter = next((p for p in cls.parameters if p.name == key), None)
+        if parameter is not None and parameter.kind == "array" and not isinstance(value, str):
+            raise RecipeError(f"{where}: key {key!r}: give the path of a .npy file")
     try:
-        parameters = cls.validate(values)
+        parameters = catalog.convert(cls, values, base_dir=path.parent)
     except LimitError as exc:
         raise RecipeError(f"{where}: {exc}") from None
+    calibration_dir = raw.get("calibration_dir")
+    if calibration_dir is not None:
+        if "calibration_dir" not in catalog.entry(name).options:
+            raise RecipeError(f"{where}: key 'calibration_dir': {name} stores no calibration set")
+        if not isinstance(calibration_dir, str) or not calibration_dir:
+            raise RecipeError(f"{where}: key 'calibration_dir' must be a folder name")
     out_name = raw.get("out", f"{number:02d}-{name}-{stamp}.h5")
     if not isinstance(out_name, str) or not out_name:
         raise RecipeError(f"{where}: key 'out' must be a file name")
-    return Step(number=number, procedure=cls, parameters=parameters, out=out_dir / out_name)
+    return Step(
+        number=number,
+        procedure=cls,
+        parameters=parameters,
+        out=out_dir / out_name,
+        calibration_dir=path.parent / calibration_dir if calibration_dir else None,
+    )
 
 
 def run_recipe(
@@ -216,12 +205,14 @@ def run_recipe(
         else:
             board = stack.enter_context(Board(recipe.board, timeout_s=timeout_s))
         for step in recipe.steps:
-            if step.procedure in STATION_STEPS.values():
-                procedure = step.procedure(station=opened, **step.parameters)  # type: ignore[call-arg]
-            else:
-                procedure = step.procedure(**step.parameters)
+            procedure = catalog.build(step.procedure.name, step.parameters, station=opened)
             summary = run_procedure(
-                procedure, board, step.out, progress=progress, flush_interval_s=flush_interval_s
+                procedure,
+                board,
+                step.out,
+                progress=progress,
+                flush_interval_s=flush_interval_s,
+                context=catalog.RunContext(calibration_dir=step.calibration_dir),
             )
             summaries.append(summary)
             if on_step is not None:

@@ -30,10 +30,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from chipctl import catalog
+from chipctl.catalog import RunContext
 from chipctl.runfile import ResumeSource, RunFile, RunFileError, RunWriter
 from drivers.board import Board
 from drivers.errors import LimitError
-from procedures import registry
 from procedures.base import Checkpoint, Procedure, Progress, Record, Start, Stop
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class RunSummary:
         path: the run file.
         elapsed_s: wall time of this run segment in s.
         results: the procedure's results.
+        notes: what the procedure's post-run steps say (e.g. where the calibration set went).
     """
 
     status: str
@@ -58,6 +60,7 @@ class RunSummary:
     path: Path
     elapsed_s: float
     results: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 class ResumeError(RunFileError):
@@ -234,6 +237,7 @@ def run_procedure(
     subscribers: Sequence[Subscriber] = (),
     resume_from: dict[str, Any] | None = None,
     resume: ResumeSource | None = None,
+    context: RunContext | None = None,
 ) -> RunSummary:
     """Run ``procedure`` on ``board``, writing the run file ``path``; returns how it ended.
 
@@ -247,8 +251,40 @@ def run_procedure(
         flush_interval_s: longest time in s written rows stay unflushed.
         subscribers: more callables that receive every record.
         resume_from / resume: used by :func:`resume_run`.
+        context: run as a front end does: with the post-run steps of the procedure's catalog
+            entry (``calibrate`` stores its calibration set), whose messages end up in the
+            summary's ``notes``. Without it (scripts), only ``subscribers`` run.
     """
-    path = Path(path)
+    post_steps = catalog.post_steps(procedure, context) if context is not None else []
+    summary = _run(
+        procedure,
+        board,
+        Path(path),
+        progress=progress,
+        log=log,
+        should_stop=should_stop,
+        flush_interval_s=flush_interval_s,
+        subscribers=[*post_steps, *subscribers],
+        resume_from=resume_from,
+        resume=resume,
+    )
+    summary.notes.extend(catalog.messages(post_steps))
+    return summary
+
+
+def _run(
+    procedure: Procedure,
+    board: Board,
+    path: Path,
+    *,
+    progress: bool,
+    log: logging.Logger | None,
+    should_stop: Callable[[], bool] | None,
+    flush_interval_s: float,
+    subscribers: Sequence[Subscriber],
+    resume_from: dict[str, Any] | None,
+    resume: ResumeSource | None,
+) -> RunSummary:
     logger = log or logging.getLogger(__name__)
     interrupts = _Interrupts()
 
@@ -422,6 +458,7 @@ def resume_run(
     should_stop: Callable[[], bool] | None = None,
     flush_interval_s: float = 1.0,
     subscribers: Sequence[Subscriber] = (),
+    station: Any = None,
 ) -> RunSummary:
     """Continue the run in ``path`` from its last checkpoint, appending to the same file.
 
@@ -429,28 +466,41 @@ def resume_run(
     restarts from the beginning). The board is reconnected at the stored URL unless
     ``board_url`` is given; a simulated board's virtual clock is advanced to the checkpoint's
     time, so a resumed simulation reproduces an uninterrupted one. Streams the procedure names
-    in ``resume_streams`` come back to it in ``resume_from["streams"]``; a resumed ``calibrate``
-    stores its calibration set, as ``chipctl calibrate`` does.
+    in ``resume_streams`` come back to it in ``resume_from["streams"]``; the post-run steps of
+    its catalog entry run as they would have (a resumed ``calibrate`` stores its set, in the
+    store its checkpoint names). A procedure that needs a bench station runs on ``station``
+    (a :class:`~chipctl.station.Station`; default: the simulated station around the board).
     """
     plan = plan_resume(path)
     try:
-        cls = registry.get(plan.procedure)
-    except KeyError as exc:
-        raise ResumeError(f"{plan.path}: {exc.args[0]}") from None
+        item = catalog.entry(plan.procedure)
+        cls = item.cls
+    except catalog.CatalogError as exc:
+        raise ResumeError(f"{plan.path}: {exc}") from None
     if not cls.resumable:
         raise ResumeError(
             f"{plan.path}: the {plan.procedure} procedure cannot be resumed; run it again"
         )
     try:
-        procedure = cls(**plan.parameters)
+        parameters = cls.validate(plan.parameters)
     except LimitError as exc:
         raise ResumeError(f"{plan.path}: stored parameters are not valid now: {exc}") from None
     url = board_url or plan.board_url
     if not url:
         raise ResumeError(f"{plan.path}: no board URL stored; give one")
     state = _resume_state(plan, cls)
-    subscribers = [*_post_steps(plan), *subscribers]
-    with Board(url, timeout_s=timeout_s) as board:
+    context = RunContext(resumed=True, state=plan.state)
+    with contextlib.ExitStack() as stack:
+        opened = None
+        if item.needs_station:
+            from chipctl.station import default_station
+
+            chosen = station if station is not None else default_station(board_url=url)
+            opened = stack.enter_context(chosen.open(board_timeout_s=timeout_s))
+            board = opened.board
+        else:
+            board = stack.enter_context(Board(url, timeout_s=timeout_s))
+        procedure = catalog.build(plan.procedure, parameters, station=opened)
         ident = board.identity
         stored = (str(plan.chip_id), int(plan.n_cores))
         if stored != (ident.chip_id, ident.n_cores):
@@ -473,27 +523,16 @@ def resume_run(
             subscribers=subscribers,
             resume_from=state,
             resume=ResumeSource(plan.path, plan.rows, plan.checkpoints),
+            context=context,
         )
 
 
 def _resume_state(plan: ResumePlan, cls: type[Procedure]) -> dict[str, Any] | None:
     """The checkpoint state, plus the rows (up to the checkpoint) of the streams the procedure
     names in ``resume_streams`` under ``"streams"``: data too large for a checkpoint row."""
-    names: tuple[str, ...] = getattr(cls, "resume_streams", ())
+    names = cls.resume_streams
     if plan.state is None or not names:
         return plan.state
     with RunFile.open(plan.path) as run:
         streams = {name: run.stream(name)[: plan.rows.get(name, 0)] for name in names}
     return {**plan.state, "streams": streams}
-
-
-def _post_steps(plan: ResumePlan) -> list[Subscriber]:
-    """What the procedure's own command adds to a run: ``calibrate`` stores its calibration
-    set (in the store its checkpoint names, else the default one)."""
-    if plan.procedure != "calibrate":
-        return []
-    from chipctl.calibration import CalibrationStore
-    from chipctl.cli_calibration import ResumedCalibrationRecorder
-
-    store = (plan.state or {}).get("calibration_store") or None
-    return [ResumedCalibrationRecorder(CalibrationStore(store))]

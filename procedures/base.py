@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -42,9 +43,10 @@ class Parameter:
     """A declared procedure parameter with units, default and limits.
 
     ``kind`` is one of ``float``, ``int``, ``bool``, ``str``, ``"cores"`` (a list of core ids,
-    given as a list or as text like ``"0-3,8"``) or ``"array"`` (a finite float64 numpy array,
-    e.g. a weight matrix; the CLI loads it from a .npy file, the run file stores it as a
-    dataset).
+    given as a list or as text like ``"0-3,8"``), ``"duration"`` (seconds as a float, given as
+    a number of seconds or as text like ``"25s"``, ``"90min"``, ``"1h"``, ``"1d"``, ``"2w"``:
+    :func:`parse_duration`) or ``"array"`` (a finite float64 numpy array, e.g. a weight matrix;
+    the CLI loads it from a .npy file, the run file stores it as a dataset).
     """
 
     name: str
@@ -84,6 +86,8 @@ class Parameter:
     def _convert(self, value: Any) -> Any:
         if self.kind == "cores":
             return parse_cores(value)
+        if self.kind == "duration":
+            return parse_duration(value)
         if self.kind == "array":
             array = np.asarray(value)
             if array.dtype == object or not (
@@ -123,6 +127,39 @@ def declare(
 ) -> Parameter:
     """A :class:`Parameter` in one line: name, default, kind, units, description, limits."""
     return Parameter(name, default, kind=kind, units=units, description=description, **limits)
+
+
+DURATION_UNITS_S: dict[str, float] = {
+    "s": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
+}
+"""Units a duration may carry, in s (a bare number is seconds)."""
+
+_DURATION = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(s|min|m|h|d|w)?\s*")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or from text like ``"86400"``, ``"25s"``, ``"90min"``, ``"1h"``,
+    ``"1d"``, ``"2w"``; finite and ≥ 0, else ``ValueError`` saying what is accepted. The one
+    parser of durations for the CLI, recipes, sweeps, the TUI and procedures."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, int | float | np.integer | np.floating):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION.fullmatch(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a duration like 25s, 90min, 1h, 1d, 2w")
+        seconds = float(match.group(1)) * DURATION_UNITS_S[match.group(2) or "s"]
+    else:
+        raise ValueError(f"{value!r} is not a duration like 25s, 90min, 1h, 1d, 2w")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{value!r} is not a finite duration ≥ 0")
+    return seconds
 
 
 def parse_cores(value: Any) -> list[int]:
@@ -258,6 +295,9 @@ class Procedure(ABC):
     compensation of each accuracy row), labelled ``labels[value]``."""
     resumable: ClassVar[bool] = True
     """Whether ``execute(resume_from=...)`` can continue from a checkpoint."""
+    resume_streams: ClassVar[tuple[str, ...]] = ()
+    """Streams whose rows (up to the checkpoint) a resumed run gets back in
+    ``resume_from["streams"]``: data too large for a checkpoint's state."""
 
     def __init__(self, **values: Any) -> None:
         self.params = self.validate(values)
@@ -280,6 +320,11 @@ class Procedure(ABC):
     def total(self) -> int:
         """Units of work, for progress (1 if unknown)."""
         return 1
+
+    @staticmethod
+    def summary_text(results: Mapping[str, Any]) -> str:
+        """What a front end prints about a finished run's ``results`` ("" for nothing)."""
+        return ""
 
     @abstractmethod
     def execute(

@@ -58,7 +58,7 @@ from drivers.errors import LimitError, NotSupportedError
 from drivers.ldpu import LdpuCoefficients
 from procedures.base import Checkpoint, Data, Parameter, Procedure, Progress, StreamSpec
 from procedures.characterize import random_inputs
-from procedures.program_verify import DEVICES, US_PER_COUNT
+from procedures.programming.targets import DEVICES, US_PER_COUNT
 
 ROWS = COLS = 256
 DRIFT_T0_S = 200.0
@@ -181,6 +181,7 @@ class DriftMonitor(_DriftBase):
         Parameter(
             "until",
             86400.0,
+            kind="duration",
             units="s",
             description="last point after the start",
             minimum=1e-3,
@@ -190,7 +191,12 @@ class DriftMonitor(_DriftBase):
             "points", 20, kind=int, description="points of the schedule", minimum=2, maximum=10000
         ),  # fmt: skip
         Parameter(
-            "start", 25.0, units="s", description="first point after the start", minimum=1e-3
+            "start",
+            25.0,
+            kind="duration",
+            units="s",
+            description="first point after the start",
+            minimum=1e-3,
         ),  # fmt: skip
         Parameter(
             "sample",

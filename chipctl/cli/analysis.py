@@ -6,9 +6,9 @@
     chipctl export RUN.h5 --netcdf FILE    # one NetCDF file (xarray, scipy engine)
     chipctl plot RUN.h5 [--out PNG]        # the run's default plot (default: RUN.png)
 
-Wiring (chipctl/cli.py, ``build_parser``), before the procedure loop::
+Wiring (chipctl/cli/__init__.py, ``build_parser``), before the procedure loop::
 
-    from chipctl.cli_analysis import add_analysis_commands
+    from chipctl.cli.analysis import add_analysis_commands
     taken |= add_analysis_commands(commands)
 
 A file that is missing, not HDF5, truncated or not a chipctl run raises

@@ -1,67 +1,18 @@
-"""``chipctl calibration list|show|load`` and ``chipctl calibrate`` that also stores the set.
+"""``chipctl calibration list|show|load``: the stored calibration sets.
 
-Wiring (chipctl/cli.py, ``build_parser``), before the procedure loop::
-
-    from chipctl.cli_calibration import add_calibration_commands
-    taken = {"demo", "identify", "sim"} | _add_run_commands(commands)
-    taken |= add_calibration_commands(commands)
-
-It returns {"calibration", "calibrate", "drift"}: ``calibrate`` is the generated procedure
-subcommand plus ``--calibration-dir`` and a subscriber that writes the calibration set;
-``drift`` is the generated subcommand whose ``--until``/``--start`` also take durations like
-25s, 1h, 1d.
+(``chipctl calibrate`` is the generated command of the calibrate procedure; its catalog entry
+stores the set it fits.)
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from chipctl.calibration import (
-    CalibrationError,
-    CalibrationRecorder,
-    CalibrationStore,
-    apply_set,
-    calibration_from_run,
-)
-from procedures.base import Record, Stop
-
-_UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from "86400", "25s", "90min", "1h", "1d" (positive, finite)."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(s|m|min|h|d)?\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 25s, 1h, 1d")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
-
-
-class ResumedCalibrationRecorder(CalibrationRecorder):
-    """The recorder of a resumed ``calibrate`` run (``chipctl resume``): as
-    :class:`CalibrationRecorder`, but a set of the same id that the interrupted run already
-    stored (it died after storing the set, before its run file said "success") is accepted
-    when its coefficients are the same; a different one is still an error."""
-
-    def __call__(self, record: Record) -> None:
-        if isinstance(record, Stop) and record.status == "success" and self._start is not None:
-            calibration = calibration_from_run(self._start, self._rows, record.results)
-            path = self.store.path_of(calibration.chip_id, calibration.id)
-            if path.exists():
-                stored = CalibrationStore.read(path)
-                same = stored.arrays.keys() == calibration.arrays.keys() and all(
-                    np.array_equal(stored.arrays[k], calibration.arrays[k])
-                    for k in calibration.arrays
-                )
-                if same:
-                    self.calibration, self.saved = stored, path
-                    return
-        super().__call__(record)
+from chipctl.calibration import CalibrationError, CalibrationStore, apply_set
+from chipctl.cli import common
 
 
 def _store(args: argparse.Namespace) -> CalibrationStore:
@@ -147,30 +98,8 @@ def _calibration_main(args: argparse.Namespace) -> int:
         return 1
 
 
-def _cmd_calibrate(args: argparse.Namespace) -> int:
-    """The generated procedure command, with a subscriber that writes the calibration set."""
-    from chipctl import cli
-    from procedures import registry
-
-    procedure = cli.build_procedure(args, registry.get("calibrate"))
-    if isinstance(procedure, int):
-        return procedure
-    recorder = CalibrationRecorder(_store(args))
-    procedure.calibration_store = str(recorder.store.root)  # kept for `chipctl resume`
-    try:
-        summary = cli.run_on_board(args, procedure, [recorder])
-    except CalibrationError as exc:
-        print(f"chipctl calibrate: could not store the calibration set: {exc}", file=sys.stderr)
-        return 1
-    if recorder.saved is not None:
-        print(f"calibration set {procedure.set_id} stored in {recorder.saved}")
-    return int(cli._report("chipctl calibrate", summary))
-
-
 def add_calibration_commands(subparsers: Any) -> set[str]:
-    """Add ``calibration``, ``calibrate`` and ``drift``; returns their names."""
-    from chipctl import cli
-
+    """Add ``calibration``; returns its name."""
     calibration = subparsers.add_parser("calibration", help="list, show and load calibration sets")
     sub = calibration.add_subparsers(dest="calibration_command", required=True, metavar="ACTION")
     for name, help_text, handler in (
@@ -189,24 +118,7 @@ def add_calibration_commands(subparsers: Any) -> set[str]:
         if name == "load":
             parser.add_argument("set", nargs="?", default=None, metavar="SET")
             parser.add_argument("--cores", default=None, metavar="CORES", help="e.g. 0-3,8")
-            cli._add_board_option(parser)
+            common.add_board_option(parser)
         parser.set_defaults(handler=_calibration_main, calibration_handler=handler)
 
-    cli._add_procedure_command(subparsers, "calibrate", set())
-    calibrate = subparsers.choices.get("calibrate")
-    if calibrate is not None:
-        calibrate.add_argument(
-            "--calibration-dir", type=Path, default=None, metavar="DIR",
-            help="where the calibration set is stored (default: $CHIPCTL_CALIBRATION_DIR or "
-            "the checkout's calibration_data/)",
-        )  # fmt: skip
-        calibrate.set_defaults(handler=_cmd_calibrate)
-
-    cli._add_procedure_command(subparsers, "drift", set())
-    drift = subparsers.choices.get("drift")
-    if drift is not None:
-        for action in drift._actions:
-            if action.dest in ("param_until", "param_start"):
-                action.type = parse_duration
-                action.help = (action.help or "") + "; also 25s, 90min, 1h, 1d"
-    return {"calibration", "calibrate", "drift"}
+    return {"calibration"}

@@ -1,8 +1,8 @@
 """``chipctl station check``, ``chipctl power up|down`` and ``chipctl device-iv``.
 
-Wired into :mod:`chipctl.cli` by :func:`add_station_commands`. Without ``--station`` the default,
-fully simulated station is used (started and stopped by the command). Each procedure runs
-through the runner, so it leaves a run file (``--out``, default ``runs/<name>-<time>.h5``).
+Without ``--station`` the default, fully simulated station is used (started and stopped by the
+command). The procedures are built through the catalog and run through the runner, so each
+leaves a run file (``--out``, default ``runs/<name>-<time>.h5``) and can be resumed.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from chipctl import catalog
+from chipctl.catalog import RunContext
 from chipctl.runner import RunSummary, run_procedure
 from chipctl.station import (
     OpenStation,
@@ -22,6 +24,7 @@ from chipctl.station import (
     load_station,
     station_check,
 )
+from drivers.errors import LimitError
 from procedures.base import Data, Procedure, Record
 
 
@@ -63,7 +66,9 @@ def _run(
             data.setdefault(record.stream, []).append(record.values)
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    summary = run_procedure(procedure, opened.board, path, subscribers=[collect])
+    summary = run_procedure(
+        procedure, opened.board, path, subscribers=[collect], context=RunContext()
+    )
     return summary, data
 
 
@@ -91,17 +96,15 @@ def _cmd_station_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_power(args: argparse.Namespace) -> int:
-    from procedures.power import PowerDown, PowerUp
-
     try:
         station = _station(args)
     except StationFileError as exc:
         print(f"chipctl power: {exc}", file=sys.stderr)
         return 2
-    cls = PowerUp if args.direction == "up" else PowerDown
     with station.open() as opened:
         name = f"power_{args.direction}"
-        summary, _ = _run(cls(station=opened), opened, _out_path(args, name))
+        procedure = catalog.build(name, station=opened)
+        summary, _ = _run(procedure, opened, _out_path(args, name))
         _print_rails(opened)
     return _report(f"power {args.direction}", summary)
 
@@ -117,9 +120,6 @@ def _print_rails(opened: OpenStation) -> None:
 
 
 def _cmd_device_iv(args: argparse.Namespace) -> int:
-    from procedures.device_iv import DeviceIV
-    from procedures.power import PowerDown, PowerUp
-
     try:
         station = _station(args)
     except StationFileError as exc:
@@ -136,14 +136,18 @@ def _cmd_device_iv(args: argparse.Namespace) -> int:
         "read_voltage_v": args.read_voltage,
     }
     with station.open() as opened:
+        try:
+            device_iv = catalog.build("device_iv", params, station=opened)
+        except LimitError as exc:
+            print(f"chipctl device-iv: {exc}", file=sys.stderr)
+            return 2
         out = _out_path(args, "device_iv")
         if args.power_up:
-            summary, _ = _run(
-                PowerUp(station=opened), opened, out.with_name(out.stem + "-power_up.h5")
-            )
+            power_up = catalog.build("power_up", station=opened)
+            summary, _ = _run(power_up, opened, out.with_name(out.stem + "-power_up.h5"))
             if _report("power up", summary):
                 return 1
-        summary, data = _run(DeviceIV(station=opened, **params), opened, out)
+        summary, data = _run(device_iv, opened, out)
         if summary.status == "success":
             print(f"  conductance from the I–V sweep: {summary.results['conductance_us']:.4f} µS")
             for amplitude, resistance in zip(
@@ -151,12 +155,13 @@ def _cmd_device_iv(args: argparse.Namespace) -> int:
             ):
                 print(f"  pulse {float(amplitude):7.1f} µA -> R = {float(resistance):12.1f} Ω")
         if args.power_up:
-            _run(PowerDown(station=opened), opened, out.with_name(out.stem + "-power_down.h5"))
+            power_down = catalog.build("power_down", station=opened)
+            _run(power_down, opened, out.with_name(out.stem + "-power_down.h5"))
     return _report("device-iv", summary)
 
 
-def add_station_commands(subparsers: Any) -> None:
-    """Add ``station check``, ``power up|down`` and ``device-iv`` to chipctl's subparsers."""
+def add_station_commands(subparsers: Any) -> set[str]:
+    """Add ``station check``, ``power up|down`` and ``device-iv``; returns their names."""
     station = subparsers.add_parser("station", help="the bench station (board, instruments)")
     station_commands = station.add_subparsers(
         dest="station_command", required=True, metavar="STATION_COMMAND"
@@ -192,3 +197,4 @@ def add_station_commands(subparsers: Any) -> None:
         help="power the rails up first and down afterwards (programming needs the rails on)",
     )
     iv.set_defaults(handler=_cmd_device_iv)
+    return {"station", "power", "device-iv"}

@@ -1,8 +1,8 @@
 """``chipctl sweep SPEC.toml``: a variability study over simulated chips on Dask.
 
-Wiring (chipctl/cli.py, ``build_parser``)::
+Wiring (chipctl/cli/__init__.py, ``build_parser``)::
 
-    from chipctl.cli_sweep import add_sweep_commands
+    from chipctl.cli.sweep import add_sweep_commands
     taken |= add_sweep_commands(commands)
 
 Exit status: 0 when every point succeeded, 1 when some failed (they are recorded in the result

@@ -1,6 +1,6 @@
 """``chipctl tui [--station FILE] [--data-dir DIR]``: the terminal UI for bench operators.
 
-Wired into :mod:`chipctl.cli` by :func:`add_tui_commands`; ``python -m chipctl.cli_tui`` runs it
+Wired into :mod:`chipctl.cli` by :func:`add_tui_commands`; ``python -m chipctl.cli.tui`` runs it
 directly. Without ``--station`` the fully simulated station is used.
 """
 
@@ -58,7 +58,7 @@ def add_tui_commands(subparsers: Any) -> set[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``chipctl tui`` on its own (``python -m chipctl.cli_tui``)."""
+    """Run ``chipctl tui`` on its own (``python -m chipctl.cli.tui``)."""
     parser = argparse.ArgumentParser(prog="chipctl")
     commands = parser.add_subparsers(dest="command")
     add_tui_commands(commands)

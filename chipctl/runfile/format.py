@@ -49,6 +49,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
+from chipctl.errors import ChipctlError
 from procedures.base import StreamSpec
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ STATUSES = ("running", "success", "aborted", "failed")
 """Values of ``/entry/run/status``: ``running`` while written, then one of the other three."""
 
 
-class RunFileError(Exception):
+class RunFileError(ChipctlError):
     """A run file is missing, unreadable, not a chipctl run, or cannot take a record."""
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from chipctl import DEFAULT_BOARD_URL
+from chipctl.errors import ChipctlError
 from chipctl.station.config import ROLES, InstrumentConfig, RailConfig, SimulationConfig
 from chipctl.station.connect import Station
 from chipctl.station.limits import Limits
@@ -23,7 +24,7 @@ from drivers.instruments import KeysightE36312A
 from drivers.instruments.keysight_e36312a import CHANNEL_RATINGS
 
 
-class StationFileError(ValueError):
+class StationFileError(ChipctlError, ValueError):
     """A station file is not valid; the message names the file, the key and its line."""
 
     def __init__(self, path: str, message: str, *, key: str = "", line: int | None = None) -> None:

@@ -12,11 +12,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from chipctl.errors import ChipctlError
 from chipctl.station.config import RailConfig
 from drivers.errors import LimitError
 
 
-class SafetyLimitError(LimitError):
+class SafetyLimitError(ChipctlError, LimitError):
     """A value was refused by a safety limit of the station; ``limit`` names the limit key."""
 
     def __init__(self, message: str, *, limit: str) -> None:

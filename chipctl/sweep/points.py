@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from chipctl.errors import ChipctlError
 from chipctl.sweep.spec import Point
 
 MVM_FIGURES = (
@@ -58,7 +59,7 @@ INFERENCE_FIGURES = ("accuracy", "software_accuracy")
 FIGURE_OF_MERIT = {"mvm": "eps_total", "inference": "accuracy"}
 
 
-class PointFailed(RuntimeError):
+class PointFailed(ChipctlError, RuntimeError):
     """A procedure of a point did not succeed; the message is its reason."""
 
 
@@ -274,21 +275,24 @@ def _run_mvm(point: Point) -> list[dict[str, Any]]:
 
 
 def _run_inference(point: Point) -> list[dict[str, Any]]:
+    from chipctl import catalog
     from drivers.board import Board
-    from procedures import registry
 
-    if "infer" not in registry.available():
+    if "infer" not in catalog.available():
         raise PointFailed("the 'infer' procedure is not available in this installation")
-    procedure = registry.get("infer")(
-        model=point.model_path,
-        dataset=point.dataset,
-        drift=",".join(point.drift),
-        compensation=",".join(point.compensation),
-        mode=point.mode,
-        gdp=point.gdp,
-        samples=point.settings["samples"],
-        seed=point.settings["input_seed"],
-        cores=list(range(point.settings["cores"])),
+    procedure = catalog.build(
+        "infer",
+        {
+            "model": point.model_path,
+            "dataset": point.dataset,
+            "drift": ",".join(point.drift),
+            "compensation": ",".join(point.compensation),
+            "mode": point.mode,
+            "gdp": point.gdp,
+            "samples": point.settings["samples"],
+            "seed": point.settings["input_seed"],
+            "cores": list(range(point.settings["cores"])),
+        },
     )
     with Board(point.board_url) as board:
         results = _run(procedure, board)

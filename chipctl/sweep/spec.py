@@ -31,7 +31,6 @@ the points it has already measured. The whole spec is validated before anything 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import itertools
 import json
@@ -43,6 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from chipctl.errors import ChipctlError
+from procedures.base import parse_duration
 
 KINDS = ("mvm", "inference")
 MODES = ("odp", "tdp")
@@ -92,7 +94,7 @@ INFERENCE_SETTINGS: dict[str, Setting] = {
 SETTINGS = {"mvm": MVM_SETTINGS, "inference": INFERENCE_SETTINGS}
 
 
-class SpecError(ValueError):
+class SpecError(ChipctlError, ValueError):
     """A sweep spec that cannot run; the message names the file and the key."""
 
 
@@ -371,8 +373,6 @@ def _choices(path: Path, key: str, value: Any, allowed: tuple[Any, ...], kind: t
 
 
 def _drift(path: Path, value: Any) -> tuple[tuple[str, ...], tuple[float, ...]]:
-    from chipctl.cli_calibration import parse_duration
-
     if value is None:
         raise SpecError(f'{path}: key \'grid.drift\' is required: times like ["25s", "1h"]')
     values = value if isinstance(value, list) else [value]
@@ -386,7 +386,7 @@ def _drift(path: Path, value: Any) -> tuple[tuple[str, ...], tuple[float, ...]]:
         text = text.strip()
         try:
             seconds = parse_duration(text)
-        except argparse.ArgumentTypeError as exc:
+        except ValueError as exc:
             raise SpecError(f"{path}: key 'grid.drift': {exc}") from None
         if not 0 < seconds <= 3.2e9:
             raise SpecError(f"{path}: key 'grid.drift': {text!r} must be > 0 and ≤ 100 years")

@@ -41,6 +41,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from chipctl.errors import ChipctlError
 from chipctl.sweep.points import INFERENCE_FIGURES, MVM_FIGURES
 from chipctl.sweep.spec import Point, Spec, canonical_json
 
@@ -61,7 +62,7 @@ STRING_COLUMNS = (
 AXIS_COLUMNS = {"seed": "i8", "gdp": "?", "drift_s": "f8", "wall_s": "f8"}
 
 
-class StoreError(ValueError):
+class StoreError(ChipctlError, ValueError):
     """A result file that does not belong to this study, or is not a sweep result file."""
 
 

@@ -23,7 +23,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
-from chipctl.recipe import load_npy
+from chipctl import catalog
 from chipctl.runner import RunSummary, run_procedure
 from chipctl.station import OpenStation, Station, default_station
 from chipctl.tui import data
@@ -34,14 +34,10 @@ from chipctl.tui.screens.procedures import ProceduresView
 from chipctl.tui.screens.runs import RunsView
 from chipctl.tui.screens.station import StationView
 from chipctl.tui.widgets.chip_map import ChipMap
-from procedures import registry
 from procedures.base import Procedure, Record
 
 TABS = ("station", "chip-map", "core-detail", "procedures", "runs")
 """Tab ids, in the order of the keys 1…5."""
-
-POWER_PROCEDURES = {"power_up": "PowerUp", "power_down": "PowerDown"}
-"""Station actions that run a power-sequencing procedure → class in ``procedures.power``."""
 
 POLL_INTERVAL_S = 1.0
 FOLLOW_INTERVAL_S = 0.5
@@ -61,19 +57,17 @@ def run_file_path(data_dir: Path, procedure: str) -> Path:
 def build_procedure(
     name: str, values: dict[str, Any], opened: OpenStation | None = None
 ) -> Procedure:
-    """Procedure ``name`` from the form's raw values (arrays loaded from their .npy paths)."""
-    if name in POWER_PROCEDURES:
-        from procedures import power
+    """Procedure ``name`` from the form's raw values, through the catalog (arrays loaded from
+    their .npy paths, durations like ``1d`` parsed, the station given to those needing one)."""
+    return catalog.build(name, values, station=opened)
 
-        cls = getattr(power, POWER_PROCEDURES[name])
-        return cls(station=opened, **values)  # type: ignore[no-any-return]
-    procedure_cls = registry.get(name)
-    kinds = {parameter.name: parameter.kind for parameter in procedure_cls.parameters}
-    loaded = {
-        key: load_npy(Path(value)) if kinds.get(key) == "array" else value
-        for key, value in values.items()
-    }
-    return procedure_cls(**loaded)
+
+def is_station_action(action: str) -> bool:
+    """Whether a Station-view action names a catalogued procedure that runs on the station."""
+    try:
+        return catalog.entry(action).needs_station
+    except catalog.CatalogError:
+        return False
 
 
 class ChipctlApp(App[None]):
@@ -276,7 +270,7 @@ class ChipctlApp(App[None]):
             self.running = "disconnect"
             self._state("ramping rails down and disconnecting …")
             self._disconnect(self.opened)
-        elif event.action in POWER_PROCEDURES and self.opened is not None:
+        elif is_station_action(event.action) and self.opened is not None:
             self.start_run(event.action, {})
 
     @work(thread=True, exclusive=True, group="station", exit_on_error=False)
@@ -303,7 +297,9 @@ class ChipctlApp(App[None]):
             if rails_on:
                 procedure = build_procedure("power_down", {}, opened)
                 path = run_file_path(self.data_dir, "power_down")
-                run_procedure(procedure, opened.board, path, progress=False)
+                run_procedure(
+                    procedure, opened.board, path, progress=False, context=catalog.RunContext()
+                )
             opened.close()
 
     def on_chipctl_app_station_opened(self, message: StationOpened) -> None:
@@ -392,11 +388,16 @@ class ChipctlApp(App[None]):
                     path,
                     progress=False,
                     should_stop=self.abort_requested.is_set,
-                    subscribers=[lambda record: self.post_message(self.RunRecord(record))],
+                    subscribers=[self._forward_record],
+                    context=catalog.RunContext(),
                 )
             self.post_message(self.RunFinished(name, summary))
         finally:
             self._run_idle.set()
+
+    def _forward_record(self, record: Record) -> None:
+        """Runner subscriber (worker thread): the record goes to the UI as a message."""
+        self.post_message(self.RunRecord(record))
 
     def on_chipctl_app_run_record(self, message: RunRecord) -> None:
         self.query_one(ProceduresView).add_record(message.record)
@@ -410,6 +411,8 @@ class ChipctlApp(App[None]):
             return
         summary = message.summary
         self.last_summary = summary
+        for note in summary.notes:
+            view.log_line(note)
         view.log_line(f"run file: {summary.path}")
         severity = "information" if summary.status == "success" else "warning"
         reason = f": {summary.reason}" if summary.reason else ""

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from chipctl import catalog
 from chipctl.runfile import RunFile, RunFileError
 from chipctl.station import OpenStation
 
@@ -289,46 +290,13 @@ class ChipMetrics:
         return float(self.values[metric][core])
 
 
-def _per_core(run: RunFile, stream: str, reduce: Any) -> dict[int, float]:
-    """``reduce(row)`` per core for a stream with one row per entry of the ``core`` stream."""
-    if "core" not in run.streams or stream not in run.streams:
-        return {}
-    cores = np.asarray(run.stream("core")).reshape(-1)
-    rows = run.stream(stream)
-    n = min(len(cores), len(rows))
-    return {int(cores[k]): float(reduce(np.asarray(rows[k], np.float64))) for k in range(n)}
-
-
-def _core_list(run: RunFile) -> list[int]:
-    cores = run.parameters.get("cores", [])
-    return [int(c) for c in (cores if isinstance(cores, list) else [cores])]
-
-
 def metrics_from_run(run: RunFile) -> dict[str, dict[int, float]]:
-    """Metric → {core: value} that one run file contributes."""
-    procedure = run.procedure
-    out: dict[str, dict[int, float]] = {}
-    if procedure == "program":
-        out["programmed"] = dict.fromkeys(_per_core(run, "core", lambda r: r), 1.0)
-        out["yield"] = _per_core(run, "yield_map", lambda r: float(np.mean(r == 0)))
-        g_max = _per_core(run, "g_max", lambda r: r)
-        rms = _per_core(run, "cell_error", lambda r: float(np.sqrt(np.mean(r**2))))
-        out["weight_error"] = {c: v / g_max[c] for c, v in rms.items() if g_max.get(c)}
-    elif procedure == "characterize":
-        out["mvm_error"] = _per_core(run, "eps_total", lambda r: r)
-        out["weight_error"] = _per_core(run, "weight_error", lambda r: r)
-    elif procedure == "calibrate":
-        out["calibration_residual"] = _per_core(run, "residual_rms", lambda r: np.mean(r))
-    elif procedure == "drift" and "alpha" in run.streams:
-        alpha = np.asarray(run.stream("alpha"), np.float64)
-        if alpha.shape[0]:
-            out["drift_compensation"] = dict(zip(_core_list(run), alpha[-1].tolist(), strict=False))
-    elif procedure == "compensate" and "alpha" in run.streams:
-        alpha = np.asarray(run.stream("alpha"), np.float64)
-        if alpha.shape[0]:
-            means = alpha[-1].reshape(alpha.shape[1], -1).mean(axis=1)
-            out["drift_compensation"] = dict(zip(_core_list(run), means.tolist(), strict=False))
-    return out
+    """Metric → {core: value} that one run file contributes (its catalog entry's core view)."""
+    try:
+        reader = catalog.entry(run.procedure).core_view.metrics
+    except catalog.CatalogError:
+        return {}
+    return reader(run) if reader is not None else {}
 
 
 def load_chip_metrics(data_dir: Path) -> ChipMetrics:
@@ -374,83 +342,47 @@ class CoreDetail:
     drift: Series | None = None
 
 
-def _row_of(run: RunFile, core: int) -> int | None:
-    """Index of the last row for ``core`` in a run's ``core`` stream."""
-    if "core" not in run.streams:
-        return None
-    cores = np.asarray(run.stream("core")).reshape(-1)
-    hits = np.flatnonzero(cores == core)
-    return int(hits[-1]) if hits.size else None
-
-
-def _row(run: RunFile, stream: str, index: int) -> np.ndarray | None:
-    if stream not in run.streams:
-        return None
-    rows = run.stream(stream)
-    return np.asarray(rows[index]) if index < len(rows) else None
-
-
-COEFFICIENTS = ("gain_pos", "gain_neg", "offset_pos", "offset_neg", "residual_rms")
-
-
 def load_core_detail(data_dir: Path, core: int) -> CoreDetail:
-    """The latest program, calibrate and drift data of ``core`` from ``data_dir``."""
+    """The latest data of ``core`` for every core-detail section (program, calibration,
+    drift) from ``data_dir``: each catalog entry's core view says which section its runs fill."""
+    views = {item.name: item.core_view for item in catalog.entries() if item.core_view.detail}
+    sections = {view.detail_section for view in views.values()}
     found: dict[str, Any] = {"core": core}
+    filled: set[str] = set()
     for path in reversed(run_paths(data_dir)):
         try:
             with RunFile.open(path, live=True) as run:
-                _collect(run, path.name, core, found)
+                view = views.get(run.procedure)
+                if view is None or view.detail is None or view.detail_section in filled:
+                    continue
+                fields = view.detail(run, core)
         except (RunFileError, KeyError, ValueError, IndexError):
             continue
-        if {"program_run", "calibration_run", "drift_run"} <= set(found):
+        if fields is None:
+            continue
+        filled.add(view.detail_section)
+        found[f"{view.detail_section}_run"] = path.name
+        found.update(_detail_fields(fields))
+        if filled >= sections:
             break
     return CoreDetail(**found)
 
 
-def _collect(run: RunFile, name: str, core: int, found: dict[str, Any]) -> None:
-    procedure = run.procedure
-    if procedure == "program" and "program_run" not in found:
-        index = _row_of(run, core)
-        if index is None:
-            return
-        found["program_run"] = name
-        found["conductance"] = _row(run, "conductance", index)
-        found["cell_error"] = _row(run, "cell_error", index)
-        found["yield_map"] = _row(run, "yield_map", index)
-        g_max = _row(run, "g_max", index)
-        found["g_max"] = float(g_max) if g_max is not None else None
-    elif procedure == "calibrate" and "calibration_run" not in found:
-        index = _row_of(run, core)
-        if index is None:
-            return
-        found["calibration_run"] = name
-        found["calibration_set"] = str(run.metadata.get("calibration_set_id", ""))
-        coefficients = {}
-        for stream in COEFFICIENTS:
-            row = _row(run, stream, index)
-            if row is not None:
-                coefficients[stream] = row.astype(np.float64)
-        found["coefficients"] = coefficients
-    elif procedure == "drift" and "drift_run" not in found:
-        cores = _core_list(run)
-        if core not in cores or "time" not in run.streams:
-            return
-        k = cores.index(core)
-        time_s = np.asarray(run.stream("time"), np.float64)
-        curves = [np.asarray(run.stream(s), np.float64) for s in ("scale_error", "scale_error_gdc")]
-        n = min(len(time_s), *(len(c) for c in curves))
-        if n == 0:
-            return
-        x = np.log10(np.maximum(time_s[:n], 1e-9))
-        found["drift_run"] = name
-        found["drift"] = Series(
-            x,
-            tuple(c[:n, k] for c in curves),
-            ("uncompensated", "with GDC"),
+def _detail_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """A core view's fields as :class:`CoreDetail` takes them (a drift curve as a Series)."""
+    fields = dict(fields)
+    if "drift_time_s" in fields:
+        time_s = np.asarray(fields.pop("drift_time_s"), np.float64)
+        curves: dict[str, np.ndarray] = fields.pop("drift_curves")
+        fields["drift"] = Series(
+            np.log10(np.maximum(time_s, 1e-9)),
+            tuple(curves.values()),
+            tuple(curves.keys()),
             "log10 time (s)",
             "|scale − 1|",
             log_x=True,
         )
+    return fields
 
 
 def histogram_counts(values: Iterable[float] | np.ndarray, bins: int = 30) -> tuple[list, list]:

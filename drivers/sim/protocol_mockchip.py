@@ -1,8 +1,8 @@
 """pyserial URL handler ``mockchip://``: the simulated board inside this process.
 
-``serial.serial_for_url("mockchip://?seed=1&cores=4")`` returns this port once the string
-"drivers.sim" is in ``serial.protocol_handler_packages`` (``drivers.link.transport`` registers
-it). Writes go to a :class:`~drivers.sim.board_model.SimulatedBoard`; its replies wait in the
+``serial.serial_for_url("mockchip://?seed=1&cores=4")`` returns this port once this package is
+in ``serial.protocol_handler_packages``: ``drivers.link.transport`` registers the packages the
+installed project declares in the entry-point group ``chipctl.url_handlers``. Writes go to a :class:`~drivers.sim.board_model.SimulatedBoard`; its replies wait in the
 receive buffer. Reads follow pyserial's rules: they return when ``size`` bytes are there or the
 timeout expires, so a dropped reply costs the host its real timeout, as on hardware.
 

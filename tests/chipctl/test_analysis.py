@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from chipctl.analysis import MissingDependencyError, Quantity, read_run, read_stream, to_xarray
-from chipctl.cli_analysis import add_analysis_commands
+from chipctl.cli.analysis import add_analysis_commands
 from chipctl.export import export_csv, export_netcdf
 from chipctl.plot import default_plot_streams, figure_for, plot_run
 from chipctl.runfile import RunFile, RunFileError, RunWriter

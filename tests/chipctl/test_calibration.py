@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from chipctl import catalog
 from chipctl.calibration import (
     CalibrationError,
     CalibrationRecorder,
@@ -16,9 +17,11 @@ from chipctl.calibration import (
     apply_set,
     default_store_dir,
 )
-from chipctl.cli_calibration import add_calibration_commands, parse_duration
+from chipctl.cli import build_parser
+from chipctl.cli.calibration import add_calibration_commands
 from chipctl.runner import run_procedure
 from drivers.board import Board
+from procedures.base import parse_duration
 from procedures.calibrate import Calibrate
 
 
@@ -112,10 +115,9 @@ def test_factory_set_ships_and_fits_the_default_chip() -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command")
-    assert add_calibration_commands(sub) == {"calibration", "calibrate", "drift"}
-    return parser
+    sub = argparse.ArgumentParser().add_subparsers(dest="command")
+    assert add_calibration_commands(sub) == {"calibration"}
+    return build_parser()
 
 
 def test_cli_calibrate_list_show_load(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -148,7 +150,11 @@ def test_cli_calibrate_list_show_load(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_drift_durations() -> None:
     assert parse_duration("1d") == 86400.0 and parse_duration("25s") == 25.0
     assert parse_duration("1.5h") == 5400.0 and parse_duration("300") == 300.0
-    with pytest.raises(argparse.ArgumentTypeError):
-        parse_duration("a day")
+    assert parse_duration("2w") == 2 * 7 * 86400.0 and parse_duration("90min") == 5400.0
+    for bad in ("a day", "1y", "-5s", "nan", "", "1e999"):
+        with pytest.raises(ValueError, match="duration"):
+            parse_duration(bad)
+    # The CLI keeps the text; the drift procedure's duration parameters convert it.
     args = _parser().parse_args(["drift", "--until", "1d", "--start", "25s", "--points", "5"])
-    assert args.param_until == 86400.0 and args.param_start == 25.0
+    drift = catalog.build("drift", {"until": args.param_until, "start": args.param_start})
+    assert drift.params["until"] == 86400.0 and drift.params["start"] == 25.0

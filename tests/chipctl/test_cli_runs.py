@@ -8,9 +8,9 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
+from chipctl import catalog
 from chipctl.cli import build_parser, main
 from chipctl.runfile import RunFile
-from procedures import registry
 from procedures.base import Parameter
 from tests.chipctl.test_recipe import Scaled
 
@@ -28,8 +28,9 @@ class Flagged(Scaled):
 
 @pytest.fixture(autouse=True)
 def _register(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(registry.PROCEDURES, "flagged", f"{__name__}:Flagged")
-    monkeypatch.setitem(registry.PROCEDURES, "broken", "tests.chipctl.no_such_module:Broken")
+    monkeypatch.setitem(catalog.ENTRIES, "flagged", catalog.Entry("flagged", f"{__name__}:Flagged"))
+    broken = catalog.Entry("broken", "tests.chipctl.no_such_module:Broken")
+    monkeypatch.setitem(catalog.ENTRIES, "broken", broken)
 
 
 def _help(capsys: pytest.CaptureFixture[str], *argv: str) -> str:

@@ -9,11 +9,11 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
+from chipctl import catalog
 from chipctl.cli import main
 from chipctl.recipe import RecipeError, load_recipe, run_recipe
 from chipctl.runfile import RunFile
 from drivers.board import Board
-from procedures import registry
 from procedures.base import Checkpoint, Data, Parameter, Procedure, Progress, StreamSpec
 
 
@@ -39,7 +39,7 @@ class Scaled(Procedure):
 
 @pytest.fixture(autouse=True)
 def _register_scaled(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(registry.PROCEDURES, "scaled", f"{__name__}:Scaled")
+    monkeypatch.setitem(catalog.ENTRIES, "scaled", catalog.Entry("scaled", f"{__name__}:Scaled"))
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -14,7 +14,8 @@ import h5py
 import numpy as np
 import pytest
 
-from chipctl.cli_sweep import add_sweep_commands
+from chipctl import catalog
+from chipctl.cli.sweep import add_sweep_commands
 from chipctl.sweep import (
     SpecError,
     StoreError,
@@ -24,7 +25,6 @@ from chipctl.sweep import (
     read_summary,
     run_sweep,
 )
-from procedures import registry
 from procedures.base import Parameter, Procedure, StreamSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -348,7 +348,7 @@ def test_inference_point_follows_the_infer_contract(
     """The point code against a stand-in ``infer`` (in-process: workers use the real one)."""
     from chipctl.sweep import run_point
 
-    monkeypatch.setitem(registry.PROCEDURES, "infer", f"{__name__}:FakeInfer")
+    monkeypatch.setitem(catalog.ENTRIES, "infer", catalog.Entry("infer", f"{__name__}:FakeInfer"))
     (point,) = _spec(tmp_path, INFERENCE).points()
     assert point.model_path.endswith("digits_mlp.onnx") and point.dataset == "digits"
     rows = run_point(point)
@@ -362,7 +362,7 @@ def test_inference_point_follows_the_infer_contract(
 
 
 @pytest.mark.skipif(
-    "infer" not in registry.available(),
+    "infer" not in catalog.available(),
     reason="the 'infer' procedure (procedures/infer.py) is not registered yet",
 )
 def test_inference_sweep_accuracy_rows(client: Any, tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ KILLS = 20
 result), plus one before it exists."""
 KILL_SEED = 2026
 PRELOAD = [
-    "chipctl.cli", "chipctl.runner", "chipctl.cli_calibration", "procedures.registry",
+    "chipctl.cli", "chipctl.runner", "chipctl.catalog", "chipctl.calibration",
     "procedures.program_verify", "procedures.calibrate", "procedures.drift", "h5py",
 ]  # fmt: skip
 
@@ -203,8 +203,8 @@ class _Board:
         """Bring a fresh server's chip to the state at ``path``'s last checkpoint."""
         if self.server is None:
             return
+        from chipctl import catalog
         from chipctl.runner import plan_resume
-        from procedures import registry
         from procedures.base import Checkpoint
 
         plan = plan_resume(path)
@@ -212,7 +212,7 @@ class _Board:
             return
         seen = 0
         with Board(self.url) as board:
-            records = registry.get(plan.procedure)(**plan.parameters).run(board)
+            records = catalog.build(plan.procedure, plan.parameters).run(board)
             for record in records:
                 seen += isinstance(record, Checkpoint)
                 if seen == plan.checkpoints:

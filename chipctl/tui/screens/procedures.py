@@ -25,21 +25,15 @@ from textual.widgets import (
 )
 from textual_plotext import PlotextPlot
 
+from chipctl import catalog
 from chipctl.tui.widgets.parameter_form import ParameterForm
 from chipctl.tui.widgets.plots import draw_points
-from procedures import registry
 from procedures.base import Data, Procedure, Progress, Record, Start, Stop
 
 
 def procedure_classes() -> dict[str, type[Procedure]]:
-    """Registered procedures that import cleanly, by name."""
-    classes = {}
-    for name in registry.available():
-        try:
-            classes[name] = registry.get(name)
-        except Exception:  # a broken procedure module must not break the TUI
-            continue
-    return classes
+    """Catalogued procedures that import cleanly, by name (a broken module is left out)."""
+    return catalog.available()
 
 
 class LiveSignal:

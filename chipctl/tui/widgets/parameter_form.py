@@ -11,7 +11,7 @@ from textual.message import Message
 from textual.widgets import Input, Label, Select, Static, Switch
 
 from drivers.errors import LimitError
-from procedures.base import Parameter
+from procedures.base import Parameter, parse_duration
 
 
 def default_text(parameter: Parameter) -> str:
@@ -43,6 +43,8 @@ def hint(parameter: Parameter) -> str:
     parts = [parameter.description] if parameter.description else []
     if parameter.kind == "cores":
         parts.append("cores like 0-3,8")
+    if parameter.kind == "duration":
+        parts.append("a duration like 25s, 90min, 1h, 1d, 2w or seconds")
     return "; ".join(parts)
 
 
@@ -62,6 +64,8 @@ def parse_text(parameter: Parameter, text: str) -> Any:
             return float(text)
         except ValueError:
             raise ValueError(f"{text!r} is not a number") from None
+    if parameter.kind == "duration":
+        return parse_duration(text)
     return text
 
 

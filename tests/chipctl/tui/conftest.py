@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from textual.pilot import Pilot
 
+from chipctl import catalog
 from chipctl.runner import run_procedure
 from drivers.board import Board
-from procedures import registry
 
 
 def make_weights(path: Path, seed: int = 0) -> Path:
@@ -40,7 +40,7 @@ def run_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with Board("mockchip://?seed=1") as board:
         for number, (name, procedure, values) in enumerate(runs):
             path = directory / name
-            summary = run_procedure(registry.get(procedure)(**values), board, path, progress=False)
+            summary = run_procedure(catalog.build(procedure, values), board, path, progress=False)
             assert summary.status == "success", summary.reason
             stamp = 1_700_000_000 + number
             import os

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from textual.widgets import DataTable, Select, TabbedContent
 
+from chipctl import catalog
 from chipctl.tui.app import ChipctlApp
 from chipctl.tui.data import load_chip_metrics, load_core_detail, read_run
 from chipctl.tui.screens.chip_map import ChipMapView
@@ -18,7 +19,6 @@ from chipctl.tui.screens.procedures import LiveSignal, ProceduresView, rate_text
 from chipctl.tui.screens.runs import RunsView
 from chipctl.tui.widgets.chip_map import ChipMap
 from chipctl.tui.widgets.parameter_form import check_text
-from procedures import registry
 from procedures.base import Data, Start, StreamSpec
 
 from .conftest import make_weights, wait_until
@@ -46,7 +46,7 @@ def test_core_detail_and_run_preview(run_data: Path) -> None:
 
 
 def test_form_validation_messages(tmp_path: Path) -> None:
-    program = {p.name: p for p in registry.get("program").parameters}
+    program = {p.name: p for p in catalog.procedure_class("program").parameters}
     assert check_text(program["weights"], "") == "required: path of a .npy file"
     assert "no such file" in check_text(program["weights"], str(tmp_path / "none.npy"))
     assert check_text(program["weights"], str(make_weights(tmp_path / "w.npy"))) == ""

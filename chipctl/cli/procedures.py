@@ -1,0 +1,119 @@
+"""One ``chipctl`` subcommand per catalogued procedure, with an option per declared parameter.
+
+``chipctl program --weights w.npy --cores 0-3`` builds the procedure through the catalog,
+runs it on ``--board`` into ``--out`` with its post-run steps (``calibrate`` stores its set),
+and prints the procedure's own summary. Entries with ``needs_station`` get ``--station FILE``
+(default: the simulated station around ``--board``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from chipctl import catalog
+from chipctl.cli import common
+
+log = logging.getLogger(__name__)
+
+OPTION_HELP = {
+    "calibration_dir": (
+        "where the calibration set is stored (default: $CHIPCTL_CALIBRATION_DIR or the "
+        "checkout's calibration_data/)"
+    ),
+}
+"""``--help`` of the run-context options an entry may declare."""
+
+
+def add_procedure_command(commands: Any, item: catalog.Entry, taken: set[str]) -> None:
+    """The generated subcommand of catalog entry ``item`` (skipped, with a debug log line, if
+    its name is taken by a built-in command or its module does not load)."""
+    name = item.command_name
+    if name is None:
+        return
+    if name in taken:
+        log.debug("procedure %s: name taken by a built-in command; no subcommand", name)
+        return
+    try:
+        cls = item.cls
+    except catalog.CatalogError as exc:  # a broken procedure module must not break the CLI
+        log.debug("procedure %s not available on the command line: %s", name, exc)
+        return
+    parser = commands.add_parser(
+        name,
+        help=f"run the {cls.title or name} procedure into a run file",
+        description=(cls.__doc__ or cls.title or name).strip().splitlines()[0],
+    )
+    common.add_board_option(parser)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="RUN.h5",
+        help=f"run file (default: runs/{item.name}-YYYYmmdd-HHMMSS.h5)",
+    )
+    common.add_run_options(parser)
+    if item.needs_station:
+        parser.add_argument(
+            "--station",
+            default=None,
+            metavar="FILE",
+            help="station file (TOML); default: the simulated station around --board",
+        )
+    for option in item.options:
+        parser.add_argument(
+            "--" + option.replace("_", "-"),
+            type=Path,
+            default=None,
+            metavar="DIR",
+            help=OPTION_HELP.get(option, option),
+        )
+    common.add_parameter_options(parser, cls)
+    parser.set_defaults(handler=_cmd_procedure, procedure=item.name)
+
+
+def add_procedure_commands(commands: Any, taken: set[str]) -> set[str]:
+    """A subcommand for every catalogued procedure whose name is free; the names added."""
+    added = set()
+    for item in catalog.entries():
+        name = item.command_name
+        if name is not None and name not in taken:
+            add_procedure_command(commands, item, taken | added)
+            added.add(name)
+    return added
+
+
+def _cmd_procedure(args: argparse.Namespace) -> int:
+    item = catalog.entry(args.procedure)
+    prog = f"chipctl {args.command}"
+    if item.needs_station:
+        return _run_on_station(args, item, prog)
+    procedure = common.build_from_args(args, item.name)
+    if isinstance(procedure, int):
+        return procedure
+    summary = common.run_on_board(args, procedure)
+    return common.report(prog, summary, procedure)
+
+
+def _run_on_station(args: argparse.Namespace, item: catalog.Entry, prog: str) -> int:
+    from chipctl.station import StationFileError, default_station, load_station
+
+    try:
+        station = (
+            default_station(board_url=args.board)
+            if args.station is None
+            else load_station(args.station)
+        )
+    except StationFileError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    with station.open(board_timeout_s=args.timeout) as opened:
+        procedure = common.build_from_args(args, item.name, station=opened)
+        if isinstance(procedure, int):
+            return procedure
+        out = Path(args.out or common.default_out(item.name))
+        summary = common.run_into(procedure, opened.board, out, args)
+    return common.report(prog, summary, procedure)
