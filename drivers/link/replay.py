@@ -14,11 +14,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from drivers.board import Board
+from drivers.errors import DriverError
 from drivers.link.transport import Link
 
 
-class ReplayMismatch(AssertionError):
-    """The driver wrote something other than the expected request."""
+class ReplayMismatch(DriverError, AssertionError):
+    """The driver wrote something other than the expected request (a test failure)."""
 
 
 class ReplayPort:
