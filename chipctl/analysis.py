@@ -269,21 +269,21 @@ def to_xarray(run: RunData | str | os.PathLike[str]) -> Any:
             variables[key] = xarray.Variable(
                 inner, value, attrs={"long_name": f"parameter {name}", "units": "1"}
             )
-    attrs: dict[str, Any] = {}
+    run_attrs: dict[str, Any] = {}
     for key, value in run.metadata.items():
         if key in ("parameters", "results"):
             continue
-        attrs[key] = attr_value(value)
-    attrs["parameters"] = json.dumps(
+        run_attrs[key] = attr_value(value)
+    run_attrs["parameters"] = json.dumps(
         {k: v for k, v in run.parameters.items() if not isinstance(v, np.ndarray)},
         default=_json_default,
         sort_keys=True,
     )
-    attrs["results"] = json.dumps(run.results, default=_json_default, sort_keys=True)
-    attrs["source_file"] = str(run.path)
-    attrs["default_signal"] = signal
-    attrs["default_axis"] = axis or ""
-    return xarray.Dataset(variables, coords=coords, attrs=attrs)
+    run_attrs["results"] = json.dumps(run.results, default=_json_default, sort_keys=True)
+    run_attrs["source_file"] = str(run.path)
+    run_attrs["default_signal"] = signal
+    run_attrs["default_axis"] = axis or ""
+    return xarray.Dataset(variables, coords=coords, attrs=run_attrs)
 
 
 def summary(run: RunData) -> Mapping[str, tuple[tuple[int, ...], str]]:

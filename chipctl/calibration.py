@@ -223,11 +223,9 @@ class CalibrationStore:
         meta = json.dumps(calibration.metadata, sort_keys=True, indent=1).encode()
         tmp = path.with_suffix(".npz.tmp")
         with open(tmp, "wb") as handle:
-            np.savez(
-                handle,
-                metadata=np.frombuffer(meta, np.uint8),
-                **calibration.arrays,
-            )
+            arrays: dict[str, Any] = {"metadata": np.frombuffer(meta, np.uint8)}
+            arrays.update(calibration.arrays)
+            np.savez(handle, **arrays)
         os.replace(tmp, path)
         calibration.path = path
         return path

@@ -308,7 +308,7 @@ def build(
     if item.needs_station:
         if station is None:
             raise LimitError(f"{name} needs a bench station (a station file or the simulated one)")
-        return cls(station=station, **parameters)  # type: ignore[call-arg]
+        return cls(station=station, **parameters)
     return cls(**parameters)
 
 

@@ -25,16 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from chipctl import catalog
 from chipctl.calibration import CalibrationError, CalibrationStore, apply_set
-from chipctl.inference import InferModel, accuracy_table
+from chipctl.inference import accuracy_table
 from chipctl.runner import RunSummary, run_procedure
 from chipctl.station import default_station, load_station
 from drivers.board import Board, BoardIdentity
-from procedures.calibrate import Calibrate
-from procedures.characterize import Characterize
-from procedures.drift import DriftMonitor
-from procedures.power import PowerDown, PowerUp
-from procedures.program_verify import ProgramVerify
+from procedures.base import Procedure
 
 SPARSITY = 0.3
 """Fraction of zero weights, as in the published MVM characterisation [LG §IV]."""
@@ -122,19 +119,27 @@ def run_demo(
         board = opened.board
         identity = board.identity
         power_up = run_procedure(
-            PowerUp(station=opened), board, folder / "power_up.h5", progress=progress
+            catalog.build("power_up", station=opened),
+            board,
+            folder / "power_up.h5",
+            progress=progress,
         )
         if power_up.status != "success":
             raise RuntimeError(f"power up failed ({power_up.reason}); see {power_up.path}")
         for core, mode in enumerate(("odp", "tdp")):
             program = run_procedure(
-                ProgramVerify(weights=weights, cores=[core], mode=mode, seed=seed),
+                catalog.build(
+                    "program", {"weights": weights, "cores": [core], "mode": mode, "seed": seed}
+                ),
                 board,
                 folder / f"program-{mode}.h5",
                 progress=progress,
             )
             characterize = run_procedure(
-                Characterize(weights=weights, cores=[core], n_inputs=n_inputs, seed=seed),
+                catalog.build(
+                    "characterize",
+                    {"weights": weights, "cores": [core], "n_inputs": n_inputs, "seed": seed},
+                ),
                 board,
                 folder / f"characterize-{mode}.h5",
                 progress=progress,
@@ -147,17 +152,26 @@ def run_demo(
         for k, m in enumerate(modes):
             g_max = float(m.core_results.get("g_max_counts", 0.0))
             calibrated = run_procedure(
-                Characterize(
-                    weights=weights, cores=[m.core], n_inputs=n_inputs, seed=seed,
-                    output="ldpu", counts_per_unit=k_bar, g_max_counts=g_max,
-                ),
+                catalog.build("characterize", {
+                    "weights": weights, "cores": [m.core], "n_inputs": n_inputs, "seed": seed,
+                    "output": "ldpu", "counts_per_unit": k_bar, "g_max_counts": g_max,
+                }),
                 board,
                 folder / f"characterize-{m.mode}-calibrated.h5",
                 progress=progress,
             )  # fmt: skip
             modes[k] = ModeResult(m.mode, m.core, m.program, m.characterize, calibrated)
         drift = run_procedure(
-            DriftMonitor(cores=cores, until=drift_until_s, points=8, sample=256, verify_reads=4),
+            catalog.build(
+                "drift",
+                {
+                    "cores": cores,
+                    "until": drift_until_s,
+                    "points": 8,
+                    "sample": 256,
+                    "verify_reads": 4,
+                },
+            ),
             board,
             folder / "drift.h5",
             progress=progress,
@@ -170,7 +184,12 @@ def run_demo(
                 folder / "infer.h5",
                 progress=progress,
             )
-        run_procedure(PowerDown(station=opened), board, folder / "power_down.h5", progress=progress)
+        run_procedure(
+            catalog.build("power_down", station=opened),
+            board,
+            folder / "power_down.h5",
+            progress=progress,
+        )
     return DemoResult(
         url,
         identity,
@@ -184,13 +203,14 @@ def run_demo(
     )
 
 
-def _inference(n_cores: int, samples: int) -> InferModel:
+def _inference(n_cores: int, samples: int) -> Procedure:
     """The demo's inference step: the CNN beside the demo's cores, or the MLP on a small board."""
     common = {"drift": "25s,1d", "compensation": "none,gdc,adabs", "samples": samples}
     if n_cores >= 13:
-        cores = f"2-{n_cores - 1}"
-        return InferModel(model="mnist1d_cnn", dataset="mnist1d", cores=cores, **common)
-    return InferModel(model="digits_mlp", dataset="digits", cores=f"0-{n_cores - 1}", **common)
+        network = {"model": "mnist1d_cnn", "dataset": "mnist1d", "cores": f"2-{n_cores - 1}"}
+    else:
+        network = {"model": "digits_mlp", "dataset": "digits", "cores": f"0-{n_cores - 1}"}
+    return catalog.build("infer", {**network, **common})
 
 
 def _calibrate(
@@ -211,7 +231,7 @@ def _calibrate(
     except CalibrationError:
         pass
     summary = run_procedure(
-        Calibrate(cores=cores, program_reference=False, seed=seed),
+        catalog.build("calibrate", {"cores": cores, "program_reference": False, "seed": seed}),
         board,
         folder / "calibrate.h5",
         progress=progress,

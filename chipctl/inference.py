@@ -11,6 +11,7 @@ recipes, the TUI and ``chipctl sweep`` run under the registry name ``infer``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +53,12 @@ class InferModel(Infer):
         return load_onnx(model_path(self.params["model"])), inference_data(self.params["dataset"])
 
     @staticmethod
-    def summary_text(results: dict[str, Any]) -> str:
+    def summary_text(results: Mapping[str, Any]) -> str:
         """What ``chipctl infer`` prints after the run: :func:`accuracy_table`."""
         return accuracy_table(results)
 
 
-def accuracy_table(results: dict[str, Any]) -> str:
+def accuracy_table(results: Mapping[str, Any]) -> str:
     """Software vs chip accuracy over drift time, as the CLI and the demo print it."""
     accuracy = results.get("accuracy", {})
     if not accuracy:

@@ -1,4 +1,4 @@
-"""ruff (lint and format) over the tree and mypy over drivers/ and procedures/, as configured in
+"""ruff (lint and format) over the tree and mypy over drivers/, procedures/ and chipctl/, as configured in
 pyproject.toml. Skipped only where the tools are not installed (the test extra installs them)."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def test_ruff_lint_and_format() -> None:
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
-def test_mypy_drivers_and_procedures() -> None:
+def test_mypy_drivers_procedures_and_chipctl() -> None:
     pytest.importorskip("mypy")
     result = _run(sys.executable, "-m", "mypy")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -77,7 +77,7 @@ def add_procedure_command(commands: Any, item: catalog.Entry, taken: set[str]) -
 
 def add_procedure_commands(commands: Any, taken: set[str]) -> set[str]:
     """A subcommand for every catalogued procedure whose name is free; the names added."""
-    added = set()
+    added: set[str] = set()
     for item in catalog.entries():
         name = item.command_name
         if name is not None and name not in taken:

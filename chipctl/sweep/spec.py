@@ -404,7 +404,7 @@ def _settings(path: Path, kind: str, table: Any) -> dict[str, Any]:
     _known(path, "settings.", table, set(declared))
     settings: dict[str, Any] = {}
     for name, setting in declared.items():
-        value = table.get(name, setting.default)
+        value: Any = table.get(name, setting.default)
         key = f"settings.{name}"
         if setting.kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
@@ -412,9 +412,10 @@ def _settings(path: Path, kind: str, table: Any) -> dict[str, Any]:
             raise SpecError(f"{path}: key '{key}': {value!r} is not {setting.kind.__name__}")
         if setting.choices is not None and value not in setting.choices:
             raise SpecError(f"{path}: key '{key}': {value!r} is not one of {list(setting.choices)}")
-        if setting.minimum is not None and value < setting.minimum:
+        number: Any = value  # numeric settings: int or float, checked above
+        if setting.minimum is not None and number < setting.minimum:
             raise SpecError(f"{path}: key '{key}': {value} is below the minimum {setting.minimum}")
-        if setting.maximum is not None and value > setting.maximum:
+        if setting.maximum is not None and number > setting.maximum:
             raise SpecError(f"{path}: key '{key}': {value} is above the maximum {setting.maximum}")
         settings[name] = value
     return settings

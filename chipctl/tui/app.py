@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from textual import work
 from textual.app import App, ComposeResult
@@ -414,7 +414,9 @@ class ChipctlApp(App[None]):
         for note in summary.notes:
             view.log_line(note)
         view.log_line(f"run file: {summary.path}")
-        severity = "information" if summary.status == "success" else "warning"
+        severity: Literal["information", "warning"] = (
+            "information" if summary.status == "success" else "warning"
+        )
         reason = f": {summary.reason}" if summary.reason else ""
         self.notify(f"{summary.status}{reason}", title=message.procedure, severity=severity)
         self._poll()
