@@ -1,5 +1,6 @@
-"""ruff (lint and format) over the tree and mypy over drivers/, procedures/ and chipctl/, as configured in
-pyproject.toml. Skipped only where the tools are not installed (the test extra installs them)."""
+"""ruff (lint and format) over the tree and mypy over drivers/, procedures/ and chipctl/, as
+configured in pyproject.toml. Skipped only where the tools are not installed (the test extra
+installs them)."""
 
 from __future__ import annotations
 
