@@ -13,5 +13,3 @@ from drivers.sim.devices import HermesPcm
 
 HermesStatistics = HermesPcm
 """HERMES-fitted device statistics (an alias of :class:`drivers.sim.devices.HermesPcm`)."""
-
-__all__ = ["HermesStatistics"]

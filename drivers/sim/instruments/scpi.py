@@ -70,6 +70,7 @@ class ScpiError(DriverError):
 
 
 def number(text: str) -> float:
+    """A finite number from an SCPI argument (-104 "Data type error" otherwise)."""
     try:
         value = float(text.strip())
     except ValueError:
@@ -80,6 +81,7 @@ def number(text: str) -> float:
 
 
 def boolean(text: str) -> bool:
+    """``1``/``ON`` or ``0``/``OFF`` (-104 "Data type error" otherwise)."""
     token = text.strip().upper()
     if token in ("1", "ON"):
         return True
@@ -89,12 +91,14 @@ def boolean(text: str) -> bool:
 
 
 def in_range(value: float, low: float, high: float) -> float:
+    """``value`` if low <= value <= high (-222 "Parameter, out of range" otherwise)."""
     if not low <= value <= high:
         raise ScpiError(-222, "Parameter, out of range")
     return value
 
 
 def fmt(value: float) -> str:
+    """An SCPI number reply: ``1.234560E-06``."""
     return f"{value:.6E}"
 
 

@@ -42,30 +42,21 @@ import numpy as np
 from drivers.sim.child import announced_child
 from drivers.sim.clock import VirtualClock
 from drivers.sim.devices import DEFAULT_DEVICE_MODEL, DEVICE_MODELS, DeviceModel, device_model
-from drivers.sim.instruments.scpi import ScpiInstrument, normalise_header
+from drivers.sim.instruments.scpi import ScpiInstrument
+from drivers.sim.instruments.scpi import normalise_header as normalise_header
 from drivers.sim.instruments.smu import SimulatedSmu, SimulatedTestDevice
+from drivers.sim.instruments.supply import DEFAULT_RAIL_LOADS_OHM as DEFAULT_RAIL_LOADS_OHM
 from drivers.sim.instruments.supply import (
-    DEFAULT_RAIL_LOADS_OHM,
     RAIL_RATINGS,
     SimulatedRail,
     SimulatedSupply,
 )
+from drivers.sim.instruments.temperature import HEATER_RATES_K_PER_MIN as HEATER_RATES_K_PER_MIN
 from drivers.sim.instruments.temperature import (
-    HEATER_RATES_K_PER_MIN,
     KELVIN_OFFSET,
     SimulatedChuck,
     SimulatedTemperatureController,
 )
-
-__all__ = [
-    "DEFAULT_RAIL_LOADS_OHM",
-    "HEATER_RATES_K_PER_MIN",
-    "INSTRUMENT_NAMES",
-    "SimulatedStation",
-    "main",
-    "normalise_header",
-    "spawned",
-]
 
 log = logging.getLogger(__name__)
 
