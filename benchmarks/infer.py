@@ -23,8 +23,9 @@ from benchmarks._timing import best_single_s
 from chipctl.inference import inference_data, model_path
 from chipctl.onnx_import import load_onnx
 from drivers.board import Board
+from procedures.inference.calibration import tensor_ranges
 from procedures.inference.digital import Float16
-from procedures.inference.executor import ChipExecutor, tensor_ranges
+from procedures.inference.executor import ChipExecutor
 from procedures.inference.mapping import map_graph
 from procedures.inference.reference import forward
 

@@ -60,14 +60,12 @@ from drivers.errors import LimitError
 from drivers.ldpu import COEFFICIENT_FIELDS, LdpuCoefficients
 from procedures.base import Checkpoint, Data, Parameter, Procedure, Progress, StreamSpec
 from procedures.characterize import SPARSITY, random_inputs
-from procedures.program_verify import (
+from procedures.programming.iterative import CoreProgram, ProgramSettings, program_group
+from procedures.programming.targets import (
     DEVICES,
     G_MAX_ODP_COUNTS,
     G_MAX_TDP_COUNTS,
-    CoreProgram,
-    ProgramSettings,
     line_limited_g_max,
-    program_group,
 )
 
 ROWS = COLS = 256

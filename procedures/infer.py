@@ -43,12 +43,14 @@ from drivers.board import Board
 from drivers.errors import DriverError, LimitError
 from procedures.base import Checkpoint, Data, Parameter, Procedure, Progress, StreamSpec
 from procedures.base import declare as _p
+from procedures.inference.calibration import GDC_INPUTS, tensor_ranges
 from procedures.inference.digital import number_format
-from procedures.inference.executor import GDC_INPUTS, ChipExecutor, tensor_ranges
+from procedures.inference.executor import ChipExecutor
 from procedures.inference.graph import Graph
 from procedures.inference.mapping import CostEstimate, map_graph
 from procedures.inference.reference import forward, forward_quantised, forward_tensors
-from procedures.program_verify import GdpSettings, ProgramSettings
+from procedures.programming.gdp import GdpSettings
+from procedures.programming.iterative import ProgramSettings
 
 COMPENSATIONS = ("none", "gdc", "adabs")
 FINGERPRINT_CELLS = 128

@@ -191,7 +191,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(
 def test_resume_refuses_a_chip_that_no_longer_holds_the_weights(tmp_path: Path) -> None:
     from chipctl.runner import resume_run
     from drivers.sim.server import spawned
-    from procedures.program_verify import program_core
+    from procedures.programming.iterative import program_core
 
     with spawned("seed=1&cores=4") as url:
         with Board(url) as board:

@@ -169,7 +169,8 @@ def test_resume_refuses_a_procedure_that_cannot_resume_before_touching_the_file(
     from chipctl.runner import ResumeError, resume_run, run_procedure
     from drivers.board import Board
     from procedures.drift import DriftMonitor
-    from procedures.program_verify import program_core, weight_targets
+    from procedures.programming.iterative import program_core
+    from procedures.programming.targets import weight_targets
 
     path = tmp_path / "drift.h5"
     with Board("mockchip://?seed=1&cores=1") as board:

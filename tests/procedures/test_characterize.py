@@ -9,7 +9,8 @@ from drivers.board import Board
 from drivers.errors import LimitError
 from procedures.base import Data, Stop
 from procedures.characterize import Characterize, mvm_errors, random_inputs
-from procedures.program_verify import program_core, weight_targets
+from procedures.programming.iterative import program_core
+from procedures.programming.targets import weight_targets
 
 
 def test_decomposition_on_an_ideal_linear_chip() -> None:

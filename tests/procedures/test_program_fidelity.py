@@ -21,7 +21,8 @@ import pytest
 from drivers.board import Board
 from drivers.sim.physics import HermesStatistics
 from procedures.base import Data, Stop
-from procedures.program_verify import ProgramVerify, mvm_error
+from procedures.program_verify import ProgramVerify
+from procedures.programming.gdp import mvm_error
 
 COUNTS_PER_US = 80.0 / 10.35
 LEVELS = (0.1, 0.25, 0.5, 0.75, 1.0)

@@ -8,14 +8,9 @@ import pytest
 from drivers.board import Board
 from drivers.errors import LimitError
 from procedures.base import Checkpoint, Data, Start, Stop
-from procedures.program_verify import (
-    G_MAX_TDP_COUNTS,
-    ProgramSettings,
-    ProgramVerify,
-    line_limited_g_max,
-    program_core,
-    weight_targets,
-)
+from procedures.program_verify import ProgramVerify
+from procedures.programming.iterative import ProgramSettings, program_core
+from procedures.programming.targets import G_MAX_TDP_COUNTS, line_limited_g_max, weight_targets
 
 COUNTS_PER_US = 80 / 10.35
 

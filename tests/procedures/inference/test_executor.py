@@ -10,8 +10,9 @@ import pytest
 from drivers.board import Board
 from drivers.errors import LimitError
 from procedures.infer import Infer, InferenceData, parse_compensations, parse_durations
+from procedures.inference.calibration import tensor_ranges
 from procedures.inference.digital import FixedPoint, Float16, number_format
-from procedures.inference.executor import ChipExecutor, tensor_ranges
+from procedures.inference.executor import ChipExecutor
 from procedures.inference.gdpu import quantise_int8 as quantise
 from procedures.inference.graph import BatchNorm, Conv, Dense, Flatten, Graph, GraphError, Relu
 from procedures.inference.mapping import map_graph

@@ -1,0 +1,152 @@
+"""Calibrating a deployed network: int8 ranges, partial-sum grids and per-tile ADC fits.
+
+[LG Methods p.9; LG §IV; chip.md §2b; DESIGN.md "Inference executor"].
+
+**From the float32 model** (no board): the int8 range of every tensor (:func:`tensor_ranges`),
+and, per tile, the grid lsb_ps = max|W_tile·x|/127 of a tile that emits partial sums and the
+typical int8 input vectors the layer will see (:func:`use_calibration_data`).
+
+**Calibration** (per tile, right after programming, :func:`calibrate`). ``calibration_inputs``
+random int8 inputs (30 % zeros, [LG §IV]) on the tile's used columns, raw counts P, N; per used
+row a least-squares fit of the *target* output t = W_tile·x (weight units × input LSB) on the
+counts, t ≈ u₊·P − u₋·N + o (four-phase: u₊ = u₋), as the calibration procedure does against
+read-back conductances (:func:`procedures.calibrate.fit_adc`). Fitting against the targets folds
+each row's ADC gain and its mean programming gain into one per-channel factor: the per-ADC and
+per-channel corrections of chip.md §2b in one step. The same fit gives the reference outputs
+R₀ of 64 fixed inputs for global drift compensation (:mod:`procedures.inference.compensation`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from drivers.errors import LimitError
+from procedures.calibrate import fit_adc
+from procedures.inference.deployment import Deployment
+from procedures.inference.gdpu import quantise_int8
+from procedures.inference.graph import Conv, Dense, Graph, Lstm
+from procedures.inference.mapping import CORE_COLS
+from procedures.inference.reference import _gate_range as gate_range
+from procedures.inference.reference import forward_tensors, lstm_float
+from procedures.inference.streaming import raw_counts
+
+GDC_INPUTS = 64
+"""Fixed random inputs per tile whose outputs give the drift factor α̂."""
+
+
+def tensor_ranges(graph: Graph, x: np.ndarray, percentile: float = 100.0) -> dict[str, float]:
+    """int8 range (the ``percentile`` of |value|, float units) of *every* tensor of ``graph``
+    over calibration inputs ``x``, plus ``"<lstm>.gates"`` for LSTM gate pre-activations.
+    Zero ranges become 1."""
+    if not 0 < percentile <= 100:
+        raise LimitError(f"range percentile must be in (0, 100], got {percentile}")
+    values = forward_tensors(graph, x)
+    ranges = {k: float(np.percentile(np.abs(v), percentile)) for k, v in values.items()}
+    for node in graph.weight_nodes():
+        if isinstance(node, Lstm):
+            ranges[f"{node.name}.gates"] = gate_range(node, values[node.inputs[0]], percentile)
+    return {k: (v if v > 0 else 1.0) for k, v in ranges.items()}
+
+
+def use_calibration_data(
+    deployment: Deployment, x: np.ndarray, percentile: float = 100.0, *, max_rows: int = 4096
+) -> None:
+    """Learn from calibration inputs ``x`` (float32 model, no board): the partial-sum
+    grids lsb_ps of tiles that emit partial sums, and each tile's typical int8 input
+    vectors, which :func:`calibrate` mixes into its fit."""
+    values = forward_tensors(deployment.graph, x)
+    rng = np.random.default_rng(0xDA7A)
+    for plan in deployment.plans.values():
+        for mm in plan.mapping.matrices:
+            inputs = _software_inputs(plan.node, mm.part, values)
+            codes = quantise_int8(inputs, plan.in_lsb[mm.part])
+            if codes.shape[0] > max_rows:
+                codes = codes[rng.choice(codes.shape[0], max_rows, replace=False)]
+            for tile in mm.tiles:
+                cols = slice(tile.col_start, tile.col_stop)
+                state = deployment.tiles[tile.core]
+                state.data_codes = codes[:, cols].astype(np.int8)
+                if not plan.partial:
+                    continue
+                ps = inputs[:, cols] @ mm.matrix[tile.row_start : tile.row_stop, cols].T
+                top = float(np.percentile(np.abs(ps), percentile)) if ps.size else 0.0
+                state.partial_lsb = (top if top > 0 else 1.0) / 127.0
+    deployment.learned = True
+    deployment.stale = True
+
+
+def _software_inputs(
+    node: Dense | Conv | Lstm, part: str, values: dict[str, np.ndarray]
+) -> np.ndarray:
+    """The float32 model's input vectors of one matrix of ``node`` (samples, cols)."""
+    x = values[node.inputs[0]]
+    if isinstance(node, Conv):
+        return node.unroll(x).reshape(-1, node.matrix.shape[1])
+    if isinstance(node, Dense):
+        return x
+    if part == "input":
+        return x.reshape(-1, node.input_size)
+    hs: list[np.ndarray] = []
+    seq = Lstm(
+        node.name,
+        node.inputs,
+        node.output,
+        w_input=node.w_input,
+        w_hidden=node.w_hidden,
+        bias=node.bias,
+        return_sequences=True,
+    )
+    hs.append(np.zeros((x.shape[0], 1, node.hidden_size), np.float32))
+    hs.append(lstm_float(seq, x)[:, :-1])
+    return np.concatenate(hs, axis=1).reshape(-1, node.hidden_size)
+
+
+def calibrate(deployment: Deployment, n_inputs: int = 512, seed: int = 0) -> Iterator[int]:
+    """Fit every tile's per-row gains against its target weights; yields each core done.
+
+    Inputs: random int8 (30 % zeros), half of them replaced by the layer's own typical
+    inputs when :func:`use_calibration_data` has run."""
+    if n_inputs < 16:
+        raise LimitError(f"calibration needs at least 16 inputs, got {n_inputs}")
+    if not deployment.learned:
+        raise LimitError(
+            "call use_calibration_data(x) first: partial-sum grids and typical layer "
+            "inputs come from the float32 model on calibration samples"
+        )
+    for core, state in deployment.tiles.items():
+        rows, cols = state.tile.shape
+        cols *= state.replicas
+        rng = np.random.default_rng([seed, core, 0xCA1B])
+        x = np.zeros((n_inputs + GDC_INPUTS, CORE_COLS), np.int8)
+        body = rng.integers(-127, 128, size=(x.shape[0], cols))
+        body[rng.random(body.shape) < 0.3] = 0
+        if state.data_codes is not None and state.data_codes.shape[0]:
+            # Half the fit on the layer's own input distribution (from the float32 model on
+            # calibration data), as it will run: a fit on random inputs alone misses the
+            # ADC's behaviour at the currents real activations drive (one-phase above all).
+            n_data = n_inputs // 2
+            pick = rng.choice(state.data_codes.shape[0], n_data)
+            body[:n_data] = np.tile(state.data_codes[pick], (1, state.replicas))
+        x[:, :cols] = body
+        counts = raw_counts(deployment, [core], x[None])[0]
+        p, n = counts
+        w = deployment.core_weights(core)[:rows, :cols].astype(np.float64)
+        # Replicas see the same input at run time, so the fit targets their mean: W·x.
+        t = body[:n_inputs].astype(np.float64) @ w.T / state.replicas
+        u_pos, u_neg, offset, _ = fit_adc(
+            t, p[:n_inputs, :rows], n[:n_inputs, :rows], deployment.mvm_mode
+        )
+        for array, fitted in ((state.u_pos, u_pos), (state.u_neg, u_neg)):
+            array[:] = 0.0
+            array[:rows] = fitted
+        state.offset[:] = 0.0
+        state.offset[:rows] = offset
+        used = np.abs(u_pos[np.isfinite(u_pos)])
+        state.k = 1.0 / float(np.median(used)) if used.size and np.median(used) > 0 else 1.0
+        state.reference_inputs = x[n_inputs:]
+        state.reference_outputs = state.calibrated(p[n_inputs:], n[n_inputs:])
+        state.alpha = 1.0
+        deployment.stale = True
+        yield core

@@ -1,0 +1,294 @@
+"""The forward pass through the deployed network: int8 activations, MVMs, the LDPU chain.
+
+[LG Methods p.9; chip.md §1.5, §1.6, §2b, §2c, §2d; DESIGN.md "Inference executor"].
+
+**LDPU chain per tile** (drivers/ldpu.py), with k = 1/median(u₊) so the intermediate stays in
+ADC-count magnitudes in float16:
+
+* gain_pos = k·u₊, gain_neg = k·u₋, offset_pos = k·o: the calibrated value v = k·W·x;
+* a tile that holds a whole output row range (one column tile, not LSTM): affine_scale =
+  a·lsb_in/(k·α·lsb_out), affine_offset = b/lsb_out, ReLU when the layer's only consumer is a
+  ReLU (fused): the int8 output *is* the next tensor on its int8 grid. a, b: bias and folded
+  batch norm (:class:`~procedures.inference.mapping.LayerMapping`); α: the drift factor.
+* a tile whose output is a partial sum (several column tiles, or the LSTM input/hidden pair
+  summed "vertically", chip.md §2d): affine_scale = lsb_in/(k·α·lsb_ps), no offset, no ReLU: an
+  int8 partial sum on the tile's grid lsb_ps = max|W_tile·x|/127 over the calibration data.
+  The partial sums are added in the digital format (float16 or fixed point), then a·s + b,
+  ReLU, int8 at lsb_out. On the chip one tile's LDPU adds the others' int8 partial sums
+  [chip.md §1.5 step 4]; here the host does it from every tile's int8 output, which adds the
+  aggregating tile's own int8 rounding (documented deviation).
+
+**Between layers** activations are int8 with LSB range/127, the range of each tensor taken from
+the float32 model on calibration data (:func:`procedures.inference.calibration.tensor_ranges`).
+Residual adds, pooling, unfolded batch norm and unfused ReLU run on the host in the digital
+format; layer-to-layer activations leave the chip through the FPGA anyway [LG §V]. LSTM gate
+pre-activations go to the GDPU model (``procedures.inference.gdpu``) as int8.
+
+**Digital format.** ``float16`` uses the board's LDPU (``mvm(output="ldpu")``, int8 out);
+``fixed`` asks for raw counts and runs the same chain on the host in fixed point
+(:mod:`procedures.inference.digital`), as the near-memory unit of [NMPU] would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from drivers.ldpu import ROWS, LdpuCoefficients
+from procedures.inference.deployment import Deployment, LayerPlan
+from procedures.inference.digital import int8_round
+from procedures.inference.gdpu import GdpuLstmCell, quantise_int8
+from procedures.inference.graph import Conv, Dense, Lstm, Node
+from procedures.inference.mapping import CORE_COLS
+from procedures.inference.reference import run_node
+
+Observer = Callable[[LayerPlan, np.ndarray], None]
+"""``observe(plan, pre)``: sees a batch-norm-folded layer's pre-BN outputs (AdaBS)."""
+
+
+# -- LDPU coefficients --------------------------------------------------------------------------
+
+
+def coefficients(deployment: Deployment, core: int) -> LdpuCoefficients:
+    """The LDPU coefficients of ``core`` for the current calibration, drift factor and
+    affine (the chain of the module docstring)."""
+    state = deployment.tiles[core]
+    plan = deployment.plans[state.layer]
+    tile = state.tile
+    rows = tile.shape[0]
+    k = state.k
+    in_lsb = plan.in_lsb[state.part]
+    scale = np.zeros(ROWS)
+    offset = np.zeros(ROWS)
+    if plan.partial:
+        scale[:rows] = in_lsb / (k * state.alpha * state.partial_lsb)
+        relu = False
+    else:
+        rows_of = slice(tile.row_start, tile.row_stop)  # affine arrays are in mapped order
+        scale[:rows] = plan.scale[rows_of] * in_lsb / (k * state.alpha * plan.out_lsb)
+        offset[:rows] = plan.offset[rows_of] / plan.out_lsb
+        relu = plan.relu
+    return LdpuCoefficients(
+        gain_pos=k * state.u_pos,
+        offset_pos=k * state.offset,
+        gain_neg=k * state.u_neg,
+        offset_neg=np.zeros(ROWS),
+        affine_scale=scale,
+        affine_offset=offset,
+        relu=relu,
+    )
+
+
+def load(deployment: Deployment) -> None:
+    """Load every tile's LDPU coefficients onto the board."""
+    for core in deployment.tiles:
+        deployment.board.load_ldpu(core, coefficients(deployment, core))
+    deployment.stale = False
+
+
+# -- MVM frames on the tiles -------------------------------------------------------------------
+
+
+def _chunk(deployment: Deployment, n_cores: int, raw: bool) -> int:
+    limit = deployment.board.identity.max_payload - 64
+    per_input = n_cores * ROWS * (4 if raw else 1)
+    return max(1, min(deployment.batch, limit // per_input))
+
+
+def raw_counts(
+    deployment: Deployment, cores: list[int], x: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Raw counts per core for inputs x (cores, batch, 256)."""
+    step = _chunk(deployment, len(cores), True)
+    parts_p, parts_n = [], []
+    for s in range(0, x.shape[1], step):
+        counts = deployment.board.mvm(
+            cores, x[:, s : s + step], mode=deployment.mvm_mode, output="raw"
+        )
+        parts_p.append(counts.positive)
+        parts_n.append(counts.negative)
+    p = np.concatenate(parts_p, axis=1)
+    n = np.concatenate(parts_n, axis=1)
+    return [(p[i], n[i]) for i in range(len(cores))]
+
+
+def _tile_outputs(
+    deployment: Deployment, cores: list[int], x: np.ndarray, *, use_board_ldpu: bool
+) -> tuple[list[np.ndarray], list[tuple[np.ndarray, np.ndarray]] | None]:
+    """int8 outputs per core (int8 from the board's LDPU, float64 from the host's) for inputs
+    (cores, batch, 256); with raw counts also returned when the host computes the chain."""
+    if use_board_ldpu:
+        step = _chunk(deployment, len(cores), False)
+        outs = [
+            deployment.board.mvm(cores, x[:, s : s + step], mode=deployment.mvm_mode, output="ldpu")
+            for s in range(0, x.shape[1], step)
+        ]
+        # int8 kept as is: callers take the tile's used rows only (numpy converts those)
+        q = np.concatenate(outs, axis=1)
+        return [q[i] for i in range(len(cores))], None
+    counts = raw_counts(deployment, cores, x)
+    return [
+        deployment.digital.ldpu(coefficients(deployment, c), p, n)
+        for c, (p, n) in zip(cores, counts, strict=True)
+    ], counts
+
+
+def _layer_mvm(
+    deployment: Deployment,
+    plan: LayerPlan,
+    part: str,
+    codes: np.ndarray,
+    *,
+    host: bool = False,
+    observe: Observer | None = None,
+) -> np.ndarray:
+    """One matrix of an analog layer on int8 input codes (samples, cols).
+
+    Returns the int8 output codes (samples, rows) of a whole layer, or, for a partial
+    layer, the summed partial values (float, units of W·x). ``host`` computes the LDPU
+    chain on the host from raw counts; ``observe`` (AdaBS, whole layers) sees the pre-BN
+    outputs before the final coefficients are applied.
+    """
+    mm = plan.mapping.matrix(part)
+    cores = [t.core for t in mm.tiles]
+    x = np.zeros((len(cores), codes.shape[0], CORE_COLS), np.int8)
+    for i, tile in enumerate(mm.tiles):
+        width = tile.shape[1]
+        for j in range(deployment.tiles[tile.core].replicas):
+            x[i, :, j * width : (j + 1) * width] = codes[:, tile.col_start : tile.col_stop]
+    outputs, counts = _tile_outputs(deployment, cores, x, use_board_ldpu=not host)
+    rows_total = mm.matrix.shape[0]
+    if observe is not None and counts is not None and not plan.partial:
+        pre = np.zeros((codes.shape[0], rows_total))
+        for tile, (p, n) in zip(mm.tiles, counts, strict=True):
+            state = deployment.tiles[tile.core]
+            r = tile.shape[0]
+            value = (state.calibrated(p, n)[:, :r] + state.offset[:r]) / state.alpha
+            pre[:, tile.row_start : tile.row_stop] = value * plan.in_lsb[part]
+        observe(plan, pre + _bias(plan.node, rows_total))
+        outputs = [
+            deployment.digital.ldpu(coefficients(deployment, c), p, n)
+            for c, (p, n) in zip(cores, counts, strict=True)
+        ]
+    if not plan.partial:
+        out = np.zeros((codes.shape[0], rows_total))
+        for tile, q in zip(mm.tiles, outputs, strict=True):
+            out[:, tile.row_start : tile.row_stop] = q[:, : tile.shape[0]]
+        return out
+    total = np.zeros((codes.shape[0], rows_total))
+    fmt = deployment.digital
+    # The sums live on the grid of the finest partial sum they add (the tensor they belong
+    # to: W·x in float units), not on the layer output's grid.
+    grid = min(deployment.tiles[t.core].partial_lsb for t in mm.tiles)
+    for tile, q in zip(mm.tiles, outputs, strict=True):
+        lsb = deployment.tiles[tile.core].partial_lsb
+        block = total[:, tile.row_start : tile.row_stop]
+        block[:] = fmt.value(block + q[:, : tile.shape[0]].astype(np.float64) * lsb, grid)
+    return total
+
+
+def _finish_partial(deployment: Deployment, plan: LayerPlan, total: np.ndarray) -> np.ndarray:
+    """Affine, ReLU and int8 of summed partials (samples, rows): int8 codes."""
+    fmt = deployment.digital
+    scale = fmt.coefficient(plan.scale)
+    offset = fmt.coefficient(plan.offset)
+    y = fmt.value(fmt.value(total * scale, plan.out_lsb) + offset, plan.out_lsb)
+    return int8_round(y / plan.out_lsb, plan.relu)
+
+
+# -- the forward pass ---------------------------------------------------------------------------
+
+
+def forward(
+    deployment: Deployment,
+    x: np.ndarray,
+    *,
+    observe: Observer | None = None,
+    keep: bool = False,
+) -> dict[str, np.ndarray]:
+    """Run a batch through the chip; returns the output tensor (float, dequantised) under
+    the graph's output name, and with ``keep`` every tensor.
+
+    ``observe(plan, pre)`` (AdaBS) sees each batch-norm-folded layer's pre-BN outputs and
+    may change the plan's affine before the layer's outputs are formed (host LDPU).
+    """
+    g = deployment.graph
+    values: dict[str, np.ndarray] = {g.input_name: g.prepare_input(x).astype(np.float64)}
+    if deployment.stale and deployment.digital.name == "float16" and observe is None:
+        load(deployment)
+    for node in g.nodes:
+        if node.name in deployment.fused:
+            continue
+        if node.name in deployment.plans:
+            plan = deployment.plans[node.name]
+            values[plan.output] = _analog(deployment, plan, values[node.inputs[0]], observe)
+        else:
+            values[node.output] = _digital_node(deployment, node, [values[t] for t in node.inputs])
+    if keep:
+        return values
+    return {g.output_name: values[g.output_name]}
+
+
+def _analog(
+    deployment: Deployment,
+    plan: LayerPlan,
+    x: np.ndarray,
+    observe: Observer | None,
+) -> np.ndarray:
+    node = plan.node
+    host = deployment.digital.name != "float16" or observe is not None
+    if isinstance(node, Lstm):
+        return _lstm(deployment, plan, x, host)
+    obs = observe if plan.mapping.folded_batchnorm else None
+    codes = quantise_int8(x, plan.in_lsb["weight"])
+    n = x.shape[0]
+    positions = 1
+    flat = codes
+    if isinstance(node, Conv):
+        unrolled = node.unroll(codes.astype(np.float32))
+        positions = unrolled.shape[1]
+        flat = unrolled.reshape(n * positions, -1).astype(np.int16)
+    result = _layer_mvm(deployment, plan, "weight", flat, host=host, observe=obs)
+    if plan.partial:
+        if obs is not None:
+            obs(plan, result + _bias(node, result.shape[1]))
+        result = _finish_partial(deployment, plan, result)
+    y = result * plan.out_lsb
+    if isinstance(node, Conv):
+        out_shape = deployment.graph.shapes[node.output]
+        y = np.moveaxis(y.reshape(n, positions, out_shape[0]), 2, 1).reshape(n, *out_shape)
+    return y
+
+
+def _lstm(deployment: Deployment, plan: LayerPlan, x: np.ndarray, host: bool) -> np.ndarray:
+    node = plan.node
+    assert isinstance(node, Lstm)
+    n, steps, _ = x.shape
+    cell = GdpuLstmCell(node.hidden_size, (plan.out_lsb,) * 4)
+    codes = quantise_int8(x, plan.in_lsb["input"]).reshape(n * steps, -1)
+    projected = _layer_mvm(deployment, plan, "input", codes, host=host).reshape(n, steps, -1)
+    state = cell.initial_state(n)
+    h = np.zeros((n, node.hidden_size), np.int16)
+    outs = []
+    offset = deployment.digital.coefficient(plan.offset)  # mapped (interleaved) order
+    for t in range(steps):
+        hidden = _layer_mvm(deployment, plan, "hidden", h, host=host)
+        total = deployment.digital.value(projected[:, t] + hidden, plan.out_lsb)
+        gates = deployment.digital.value(total + offset, plan.out_lsb)
+        q = int8_round(gates / plan.out_lsb).clip(-127, 127).astype(np.int8)
+        h8, state = cell.step(q, state)
+        h = h8.astype(np.int16)
+        outs.append(h.astype(np.float64) * cell.h_lsb)
+    return np.stack(outs, axis=1) if node.return_sequences else outs[-1]
+
+
+def _digital_node(deployment: Deployment, node: Node, inputs: list[np.ndarray]) -> np.ndarray:
+    """A non-analog node on the host in the digital format."""
+    y = run_node(node, [v.astype(np.float32) for v in inputs]).astype(np.float64)
+    return deployment.digital.value(y, deployment.lsb(node.output))
+
+
+def _bias(node: Dense | Conv | Lstm, rows: int) -> np.ndarray:
+    bias = getattr(node, "bias", None)
+    return np.zeros(rows) if bias is None else np.asarray(bias, np.float64)
