@@ -246,11 +246,26 @@ def load_npy(path: Path) -> np.ndarray:
     if not path.is_file():
         raise ValueError(f"no such .npy file: {path}")
     try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"{path} is not a .npy array file: {exc}") from None
-    if not isinstance(array, np.ndarray):
+        with open(path, "rb") as handle:
+            magic = handle.read(6)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc}") from None
+    if magic[:2] == b"PK":
         raise ValueError(f"{path} holds several arrays (.npz); give one .npy array")
+    if magic != b"\x93NUMPY":
+        raise ValueError(f"{path} is not a .npy array file (no NumPy header)")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise ValueError(
+                f"{path} is not a .npy array file: it holds Python objects, not numbers"
+            ) from None
+        raise ValueError(f"{path} is not a .npy array file: {exc}") from None
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"{path} is not a .npy array file (damaged: {exc})") from None
+    if not isinstance(array, np.ndarray):
+        raise ValueError(f"{path} is not a single .npy array")
     return array
 
 

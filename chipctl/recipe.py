@@ -154,11 +154,22 @@ def _step(path: Path, number: int, raw: Any, out_dir: Path, stamp: str) -> Step:
     except catalog.CatalogError as exc:
         raise RecipeError(f"{where}: key 'procedure': {exc}") from None
     where = f"{path}: step {number} ({name})"
-    values = {key: value for key, value in raw.items() if key not in STEP_KEYS}
-    for key, value in values.items():
-        parameter = next((p for p in cls.parameters if p.name == key), None)
-        if parameter is not None and parameter.kind == "array" and not isinstance(value, str):
-            raise RecipeError(f"{where}: key {key!r}: give the path of a .npy file")
+    declared = {p.name: p for p in cls.parameters}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in STEP_KEYS:
+            continue
+        parameter = declared.get(key)
+        if parameter is None:
+            raise RecipeError(f"{where}: unknown parameter {key!r}; known: {sorted(declared)}")
+        if parameter.kind == "array":
+            if not isinstance(value, str):
+                raise RecipeError(f"{where}: key {key!r}: give the path of a .npy file")
+            try:
+                value = catalog.load_npy(path.parent / value)
+            except ValueError as exc:
+                raise RecipeError(f"{where}: key {key!r}: {exc}") from None
+        values[key] = value
     try:
         parameters = catalog.convert(cls, values, base_dir=path.parent)
     except LimitError as exc:
