@@ -37,9 +37,13 @@ N_BINS = 2 * HISTOGRAM_HALF_WIDTH + 3
 ERRORS = ("total", "linear", "residual")
 
 
-def random_inputs(rng: np.random.Generator, n: int, sparsity: float) -> np.ndarray:
-    """int8 inputs (n, 256), uniform in −127..127 with a fraction ``sparsity`` set to 0."""
-    x = rng.integers(-127, 128, size=(n, COLS))
+def random_inputs(
+    rng: np.random.Generator, n: int, sparsity: float, cols: int = COLS
+) -> np.ndarray:
+    """int8 inputs (n, cols), uniform in −127..127 with a fraction ``sparsity`` set to 0.
+
+    ``cols`` is the chip's column count (``board.geometry.cols``; 256 on HERMES)."""
+    x = rng.integers(-127, 128, size=(n, cols))
     x[rng.random(x.shape) < sparsity] = 0
     return x.astype(np.int8)
 
@@ -227,6 +231,12 @@ class Characterize(Procedure):
     ) -> Iterator[Progress | Data | Checkpoint]:
         p = self.params
         cores: list[int] = p["cores"]
+        geometry = board.geometry
+        if self._weights.shape[1:] != geometry.weight_shape:
+            raise LimitError(
+                f"parameter weights: cores of shape {self._weights.shape[1:]}, but the board's "
+                f"chip has {geometry.rows} × {geometry.cols} weights per core"
+            )
         done = int(resume_from["cores_done"]) if resume_from else 0
         summary: dict[str, list[float]] = {name: [] for name in ERRORS}
         for position in range(done, len(cores)):
@@ -234,8 +244,8 @@ class Characterize(Procedure):
             core = cores[position]
             # One input stream per core position: a resumed run draws the same inputs.
             rng = np.random.default_rng([p["seed"], position])
-            inputs = random_inputs(rng, p["n_inputs"], p["sparsity"])
-            measured = np.empty((p["n_inputs"], ROWS), np.float64)
+            inputs = random_inputs(rng, p["n_inputs"], p["sparsity"], geometry.cols)
+            measured = np.empty((p["n_inputs"], geometry.rows), np.float64)
             for start in range(0, p["n_inputs"], p["batch"]):
                 self.check_stop()
                 stop = min(start + p["batch"], p["n_inputs"])

@@ -106,7 +106,7 @@ def gdc_alpha(readout: np.ndarray, reference: np.ndarray, method: str) -> np.nda
         value = readout.sum(axis=(1, 2)) / reference.sum(axis=(1, 2))
     else:
         value = (readout * reference).sum(axis=(1, 2)) / (reference * reference).sum(axis=(1, 2))
-    return np.repeat(value[:, None], ROWS, axis=1)
+    return np.repeat(value[:, None], readout.shape[-1], axis=1)
 
 
 def gdc_alpha_rows(readout: np.ndarray, reference: np.ndarray, method: str) -> np.ndarray:
@@ -130,14 +130,15 @@ class _DriftBase(Procedure):
         """
         p = self.params
         n = len(cores)
+        cols = board.geometry.cols
         if p["readout"] == "sum":
-            x = np.full((n, p["repeats"], COLS), p["readout_level"], np.int8)
+            x = np.full((n, p["repeats"], cols), p["readout_level"], np.int8)
             counts = board.mvm(cores, x, mode=p["mode"])
             floor = 1.0 if p["mode"] == 4 else 0.5
             pos = counts.positive.astype(np.float64).mean(axis=1) + floor
             neg = counts.negative.astype(np.float64).mean(axis=1) + floor
             return np.stack([pos, neg], axis=1)
-        x1 = random_inputs(np.random.default_rng(0xCA11), p["n_readout"], 0.3)
+        x1 = random_inputs(np.random.default_rng(0xCA11), p["n_readout"], 0.3, cols)
         counts = board.mvm(cores, np.broadcast_to(x1, (n, *x1.shape)), mode=p["mode"])
         return counts.positive.astype(np.float64) - counts.negative
 
@@ -319,7 +320,7 @@ class DriftMonitor(_DriftBase):
         wall0 = time.monotonic()
         wall_start = time.time()
         rng = np.random.default_rng([p["seed"], 0xD1F7])
-        x_test = random_inputs(rng, p["n_test"], 0.3)
+        x_test = random_inputs(rng, p["n_test"], 0.3, board.geometry.cols)
         n, s = len(cores), p["sample"]
         index = np.zeros((n, s), np.int64)
         g_series = np.zeros((p["points"], n, s))
@@ -346,7 +347,7 @@ class DriftMonitor(_DriftBase):
                         f"drift: cannot resume at point {first}: the run file's streams do "
                         f"not match its checkpoint ({exc})"
                     ) from None
-        rows_i, cols_i, dev_i = (a.reshape(-1) for a in np.indices((ROWS, COLS, DEVICES)))
+        rows_i, cols_i, dev_i = (a.reshape(-1) for a in np.indices(board.geometry.device_shape))
         for k in range(first, p["points"]):
             t = float(self.times[k])
             self.check_stop()
@@ -499,7 +500,7 @@ class Compensate(_DriftBase):
                 axis=1,
             )
             yield Data("reference", ref)
-            yield Data("alpha", np.ones((len(cores), ROWS)))
+            yield Data("alpha", np.ones((len(cores), board.geometry.rows)))
             self.results = {"measured_reference": True, "reference": ref.tolist()}
             yield Progress(1, 1, "reference measured")
             return

@@ -12,9 +12,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from drivers.board import Board
+from drivers.errors import LimitError
 from procedures.base import Checkpoint, Data, Parameter, Procedure, Progress, StreamSpec
 
 SHAPE = (256, 256, 4)
+"""Rows, columns, devices per weight of the HERMES chip: the declared shape of the stream
+(declared before a board is connected); the reads follow ``board.geometry``."""
 
 
 class ConductanceSnapshot(Procedure):
@@ -43,11 +46,17 @@ class ConductanceSnapshot(Procedure):
     ) -> Iterator[Progress | Data | Checkpoint]:
         cores: list[int] = self.params["cores"]
         done = int(resume_from["cores_done"]) if resume_from else 0
-        rows, cols, devices = np.indices(SHAPE).reshape(3, -1)
+        shape = board.geometry.device_shape
+        if shape != SHAPE:
+            raise LimitError(
+                f"snapshot: the board's chip has {shape} devices per core; the conductance "
+                f"stream is declared for {SHAPE}"
+            )
+        rows, cols, devices = np.indices(shape).reshape(3, -1)
         for position in range(done, len(cores)):
             self.check_stop()
             core = cores[position]
-            counts = board.verify_read(core, rows, cols, devices).reshape(SHAPE)
+            counts = board.verify_read(core, rows, cols, devices).reshape(shape)
             yield Data("core", np.int16(core))
             yield Data("conductance", counts)
             yield Data("mean_counts", np.float32(counts.mean()))
