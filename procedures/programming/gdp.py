@@ -1,7 +1,7 @@
 """GDP: refine programmed conductances by the MVM error alone (no single-device reads).
 
-GDP (gradient-descent programming, [GDP] abstracts; chip.md §2a; the update rule is
-UNCONFIRMED, this is our design): minimise ‖Y_hw − s·G_T·X‖ over random int8 inputs using only
+Gradient-descent programming ([GDP] abstracts; chip.md §2a; the update rule is UNCONFIRMED,
+this is our design): minimise ‖Y_hw − s·G_T·X‖ over random int8 inputs using only
 full-array MVMs (raw counts, 4-phase, identity LDPU). Per core and iteration: a per-row
 least-squares gain and offset (s_i, b_i) maps target outputs to ADC counts (it absorbs the
 per-ADC gain spread, which the LDPU calibrates anyway); the output error in conductance units
