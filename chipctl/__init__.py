@@ -28,7 +28,7 @@ DEFAULT_BOARD_URL = "mockchip://?seed=1"
 _EXPORTS = {
     "Board": "drivers.board",
     "run_procedure": "chipctl.runner",
-    "resume_run": "chipctl.runner",
+    "resume_run": "chipctl.resume",
     "RunSummary": "chipctl.runner",
     "ProgramVerify": "procedures.program_verify",
     "Characterize": "procedures.characterize",

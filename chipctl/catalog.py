@@ -62,18 +62,22 @@ class RunContext:
 
 
 def _no_cores(parameters: Mapping[str, Any]) -> tuple[int, ...]:
+    """No cores: the procedure writes no conductances."""
     return ()
 
 
 def _all_cores(parameters: Mapping[str, Any]) -> tuple[int, ...]:
+    """Every core of the ``cores`` parameter."""
     return tuple(int(core) for core in parameters.get("cores", ()))
 
 
 def _reference_cores(parameters: Mapping[str, Any]) -> tuple[int, ...]:
+    """Calibrate's cores when it programs reference weights onto them (``program_reference``)."""
     return _all_cores(parameters) if parameters.get("program_reference") else ()
 
 
 def _no_post_steps(procedure: Procedure, context: RunContext) -> list[PostStep]:
+    """Nothing runs after the procedure."""
     return []
 
 

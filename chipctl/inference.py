@@ -6,7 +6,7 @@ or the path of an ONNX file, and whose ``dataset`` parameter names a data set of
 :mod:`chipctl.datasets`. Loading errors (missing or truncated file, unsupported operator, data
 set unavailable) are :class:`~drivers.errors.LimitError` naming the file, raised when the
 procedure is created, before anything reaches the board. This is what ``chipctl infer``, the
-recipes, the TUI and ``chipctl sweep`` run under the registry name ``infer``.
+recipes, the TUI and ``chipctl sweep`` run under the catalog name ``infer``.
 """
 
 from __future__ import annotations

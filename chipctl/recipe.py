@@ -13,7 +13,7 @@
     procedure = "program"
     weights = "weights.npy"          # "array" parameters: a .npy file, relative to the recipe
 
-With a ``station`` key the recipe runs on a whole bench station (chipctl/station.py):
+With a ``station`` key the recipe runs on a whole bench station (chipctl/station/):
 ``station = "simulated"`` is the simulated station around ``board``, any other value the path
 of a station file (relative to the recipe; its board replaces ``board``, which may then be left
 out). Such recipes may use the steps ``power_up`` and ``power_down`` (they need the station's

@@ -10,7 +10,7 @@ progress bar (only on a terminal), the stdlib log, and any callables passed in `
 * the second forces: ``KeyboardInterrupt`` propagates (deferred until a write into the run file
   is complete), the procedure's cleanup still runs, the file ends "aborted" with reason "forced".
 
-An exception ends the file "failed" with the error text. ``resume_run(path)`` continues a run
+An exception ends the file "failed" with the error text. :mod:`chipctl.resume` continues a run
 that died or was stopped, from its last checkpoint, in the same file.
 """
 
@@ -20,7 +20,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -32,9 +31,8 @@ from typing import Any
 
 from chipctl import catalog
 from chipctl.catalog import RunContext
-from chipctl.runfile import ResumeSource, RunFile, RunFileError, RunWriter
+from chipctl.runfile import ResumeSource, RunWriter
 from drivers.board import Board
-from drivers.errors import LimitError
 from procedures.base import Checkpoint, Procedure, Progress, Record, Start, Stop
 
 log = logging.getLogger(__name__)
@@ -61,10 +59,6 @@ class RunSummary:
     elapsed_s: float
     results: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-
-
-class ResumeError(RunFileError):
-    """A run file cannot be resumed (finished, still running, or unreadable)."""
 
 
 # -- Ctrl-C -----------------------------------------------------------------------------------
@@ -373,166 +367,3 @@ def _end(writer: RunWriter, status: str, reason: str, started: float) -> None:
     except Exception:
         log.exception("could not record status %s in %s", status, writer.path)
         writer.close()
-
-
-# -- resuming ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ResumePlan:
-    """What resuming ``path`` will do: procedure, parameters, state and rows to keep."""
-
-    path: Path
-    procedure: str
-    parameters: dict[str, Any]
-    board_url: str
-    state: dict[str, Any] | None
-    rows: dict[str, int]
-    checkpoints: int
-    board_time_s: float | None
-    chip_id: str = ""
-    n_cores: int = 0
-
-
-def plan_resume(path: str | os.PathLike[str]) -> ResumePlan:
-    """Read what resuming ``path`` needs; refuses a finished or still-running run."""
-    path = Path(path)
-    with RunFile.open(path) as run:
-        status = run.status
-        meta = run.metadata
-        checkpoints = run.checkpoints
-        streams = run.streams
-    if status == "success":
-        raise ResumeError(f"{path}: the run already finished successfully; nothing to resume")
-    if status == "running" and _writer_alive(meta):
-        raise ResumeError(
-            f"{path}: still being written by process {meta.get('writer_pid')} on this host"
-        )
-    last = checkpoints[-1] if checkpoints else None
-    rows = {name: int(last["rows"].get(name, 0)) if last else 0 for name in streams}
-    return ResumePlan(
-        path=path,
-        procedure=str(meta["procedure"]),
-        parameters=dict(meta["parameters"]),
-        board_url=str(meta.get("board_url", "")),
-        state=dict(last["state"]) if last else None,
-        rows=rows,
-        checkpoints=len(checkpoints),
-        board_time_s=_restore_time(last),
-        chip_id=str(meta.get("chip_id", "")),
-        n_cores=int(meta.get("n_cores", 0) or 0),
-    )
-
-
-def _restore_time(checkpoint: dict[str, Any] | None) -> float | None:
-    """Where a simulated board's clock goes before a resume: the checkpoint's board time, or
-    the earlier ``restore_board_time_s`` a procedure puts in its state when it deploys again
-    from that time on a fresh chip (``infer``)."""
-    if checkpoint is None:
-        return None
-    state = checkpoint.get("state") or {}
-    chosen = state.get("restore_board_time_s", checkpoint.get("board_time_s"))
-    return None if chosen is None else float(chosen)
-
-
-def _writer_alive(meta: dict[str, Any]) -> bool:
-    pid = int(meta.get("writer_pid", 0) or 0)
-    if pid <= 0 or pid == os.getpid() or meta.get("writer_host") != socket.gethostname():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def resume_run(
-    path: str | os.PathLike[str],
-    *,
-    board_url: str | None = None,
-    timeout_s: float = 5.0,
-    progress: bool = True,
-    log: logging.Logger | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    flush_interval_s: float = 1.0,
-    subscribers: Sequence[Subscriber] = (),
-    station: Any = None,
-) -> RunSummary:
-    """Continue the run in ``path`` from its last checkpoint, appending to the same file.
-
-    Streams are cut back to the rows recorded with the last checkpoint (a run without one
-    restarts from the beginning). The board is reconnected at the stored URL unless
-    ``board_url`` is given; a simulated board's virtual clock is advanced to the checkpoint's
-    time, so a resumed simulation reproduces an uninterrupted one. Streams the procedure names
-    in ``resume_streams`` come back to it in ``resume_from["streams"]``; the post-run steps of
-    its catalog entry run as they would have (a resumed ``calibrate`` stores its set, in the
-    store its checkpoint names). A procedure that needs a bench station runs on ``station``
-    (a :class:`~chipctl.station.Station`; default: the simulated station around the board).
-    """
-    plan = plan_resume(path)
-    try:
-        item = catalog.entry(plan.procedure)
-        cls = item.cls
-    except catalog.CatalogError as exc:
-        raise ResumeError(f"{plan.path}: {exc}") from None
-    if not cls.resumable:
-        raise ResumeError(
-            f"{plan.path}: the {plan.procedure} procedure cannot be resumed; run it again"
-        )
-    try:
-        parameters = cls.validate(plan.parameters)
-    except LimitError as exc:
-        raise ResumeError(f"{plan.path}: stored parameters are not valid now: {exc}") from None
-    url = board_url or plan.board_url
-    if not url:
-        raise ResumeError(f"{plan.path}: no board URL stored; give one")
-    state = _resume_state(plan, cls)
-    context = RunContext(resumed=True, state=plan.state)
-    with contextlib.ExitStack() as stack:
-        opened = None
-        if item.needs_station:
-            from chipctl.station import default_station
-
-            chosen = station if station is not None else default_station(board_url=url)
-            opened = stack.enter_context(chosen.open(board_timeout_s=timeout_s))
-            board = opened.board
-        else:
-            board = stack.enter_context(Board(url, timeout_s=timeout_s))
-        procedure = catalog.build(plan.procedure, parameters, station=opened)
-        ident = board.identity
-        stored = (str(plan.chip_id), int(plan.n_cores))
-        if stored != (ident.chip_id, ident.n_cores):
-            raise ResumeError(
-                f"{plan.path}: recorded on chip {stored[0]} ({stored[1]} cores), but the board at "
-                f"{url} carries chip {ident.chip_id} ({ident.n_cores} cores); refusing to mix them"
-            )
-        if plan.board_time_s is not None and board.identity.clock_control:
-            behind = float(plan.board_time_s) - board.board_time_s()
-            if behind > 0:
-                board.advance_clock(behind)
-        return run_procedure(
-            procedure,
-            board,
-            plan.path,
-            progress=progress,
-            log=log,
-            should_stop=should_stop,
-            flush_interval_s=flush_interval_s,
-            subscribers=subscribers,
-            resume_from=state,
-            resume=ResumeSource(plan.path, plan.rows, plan.checkpoints),
-            context=context,
-        )
-
-
-def _resume_state(plan: ResumePlan, cls: type[Procedure]) -> dict[str, Any] | None:
-    """The checkpoint state, plus the rows (up to the checkpoint) of the streams the procedure
-    names in ``resume_streams`` under ``"streams"``: data too large for a checkpoint row."""
-    names = cls.resume_streams
-    if plan.state is None or not names:
-        return plan.state
-    with RunFile.open(plan.path) as run:
-        streams = {name: run.stream(name)[: plan.rows.get(name, 0)] for name in names}
-    return {**plan.state, "streams": streams}

@@ -31,7 +31,6 @@ parameters (procedures never read files).
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -41,7 +40,15 @@ import numpy as np
 
 from drivers.board import Board
 from drivers.errors import DriverError, LimitError
-from procedures.base import Checkpoint, Data, Parameter, Procedure, Progress, StreamSpec
+from procedures.base import (
+    Checkpoint,
+    Data,
+    Parameter,
+    Procedure,
+    Progress,
+    StreamSpec,
+    parse_duration,
+)
 from procedures.base import declare as _p
 from procedures.inference.calibration import GDC_INPUTS, tensor_ranges
 from procedures.inference.digital import number_format
@@ -58,7 +65,6 @@ FINGERPRINT_CELLS = 128
 ROWS = 256
 PROGRESS_BATCH = 250
 """Test samples per progress step."""
-_UNITS_S = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
 
 def parse_durations(text: str) -> list[tuple[str, float]]:
@@ -67,11 +73,11 @@ def parse_durations(text: str) -> list[tuple[str, float]]:
     items = []
     for part in str(text).split(","):
         label = part.strip()
-        match = re.fullmatch(r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(s|m|min|h|d|w)?", label)
-        if not match:
-            raise LimitError(f"drift time {label!r} is not a duration like 25s, 1h, 1d")
-        seconds = float(match.group(1)) * _UNITS_S[match.group(2) or "s"]
-        if not (math.isfinite(seconds) and seconds > 0):
+        try:
+            seconds = parse_duration(label)
+        except ValueError:
+            raise LimitError(f"drift time {label!r} is not a duration like 25s, 1h, 1d") from None
+        if not seconds > 0:
             raise LimitError(f"drift time {label!r} must be > 0")
         items.append((label, seconds))
     seconds_seen = [s for _, s in items]

@@ -12,14 +12,6 @@ import sys
 from collections.abc import Sequence
 
 from chipctl import __version__
-from chipctl.cli.analysis import add_analysis_commands
-from chipctl.cli.board import add_board_commands
-from chipctl.cli.calibration import add_calibration_commands
-from chipctl.cli.procedures import add_procedure_commands
-from chipctl.cli.runs import add_run_commands
-from chipctl.cli.station import add_station_commands
-from chipctl.cli.sweep import add_sweep_commands
-from chipctl.cli.tui import add_tui_commands
 from chipctl.errors import ChipctlError
 from drivers.errors import DriverError
 
@@ -28,6 +20,17 @@ log = logging.getLogger("chipctl")
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``chipctl`` argument parser with every subcommand (procedures included)."""
+    # The groups are imported here, not at the top: `python -m chipctl.cli.tui` then runs the
+    # tui module once, as __main__, without the package having imported it first.
+    from chipctl.cli.analysis import add_analysis_commands
+    from chipctl.cli.board import add_board_commands
+    from chipctl.cli.calibration import add_calibration_commands
+    from chipctl.cli.procedures import add_procedure_commands
+    from chipctl.cli.runs import add_run_commands
+    from chipctl.cli.station import add_station_commands
+    from chipctl.cli.sweep import add_sweep_commands
+    from chipctl.cli.tui import add_tui_commands
+
     parser = argparse.ArgumentParser(
         prog="chipctl",
         description="Control stack for the 64-core PCM in-memory-computing test chip.",

@@ -13,7 +13,7 @@ from chipctl.cli import common
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from chipctl.runner import resume_run
+    from chipctl.resume import resume_run
     from chipctl.station import StationFileError, load_station
 
     try:

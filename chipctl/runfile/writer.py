@@ -9,7 +9,7 @@ flush, and a reader (:meth:`chipctl.runfile.reader.RunFile.open`, which opens SW
 itself is described in :mod:`chipctl.runfile.format`.
 
 A file killed in SWMR mode cannot be reopened for writing without ``h5clear``; resuming (see
-``chipctl.runner.resume_run``) therefore rewrites the run up to its last checkpoint into a fresh
+``chipctl.resume.resume_run``) therefore rewrites the run up to its last checkpoint into a fresh
 file next to it (:class:`ResumeSource`) and atomically replaces the original (``os.replace``)
 before continuing.
 """

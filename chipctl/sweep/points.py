@@ -19,7 +19,7 @@ Compensate against the reference (the global drift compensation, evaluated on th
 the host as procedures/drift.py does). Figures are means over the point's cores
 (``eps_total_max``: the worst core).
 
-**inference**: the ``infer`` procedure (registry name; procedures/infer.py) with the point's
+**inference**: the ``infer`` procedure (catalog name; procedures/infer.py) with the point's
 model, data set, mode, gdp, drift times and compensations on the board's ``cores``; its
 ``accuracy`` results ({compensation: {drift label: accuracy}}) become the rows.
 """

@@ -2,9 +2,10 @@
 
 ``serial.serial_for_url("mockchip://?seed=1&cores=4")`` returns this port once this package is
 in ``serial.protocol_handler_packages``: ``drivers.link.transport`` registers the packages the
-installed project declares in the entry-point group ``chipctl.url_handlers``. Writes go to a :class:`~drivers.sim.board_model.SimulatedBoard`; its replies wait in the
-receive buffer. Reads follow pyserial's rules: they return when ``size`` bytes are there or the
-timeout expires, so a dropped reply costs the host its real timeout, as on hardware.
+installed project declares in the entry-point group ``chipctl.url_handlers``. Writes go to a
+:class:`~drivers.sim.board_model.SimulatedBoard`; its replies wait in the receive buffer. Reads
+follow pyserial's rules: they return when ``size`` bytes are there or the timeout expires, so a
+dropped reply costs the host its real timeout, as on hardware.
 
 Options (all optional): seed, cores, clock=virtual|real, reset_after, corrupt, drop,
 delay_rate, delay_s, fault_seed; see ``BoardOptions`` and ``FaultSettings``.

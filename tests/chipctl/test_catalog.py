@@ -13,8 +13,9 @@ import pytest
 from chipctl import catalog
 from chipctl.cli import main
 from chipctl.recipe import load_recipe, run_recipe
+from chipctl.resume import resume_run
 from chipctl.runfile import RunFile
-from chipctl.runner import resume_run, run_procedure
+from chipctl.runner import run_procedure
 from drivers.board import Board
 from drivers.errors import LimitError
 from procedures.base import Checkpoint, Data, Parameter, Procedure, Progress, StreamSpec

@@ -15,19 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from chipctl import catalog
 from chipctl.cli import main
 from chipctl.inference import InferModel, accuracy_table, model_path
 from chipctl.runfile import RunFile
 from chipctl.runner import run_procedure
 from drivers.board import Board
 from drivers.errors import LimitError
-from procedures import registry
 
 TARGETS = {"digits_mlp": 1.0, "mnist1d_cnn": 1.0, "mnist1d_lstm": 1.5}
 
 
 def _run(tmp_path: Path, model: str, dataset: str, **params: object) -> tuple[dict, Path]:
-    procedure = registry.get("infer")(model=model, dataset=dataset, **params)
+    procedure = catalog.procedure_class("infer")(model=model, dataset=dataset, **params)
     path = tmp_path / f"{model}.h5"
     with Board("mockchip://?seed=1") as board:
         summary = run_procedure(procedure, board, path, progress=False)
@@ -163,16 +163,19 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(
 ) -> None:
     """On a fresh simulated chip the resumed run deploys again identically (per-core random
     streams, MVM noise keyed to the clock) and evaluates only the drift times it lacks."""
-    from chipctl.runner import resume_run
+    from chipctl.resume import resume_run
 
     url = "mockchip://?seed=1&cores=4"
     with Board(url) as board:
         full = run_procedure(
-            registry.get("infer")(**RESUME_PARAMS), board, tmp_path / "full.h5", progress=False
+            catalog.procedure_class("infer")(**RESUME_PARAMS),
+            board,
+            tmp_path / "full.h5",
+            progress=False,
         )
     with Board(url) as board:
         cut = run_procedure(
-            registry.get("infer")(**RESUME_PARAMS),
+            catalog.procedure_class("infer")(**RESUME_PARAMS),
             board,
             tmp_path / "cut.h5",
             progress=False,
@@ -189,14 +192,14 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(
 
 
 def test_resume_refuses_a_chip_that_no_longer_holds_the_weights(tmp_path: Path) -> None:
-    from chipctl.runner import resume_run
+    from chipctl.resume import resume_run
     from drivers.sim.server import spawned
     from procedures.programming.iterative import program_core
 
     with spawned("seed=1&cores=4") as url:
         with Board(url) as board:
             cut = run_procedure(
-                registry.get("infer")(**RESUME_PARAMS),
+                catalog.procedure_class("infer")(**RESUME_PARAMS),
                 board,
                 tmp_path / "cut.h5",
                 progress=False,

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from chipctl.cli import main
+from chipctl.resume import ResumeError, resume_run
 from chipctl.runfile import RunFile, RunFileError
-from chipctl.runner import ResumeError, resume_run, run_procedure
+from chipctl.runner import run_procedure
 from drivers.board import Board
 from procedures.snapshot import ConductanceSnapshot
 
@@ -153,7 +154,7 @@ def _aborted_snapshot(path: Path) -> None:
 
 
 def test_resume_refuses_another_chip(tmp_path: Path) -> None:
-    from chipctl.runner import ResumeError, resume_run
+    from chipctl.resume import ResumeError, resume_run
 
     path = tmp_path / "snap.h5"
     _aborted_snapshot(path)
@@ -165,8 +166,9 @@ def test_resume_refuses_another_chip(tmp_path: Path) -> None:
 def test_resume_refuses_a_procedure_that_cannot_resume_before_touching_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from chipctl.resume import ResumeError, resume_run
     from chipctl.runfile import RunFile
-    from chipctl.runner import ResumeError, resume_run, run_procedure
+    from chipctl.runner import run_procedure
     from drivers.board import Board
     from procedures.drift import DriftMonitor
     from procedures.programming.iterative import program_core

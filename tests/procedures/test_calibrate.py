@@ -129,8 +129,9 @@ def test_resume_on_a_fresh_chip_reproduces_the_uninterrupted_run(tmp_path: objec
     from pathlib import Path
 
     from chipctl.calibration import CalibrationRecorder, CalibrationStore
+    from chipctl.resume import resume_run
     from chipctl.runfile import RunFile
-    from chipctl.runner import resume_run, run_procedure
+    from chipctl.runner import run_procedure
 
     tmp = Path(str(tmp_path))
     url = "mockchip://?seed=6&cores=3"

@@ -129,8 +129,9 @@ def test_resume_on_the_same_board_reproduces_the_uninterrupted_run(tmp_path: obj
     board (a simulator server keeps the chip, like real PCM): the same streams and results."""
     from pathlib import Path
 
+    from chipctl.resume import resume_run
     from chipctl.runfile import RunFile
-    from chipctl.runner import resume_run, run_procedure
+    from chipctl.runner import run_procedure
     from drivers.sim.board_model import BoardOptions
     from drivers.sim.server import SimServer
     from procedures.base import Checkpoint
@@ -171,8 +172,9 @@ def test_compensate_resumes_by_running_again(tmp_path: object) -> None:
     loaded scale is baseline/α̂, so doing it twice is harmless)."""
     from pathlib import Path
 
+    from chipctl.resume import resume_run
     from chipctl.runfile import RunFile
-    from chipctl.runner import resume_run, run_procedure
+    from chipctl.runner import run_procedure
     from drivers.sim.board_model import BoardOptions
     from drivers.sim.server import SimServer
 

@@ -204,7 +204,7 @@ class _Board:
         if self.server is None:
             return
         from chipctl import catalog
-        from chipctl.runner import plan_resume
+        from chipctl.resume import plan_resume
         from procedures.base import Checkpoint
 
         plan = plan_resume(path)
