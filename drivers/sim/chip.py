@@ -5,6 +5,11 @@ Numbers and sources: ``reference/chip.md`` (tags [LG], [KA], [AK], [NK], [JO]); 
 this chip over the wire protocol; everything here is in physical units (µS, µA, ns, s) or ADC
 counts.
 
+One class, kept whole (a little over 500 lines, a fifth of them this docstring): the device
+state of every core and the operations on it. The physics it calls is elsewhere: device
+statistics and equations in :mod:`drivers.sim.devices`, pulses in :mod:`drivers.sim.pulses`,
+the ADC in :mod:`drivers.sim.adc`, the MVM arithmetic in :mod:`drivers.sim.mvm`.
+
 Device state (per PCM device, arrays over all cores, flat index (row·256 + col)·4 + device):
 conductance right after programming ``g_p`` (µS, float32), drift exponent ν (float32, sampled at
 programming), programming time ``t_p`` (s, float64: a float32 time loses sub-second resolution

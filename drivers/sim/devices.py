@@ -50,7 +50,7 @@ from typing import ClassVar, Final, NamedTuple
 
 import numpy as np
 
-from drivers.errors import DriverError
+from drivers.errors import DriverError, LimitError
 
 _X_MIN: Final = 1e-7
 
@@ -105,7 +105,7 @@ class DeviceModel(ABC):
             ("relax_tau_s", relax_tau_s),
         ):
             if not (np.isfinite(value) and value > 0):
-                raise ValueError(f"{label} must be finite and > 0, got {value!r}")
+                raise LimitError(f"{label} must be finite and > 0, got {value!r}")
         self.g_max_us = float(g_max_us)
         self.t0_s = float(t0_s)
         self.t_read_s = float(t_read_s)
@@ -229,10 +229,10 @@ class DeviceModel(ABC):
 def _check_coefficients(label: str, values: tuple[float, ...], n: int) -> tuple[float, ...]:
     """Coefficients as Python floats (so float32 arrays stay float32), ``n`` of them."""
     if len(values) != n:
-        raise ValueError(f"{label} needs {n} coefficients, got {len(values)}")
+        raise LimitError(f"{label} needs {n} coefficients, got {len(values)}")
     out = tuple(float(v) for v in values)
     if not all(np.isfinite(out)):
-        raise ValueError(f"{label} must be finite, got {values!r}")
+        raise LimitError(f"{label} must be finite, got {values!r}")
     return out
 
 
@@ -332,7 +332,7 @@ class HermesPcm(DeviceModel):
         relax_tau_s: float = 1.0,
     ) -> None:
         if num_devices not in (1, 2):
-            raise ValueError(f"num_devices must be 1 or 2, got {num_devices!r}")
+            raise LimitError(f"num_devices must be 1 or 2, got {num_devices!r}")
         fit = self._FITS[num_devices]
         super().__init__(
             g_max_us=fit.g_max_us if g_max_us is None else g_max_us,

@@ -197,3 +197,26 @@ def test_module_main_announces_json() -> None:
         process.wait(timeout=10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_each_instrument_runs_on_its_own_clock_and_model() -> None:
+    """One module per instrument, each given a clock and its model (never the station)."""
+    from drivers.sim.clock import VirtualClock
+    from drivers.sim.devices import PcmLike
+    from drivers.sim.instruments.smu import SimulatedSmu, SimulatedTestDevice
+    from drivers.sim.instruments.supply import SimulatedRail, SimulatedSupply
+    from drivers.sim.instruments.temperature import SimulatedChuck, SimulatedTemperatureController
+
+    clock = VirtualClock()
+    rng = np.random.default_rng(0)
+    device = SimulatedTestDevice(np.random.default_rng(1), clock, model=PcmLike())
+    smu = SimulatedSmu(device, clock=clock)
+    assert smu.handle_line("SOUR:VOLT 0.2;OUTP ON;SIM:CLOC:ADV 10;SIM:CLOC?") == ["1.000000E+01"]
+    amps = float(smu.handle_line("MEAS:CURR?")[0])
+    assert amps == pytest.approx(0.2e-6 * device.conductance_us(), rel=0.2)
+    assert clock.now_s == pytest.approx(10.0 + 0.02)  # one reading: 1 PLC
+    supply = SimulatedSupply([SimulatedRail(10.0, 6.0, 1.0)], clock=clock, rng=rng)
+    supply.handle_line("VOLT 1.0,(@1);OUTP 1,(@1)")
+    assert float(supply.handle_line("MEAS:CURR? (@1)")[0]) == pytest.approx(0.1, abs=1e-4)
+    chuck = SimulatedTemperatureController(SimulatedChuck(clock), clock=clock, rng=rng)
+    assert float(chuck.handle_line("KRDG? A")[0]) == pytest.approx(295.15, abs=0.05)
