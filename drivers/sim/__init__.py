@@ -2,12 +2,16 @@
 
 Physics modules (numbers and sources in ``reference/chip.md``):
 
-- :mod:`drivers.sim.clock`: virtual and real-time clocks injected into the chip.
-- :mod:`drivers.sim.physics`: HERMES statistical fits (programming noise, drift, read noise).
+- :mod:`drivers.sim.clock`: the one virtual clock (chip and station) and a real-time clock.
+- :mod:`drivers.sim.devices`: device models (ν, drift, relaxation, read noise), selected by the
+  URL option ``devices=``: HERMES fits (default) and aihwkit's PCMLike statistics.
+- :mod:`drivers.sim.physics`: ``HermesStatistics``, the earlier name of the HERMES model.
 - :mod:`drivers.sim.pulses`: pulse-level programming model (RESET / SET / partial pulses).
 - :mod:`drivers.sim.adc`: per-row current-controlled-oscillator ADC bank.
 - :mod:`drivers.sim.ldpu`: the float16 LDPU chain.
 - :mod:`drivers.sim.fastnormal`: fast standard-normal sampling from an injected Generator.
+- :mod:`drivers.sim.mvm`: the MVM kernel seam and its numpy implementation.
+- :mod:`drivers.sim.threads`: the worker pool and OpenBLAS thread control.
 - :mod:`drivers.sim.chip`: :class:`~drivers.sim.chip.SimulatedChip`, the chip behind the board.
 
 Nothing heavy is imported here, so importing a submodule stays cheap.

@@ -4,8 +4,11 @@
   (fixed and stored replies, error replies) for the drivers' protocol tests, opened as
   ``pyvisa.ResourceManager(f"{path}@sim")``; :data:`DEFINITIONS` gives their paths.
 - :mod:`drivers.sim.instruments.station_server`: the *simulated station*, the same instruments
-  served as SCPI over TCP on 127.0.0.1 and backed by physics (a PCM test device on the SMU, a
-  resistive load on the supply, a chuck with a finite heating rate).
+  served as SCPI over TCP on 127.0.0.1 and backed by physics, one module each:
+  :mod:`~drivers.sim.instruments.smu` (a PCM test device on the SMU, on the chip's device
+  model), :mod:`~drivers.sim.instruments.supply` (resistive loads) and
+  :mod:`~drivers.sim.instruments.temperature` (a chuck with a finite heating rate);
+  :mod:`~drivers.sim.instruments.scpi` holds their shared SCPI plumbing.
 
 Reached only by address (a VISA resource string); drivers never import this package.
 """
