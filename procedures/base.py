@@ -270,8 +270,12 @@ class Stop:
 Record = Start | Progress | Data | Checkpoint | Stop
 
 
-class Aborted(Exception):
-    """Raised inside a procedure at a safe point when the runner asked it to stop."""
+class Aborted(DriverError):
+    """Raised inside a procedure at a safe point when the runner asked it to stop.
+
+    Under the package's root error like every exception it raises, so ``except DriverError``
+    around a procedure sees a stop too; :meth:`Procedure.run` catches it first and ends the run
+    "aborted", not "failed"."""
 
 
 # -- the base class ---------------------------------------------------------------------------

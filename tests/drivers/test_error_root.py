@@ -19,11 +19,6 @@ from drivers.errors import DriverError
 
 PACKAGES = ("drivers", "procedures")
 
-NOT_YET_UNDER_THE_ROOT: dict[str, str] = {
-    "procedures.base.Aborted": "the runner's stop signal; procedures/base.py is owned elsewhere",
-}
-"""Known exceptions, each with its reason. Remove an entry once its class is fixed."""
-
 
 def _modules() -> list[ModuleType]:
     modules = []
@@ -59,6 +54,7 @@ def test_the_walk_finds_the_exception_classes() -> None:
         "drivers.link.protocol.CodecError",
         "drivers.link.payloads.PayloadError",
         "drivers.instruments._scpi.InstrumentError",
+        "procedures.base.Aborted",
     ):
         assert name in CLASSES
 
@@ -66,11 +62,4 @@ def test_the_walk_finds_the_exception_classes() -> None:
 @pytest.mark.parametrize("name", sorted(CLASSES))
 def test_exception_derives_from_driver_error(name: str) -> None:
     cls = CLASSES[name]
-    if name in NOT_YET_UNDER_THE_ROOT:
-        assert not issubclass(cls, DriverError), f"{name} is fixed: remove it from the list"
-        pytest.xfail(NOT_YET_UNDER_THE_ROOT[name])
     assert issubclass(cls, DriverError), f"{name} does not derive from drivers.errors.DriverError"
-
-
-def test_the_known_exceptions_still_exist() -> None:
-    assert set(NOT_YET_UNDER_THE_ROOT) <= set(CLASSES)
