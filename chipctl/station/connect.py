@@ -94,7 +94,9 @@ class OpenStation:
                 from drivers.sim.instruments.station_server import SimulatedStation
 
                 simulator = SimulatedStation(
-                    seed=station.simulation.seed, time_scale=station.simulation.time_scale
+                    seed=station.simulation.seed,
+                    time_scale=station.simulation.time_scale,
+                    devices=board_device_model(station.board_url),
                 ).start()
                 resources = simulator.resources
             drivers: dict[str, SCPIInstrument] = {}
@@ -237,3 +239,15 @@ def station_check(station: OpenStation) -> list[tuple[str, str, str]]:
         )
     )
     return rows
+
+
+def board_device_model(board_url: str) -> str:
+    """The device model a ``mockchip://`` URL selects (``devices=NAME``; default "hermes"), so
+    the simulated station's test device follows the same physics as the simulated chip; other
+    URLs say nothing about it, and the default applies."""
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(board_url)
+    if parts.scheme != "mockchip":
+        return "hermes"
+    return parse_qs(parts.query).get("devices", ["hermes"])[-1]

@@ -280,3 +280,20 @@ def test_chip_programming_is_interlocked_with_the_station() -> None:
                 0, 0, 0, 0, "partial", int(opened.limits.max_programming_ua) + 1, 125
             )
         assert board.link.stats.frames_sent == sent
+
+
+def test_the_simulated_test_device_follows_the_chips_device_model() -> None:
+    """``mockchip://?devices=pcmlike`` selects the physics of the chip and of the SMU's test
+    device alike (one device model, drivers/sim/devices.py)."""
+    from chipctl.station.connect import board_device_model
+    from drivers.sim.devices import HermesPcm, PcmLike
+
+    assert board_device_model("mockchip://?seed=2&devices=pcmlike") == "pcmlike"
+    assert board_device_model("mockchip://?seed=2") == "hermes"
+    assert board_device_model("socket://127.0.0.1:5555") == "hermes"
+    for url, model in (
+        ("mockchip://?seed=2&cores=1&devices=pcmlike", PcmLike),
+        ("mockchip://?seed=2&cores=1", HermesPcm),
+    ):
+        with default_station(board_url=url, time_scale=0.0).open() as opened:
+            assert type(opened.simulator.device.model) is model
