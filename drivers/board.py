@@ -71,7 +71,15 @@ _Reply = TypeVar("_Reply", bound=Payload)
 
 # BoardIdentity, BoardStatus and ChipGeometry are defined with the payloads (drivers.link.payloads)
 # and re-exported here, where users of the driver look for them.
-__all__ = ["Board", "BoardIdentity", "BoardStatus", "ChipGeometry", "MvmCounts"]
+__all__ = [
+    "MVM_MODES",
+    "MVM_OUTPUTS",
+    "Board",
+    "BoardIdentity",
+    "BoardStatus",
+    "ChipGeometry",
+    "MvmCounts",
+]
 
 
 @dataclass(frozen=True, eq=False)

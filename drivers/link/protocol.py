@@ -31,7 +31,8 @@ _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 
 
-# Payload layouts shared by the host driver and the simulated board (docs/protocol.md §3).
+# Fixed parts of the payload layouts (docs/protocol.md §3), used by drivers.link.payloads, which
+# defines every request and reply payload for the host driver and the simulated board alike.
 IDENT_FIXED = struct.Struct("<BBHHBBHHHI")
 """IDENTIFY reply before its three strings (§3.1)."""
 STATUS_LAYOUT = struct.Struct("<IIIIHHd")
