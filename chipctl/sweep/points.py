@@ -112,8 +112,9 @@ def point_task(point: Point) -> tuple[list[dict[str, Any]], str, str]:
         point: the point.
 
     Returns:
-        (rows, error, details): the rows and "" "" on success; no rows, the one-line error
-        ("PointFailed: program: BoardResetError: ...") and the captured tracebacks on failure.
+        A tuple ``(rows, error, details)``: the rows and "" "" on success; no rows, the error
+        line ("PointFailed: program: BoardResetError: ...") and the captured tracebacks on
+        failure.
     """
     with _capture_procedure_logs() as captured:
         try:

@@ -236,12 +236,12 @@ class ChipGeometry:
 
     @property
     def weight_shape(self) -> tuple[int, int]:
-        """(rows, cols): the shape of one core's weight matrix."""
+        """The shape of one core's weight matrix, ``(rows, cols)``."""
         return (self.rows, self.cols)
 
     @property
     def device_shape(self) -> tuple[int, int, int]:
-        """(rows, cols, devices_per_weight): one core's devices."""
+        """The shape of one core's devices, ``(rows, cols, devices_per_weight)``."""
         return (self.rows, self.cols, self.devices_per_weight)
 
 
