@@ -195,3 +195,24 @@ def test_a_broken_entry_is_left_out_with_the_reason(monkeypatch: pytest.MonkeyPa
     assert "broken" not in catalog.available() and "program" in catalog.available()
     with pytest.raises(catalog.CatalogError, match="no_such_module"):
         catalog.build("broken")
+
+
+def test_a_station_procedure_resumes_on_a_station(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """power_up needs a station: `chipctl resume` opens one (the simulated station around the
+    stored board) and runs it again from its start (it has no checkpoints)."""
+    from chipctl.station import default_station
+
+    path = tmp_path / "power_up.h5"
+    station = default_station(board_url=BOARD, time_scale=0.0)
+    with station.open() as opened:
+        procedure = catalog.build("power_up", station=opened)
+        summary = run_procedure(
+            procedure, opened.board, path, progress=False, should_stop=lambda: True
+        )
+    assert summary.status == "aborted"
+    assert main(["resume", str(path), "--no-progress"]) == 0
+    assert "chipctl resume: success" in capsys.readouterr().out
+    with RunFile.open(path) as run:
+        assert run.status == "success" and len(run.stream("voltage")) > 0
