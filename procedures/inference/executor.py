@@ -34,22 +34,9 @@ from procedures.programming.iterative import IterationStats, ProgramSettings
 
 
 class ChipExecutor(Deployment):
-    """A :class:`~procedures.inference.graph.Graph` deployed on a board's cores.
-
-    Args:
-        board: the board (any URL: simulator or hardware).
-        graph: the network.
-        mapping: its tile mapping (``map_graph``).
-        ranges: int8 ranges of every tensor
-            (:func:`~procedures.inference.calibration.tensor_ranges`).
-        digital: the number format of the digital post-processing.
-        mvm_mode: 1 or 4 (four-phase is the more accurate [LG p.3]).
-        batch: inputs per MVM frame and core (the frame limit may lower it).
-        max_replicas: most copies of a narrow tile across the core's unused columns (1 = no
-            replication; see :mod:`procedures.inference.tile_programming`).
-        min_g_max_fraction: fewer copies when more would push the line-limited Gmax below this
-            fraction of the mode's Gmax.
-    """
+    """A :class:`~procedures.inference.graph.Graph` deployed on a board's cores: the
+    operations of a deployment (constructor arguments as
+    :class:`~procedures.inference.deployment.Deployment`'s), each in its own module."""
 
     def use_calibration_data(
         self, x: np.ndarray, percentile: float = 100.0, *, max_rows: int = 4096

@@ -3,35 +3,12 @@ part 7), so ``except ChipctlError`` catches whatever chipctl itself raises."""
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import pkgutil
-
 import pytest
 
-import chipctl
 from chipctl.errors import ChipctlError
+from tests.exception_walk import defined_exceptions
 
-
-def _exception_classes() -> dict[str, type[BaseException]]:
-    found: dict[str, type[BaseException]] = {}
-    names = [info.name for info in pkgutil.walk_packages(chipctl.__path__, prefix="chipctl.")]
-    for module_name in ["chipctl", *names]:
-        if module_name.endswith("__main__"):
-            continue  # running it is running the command
-        module = importlib.import_module(module_name)
-        for name, obj in vars(module).items():
-            if (
-                inspect.isclass(obj)
-                and issubclass(obj, BaseException)
-                and obj.__module__ == module.__name__
-                and not name.startswith("_")
-            ):
-                found[f"{module.__name__}.{obj.__qualname__}"] = obj
-    return found
-
-
-CLASSES = _exception_classes()
+CLASSES = defined_exceptions("chipctl")
 
 
 def test_the_walk_finds_the_exception_classes() -> None:

@@ -8,43 +8,15 @@ Private classes (a leading underscore) are internal signals that never leave the
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import pkgutil
-from types import ModuleType
-
 import pytest
 
 from drivers.errors import DriverError
+from tests.exception_walk import defined_exceptions
 
 PACKAGES = ("drivers", "procedures")
 
 
-def _modules() -> list[ModuleType]:
-    modules = []
-    for name in PACKAGES:
-        package = importlib.import_module(name)
-        modules.append(package)
-        for info in pkgutil.walk_packages(package.__path__, prefix=f"{name}."):
-            modules.append(importlib.import_module(info.name))
-    return modules
-
-
-def _exception_classes() -> dict[str, type[BaseException]]:
-    found: dict[str, type[BaseException]] = {}
-    for module in _modules():
-        for name, obj in vars(module).items():
-            if (
-                inspect.isclass(obj)
-                and issubclass(obj, BaseException)
-                and obj.__module__ == module.__name__
-                and not name.startswith("_")
-            ):
-                found[f"{module.__name__}.{obj.__qualname__}"] = obj
-    return found
-
-
-CLASSES = _exception_classes()
+CLASSES = defined_exceptions(*PACKAGES)
 
 
 def test_the_walk_finds_the_exception_classes() -> None:
