@@ -62,7 +62,6 @@ from procedures.base import Checkpoint, Data, Parameter, Procedure, Progress, St
 from procedures.characterize import SPARSITY, random_inputs
 from procedures.programming.iterative import CoreProgram, ProgramSettings, program_group
 from procedures.programming.targets import (
-    DEVICES,
     G_MAX_ODP_COUNTS,
     G_MAX_TDP_COUNTS,
     line_limited_g_max,
@@ -94,11 +93,12 @@ def read_cells(board: Board, core: int, reads: int) -> np.ndarray:
     Verify counts are floored [chip.md §1.4]; the floor bias (−0.5 count per device) cancels
     between the two polarities of a cell.
     """
-    rows, cols, devices = np.indices((ROWS, COLS, DEVICES)).reshape(3, -1)
+    shape = board.geometry.device_shape
+    rows, cols, devices = np.indices(shape).reshape(3, -1)
     total = np.zeros(rows.size, np.float64)
     for _ in range(reads):
         total += board.verify_read(core, rows, cols, devices)
-    g = (total / reads).reshape(ROWS, COLS, DEVICES)
+    g = (total / reads).reshape(shape)
     return (g[..., 0] + g[..., 1]) - (g[..., 2] + g[..., 3])
 
 
@@ -322,13 +322,14 @@ class Calibrate(Procedure):
 
     def _coefficients(self, k_bar: float, fit: np.ndarray, max_out: float) -> LdpuCoefficients:
         scale = 127.0 / (AFFINE_HEADROOM * k_bar * max_out)
+        rows = fit.shape[1]
         return LdpuCoefficients(
             gain_pos=k_bar * fit[0],
             offset_pos=k_bar * fit[2],
             gain_neg=k_bar * fit[1],
-            offset_neg=np.zeros(ROWS),
-            affine_scale=np.full(ROWS, scale),
-            affine_offset=np.zeros(ROWS),
+            offset_neg=np.zeros(rows),
+            affine_scale=np.full(rows, scale),
+            affine_offset=np.zeros(rows),
             relu=False,
         )
 
@@ -341,7 +342,7 @@ class Calibrate(Procedure):
         mode: int = p["mode"]
         cells = read_cells(board, core, p["verify_reads"])
         rng = np.random.default_rng([p["seed"], position, 1])
-        x = random_inputs(rng, p["n_inputs"], p["sparsity"])
+        x = random_inputs(rng, p["n_inputs"], p["sparsity"], board.geometry.cols)
         positive, negative = self._mvm(board, core, x, "raw")
         expected = x.astype(np.float64) @ cells.T
         u_pos, u_neg, offset, rms = fit_adc(expected, positive, negative, mode)
@@ -359,7 +360,7 @@ class Calibrate(Procedure):
         coefficients = self._coefficients(k_core, fit, max_out)
         board.load_ldpu(core, coefficients)
         rng = np.random.default_rng([p["seed"], position, 2])
-        x = random_inputs(rng, p["n_validation"], p["sparsity"])
+        x = random_inputs(rng, p["n_validation"], p["sparsity"], board.geometry.cols)
         q = self._mvm(board, core, x, "ldpu").astype(np.float64)
         reference = k_core * (x.astype(np.float64) @ cells.T)
         applied = float(coefficients.affine_scale[0])

@@ -431,7 +431,7 @@ class Infer(Procedure):
 
     def _calibration_records(self, executor: ChipExecutor) -> Iterator[Data]:
         for core, state in executor.tiles.items():
-            fit = np.zeros((4, ROWS))
+            fit = np.zeros((4, np.size(state.u_pos)))
             fit[0], fit[1], fit[2] = state.u_pos, state.u_neg, state.offset
             fit[3, 0] = state.k
             yield Data("cal_core", np.int16(core))
