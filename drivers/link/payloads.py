@@ -18,6 +18,9 @@ and the receiver compares it with the geometry it knows (for the host, from IDEN
 Arrays are held with their wire element type (``uint8``, ``<u2``, ``int8``, ``<f2``); arrays
 from ``decode`` are read-only views into the received payload. :data:`REQUESTS` and
 :data:`REPLIES` map every :class:`~drivers.link.protocol.Command` to its classes.
+
+The module is long because it is the protocol's whole payload table in one place, on purpose:
+split by command, a layout shared by several commands would again live in several files.
 """
 
 from __future__ import annotations
