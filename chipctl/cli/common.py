@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chipctl import DEFAULT_BOARD_URL, catalog
-from drivers.errors import LimitError
 from procedures.base import Parameter, Procedure, parse_duration
 
 if TYPE_CHECKING:
@@ -152,18 +150,6 @@ def raw_parameters(args: argparse.Namespace, cls: type[Procedure]) -> dict[str, 
         if value is not None:
             values[parameter.name] = value
     return values
-
-
-def build_from_args(args: argparse.Namespace, name: str, *, station: Any = None) -> Procedure | int:
-    """Procedure ``name`` from the command line, through :func:`chipctl.catalog.build`, or the
-    exit code 2 after printing why it cannot be built."""
-    prog = f"chipctl {getattr(args, 'command', None) or name}"
-    try:
-        cls = catalog.procedure_class(name)
-        return catalog.build(name, raw_parameters(args, cls), station=station)
-    except (LimitError, catalog.CatalogError) as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
 
 
 def run_context(args: argparse.Namespace) -> catalog.RunContext:

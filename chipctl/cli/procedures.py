@@ -3,7 +3,8 @@
 ``chipctl program --weights w.npy --cores 0-3`` builds the procedure through the catalog,
 runs it on ``--board`` into ``--out`` with its post-run steps (``calibrate`` stores its set),
 and prints the procedure's own summary. Entries with ``needs_station`` get ``--station FILE``
-(default: the simulated station around ``--board``).
+(default: the simulated station around ``--board``); every other command takes
+``--station FILE`` too, to run behind a real bench's limits and programming interlock.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from chipctl import catalog
 from chipctl.cli import common
+from drivers.errors import LimitError
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +58,21 @@ def add_procedure_command(commands: Any, item: catalog.Entry, taken: set[str]) -
         help=f"run file (default: runs/{item.name}-YYYYmmdd-HHMMSS.h5)",
     )
     common.add_run_options(parser)
-    if item.needs_station:
-        parser.add_argument(
-            "--station",
-            default=None,
-            metavar="FILE",
-            help="station file (TOML); default: the simulated station around --board",
-        )
+    parser.add_argument(
+        "--station",
+        default=None,
+        metavar="FILE",
+        help=(
+            "run on the bench station of this file (TOML; its board replaces --board), with "
+            "its safety limits and programming interlock; "
+            + (
+                "default: the simulated station around --board"
+                if item.needs_station
+                else "default: the board alone (simulated boards only; programming a hardware "
+                "board needs a station)"
+            )
+        ),
+    )
     for option in item.options:
         parser.add_argument(
             "--" + option.replace("_", "-"),
@@ -89,16 +99,24 @@ def add_procedure_commands(commands: Any, taken: set[str]) -> set[str]:
 def _cmd_procedure(args: argparse.Namespace) -> int:
     item = catalog.entry(args.procedure)
     prog = f"chipctl {args.command}"
-    if item.needs_station:
-        return _run_on_station(args, item, prog)
-    procedure = common.build_from_args(args, item.name)
-    if isinstance(procedure, int):
-        return procedure
+    # Every value is checked before a board or station is opened.
+    try:
+        parameters = catalog.convert(item.cls, common.raw_parameters(args, item.cls))
+    except (LimitError, catalog.CatalogError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    if item.needs_station or args.station is not None:
+        return _run_on_station(args, item, parameters, prog)
+    procedure = catalog.build(item.name, parameters)
     summary = common.run_on_board(args, procedure)
     return common.report(prog, summary, procedure)
 
 
-def _run_on_station(args: argparse.Namespace, item: catalog.Entry, prog: str) -> int:
+def _run_on_station(
+    args: argparse.Namespace, item: catalog.Entry, parameters: dict[str, Any], prog: str
+) -> int:
+    """Open the station (``--station FILE``, else the simulated one around ``--board``) and
+    run on its board, behind its interlock."""
     from chipctl.station import StationFileError, default_station, load_station
 
     try:
@@ -111,9 +129,7 @@ def _run_on_station(args: argparse.Namespace, item: catalog.Entry, prog: str) ->
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     with station.open(board_timeout_s=args.timeout) as opened:
-        procedure = common.build_from_args(args, item.name, station=opened)
-        if isinstance(procedure, int):
-            return procedure
+        procedure = catalog.build(item.name, parameters, station=opened)
         out = Path(args.out or common.default_out(item.name))
         summary = common.run_into(procedure, opened.board, out, args)
     return common.report(prog, summary, procedure)

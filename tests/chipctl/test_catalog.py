@@ -216,3 +216,33 @@ def test_a_station_procedure_resumes_on_a_station(
     assert "chipctl resume: success" in capsys.readouterr().out
     with RunFile.open(path) as run:
         assert run.status == "success" and len(run.stream("voltage")) > 0
+
+
+def test_every_generated_command_runs_behind_a_station_interlock(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--station FILE` on a generated command: the station's interlock refuses programming
+    while its rails are off; without it a simulated board runs alone, as before."""
+    from chipctl.station.file import DEFAULT_STATION_TOML
+
+    station = tmp_path / "station.toml"
+    station.write_text(DEFAULT_STATION_TOML.replace("time_scale = 1.0", "time_scale = 0.0"))
+    weights = tmp_path / "w.npy"
+    np.save(weights, np.random.default_rng(0).normal(size=(256, 256)))
+    out = tmp_path / "program.h5"
+    argv = ["program", "--weights", str(weights), "--cores", "0", "--no-progress"]
+    assert main([*argv, "--station", str(station), "--out", str(out)]) == 1
+    assert "SafetyLimitError" in capsys.readouterr().out
+    with RunFile.open(out) as run:
+        assert run.status == "failed" and "rail" in run.metadata["reason"]
+    # A bad value is refused before the station is opened: no run file at all.
+    bad = tmp_path / "bad.h5"
+    assert main([*argv[:-1], "--mode", "xdp", "--station", str(station), "--out", str(bad)]) == 2
+    assert "parameter mode" in capsys.readouterr().err and not bad.exists()
+    assert "--station FILE" in " ".join(_help_text(capsys, "snapshot"))
+
+
+def _help_text(capsys: pytest.CaptureFixture[str], command: str) -> list[str]:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    return capsys.readouterr().out.split()
