@@ -6,11 +6,12 @@ metadata and its safe state. What they need from the station is declared by
 :class:`PowerStation` (chipctl's ``OpenStation`` satisfies it; procedures never import chipctl).
 
 **Power up**, rail by rail in the station's order: check the target against the limits, set the
-current limit, set 0 V, enable the output, ramp to the target in the steps the limits allow (each
-step checked before anything is set, one step per ``limits.step_dwell_s``), read back voltage
-and current after every step (checked against the rail limits) and, at the end, require
-|V_readback − V_target| ≤ the rail's readback tolerance. An abort or any failure ramps every
-enabled rail back to 0 V (reverse order) and disables it: the chip is left powered down.
+current limit, set 0 V, enable the output, ramp to the target in the steps the limits allow (the
+whole ramp checked before anything is set, the setpoints generated one at a time, one step per
+``limits.step_dwell_s``), read back voltage and current after every step (checked against the
+rail limits) and, at the end, require |V_readback − V_target| ≤ the rail's readback tolerance.
+An abort or any failure ramps every enabled rail back to 0 V (reverse order) and disables it:
+the chip is left powered down.
 
 **Power down**: the rails in reverse order, each ramped to 0 V and disabled, with readback
 checks; cleanup after a failure does the same for anything still on.
@@ -59,7 +60,9 @@ class RailLimits(Protocol):
     @property
     def step_dwell_s(self) -> float: ...
     def check_rail(self, channel: int, volts: float, amps: float) -> None: ...
-    def ramp_steps(self, channel: int, start_v: float, stop_v: float) -> list[float]: ...
+    def ramp_steps(self, channel: int, start_v: float, stop_v: float) -> Iterator[float]:
+        """The ramp's setpoints, checked whole before the first, generated lazily."""
+        ...
 
 
 class SupplyOutput(Protocol):
@@ -98,6 +101,15 @@ class ReadbackError(DriverError):
 # -- helpers ------------------------------------------------------------------------------------
 
 
+def descending_steps(level_v: float, step_v: float) -> Iterator[float]:
+    """Setpoints from ``level_v`` (excluded) down to exactly 0 V in equal steps ≤ ``step_v``,
+    generated one at a time (no list, whatever the step count)."""
+    n = max(1, math.ceil(abs(level_v) / step_v - 1e-9))
+    for k in range(1, n):
+        yield level_v - level_v * k / n
+    yield 0.0
+
+
 def ramp_all_down(station: PowerStation) -> list[str]:
     """Ramp every enabled rail to 0 V (reverse order) and disable it; returns the rails done.
 
@@ -114,9 +126,8 @@ def ramp_all_down(station: PowerStation) -> list[str]:
                 output.voltage_setpoint_v = 0.0
                 continue
             level = float(output.voltage_setpoint_v)
-            n = max(1, math.ceil(level / step_v - 1e-9))
-            for volts in np.linspace(level, 0.0, n + 1)[1:]:
-                output.voltage_setpoint_v = float(volts)
+            for volts in descending_steps(level, step_v):
+                output.voltage_setpoint_v = volts
                 station.sleep(station.limits.step_dwell_s)
             output.output_enabled = False
             done.append(rail.name)
@@ -268,5 +279,6 @@ __all__ = [
     "RailLimits",
     "RailSettings",
     "ReadbackError",
+    "descending_steps",
     "ramp_all_down",
 ]

@@ -51,7 +51,9 @@ Limits are enforced in ONE place, :class:`~chipctl.station.limits.Limits`
 (:mod:`chipctl.station.limits`): rail settings, every intermediate ramp step, the SMU's
 voltage/current, the chuck temperature window and programming pulses. A violation raises
 :class:`~chipctl.station.limits.SafetyLimitError` (a :class:`~drivers.errors.LimitError`) naming
-the limit; values are never clipped. The parts of the file are the dataclasses of
+the limit; values are never clipped. The limits themselves are checked against the instruments'
+declared ratings (driver class attributes) and physical ranges by
+:func:`~chipctl.station.limits.limit_problems`. The parts of the file are the dataclasses of
 :mod:`chipctl.station.config`.
 """
 
@@ -71,7 +73,7 @@ from chipctl.station.file import (
     load_station,
     parse_station,
 )
-from chipctl.station.limits import Limits, SafetyLimitError
+from chipctl.station.limits import LimitProblem, Limits, SafetyLimitError, limit_problems
 
 __all__ = [
     "DEFAULT_STATION_TOML",
@@ -79,6 +81,7 @@ __all__ = [
     "ROLES",
     "SIMULATED",
     "InstrumentConfig",
+    "LimitProblem",
     "Limits",
     "OpenStation",
     "RailConfig",
@@ -87,6 +90,7 @@ __all__ = [
     "Station",
     "StationFileError",
     "default_station",
+    "limit_problems",
     "load_station",
     "parse_station",
     "station_check",

@@ -1,9 +1,12 @@
 """Station files: parsing and checking the TOML (:func:`load_station`), and the default station.
 
-Every key is checked by :func:`parse_station`; unknown keys are errors, and a
-:class:`StationFileError` names the file, the key and its line. :data:`DEFAULT_STATION_TOML` is
-the built-in, fully simulated station that :func:`default_station` returns. The keys are
-described in ``docs/station.md``.
+Every key is checked by :func:`parse_station`; unknown keys are errors, every limit is checked
+against the declared rating of its instrument and its physical range
+(:func:`chipctl.station.limits.limit_problems`), and a :class:`StationFileError` names the
+file, the line, the key, the value and the rating. :func:`load_station` refuses a file that is
+not UTF-8 text (binary, another encoding) with a :class:`StationFileError` too.
+:data:`DEFAULT_STATION_TOML` is the built-in, fully simulated station that
+:func:`default_station` returns. The keys are described in ``docs/station.md``.
 """
 
 from __future__ import annotations
@@ -19,9 +22,8 @@ from chipctl import DEFAULT_BOARD_URL
 from chipctl.errors import ChipctlError
 from chipctl.station.config import ROLES, InstrumentConfig, RailConfig, SimulationConfig
 from chipctl.station.connect import Station
-from chipctl.station.limits import Limits
+from chipctl.station.limits import Limits, limit_problems
 from drivers.instruments import KeysightE36312A
-from drivers.instruments.keysight_e36312a import CHANNEL_RATINGS
 
 
 class StationFileError(ChipctlError, ValueError):
@@ -177,15 +179,6 @@ def parse_station(text: str, path: str = "<station>") -> Station:
             max_current_a=reader.positive("max_current_a"),
             readback_tolerance_v=reader.positive("readback_tolerance_v", 0.02),
         )
-        rated_v, rated_a = CHANNEL_RATINGS[channel]
-        if rail.max_voltage_v > rated_v:
-            reader.fail("max_voltage_v", f"exceeds output {channel}'s rating {rated_v:g} V")
-        if rail.max_current_a > rated_a:
-            reader.fail("max_current_a", f"exceeds output {channel}'s rating {rated_a:g} A")
-        if rail.voltage_v > rail.max_voltage_v:
-            reader.fail("voltage_v", f"{rail.voltage_v:g} V is above max_voltage_v")
-        if rail.current_limit_a > rail.max_current_a:
-            reader.fail("current_limit_a", f"{rail.current_limit_a:g} A is above max_current_a")
         reader.finish()
         rails.append(rail)
 
@@ -206,9 +199,11 @@ def parse_station(text: str, path: str = "<station>") -> Station:
         smu_max_voltage_v=reader.positive("smu_max_voltage_v"),
         smu_max_current_a=reader.positive("smu_max_current_a"),
     )
-    if limits.max_programming_ua > 1050:
-        reader.fail("max_programming_ua", "exceeds the SMU pulse range, 1050 µA")
     reader.finish()
+    for problem in limit_problems(limits):
+        table, _, key = problem.key.rpartition(".")
+        line = _key_line(text, table, key) or _key_line(text, table, None)
+        raise StationFileError(path, problem.message, key=problem.key, line=line)
     return Station(
         path=path,
         chip_id=chip_id,
@@ -220,14 +215,51 @@ def parse_station(text: str, path: str = "<station>") -> Station:
     )
 
 
+MAX_STATION_FILE_BYTES = 1 << 20
+"""Largest station file read (1 MiB; a real one is a few kB): more is refused unread."""
+
+
+def decode_station_bytes(raw: bytes, path: str = "<station>") -> str:
+    """The text of a station file's bytes; :class:`StationFileError` if they are not UTF-8 text.
+
+    A NUL byte marks a binary file; bytes that do not decode as UTF-8 are reported with their
+    line. A UTF-8 byte-order mark is dropped.
+    """
+    if b"\x00" in raw:
+        line = raw[: raw.index(b"\x00")].count(b"\n") + 1
+        raise StationFileError(
+            path, "not a UTF-8 text file (a binary file: it contains NUL bytes)", line=line
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise StationFileError(
+            path,
+            f"not a UTF-8 text file (byte 0x{raw[exc.start]:02x} at offset {exc.start} is not "
+            "UTF-8; save the file as UTF-8)",
+            line=line,
+        ) from None
+    return text.removeprefix("\ufeff")
+
+
 def load_station(path: str | Path) -> Station:
-    """Read and validate a station file; :class:`StationFileError` names the key and line."""
+    """Read and validate a station file; :class:`StationFileError` names the key and line.
+
+    The file must be UTF-8 text of at most :data:`MAX_STATION_FILE_BYTES`; anything else
+    (binary, another encoding, too large, unreadable) is a :class:`StationFileError` naming it.
+    """
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_STATION_FILE_BYTES + 1)
     except OSError as exc:
         raise StationFileError(str(file), f"cannot read: {exc.strerror or exc}") from None
-    return parse_station(text, str(file))
+    if len(raw) > MAX_STATION_FILE_BYTES:
+        raise StationFileError(
+            str(file), f"not a station file: larger than {MAX_STATION_FILE_BYTES} bytes"
+        )
+    return parse_station(decode_station_bytes(raw, str(file)), str(file))
 
 
 DEFAULT_STATION_TOML = f"""\

@@ -11,7 +11,10 @@ read back with ``:TRACe:DATA? 1, <n>, "defbuffer1", SOUR, READ``. Numbers are se
 ``%.6E``; the 2450 accepts any SCPI numeric form.
 
 Ranges (2450 datasheet, "Voltage/Current specifications"): source ±210 V / ±1.05 A, voltage
-ranges 20 mV … 200 V, current ranges 10 nA … 1 A, limits ≥ 20 mV / ≥ 1 nA.
+ranges 20 mV … 200 V, current ranges 10 nA … 1 A, limits ≥ 20 mV / ≥ 1 nA. The rating as
+metadata (class attributes ``MODEL_NAME``, ``RATED_VOLTAGE_V``, ``RATED_CURRENT_A``,
+``RATED_ENVELOPE``, ``RATED_MIN_CURRENT_LIMIT_A``, ``RATED_PULSE_CURRENT_A`` and
+:meth:`Keithley2450.rated_current_at`) is what a station's SMU limits are checked against.
 
 **Station extension (not a 2450 command).** ``:SOURce:PULSe:CURRent <A>, <width s>, <fall s>``
 applies one current pulse to the device under test. A real 2450 has no pulse mode (its fastest
@@ -26,6 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from typing import ClassVar
 
 import numpy as np
 
@@ -73,7 +77,37 @@ class Keithley2450(SCPIInstrument):
             smu.current_limit_a = 1e-4
             smu.output_enabled = True
             volts, amps = smu.sweep_voltage_linear(-0.2, 0.2, 21)
+
+    Ratings (class attributes; what a station's limits are checked against, never sent):
+
+    - ``RATED_VOLTAGE_V`` = 210 V and ``RATED_CURRENT_A`` = 1.05 A: the largest source
+      magnitudes (Keithley 2450 datasheet, "Voltage/Current specifications": 200 V and 1 A
+      ranges with 5 % overrange).
+    - ``RATED_ENVELOPE``: the source/sink power envelope as (|V| up to, |I| up to) corners,
+      ±1.05 A up to ±21 V and ±105 mA up to ±210 V (2450 datasheet, "Maximum output power
+      22 W", four-quadrant diagram; the exact corner figures UNCONFIRMED against the
+      current datasheet revision).
+    - ``RATED_MIN_CURRENT_LIMIT_A`` = 1 nA: the smallest current limit (compliance) the 2450
+      accepts (Reference Manual 2450-901-01, ``:SOURce:VOLTage:ILIMit``).
+    - ``RATED_PULSE_CURRENT_A`` = 1.05 mA: the station-extension pulse range (see the module
+      docstring; not a 2450 figure).
     """
+
+    MODEL_NAME: ClassVar[str] = "Keithley 2450"
+    RATED_VOLTAGE_V: ClassVar[float] = MAX_VOLTAGE_V
+    RATED_CURRENT_A: ClassVar[float] = MAX_CURRENT_A
+    RATED_ENVELOPE: ClassVar[tuple[tuple[float, float], ...]] = ((21.0, 1.05), (210.0, 0.105))
+    RATED_MIN_CURRENT_LIMIT_A: ClassVar[float] = 1e-9
+    RATED_PULSE_CURRENT_A: ClassVar[float] = PULSE_AMPLITUDE_RANGE_A[1]
+
+    @classmethod
+    def rated_current_at(cls, volts: float) -> float:
+        """The largest rated |current| in A at a source |voltage| of ``volts`` (0 beyond the
+        rating), from :attr:`RATED_ENVELOPE`."""
+        for max_v, max_a in cls.RATED_ENVELOPE:
+            if abs(volts) <= max_v:
+                return max_a
+        return 0.0
 
     # -- source ---------------------------------------------------------------------------------
 

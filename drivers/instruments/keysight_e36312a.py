@@ -6,16 +6,18 @@ channel given as a channel list ``(@n)`` on every command: ``[SOURce:]VOLTage[:L
 (the current limit in constant-voltage operation), ``OUTPut[:STATe] ON|OFF, (@n)`` and
 ``OUTPut? (@n)``, ``MEASure[:SCALar]:VOLTage[:DC]? (@n)`` and ``MEASure…:CURRent? (@n)``.
 
-Channel ratings (E36312A datasheet): output 1 0–6 V, 0–5 A; outputs 2 and 3 0–25 V, 0–1 A.
-Values beyond the ratings are refused here (the supply's ~3 % programming overrange is not
-used).
+Channel ratings (E36312A datasheet, "Specifications": output 1 0–6 V, 0–5 A; outputs 2 and 3
+0–25 V, 0–1 A). Values beyond the ratings are refused here (the supply's ~3 % programming
+overrange is not used). The ratings as metadata (``KeysightE36312A.MODEL_NAME``,
+``KeysightE36312A.CHANNEL_RATINGS``) are what a station's rails are checked against.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -105,9 +107,17 @@ class KeysightE36312A(SCPIInstrument):
             vdd.voltage_setpoint_v = 0.8
             vdd.output_enabled = True
             print(vdd.measured_voltage_v, vdd.measured_current_a)
+
+    Ratings (class attributes; what a station's rails are checked against, never sent):
+    ``CHANNEL_RATINGS`` maps output → (maximum voltage in V, maximum current in A): output 1
+    6 V / 5 A, outputs 2 and 3 25 V / 1 A (Keysight E36300 Series datasheet, E36312A
+    "Specifications"; also the programming guide's "Programming Ranges and Output
+    Identifiers").
     """
 
+    MODEL_NAME: ClassVar[str] = "Keysight E36312A"
     CHANNEL_IDS = (1, 2, 3)
+    CHANNEL_RATINGS: ClassVar[Mapping[int, tuple[float, float]]] = CHANNEL_RATINGS
 
     def __init__(self, resource: str, **kwargs: Any) -> None:
         super().__init__(resource, **kwargs)

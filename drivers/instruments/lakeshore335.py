@@ -9,6 +9,9 @@ input, kelvin by default), ``RANGE <output>,<range>`` / ``RANGE? <output>`` with
 ``*ESR?`` (bit 5 command error, bit 4 execution error, bit 2 query error; manual §6.2.5) and
 raised as the matching typed errors with the SCPI class codes -100, -200 and -400.
 
+The ratings as metadata (``LakeShore335.MODEL_NAME``, ``RATED_SETPOINT_K``,
+``RATED_SENSOR_K``) are what a station's temperature window is checked against.
+
 Messages end in CR LF on the 335; replies are read up to LF and stripped, so a server that
 ends replies in LF only (the simulated station) works too.
 """
@@ -55,7 +58,20 @@ class LakeShore335(SCPIInstrument):
             chuck.setpoint_k = 313.15
             chuck.heater_range = "MED"
             print(chuck.temperature_k)
+
+    Ratings (class attributes; what a station's temperature window is checked against):
+
+    - ``RATED_SETPOINT_K`` = (0, 1500) K: the setpoint range for a kelvin control input
+      (Model 335 user's manual, ``SETP`` command and the setpoint-limit parameter; the 1500 K
+      figure UNCONFIRMED for the manual revision at hand), i.e. −273.15 … 1226.85 °C.
+    - ``RATED_SENSOR_K`` = (0.3, 1505) K: the widest sensor range of the 335's inputs (about
+      300 mK with NTC RTDs, up to 1505 K with the thermocouple option; Model 335 brochure,
+      UNCONFIRMED). The sensor actually fitted to the chuck narrows it further.
     """
+
+    MODEL_NAME: ClassVar[str] = "Lake Shore 335"
+    RATED_SETPOINT_K: ClassVar[tuple[float, float]] = SETPOINT_RANGE_K
+    RATED_SENSOR_K: ClassVar[tuple[float, float]] = (0.3, 1505.0)
 
     READ_TERMINATION: ClassVar[str] = "\n"
     WRITE_TERMINATION: ClassVar[str] = "\r\n"

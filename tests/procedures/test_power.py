@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from chipctl.station import OpenStation, default_station
 from procedures.base import Data, Stop
-from procedures.power import PowerDown, PowerStation, PowerUp
+from procedures.power import PowerDown, PowerStation, PowerUp, descending_steps
 
 
 @pytest.fixture
@@ -109,4 +110,29 @@ def test_a_rail_above_its_limit_refuses_power_down_but_cleanup_brings_it_down(
     stop = records[-1]
     assert isinstance(stop, Stop) and stop.status == "failed"
     assert "rails.vdd.max_voltage_v" in stop.reason
+    assert all(not on and abs(v) < 1e-3 for on, v in outputs(station))
+
+
+def test_ramps_are_lazy_iterators(station: OpenStation) -> None:
+    """The limits hand power sequencing a generator, not a list: any step count costs no
+    memory (issue 18: a 1 nV step used to build the whole list and die in MemoryError)."""
+    steps = station.limits.ramp_steps(3, 0.0, 3.0)
+    assert isinstance(steps, Iterator) and not isinstance(steps, list | tuple)
+    down = descending_steps(3.0, 1e-9)
+    assert isinstance(down, Iterator)
+    assert next(down) == pytest.approx(3.0 - 1e-9)
+    assert list(descending_steps(0.3, 0.1)) == pytest.approx([0.2, 0.1, 0.0])
+    assert list(descending_steps(0.0, 0.1)) == [0.0]
+
+
+def test_power_up_and_down_with_a_fine_step(station: OpenStation) -> None:
+    """A fine (5 mV) step: hundreds of setpoints per rail, consumed one at a time."""
+    station.limits = dataclasses.replace(station.limits, ramp_step_v=0.005)
+    records = list(PowerUp(station=station).run(station.board))
+    stop = records[-1]
+    assert isinstance(stop, Stop) and stop.status == "success", stop
+    assert len(rows(records, "setpoint")) == 160 + 360 + 600
+    assert station.rails_ok()
+    stop = list(PowerDown(station=station).run(station.board))[-1]
+    assert isinstance(stop, Stop) and stop.status == "success", stop
     assert all(not on and abs(v) < 1e-3 for on, v in outputs(station))
