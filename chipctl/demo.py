@@ -18,6 +18,7 @@ Each step is a procedure run through the runner, so the demo leaves one HDF5 run
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy as np
 from chipctl import catalog
 from chipctl.calibration import CalibrationError, CalibrationStore, apply_set
 from chipctl.inference import accuracy_table
+from chipctl.runfile import RunFileExistsError, check_out, new_run_path
 from chipctl.runner import RunSummary, run_procedure
 from chipctl.station import default_station, load_station
 from drivers.board import Board, BoardIdentity
@@ -35,6 +37,21 @@ from procedures.base import Procedure
 
 SPARSITY = 0.3
 """Fraction of zero weights, as in the published MVM characterisation [LG §IV]."""
+
+RUN_FILES = (
+    "power_up",
+    "program-odp",
+    "characterize-odp",
+    "program-tdp",
+    "characterize-tdp",
+    "calibrate",
+    "characterize-odp-calibrated",
+    "characterize-tdp-calibrated",
+    "drift",
+    "infer",
+    "power_down",
+)
+"""The run files (``<name>.h5``) the demo may write into its folder."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +106,7 @@ def run_demo(
     drift_until_s: float = 86400.0,
     station_file: str | Path | None = None,
     infer_samples: int = 0,
+    overwrite: bool = False,
 ) -> DemoResult:
     """Program the same random weights with ODP on core 0 and TDP on core 1, characterise both.
 
@@ -104,9 +122,12 @@ def run_demo(
             refuses programming otherwise) and down at the end.
         infer_samples: test samples of the inference step (0 = the whole test set; -1 skips
             the step).
+        overwrite: replace run files already in ``out_dir``; without it an existing one is
+            refused (:class:`~chipctl.runfile.RunFileExistsError`) before the board is opened.
     """
     started = time.monotonic()
-    folder = Path(out_dir) if out_dir else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    folder = Path(out_dir) if out_dir else new_run_path("runs", "demo", suffix="")
+    _check_folder(folder, overwrite)
     folder.mkdir(parents=True, exist_ok=True)
     weights = random_weights(seed)
     modes: list[ModeResult] = []
@@ -123,6 +144,7 @@ def run_demo(
             board,
             folder / "power_up.h5",
             progress=progress,
+            overwrite=overwrite,
         )
         if power_up.status != "success":
             raise RuntimeError(f"power up failed ({power_up.reason}); see {power_up.path}")
@@ -134,6 +156,7 @@ def run_demo(
                 board,
                 folder / f"program-{mode}.h5",
                 progress=progress,
+                overwrite=overwrite,
             )
             characterize = run_procedure(
                 catalog.build(
@@ -143,11 +166,12 @@ def run_demo(
                 board,
                 folder / f"characterize-{mode}.h5",
                 progress=progress,
+                overwrite=overwrite,
             )
             modes.append(ModeResult(mode, core, program, characterize))
         cores = [m.core for m in modes]
         label, cal_results, k_bar = _calibrate(
-            board, cores, folder, seed, calibration_dir, progress
+            board, cores, folder, seed, calibration_dir, progress, overwrite
         )
         for k, m in enumerate(modes):
             g_max = float(m.core_results.get("g_max_counts", 0.0))
@@ -159,6 +183,7 @@ def run_demo(
                 board,
                 folder / f"characterize-{m.mode}-calibrated.h5",
                 progress=progress,
+                overwrite=overwrite,
             )  # fmt: skip
             modes[k] = ModeResult(m.mode, m.core, m.program, m.characterize, calibrated)
         drift = run_procedure(
@@ -175,6 +200,7 @@ def run_demo(
             board,
             folder / "drift.h5",
             progress=progress,
+            overwrite=overwrite,
         )
         inference = None
         if infer_samples >= 0:
@@ -183,12 +209,14 @@ def run_demo(
                 board,
                 folder / "infer.h5",
                 progress=progress,
+                overwrite=overwrite,
             )
         run_procedure(
             catalog.build("power_down", station=opened),
             board,
             folder / "power_down.h5",
             progress=progress,
+            overwrite=overwrite,
         )
     return DemoResult(
         url,
@@ -201,6 +229,15 @@ def run_demo(
         drift,
         inference,
     )
+
+
+def _check_folder(folder: Path, overwrite: bool) -> None:
+    """Refuse a folder that is not one, or holds a run file the demo would replace, before
+    anything runs (``overwrite`` allows replacing run files and other regular files)."""
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise RunFileExistsError(f"{folder} exists and is not a directory")
+    for name in RUN_FILES:
+        check_out(folder / f"{name}.h5", overwrite=overwrite)
 
 
 def _inference(n_cores: int, samples: int) -> Procedure:
@@ -220,6 +257,7 @@ def _calibrate(
     seed: int,
     calibration_dir: str | Path | None,
     progress: bool,
+    overwrite: bool,
 ) -> tuple[str, dict[str, Any], float]:
     """Load the chip's stored set, else calibrate on the programmed weights."""
     store = CalibrationStore(calibration_dir)
@@ -235,6 +273,7 @@ def _calibrate(
         board,
         folder / "calibrate.h5",
         progress=progress,
+        overwrite=overwrite,
     )
     if summary.status != "success":
         raise CalibrationError(f"calibration failed: {summary.reason}")

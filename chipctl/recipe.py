@@ -4,6 +4,7 @@
 
     board = "mockchip://?seed=1&cores=4"
     out_dir = "runs"                 # optional, relative to the recipe file (default "runs")
+    overwrite = false                # optional: steps may replace existing run files
 
     [[step]]
     procedure = "snapshot"
@@ -30,12 +31,12 @@ import tomllib
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from chipctl import catalog
 from chipctl.errors import ChipctlError
+from chipctl.runfile import check_out, run_stamp
 from chipctl.runner import RunSummary, run_procedure
 from chipctl.station import Station, StationFileError, default_station, load_station
 from drivers.board import Board
@@ -44,7 +45,7 @@ from procedures.base import Procedure
 
 log = logging.getLogger(__name__)
 
-TOP_LEVEL_KEYS = {"board", "out_dir", "station", "step"}
+TOP_LEVEL_KEYS = {"board", "out_dir", "overwrite", "station", "step"}
 STEP_KEYS = {"procedure", "out", "calibration_dir"}
 """Keys of a step that are not procedure parameters (``out``: the run file name;
 ``calibration_dir``: the calibration store of a step whose entry offers it)."""
@@ -85,10 +86,18 @@ class Recipe:
     out_dir: Path
     steps: tuple[Step, ...]
     station: Station | None = None
+    overwrite: bool = False
 
 
-def load_recipe(path: str | Path, *, stamp: str | None = None) -> Recipe:
-    """Parse and validate the whole recipe; :class:`RecipeError` at the first problem."""
+def load_recipe(path: str | Path, *, stamp: str | None = None, overwrite: bool = False) -> Recipe:
+    """Parse and validate the whole recipe; :class:`RecipeError` at the first problem.
+
+    A step whose run file exists is refused here, before any step runs
+    (:class:`~chipctl.runfile.RunFileExistsError`), unless ``overwrite`` or the recipe's
+    ``overwrite = true`` allow replacing it (never a file a live writer holds, nor anything but
+    a regular file). ``stamp`` (default :func:`~chipctl.runfile.run_stamp`) is the time part of
+    the default step file names ``NN-<procedure>-<stamp>.h5``.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -114,7 +123,11 @@ def load_recipe(path: str | Path, *, stamp: str | None = None) -> Recipe:
     raw_steps = data.get("step")
     if not isinstance(raw_steps, list) or not raw_steps:
         raise RecipeError(f"{path}: no [[step]] tables")
-    stamp = stamp or datetime.now().strftime("%Y%m%d-%H%M%S")
+    overwrite_value = data.get("overwrite", False)
+    if not isinstance(overwrite_value, bool):
+        raise RecipeError(f"{path}: key 'overwrite' must be true or false")
+    overwrite = overwrite or overwrite_value
+    stamp = stamp or run_stamp()
     steps = tuple(
         _step(path, number, raw, out_dir, stamp) for number, raw in enumerate(raw_steps, 1)
     )
@@ -124,7 +137,16 @@ def load_recipe(path: str | Path, *, stamp: str | None = None) -> Recipe:
     needs_station = [s.label for s in steps if s.entry.needs_station]
     if needs_station and station is None:
         raise RecipeError(f"{path}: {', '.join(needs_station)} need(s) a 'station' key")
-    return Recipe(path=path, board=board, out_dir=out_dir, steps=steps, station=station)
+    for step in steps:
+        check_out(step.out, overwrite=overwrite)
+    return Recipe(
+        path=path,
+        board=board,
+        out_dir=out_dir,
+        steps=steps,
+        station=station,
+        overwrite=overwrite,
+    )
 
 
 def _station(path: Path, value: Any, board: Any) -> Station | None:
@@ -224,6 +246,7 @@ def run_recipe(
                 progress=progress,
                 flush_interval_s=flush_interval_s,
                 context=catalog.RunContext(calibration_dir=step.calibration_dir),
+                overwrite=recipe.overwrite,
             )
             summaries.append(summary)
             if on_step is not None:

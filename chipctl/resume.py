@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 from chipctl import catalog
 from chipctl.catalog import RunContext
-from chipctl.runfile import ResumeSource, RunFile, RunFileError
+from chipctl.runfile import ResumeSource, RunFile, RunFileError, writer_alive
 from chipctl.runner import RunSummary, Subscriber, run_procedure
 from drivers.board import Board
 from drivers.errors import LimitError
@@ -56,7 +55,7 @@ def plan_resume(path: str | os.PathLike[str]) -> ResumePlan:
         streams = run.streams
     if status == "success":
         raise ResumeError(f"{path}: the run already finished successfully; nothing to resume")
-    if status == "running" and _writer_alive(meta):
+    if status == "running" and writer_alive(meta):
         raise ResumeError(
             f"{path}: still being written by process {meta.get('writer_pid')} on this host"
         )
@@ -85,19 +84,6 @@ def _restore_time(checkpoint: dict[str, Any] | None) -> float | None:
     state = checkpoint.get("state") or {}
     chosen = state.get("restore_board_time_s", checkpoint.get("board_time_s"))
     return None if chosen is None else float(chosen)
-
-
-def _writer_alive(meta: dict[str, Any]) -> bool:
-    pid = int(meta.get("writer_pid", 0) or 0)
-    if pid <= 0 or pid == os.getpid() or meta.get("writer_host") != socket.gethostname():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def resume_run(

@@ -3,12 +3,18 @@
 ``run_procedure(procedure, board, path)`` iterates ``procedure.run(board, ...)`` and hands every
 record to each subscriber in turn: the :class:`~chipctl.runfile.RunWriter` first, then a rich
 progress bar (only on a terminal), the stdlib log, and any callables passed in ``subscribers``
-(the TUI adds one). Ctrl-C, while a run is going in the main thread:
+(the TUI adds one). A run never replaces an existing file unless asked to (``overwrite``; see
+:func:`chipctl.runfile.check_out`), checked before the procedure starts.
+
+Ctrl-C (SIGINT), SIGTERM (systemd, Docker, batch schedulers) and SIGHUP, while a run is going
+in the main thread (the previous handlers come back afterwards):
 
 * the first asks the procedure to stop at its next safe point (``should_stop`` becomes true,
-  ``Procedure.check_stop`` raises ``Aborted``); cleanup runs and the file ends "aborted";
+  ``Procedure.check_stop`` raises ``Aborted``); cleanup runs and the file ends "aborted" (reason
+  "stopped by SIGTERM" / "stopped by SIGHUP"; Ctrl-C keeps the procedure's own reason);
 * the second forces: ``KeyboardInterrupt`` propagates (deferred until a write into the run file
-  is complete), the procedure's cleanup still runs, the file ends "aborted" with reason "forced".
+  is complete), the procedure's cleanup still runs, the file ends "aborted" with reason "forced"
+  ("forced by SIGTERM").
 
 An exception ends the file "failed" with the error text. :mod:`chipctl.resume` continues a run
 that died or was stopped, from its last checkpoint, in the same file.
@@ -17,6 +23,7 @@ that died or was stopped, from its last checkpoint, in the same file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -31,7 +38,7 @@ from typing import Any
 
 from chipctl import catalog
 from chipctl.catalog import RunContext
-from chipctl.runfile import ResumeSource, RunWriter
+from chipctl.runfile import ResumeSource, RunFileExistsError, RunWriter, check_out
 from drivers.board import Board
 from procedures.base import Checkpoint, Procedure, Progress, Record, Start, Stop
 
@@ -61,29 +68,41 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)
 
 
-# -- Ctrl-C -----------------------------------------------------------------------------------
+# -- Ctrl-C, SIGTERM, SIGHUP -------------------------------------------------------------------
+
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+"""Signals that stop a run like Ctrl-C: SIGINT (Ctrl-C), SIGTERM (systemd, Docker, batch
+schedulers, ``kill``) and SIGHUP (the terminal went away), where the platform has them."""
 
 
 class _Interrupts:
-    """SIGINT handling for one run: first press requests a stop, the second forces."""
+    """Stop-signal handling for one run: the first signal requests a stop, the second forces."""
 
     def __init__(self) -> None:
         self.stop_requested = threading.Event()
         self.forced = False
+        self.signal_name = ""
         self._critical = 0
         self._pending = False
-        self._previous: Any = None
-        self._installed = False
+        self._previous: dict[int, Any] = {}
 
     def handler(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
         if not self.stop_requested.is_set():
+            self.signal_name = name
             self.stop_requested.set()
-            print(
-                "\nstopping at the next safe point (Ctrl-C again to force)",
-                file=sys.stderr,
-                flush=True,
-            )
+            again = "Ctrl-C again" if signum == signal.SIGINT else f"{name} again"
+            with contextlib.suppress(OSError, ValueError):  # SIGHUP: the terminal may be gone
+                print(
+                    f"\n{name}: stopping at the next safe point ({again} to force)",
+                    file=sys.stderr,
+                    flush=True,
+                )
             return
+        if not self.forced:
+            self.signal_name = name
         if self.forced or self._critical:
             # Already forcing (cleanup and the final status are running) or inside a write:
             # remember it, never split cleanup or leave the file saying "running".
@@ -92,6 +111,23 @@ class _Interrupts:
             return
         self.forced = True
         raise KeyboardInterrupt
+
+    @property
+    def stop_reason(self) -> str:
+        """The reason of a run stopped by the first signal ("" if none or Ctrl-C, whose
+        stop keeps the procedure's own reason)."""
+        if not self.signal_name or self.signal_name == "SIGINT":
+            return ""
+        return f"stopped by {self.signal_name}"
+
+    @property
+    def forced_reason(self) -> str:
+        """The reason of a forced stop: "forced" (Ctrl-C) or "forced by SIGTERM"."""
+        if not self.forced:
+            return "interrupted"
+        if self.signal_name and self.signal_name != "SIGINT":
+            return f"forced by {self.signal_name}"
+        return "forced"
 
     @contextlib.contextmanager
     def critical(self) -> Iterator[None]:
@@ -106,14 +142,17 @@ class _Interrupts:
                 raise KeyboardInterrupt
 
     def install(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self.handler)
-            self._installed = True
+        """Handle the stop signals (only in the main thread, where Python delivers them)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in STOP_SIGNALS:
+            self._previous[signum] = signal.signal(signum, self.handler)
 
     def restore(self) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
-            self._installed = False
+        """Put the handlers back that were there before :meth:`install`."""
+        while self._previous:
+            signum, previous = self._previous.popitem()
+            signal.signal(signum, previous)
 
 
 # -- subscribers ------------------------------------------------------------------------------
@@ -232,8 +271,14 @@ def run_procedure(
     resume_from: dict[str, Any] | None = None,
     resume: ResumeSource | None = None,
     context: RunContext | None = None,
+    overwrite: bool = False,
 ) -> RunSummary:
     """Run ``procedure`` on ``board``, writing the run file ``path``; returns how it ended.
+
+    ``path`` must not exist, unless ``overwrite``; even then it must be a regular file that no
+    live writer holds (:func:`chipctl.runfile.check_out`). Otherwise
+    :class:`~chipctl.runfile.RunFileExistsError` is raised before the procedure starts, and
+    nothing is written.
 
     Args:
         procedure: a configured procedure instance.
@@ -244,11 +289,14 @@ def run_procedure(
         should_stop: polled at every safe point; true stops the run ("aborted").
         flush_interval_s: longest time in s written rows stay unflushed.
         subscribers: more callables that receive every record.
-        resume_from / resume: used by :func:`resume_run`.
+        resume_from / resume: used by :func:`resume_run` (which appends to its own file).
         context: run as a front end does: with the post-run steps of the procedure's catalog
             entry (``calibrate`` stores its calibration set), whose messages end up in the
             summary's ``notes``. Without it (scripts), only ``subscribers`` run.
+        overwrite: replace an existing run file (or other regular file) at ``path``.
     """
+    if resume is None:
+        check_out(path, overwrite=overwrite)
     post_steps = catalog.post_steps(procedure, context) if context is not None else []
     summary = _run(
         procedure,
@@ -261,6 +309,7 @@ def run_procedure(
         subscribers=[*post_steps, *subscribers],
         resume_from=resume_from,
         resume=resume,
+        overwrite=overwrite,
     )
     summary.notes.extend(catalog.messages(post_steps))
     return summary
@@ -278,6 +327,7 @@ def _run(
     subscribers: Sequence[Subscriber],
     resume_from: dict[str, Any] | None,
     resume: ResumeSource | None,
+    overwrite: bool,
 ) -> RunSummary:
     logger = log or logging.getLogger(__name__)
     interrupts = _Interrupts()
@@ -291,6 +341,7 @@ def _run(
         flush_interval_s=flush_interval_s,
         board_clock=_board_clock(board),
         resume=resume,
+        overwrite=overwrite,
     )
     bar = _ProgressBar() if progress and sys.stderr.isatty() else None
     others: list[Subscriber] = [_log_subscriber(logger, path)]
@@ -305,6 +356,8 @@ def _run(
     try:
         for record in records:
             if isinstance(record, Stop):
+                if record.status == "aborted" and interrupts.stop_reason:
+                    record = dataclasses.replace(record, reason=interrupts.stop_reason)
                 # Subscribers first: if one fails on the final record (e.g. storing a
                 # calibration set), the file must end "failed", not "success".
                 for subscriber in others:
@@ -318,12 +371,17 @@ def _run(
             for subscriber in others:
                 subscriber(record)
     except KeyboardInterrupt:
-        reason = "forced" if interrupts.forced else "interrupted"
         try:
             with interrupts.critical():
                 _close(records)  # runs the procedure's cleanup
         finally:
-            _end(writer, "aborted", reason, started)
+            _end(writer, "aborted", interrupts.forced_reason, started)
+        raise
+    except RunFileExistsError:
+        # Someone took the path between the check and the file's creation: nothing was
+        # written; the procedure got no further than its Start record.
+        with contextlib.suppress(Exception):
+            _close(records)
         raise
     except Exception as exc:
         logger.exception("run %s failed", path)

@@ -24,6 +24,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         station_file=args.station,
         infer_samples=args.infer_samples,
+        overwrite=args.overwrite,
     )
     print_demo(result)
     runs = [summary for m in result.modes for summary in (m.program, m.characterize)]
@@ -82,6 +83,7 @@ def add_board_commands(commands: Any) -> set[str]:
     demo.add_argument(
         "--out-dir", default=None, metavar="DIR", help="folder for the run files (runs/demo-TIME)"
     )
+    common.add_overwrite_option(demo, "--out-dir (its run files)")
     demo.add_argument(
         "--inputs", type=int, default=2048, help="random inputs per characterisation (2048)"
     )

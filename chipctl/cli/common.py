@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +18,14 @@ if TYPE_CHECKING:
 EXIT_CODES = {"success": 0, "failed": 1, "aborted": 130}
 """Process exit code per final run status."""
 
-RUNNER_OPTIONS = ("--board", "--timeout", "--out", "--no-progress", "--flush-interval")
+RUNNER_OPTIONS = (
+    "--board",
+    "--timeout",
+    "--out",
+    "--overwrite",
+    "--no-progress",
+    "--flush-interval",
+)
 """Options of every generated procedure command that a parameter may not take over."""
 
 
@@ -81,9 +87,36 @@ def add_calibration_dir_option(parser: argparse.ArgumentParser, help_text: str) 
     parser.add_argument("--calibration-dir", type=Path, default=None, metavar="DIR", help=help_text)
 
 
+def add_overwrite_option(parser: argparse.ArgumentParser, what: str = "--out") -> None:
+    """``--overwrite``: a run may replace an existing run file (or other regular file)."""
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=(
+            f"replace an existing file at {what} (never a run file another process is still "
+            "writing, nor a directory, device or other non-regular file); without it an "
+            "existing file is refused before anything reaches the board"
+        ),
+    )
+
+
 def default_out(procedure: str) -> Path:
-    """``runs/<procedure>-YYYYmmdd-HHMMSS.h5``."""
-    return Path("runs") / f"{procedure}-{datetime.now().strftime('%Y%m%d-%H%M%S')}.h5"
+    """``runs/<procedure>-YYYYmmdd-HHMMSS.mmm-xxxxxx.h5``: unique even for commands started in
+    the same second (:func:`chipctl.runfile.new_run_path`)."""
+    from chipctl.runfile import new_run_path
+
+    return new_run_path("runs", procedure)
+
+
+def out_path(args: argparse.Namespace, procedure: str) -> Path:
+    """``--out`` (default :func:`default_out`), checked: :class:`RunFileExistsError` (exit 2)
+    if it exists and ``--overwrite`` does not allow replacing it. Call it before a board or
+    station is opened."""
+    from chipctl.runfile import check_out
+
+    out = Path(args.out) if getattr(args, "out", None) else default_out(procedure)
+    check_out(out, overwrite=getattr(args, "overwrite", False))
+    return out
 
 
 def parameter_help(parameter: Parameter) -> str:
@@ -176,18 +209,20 @@ def run_into(
         flush_interval_s=getattr(args, "flush_interval", 1.0),
         subscribers=subscribers,
         context=run_context(args),
+        overwrite=getattr(args, "overwrite", False),
     )
 
 
 def run_on_board(
     args: argparse.Namespace, procedure: Procedure, subscribers: Sequence[Subscriber] = ()
 ) -> RunSummary:
-    """Run ``procedure`` on ``--board`` into ``--out`` (default runs/<name>-TIME.h5)."""
+    """Run ``procedure`` on ``--board`` into ``--out`` (default runs/<name>-TIME.h5); an
+    existing ``--out`` is refused (see :func:`out_path`) before the board is opened."""
     from drivers.board import Board
 
-    out = args.out or default_out(procedure.name)
+    out = out_path(args, procedure.name)
     with Board(args.board, timeout_s=args.timeout) as board:
-        return run_into(procedure, board, Path(out), args, subscribers)
+        return run_into(procedure, board, out, args, subscribers)
 
 
 def report(prog: str, summary: RunSummary, procedure: Procedure | None = None) -> int:

@@ -55,8 +55,9 @@ def add_procedure_command(commands: Any, item: catalog.Entry, taken: set[str]) -
         type=Path,
         default=None,
         metavar="RUN.h5",
-        help=f"run file (default: runs/{item.name}-YYYYmmdd-HHMMSS.h5)",
+        help=f"run file (default: runs/{item.name}-YYYYmmdd-HHMMSS.mmm-xxxxxx.h5)",
     )
+    common.add_overwrite_option(parser)
     common.add_run_options(parser)
     parser.add_argument(
         "--station",
@@ -105,6 +106,7 @@ def _cmd_procedure(args: argparse.Namespace) -> int:
     except (LimitError, catalog.CatalogError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
+    args.out = common.out_path(args, item.name)  # an existing --out is refused here
     if item.needs_station or args.station is not None:
         return _run_on_station(args, item, parameters, prog)
     procedure = catalog.build(item.name, parameters)
@@ -130,6 +132,5 @@ def _run_on_station(
         return 2
     with station.open(board_timeout_s=args.timeout) as opened:
         procedure = catalog.build(item.name, parameters, station=opened)
-        out = Path(args.out or common.default_out(item.name))
-        summary = common.run_into(procedure, opened.board, out, args)
+        summary = common.run_into(procedure, opened.board, args.out, args)
     return common.report(prog, summary, procedure)

@@ -35,7 +35,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from chipctl.recipe import load_recipe, run_recipe
 
-    recipe = load_recipe(args.recipe)
+    recipe = load_recipe(args.recipe, overwrite=args.overwrite)
     print(f"recipe {recipe.path}: {len(recipe.steps)} step(s) on {recipe.board}")
 
     def on_step(step: Any, summary: Any) -> None:
@@ -189,6 +189,7 @@ def add_run_commands(commands: Any) -> set[str]:
         help="reply timeout in s",
     )
     common.add_run_options(run)
+    common.add_overwrite_option(run, "a step's run file")
     run.set_defaults(handler=_cmd_run)
 
     runs = commands.add_parser("runs", help="list the run files in a directory")

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from chipctl import catalog
 from chipctl.catalog import RunContext
+from chipctl.cli import common
+from chipctl.runfile import check_out
 from chipctl.runner import RunSummary, run_procedure
 from chipctl.station import (
     OpenStation,
@@ -47,16 +48,25 @@ def _add_out_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", default=None, metavar="RUN.h5", help="run file (default runs/<name>-<time>.h5)"
     )
+    common.add_overwrite_option(parser)
 
 
-def _out_path(args: argparse.Namespace, name: str) -> Path:
-    if getattr(args, "out", None):
-        return Path(args.out)
-    return Path("runs") / time.strftime(f"{name}-%Y%m%d-%H%M%S.h5")
+def _out_path(args: argparse.Namespace, name: str, extras: tuple[str, ...] = ()) -> Path:
+    """``--out`` (default ``runs/<name>-<time>.h5``), and the files ``<stem>-<extra>.h5``
+    next to it, checked before the station is opened (an existing file needs ``--overwrite``;
+    :class:`~chipctl.runfile.RunFileExistsError`, exit 2)."""
+    out = common.out_path(args, name)
+    for extra in extras:
+        check_out(_beside(out, extra), overwrite=args.overwrite)
+    return out
+
+
+def _beside(out: Path, extra: str) -> Path:
+    return out.with_name(f"{out.stem}-{extra}.h5")
 
 
 def _run(
-    procedure: Procedure, opened: OpenStation, path: Path
+    procedure: Procedure, opened: OpenStation, path: Path, overwrite: bool
 ) -> tuple[RunSummary, dict[str, list[Any]]]:
     """Run through the runner (run file, progress, log), keeping the data for the summary."""
     data: dict[str, list[Any]] = {}
@@ -67,7 +77,12 @@ def _run(
 
     path.parent.mkdir(parents=True, exist_ok=True)
     summary = run_procedure(
-        procedure, opened.board, path, subscribers=[collect], context=RunContext()
+        procedure,
+        opened.board,
+        path,
+        subscribers=[collect],
+        context=RunContext(),
+        overwrite=overwrite,
     )
     return summary, data
 
@@ -101,10 +116,11 @@ def _cmd_power(args: argparse.Namespace) -> int:
     except StationFileError as exc:
         print(f"chipctl power: {exc}", file=sys.stderr)
         return 2
+    name = f"power_{args.direction}"
+    out = _out_path(args, name)
     with station.open() as opened:
-        name = f"power_{args.direction}"
         procedure = catalog.build(name, station=opened)
-        summary, _ = _run(procedure, opened, _out_path(args, name))
+        summary, _ = _run(procedure, opened, out, args.overwrite)
         _print_rails(opened)
     return _report(f"power {args.direction}", summary)
 
@@ -135,19 +151,19 @@ def _cmd_device_iv(args: argparse.Namespace) -> int:
         "pulse_stop_ua": args.pulse_stop,
         "read_voltage_v": args.read_voltage,
     }
+    out = _out_path(args, "device_iv", ("power_up", "power_down") if args.power_up else ())
     with station.open() as opened:
         try:
             device_iv = catalog.build("device_iv", params, station=opened)
         except LimitError as exc:
             print(f"chipctl device-iv: {exc}", file=sys.stderr)
             return 2
-        out = _out_path(args, "device_iv")
         if args.power_up:
             power_up = catalog.build("power_up", station=opened)
-            summary, _ = _run(power_up, opened, out.with_name(out.stem + "-power_up.h5"))
+            summary, _ = _run(power_up, opened, _beside(out, "power_up"), args.overwrite)
             if _report("power up", summary):
                 return 1
-        summary, data = _run(device_iv, opened, out)
+        summary, data = _run(device_iv, opened, out, args.overwrite)
         if summary.status == "success":
             print(f"  conductance from the I–V sweep: {summary.results['conductance_us']:.4f} µS")
             for amplitude, resistance in zip(
@@ -156,7 +172,7 @@ def _cmd_device_iv(args: argparse.Namespace) -> int:
                 print(f"  pulse {float(amplitude):7.1f} µA -> R = {float(resistance):12.1f} Ω")
         if args.power_up:
             power_down = catalog.build("power_down", station=opened)
-            _run(power_down, opened, out.with_name(out.stem + "-power_down.h5"))
+            _run(power_down, opened, _beside(out, "power_down"), args.overwrite)
     return _report("device-iv", summary)
 
 

@@ -5,7 +5,10 @@
 - :mod:`chipctl.runfile.writer`: :class:`RunWriter`, the runner's subscriber that creates the
   file, switches it to SWMR and appends (also the continued file of a resumed run);
 - :mod:`chipctl.runfile.reader`: :class:`RunFile`, the one reader of the format (also for files
-  still being written).
+  still being written);
+- :mod:`chipctl.runfile.paths`: fresh run-file names (:func:`new_run_path`, :func:`run_stamp`)
+  and the guard that keeps a run from replacing what is there (:func:`check_out`,
+  :class:`RunFileExistsError`, :func:`writer_alive`).
 
 The format, attribute by attribute, is in ``docs/runfile-format.md``::
 
@@ -30,6 +33,13 @@ from chipctl.runfile.format import (
     now_iso,
     seed_from_url,
 )
+from chipctl.runfile.paths import (
+    RunFileExistsError,
+    check_out,
+    new_run_path,
+    run_stamp,
+    writer_alive,
+)
 from chipctl.runfile.reader import RunFile, StreamInfo, open_hdf5
 from chipctl.runfile.writer import ResumeSource, RunWriter
 
@@ -46,10 +56,15 @@ __all__ = [
     "ResumeSource",
     "RunFile",
     "RunFileError",
+    "RunFileExistsError",
     "RunWriter",
     "StreamInfo",
+    "check_out",
     "chunk_shape",
+    "new_run_path",
     "now_iso",
     "open_hdf5",
+    "run_stamp",
     "seed_from_url",
+    "writer_alive",
 ]

@@ -8,6 +8,11 @@ flush, and a reader (:meth:`chipctl.runfile.reader.RunFile.open`, which opens SW
 ``swmr=True``) can follow it with :meth:`~chipctl.runfile.reader.RunFile.refresh`. The layout
 itself is described in :mod:`chipctl.runfile.format`.
 
+The file is built under a hidden temporary name and put in place when complete. A new run
+never replaces what is at its path unless told to overwrite, and then never a file a live
+writer holds nor anything but a regular file (:mod:`chipctl.runfile.paths`); without overwrite
+the file is created exclusively (a hard link that fails if the name was taken meanwhile).
+
 A file killed in SWMR mode cannot be reopened for writing without ``h5clear``; resuming (see
 ``chipctl.resume.resume_run``) therefore rewrites the run up to its last checkpoint into a fresh
 file next to it (:class:`ResumeSource`) and atomically replaces the original (``os.replace``)
@@ -19,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import socket
 import threading
 from collections.abc import Callable, Mapping
@@ -48,6 +54,7 @@ from chipctl.runfile.format import (
     parameters_json,
     seed_from_url,
 )
+from chipctl.runfile.paths import RunFileExistsError, check_out, claim, hold, release
 from chipctl.runfile.reader import open_hdf5
 from procedures.base import Checkpoint, Data, Record, Start, Stop, StreamSpec
 
@@ -83,6 +90,8 @@ class RunWriter:
         flush_interval_s: longest time in s that written rows stay unflushed.
         board_clock: returns the board's virtual time in s at each checkpoint (simulator).
         resume: rows and checkpoints to carry over from an earlier run in ``path``.
+        overwrite: a new run may replace an existing file at ``path`` (never one another
+            writer holds, nor anything but a regular file).
     """
 
     def __init__(
@@ -93,6 +102,7 @@ class RunWriter:
         flush_interval_s: float = 1.0,
         board_clock: Callable[[], float] | None = None,
         resume: ResumeSource | None = None,
+        overwrite: bool = False,
     ) -> None:
         if not flush_interval_s > 0:
             raise ValueError(f"flush_interval_s must be > 0, got {flush_interval_s}")
@@ -101,6 +111,7 @@ class RunWriter:
         self.flush_interval_s = float(flush_interval_s)
         self.board_clock = board_clock
         self.resume = resume
+        self.overwrite = bool(overwrite)
         self.status = "running"
         self._file: h5py.File | None = None
         self._streams: dict[str, h5py.Dataset] = {}
@@ -136,18 +147,43 @@ class RunWriter:
         return dict(self._rows)
 
     def start(self, start: Start) -> None:
-        """Create the file for ``start`` and switch it to SWMR."""
+        """Create the file for ``start`` and switch it to SWMR.
+
+        A new run never replaces what is at ``path`` unless ``overwrite`` (and even then never
+        a file another writer holds, nor anything but a regular file): see
+        :func:`chipctl.runfile.paths.check_out`; :class:`RunFileExistsError` if refused.
+        """
         if self._file is not None:
             raise RunFileError(f"{self.path}: run already started")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Built under a temporary name and renamed into place once it is a complete SWMR file
+        if self.resume is None:
+            claim(self.path, overwrite=self.overwrite)
+        else:
+            hold(self.path)  # the resumed run's own file, checked by plan_resume
+        try:
+            self._create(start)
+        except BaseException:
+            release(self.path)
+            raise
+        self._flusher = threading.Thread(
+            target=self._flush_loop, name=f"flush {self.path.name}", daemon=True
+        )
+        self._flusher.start()
+
+    def _create(self, start: Start) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunFileError(f"{self.path.parent}: cannot create the folder: {exc}") from exc
+        # Built under a temporary name and put into place once it is a complete SWMR file
         # (the open handle follows the rename): a process killed while the layout is written
         # leaves no truncated run file, only a hidden temporary one.
         kind = "resume" if self.resume is not None else "new"
-        target = self.path.with_name(f".{self.path.name}.{kind}-{os.getpid()}.tmp")
+        unique = f"{os.getpid()}-{secrets.token_hex(3)}"
+        target = self.path.with_name(f".{self.path.name}.{kind}-{unique}.tmp")
         try:
             f = h5py.File(target, "w", libver="latest")
         except OSError as exc:
+            target.unlink(missing_ok=True)
             raise RunFileError(f"{target}: cannot create run file: {exc}") from exc
         try:
             self._layout(f, start)
@@ -155,16 +191,35 @@ class RunWriter:
                 self._carry_over(f, self.resume)
             f.swmr_mode = True
             f.flush()
+            self._place(target)
         except BaseException:
             f.close()
             target.unlink(missing_ok=True)
             raise
-        os.replace(target, self.path)
         self._file = f
-        self._flusher = threading.Thread(
-            target=self._flush_loop, name=f"flush {self.path.name}", daemon=True
-        )
-        self._flusher.start()
+
+    def _place(self, target: Path) -> None:
+        """Give the finished temporary file ``target`` its name ``path``: the resumed run's own
+        file and an allowed overwrite are replaced atomically; a new file is created
+        exclusively (a hard link fails if the name was taken since the check)."""
+        if self.resume is not None:
+            os.replace(target, self.path)
+            return
+        check_out(self.path, overwrite=self.overwrite, mine=True)  # the last look
+        if self.overwrite:
+            os.replace(target, self.path)
+            return
+        try:
+            os.link(target, self.path)
+        except FileExistsError:
+            check_out(self.path, mine=True)  # says what appeared there
+            raise RunFileExistsError(
+                f"{self.path} exists; give --overwrite to replace it"
+            ) from None
+        except OSError:  # no hard links on this file system: the check above has to do
+            os.replace(target, self.path)
+            return
+        target.unlink()
 
     def append(self, stream: str, values: Any, *, rows: bool = False) -> None:
         """Append one row (or, with ``rows``, several rows along axis 0) to ``stream``."""
@@ -248,6 +303,7 @@ class RunWriter:
             self._file.close()
             self._file = None
             self.status = status
+        release(self.path)
 
     def close(self) -> None:
         """Close without a final status if still open (the file then says "running")."""
@@ -259,6 +315,7 @@ class RunWriter:
                 self._file.flush()
                 self._file.close()
                 self._file = None
+                release(self.path)
 
     # -- internals --------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ records reach the Procedures view the same way: the runner's subscriber posts
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +23,7 @@ from textual.reactive import reactive
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
 from chipctl import catalog
+from chipctl.runfile import new_run_path
 from chipctl.runner import RunSummary, run_procedure
 from chipctl.station import OpenStation, Station, default_station
 from chipctl.tui import data
@@ -44,14 +44,9 @@ FOLLOW_INTERVAL_S = 0.5
 
 
 def run_file_path(data_dir: Path, procedure: str) -> Path:
-    """A new run file ``<procedure>-YYYYmmdd-HHMMSS[-N].h5`` in ``data_dir``."""
-    stem = f"{procedure}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path = data_dir / f"{stem}.h5"
-    number = 2
-    while path.exists():
-        path = data_dir / f"{stem}-{number}.h5"
-        number += 1
-    return path
+    """A new run file ``<procedure>-YYYYmmdd-HHMMSS.mmm-xxxxxx.h5`` in ``data_dir``
+    (:func:`chipctl.runfile.new_run_path`)."""
+    return new_run_path(data_dir, procedure)
 
 
 def build_procedure(

@@ -254,3 +254,64 @@ def test_shutil_copy_of_a_finished_run_is_readable(tmp_path: Path, snapshot_run:
     shutil.copy(snapshot_run, copy)
     with RunFile.open(copy) as run:
         assert run.status == "success"
+
+
+# -- never clobbering -------------------------------------------------------------------------
+
+
+def test_a_writer_never_replaces_a_file_that_appears_after_the_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check passed, then someone else's file took the name: exclusive creation refuses."""
+    import chipctl.runfile.writer as writer_module
+    from chipctl.runfile import RunFileExistsError
+
+    path = tmp_path / "r.h5"
+    real_check = writer_module.check_out
+
+    def late_arrival(p: Path, **kwargs: Any) -> None:
+        if not kwargs.get("mine"):
+            path.write_bytes(b"someone else's data")  # appears between check and creation
+            return
+        if path.exists():
+            return  # let the exclusive creation find it
+        real_check(p, **kwargs)
+
+    monkeypatch.setattr(writer_module, "check_out", late_arrival)
+    monkeypatch.setattr(writer_module, "claim", lambda p, overwrite: late_arrival(p))
+    writer = RunWriter(path)
+    with pytest.raises(RunFileExistsError, match="r.h5 exists"):
+        writer.start(_start())
+    assert path.read_bytes() == b"someone else's data"
+    assert not writer.is_open
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5"], "temporary file left"
+
+
+def test_a_writer_refuses_what_it_may_not_replace_and_leaves_no_temporary_file(
+    tmp_path: Path,
+) -> None:
+    from chipctl.runfile import RunFileExistsError, check_out
+
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(RunFileExistsError, match="is not a regular file \\(a directory\\)"):
+        RunWriter(tmp_path / "dir", overwrite=True).start(_start())
+    held = RunWriter(tmp_path / "held.h5")
+    held.start(_start())
+    try:  # the same process holds it: refused even with overwrite, also for a second writer
+        with pytest.raises(RunFileExistsError, match="being written by another run"):
+            check_out(tmp_path / "held.h5", overwrite=True)
+        with pytest.raises(RunFileExistsError, match="being written by another run"):
+            RunWriter(tmp_path / "held.h5", overwrite=True).start(_start())
+    finally:
+        held.finish("success")
+    check_out(tmp_path / "held.h5", overwrite=True)  # released when finished
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "held.h5"]
+
+
+def test_fresh_run_names_never_collide() -> None:
+    from chipctl.runfile import new_run_path, run_stamp
+
+    names = {new_run_path("runs", "program").name for _ in range(2000)}
+    assert len(names) == 2000
+    stamp = run_stamp()
+    assert len(stamp) == len("20261206-100000.123-abcdef") and stamp[15] == "."

@@ -192,3 +192,67 @@ def test_a_subscriber_failing_on_the_stop_record_fails_the_run_file(tmp_path: Pa
     assert summary.status == "failed" and "disk full" in summary.reason
     with RunFile.open(path) as run:
         assert run.status == "failed"
+
+
+def _send(signum: int, after_s: float, times: int = 1, gap_s: float = 0.1) -> threading.Thread:
+    def _kill() -> None:
+        time.sleep(after_s)
+        for _ in range(times):
+            os.kill(os.getpid(), signum)
+            time.sleep(gap_s)
+
+    thread = threading.Thread(target=_kill, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_stop_like_ctrl_c_and_name_the_signal(tmp_path: Path, name: str) -> None:
+    signum = getattr(signal, name)
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    with Board(URL) as board:
+        thread = _send(signum, 0.2)
+        summary = run_procedure(
+            Pulsing(steps=500, sleep_s=0.01), board, tmp_path / "t.h5", progress=False
+        )
+        thread.join()
+        assert not _heads(board), "cleanup did not run"
+    assert summary.status == "aborted" and summary.reason == f"stopped by {name}"
+    after = {s: signal.getsignal(s) for s in before}
+    assert after == before, "signal handlers not restored"
+    with RunFile.open(tmp_path / "t.h5") as run:
+        assert run.status == "aborted" and run.reason == f"stopped by {name}"
+        assert 0 < run.rows()["value"] < 500
+
+
+def test_a_second_sigterm_forces(tmp_path: Path) -> None:
+    with Board(URL) as board:
+        thread = _send(signal.SIGTERM, 0.2, times=2)
+        with pytest.raises(KeyboardInterrupt):
+            run_procedure(
+                Pulsing(steps=500, sleep_s=0.01, check=False),
+                board,
+                tmp_path / "f.h5",
+                progress=False,
+            )
+        thread.join()
+        assert not _heads(board), "cleanup did not run after a forced stop"
+    with RunFile.open(tmp_path / "f.h5") as run:
+        assert run.status == "aborted" and run.reason == "forced by SIGTERM"
+
+
+def test_an_existing_path_is_refused_before_the_procedure_starts(tmp_path: Path) -> None:
+    from chipctl.runfile import RunFileExistsError
+
+    path = tmp_path / "keep.h5"
+    path.write_bytes(b"not a run file")
+    with Board(URL) as board:
+        with pytest.raises(RunFileExistsError, match="keep.h5 exists and is not a chipctl run"):
+            run_procedure(Pulsing(steps=2), board, path, progress=False)
+        assert not _heads(board), "the procedure reached the board"
+        assert path.read_bytes() == b"not a run file"
+        summary = run_procedure(Pulsing(steps=2), board, path, progress=False, overwrite=True)
+    assert summary.status == "success"
+    with RunFile.open(path) as run:
+        assert run.procedure == "pulsing"
+    assert not list(tmp_path.glob(".*.tmp")), "temporary file left behind"

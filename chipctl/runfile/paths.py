@@ -1,0 +1,211 @@
+"""Where run files go: fresh names that never collide, and the guard that keeps a run from
+replacing what is already there.
+
+- :func:`run_stamp` / :func:`new_run_path`: the one way every front end (CLI, station commands,
+  recipes, TUI, demo) names a run file or folder it chooses itself:
+  ``<stem>-YYYYmmdd-HHMMSS.mmm-xxxxxx`` (local time to the millisecond plus six random hex
+  digits, never repeated within a process), so two commands started in the same second, or
+  the same millisecond, do not share a name.
+- :func:`check_out`: what a run may write to. A path that does not exist is fine; anything else
+  is refused with :class:`RunFileExistsError` unless ``overwrite`` is given, and even then
+  never a file whose writer is still alive, nor anything that is not a regular file (a
+  directory, a device, a FIFO, a socket, a symbolic link to one of those or to nothing).
+- :func:`writer_alive`: whether the process that a run file names as its writer still runs
+  (also what :mod:`chipctl.resume` asks before continuing a "running" file).
+
+The writer (:class:`~chipctl.runfile.writer.RunWriter`) checks again when it puts the new file
+in place, and then creates it exclusively (a hard link, which fails if the name was taken in
+between) unless it may overwrite.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import stat
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from chipctl.runfile.format import RunFileError
+from chipctl.runfile.reader import RunFile
+
+__all__ = [
+    "RunFileExistsError",
+    "check_out",
+    "held_here",
+    "new_run_path",
+    "run_stamp",
+    "writer_alive",
+]
+
+
+class RunFileExistsError(RunFileError, ValueError):
+    """A run would replace something at its ``--out`` path; nothing was written.
+
+    A ``ValueError`` (bad input): the command line prints it as one line with exit code 2.
+    """
+
+
+# -- fresh names ------------------------------------------------------------------------------
+
+
+_issued: set[str] = set()
+_issued_lock = threading.Lock()
+
+
+def run_stamp() -> str:
+    """``YYYYmmdd-HHMMSS.mmm-xxxxxx``: local time to the millisecond and 6 random hex digits;
+    never the same twice in one process (and another process choosing in the same millisecond
+    picks the same digits with a chance of 1 in 16.7 million)."""
+    with _issued_lock:
+        while True:
+            now = datetime.now()
+            stamp = f"{now:%Y%m%d-%H%M%S}.{now.microsecond // 1000:03d}-{secrets.token_hex(3)}"
+            if stamp not in _issued:
+                _issued.add(stamp)
+                return stamp
+
+
+def new_run_path(directory: str | os.PathLike[str], stem: str, suffix: str = ".h5") -> Path:
+    """A path ``directory/<stem>-<run_stamp()><suffix>`` that does not exist yet.
+
+    ``suffix=""`` names a folder (the demo's). Nothing is created; the stamp's random part makes
+    a collision with another process choosing at the same moment vanishingly unlikely, and the
+    writer's exclusive creation catches the rest.
+    """
+    directory = Path(directory)
+    while True:
+        path = directory / f"{stem}-{run_stamp()}{suffix}"
+        if not os.path.lexists(path):
+            return path
+
+
+# -- live writers -----------------------------------------------------------------------------
+
+_held: set[str] = set()
+_held_lock = threading.RLock()
+
+
+def _key(path: Path) -> str:
+    return os.path.normcase(os.path.realpath(path))
+
+
+def held_here(path: str | os.PathLike[str]) -> bool:
+    """True if a :class:`~chipctl.runfile.writer.RunWriter` of this process has ``path`` open."""
+    with _held_lock:
+        return _key(Path(path)) in _held
+
+
+def claim(path: Path, *, overwrite: bool) -> None:
+    """:func:`check_out` ``path`` and, in the same step, record that a writer of this process
+    is about to hold it (the writer calls this; :func:`release` undoes it)."""
+    with _held_lock:
+        check_out(path, overwrite=overwrite)
+        _held.add(_key(path))
+
+
+def hold(path: Path) -> None:
+    """Record that a writer of this process holds ``path`` (a resumed run's own file)."""
+    with _held_lock:
+        _held.add(_key(path))
+
+
+def release(path: Path) -> None:
+    """The writer of this process closed ``path``."""
+    with _held_lock:
+        _held.discard(_key(path))
+
+
+def writer_alive(meta: dict[str, Any]) -> bool:
+    """True if the run file's writer (``writer_pid`` on ``writer_host``) is another process
+    of this host that still exists. False for this process, an unknown pid or another host
+    (which cannot be checked from here)."""
+    pid = int(meta.get("writer_pid", 0) or 0)
+    if pid <= 0 or pid == os.getpid() or meta.get("writer_host") != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# -- the guard --------------------------------------------------------------------------------
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def check_out(path: str | os.PathLike[str], *, overwrite: bool = False, mine: bool = False) -> None:
+    """Refuse to let a run write ``path`` if that would destroy something.
+
+    Raises :class:`RunFileExistsError` naming the path and what it is, when ``path``:
+
+    - is not a regular file (directory, device, FIFO, socket, or a symbolic link to one of
+      those or to nothing): always;
+    - is a run file that its writer still holds (this process, or a live process of this host;
+      or "running" on another host, which cannot be checked): always;
+    - is any other existing file: unless ``overwrite``.
+
+    Nothing is opened for writing; a run file is only read (its metadata). ``mine``: the
+    caller's own writer holds ``path`` (the writer's last look before putting its file there).
+    """
+    path = Path(path)
+    if held_here(path) and not mine:
+        raise RunFileExistsError(
+            f"{path} is being written by another run of this process; choose another --out"
+        )
+    if not os.path.lexists(path):
+        return
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise RunFileExistsError(
+            f"{path} is not a regular file (a symbolic link to nothing); refusing to replace it"
+        ) from None
+    except OSError as exc:
+        raise RunFileExistsError(f"{path} exists and cannot be examined: {exc}") from None
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "not a file")
+        raise RunFileExistsError(
+            f"{path} is not a regular file ({kind}); refusing to write a run file there"
+        )
+    try:
+        with RunFile.open(path) as run:
+            meta = run.metadata
+            status = run.status
+    except RunFileError:
+        if overwrite:
+            return
+        raise RunFileExistsError(
+            f"{path} exists and is not a chipctl run file; give --overwrite to replace it"
+        ) from None
+    what = (
+        f"a chipctl run file of {meta.get('procedure', '?')}, {status}, "
+        f"{meta.get('start_time', '?')}"
+    )
+    pid = meta.get("writer_pid", "?")
+    host = meta.get("writer_host", "?")
+    if status == "running" and writer_alive(meta):
+        raise RunFileExistsError(
+            f"{path} exists ({what}) and is still being written by process {pid} on this host; "
+            "choose another --out"
+        )
+    if status == "running" and host != socket.gethostname():
+        raise RunFileExistsError(
+            f"{path} exists ({what}) and may still be written by process {pid} on host {host} "
+            "(cannot check from here); choose another --out, or remove it if that run is dead"
+        )
+    if not overwrite:
+        hint = "" if status == "success" else " (or chipctl resume it)"
+        raise RunFileExistsError(f"{path} exists ({what}); give --overwrite to replace it{hint}")
