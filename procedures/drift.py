@@ -36,6 +36,21 @@ affine scale quantises 1/α̂ to 5e-4, negligible).
 giving ν̂ and G(τ=0) = exp(intercept), with the standard error of ν̂ from the residuals; per
 core, the same fit on the GDC α̂.
 
+**Time is what was measured.** Every row's ``time`` is the board clock (s since the run's
+start) when the point's measurement began, never the plan: on schedule it is the scheduled time
+(the virtual clock is advanced to it, or the host waits in real time), but a point whose time
+has already passed (a run resumed hours later, the board's clock moved on; a slow real-time
+point) is measured *now* and recorded at that true time, with ``moved`` = 1 in its row. It is
+*moved* when it is late by more than ``MOVED_TOLERANCE`` (1 % of its scheduled time, at least
+1 s); a point a little late within that is recorded at its true time too, unflagged. When
+several schedule points have all passed, only the latest of them is measured (once, at the
+true time) and the earlier ones are skipped, rather than measuring the same moment many times:
+so a run has one row per measured point, up to ``points`` rows; ``scheduled_time`` says which
+schedule point a row stands for. The results count ``moved_points`` (rows measured late) and
+``skipped_points`` (schedule points never measured); the ν fits use the recorded times. A run
+file written before these two streams existed resumes too: its earlier rows get
+``scheduled_time`` = ``time`` and ``moved`` = 0 (what that code recorded) so the rows line up.
+
 **Compensate** applies GDC now: with an empty ``reference`` it measures and returns the
 reference (call it right after programming); otherwise it measures α̂ (or α̂_r) against the
 reference and loads affine_scale = baseline/α̂ onto each core's LDPU (``Board.load_ldpu``),
@@ -63,6 +78,17 @@ from procedures.programming.targets import DEVICES, US_PER_COUNT
 ROWS = COLS = 256
 DRIFT_T0_S = 200.0
 """t0 of the HERMES one-device drift fit [AK hermes; chip.md §3]."""
+MOVED_TOLERANCE = 0.01
+"""A point measured later than its scheduled time t by more than this fraction of t (and by
+more than ``MOVED_MIN_S``) is *moved* (module docstring): 1 % of t shifts ln(1 + t/t0), the ν
+fit's abscissa, by < 0.01."""
+MOVED_MIN_S = 1.0
+"""The least lateness in s that makes a point moved (a real-time wait overshoots by ms)."""
+
+
+def moved_tolerance_s(scheduled_s: float | np.ndarray) -> float | np.ndarray:
+    """How late in s a point scheduled at ``scheduled_s`` may be measured and not be moved."""
+    return np.maximum(MOVED_TOLERANCE * np.asarray(scheduled_s, np.float64), MOVED_MIN_S)
 
 
 def schedule(start_s: float, until_s: float, points: int) -> np.ndarray:
@@ -160,13 +186,15 @@ class DriftMonitor(_DriftBase):
 
     Resumable: a checkpoint follows every point. A resumed run keeps the schedule of the first
     start (board time of the start in the state; in real time, the wall-clock start) and takes
-    the sample, the conductances so far, the α̂ series and the first point's readout and test
-    outputs back from the run file (``resume_streams``), so it continues with the next point on
-    the same (non-volatile) programmed cores.
+    the sample, the times, conductances and α̂ series so far and the first point's readout and
+    test outputs back from the run file (``resume_streams``), so it continues with the next
+    point on the same (non-volatile) programmed cores. Points whose time passed while the run was
+    stopped are measured once, now, and flagged ``moved`` (module docstring).
     """
 
     resumable: ClassVar[bool] = True
     resume_streams: ClassVar[tuple[str, ...]] = (
+        "time",
         "sample_index",
         "conductance",
         "alpha",
@@ -255,7 +283,9 @@ class DriftMonitor(_DriftBase):
         n = len(self.params["cores"])
         s = self.params["sample"]
         return (
-            StreamSpec("time", (), "f8", "s", "time of the point since the start"),
+            StreamSpec("time", (), "f8", "s", "board time of the measurement since the start"),
+            StreamSpec("scheduled_time", (), "f8", "s", "scheduled time of the point"),
+            StreamSpec("moved", (), "u1", "1", "1: measured late (its time had passed)"),
             StreamSpec("sample_index", (n, s), "i4", "1", "flat device index of the sample"),
             StreamSpec("conductance", (n, s), "f4", "counts", "sampled devices, mean of reads"),
             StreamSpec("scale", (n,), "f8", "1", "true output scale vs the first point"),
@@ -287,19 +317,30 @@ class DriftMonitor(_DriftBase):
     def total(self) -> int:
         return int(self.params["points"])
 
-    def _wait_until(self, board: Board, target_s: float, t_start: float, wall0: float) -> None:
-        p = self.params
+    def _now(self, board: Board, t_start: float, wall0: float) -> float:
+        """Time since the run's start in s: the board clock, or the host's in real time."""
         if self._virtual:
-            now = board.board_time_s() - t_start
-            if target_s > now:
-                board.advance_clock(target_s - now)
-            return
+            return board.board_time_s() - t_start
+        return time.monotonic() - wall0
+
+    def _wait_until(self, board: Board, target_s: float, now_s: float, wall0: float) -> float:
+        """Wait from ``now_s`` until ``target_s`` (s since the start); the time it is then.
+
+        The virtual clock is advanced to exactly the target (returned as such); in real time
+        the host sleeps and returns the time it woke (never before the target).
+        """
+        if self._virtual:
+            if target_s > now_s:
+                board.advance_clock(target_s - now_s)
+                return target_s
+            return now_s
         while True:
-            remaining = target_s - (time.monotonic() - wall0)
+            now_s = time.monotonic() - wall0
+            remaining = target_s - now_s
             if remaining <= 0:
-                return
+                return now_s
             self.check_stop()
-            time.sleep(min(remaining, 1.0 if p["real_time"] else 0.0))
+            time.sleep(min(remaining, 1.0 if self.params["real_time"] else 0.0))
 
     def execute(
         self, board: Board, *, resume_from: dict[str, Any] | None = None
@@ -323,8 +364,11 @@ class DriftMonitor(_DriftBase):
         x_test = random_inputs(rng, p["n_test"], 0.3, board.geometry.cols)
         n, s = len(cores), p["sample"]
         index = np.zeros((n, s), np.int64)
-        g_series = np.zeros((p["points"], n, s))
-        alphas = np.zeros((p["points"], n))
+        # one entry per measured point (row): true time, conductances, α̂
+        t_rows: list[float] = []
+        g_rows: list[np.ndarray] = []
+        alpha_rows: list[np.ndarray] = []
+        moved_points = skipped_points = 0
         r0: np.ndarray | None = None
         y0: np.ndarray | None = None
         first = 0
@@ -334,24 +378,50 @@ class DriftMonitor(_DriftBase):
             wall_start = float(resume_from["wall_start"])
             wall0 = time.monotonic() - (time.time() - wall_start)
             self.results = dict(resume_from.get("results", {}))
+            moved_points = int(self.results.get("moved_points", 0))
+            skipped_points = int(self.results.get("skipped_points", 0))
             if first:
                 streams = resume_from.get("streams", {})
                 try:
+                    t_rows = [float(t) for t in np.asarray(streams["time"], np.float64)]
                     index[:] = streams["sample_index"][-1]
-                    g_series[:first] = streams["conductance"][:first]
-                    alphas[:first] = streams["alpha"][:first]
+                    g_rows = [np.asarray(g, np.float64) for g in streams["conductance"]]
+                    alpha_rows = [np.asarray(a, np.float64) for a in streams["alpha"]]
                     r0 = np.asarray(streams["readout_reference"][0], np.float64)
                     y0 = np.asarray(streams["output_reference"][0], np.float64)
+                    if not 0 < len(t_rows) == len(g_rows) == len(alpha_rows) <= first:
+                        raise ValueError(
+                            f"{len(t_rows)} times, {len(g_rows)} conductance and "
+                            f"{len(alpha_rows)} α̂ rows for {first} points"
+                        )
+                    g_shape = g_rows[-1].shape
+                    if g_shape != (n, s) or alpha_rows[-1].shape != (n,):
+                        raise ValueError(f"conductance rows {g_shape}, expected {(n, s)}")
                 except (KeyError, IndexError, ValueError) as exc:
                     raise LimitError(
                         f"drift: cannot resume at point {first}: the run file's streams do "
                         f"not match its checkpoint ({exc})"
                     ) from None
+                if not resume_from.get("schedule_streams"):
+                    # written before the scheduled_time and moved streams: what it recorded as
+                    # the time was the schedule, every point measured; line their rows up
+                    yield Data("scheduled_time", np.asarray(t_rows), rows=True)
+                    yield Data("moved", np.zeros(len(t_rows), np.uint8), rows=True)
         rows_i, cols_i, dev_i = (a.reshape(-1) for a in np.indices(board.geometry.device_shape))
-        for k in range(first, p["points"]):
-            t = float(self.times[k])
+        k = first
+        while k < p["points"]:
             self.check_stop()
-            self._wait_until(board, t, t_start, wall0)
+            now = self._now(board, t_start, wall0)
+            passed = np.flatnonzero(now - self.times > moved_tolerance_s(self.times))
+            moved = bool(passed.size) and int(passed[-1]) >= k
+            if moved:
+                # its time (and maybe that of the next ones) has passed: measure once, now
+                skipped_points += int(passed[-1]) - k
+                k = int(passed[-1])
+                t = now
+                moved_points += 1
+            else:
+                t = self._wait_until(board, float(self.times[k]), now, wall0)
             if k == 0:
                 for j, core in enumerate(cores):
                     reads = board.verify_read(core, rows_i, cols_i, dev_i).astype(np.float64)
@@ -362,13 +432,14 @@ class DriftMonitor(_DriftBase):
                             f"{p['min_counts']} counts, sample {s} asked (is it programmed?)"
                         )
                     index[j] = np.sort(rng.choice(eligible, size=s, replace=False))
+            g_now = np.zeros((n, s))
             for j, core in enumerate(cores):
                 idx = index[j]
                 total = np.zeros(s)
                 for _ in range(p["verify_reads"]):
                     total += board.verify_read(core, rows_i[idx], cols_i[idx], dev_i[idx])
                 # as stored (float32: exact for averages of up to 2**8 reads of 16-bit counts)
-                g_series[k, j] = (total / p["verify_reads"] + 0.5).astype(np.float32)
+                g_now[j] = (total / p["verify_reads"] + 0.5).astype(np.float32)
             readout = self._readout(board, cores)
             silent = [c for c, r in zip(cores, readout, strict=True) if not np.any(r)]
             if silent:
@@ -381,15 +452,19 @@ class DriftMonitor(_DriftBase):
                 yield Data("output_reference", y0.astype(np.int32))
             scale = (y_now * y0).sum(axis=(1, 2)) / (y0 * y0).sum(axis=(1, 2))
             alpha = gdc_alpha(readout, r0, p["readout"])[:, 0]
-            alphas[k] = alpha
+            t_rows.append(t)
+            g_rows.append(g_now)
+            alpha_rows.append(alpha)
             alpha_r = gdc_alpha_rows(readout, r0, p["readout"])
             y_pc = y_now / alpha_r[:, None, :]
             scale_pc = (y_pc * y0).sum(axis=(1, 2)) / (y0 * y0).sum(axis=(1, 2))
             s_r = (y_now * y0).sum(axis=1) / (y0 * y0).sum(axis=1)
             row_err = np.sqrt(np.mean((s_r / alpha_r - 1.0) ** 2, axis=1))
             yield Data("time", t)
+            yield Data("scheduled_time", float(self.times[k]))
+            yield Data("moved", np.uint8(moved))
             yield Data("sample_index", index.astype(np.int32))
-            yield Data("conductance", g_series[k].astype(np.float32))
+            yield Data("conductance", g_now.astype(np.float32))
             yield Data("scale", scale)
             yield Data("alpha", alpha)
             yield Data("scale_error", np.abs(scale - 1.0))
@@ -402,6 +477,8 @@ class DriftMonitor(_DriftBase):
                 "scale_error_gdc": np.abs(scale / alpha - 1.0).tolist(),
                 "scale_error_column": np.abs(scale_pc - 1.0).tolist(),
                 "row_error_column": row_err.tolist(),
+                "moved_points": moved_points,
+                "skipped_points": skipped_points,
             }
             yield Checkpoint(
                 {
@@ -409,20 +486,28 @@ class DriftMonitor(_DriftBase):
                     "t_start_s": t_start,
                     "wall_start": wall_start,
                     "results": self.results,
+                    "schedule_streams": True,
                 }
             )
+            late = f" (moved from {self.times[k]:.4g} s)" if moved else ""
             yield Progress(
                 k + 1,
                 p["points"],
-                f"t = {t:.4g} s: scale error {np.max(np.abs(scale - 1)):.2%}, "
+                f"t = {t:.4g} s{late}: scale error {np.max(np.abs(scale - 1)):.2%}, "
                 f"with GDC {np.max(np.abs(scale / alpha - 1)):.2%}",
             )
-        use = self.times >= p["fit_from"]
+            k += 1
+        times = np.asarray(t_rows, np.float64)
+        use = times >= p["fit_from"]
         if use.sum() < 2:
-            raise LimitError(f"fewer than 2 points at τ ≥ fit_from = {p['fit_from']} s")
-        t_fit = self.times[use]
-        nu, g0, se = fit_nu(t_fit, g_series[use].reshape(int(use.sum()), -1), p["t0"])
-        core_nu, _, _ = fit_nu(t_fit, alphas[use], p["t0"])
+            raise LimitError(
+                f"fewer than 2 measured points at τ ≥ fit_from = {p['fit_from']} s "
+                f"({skipped_points} schedule points skipped: their time had passed)"
+            )
+        t_fit = times[use]
+        g_series = np.asarray(g_rows, np.float64)[use]
+        nu, g0, se = fit_nu(t_fit, g_series.reshape(int(use.sum()), -1), p["t0"])
+        core_nu, _, _ = fit_nu(t_fit, np.asarray(alpha_rows, np.float64)[use], p["t0"])
         yield Data("nu_device", nu.reshape(n, s).astype(np.float32))
         yield Data("nu_se", se.reshape(n, s).astype(np.float32))
         yield Data("g0_device", (g0 * US_PER_COUNT).reshape(n, s).astype(np.float32))

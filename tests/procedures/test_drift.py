@@ -14,12 +14,22 @@ host can only bin by the relaxed G, and μ_ν(G) is steepest there (0.056 → 0.
 
 from __future__ import annotations
 
+import gzip
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from chipctl import catalog
+from chipctl.runfile import RunFile
+from chipctl.runner import run_procedure
 from drivers.board import Board
+from drivers.sim.board_model import BoardOptions
 from drivers.sim.physics import HermesStatistics
-from procedures.base import Data, Stop
+from drivers.sim.server import SimServer
+from procedures.base import Checkpoint, Data, Stop
 from procedures.drift import Compensate, DriftMonitor, fit_nu, schedule
 from procedures.program_verify import ProgramVerify
 
@@ -200,3 +210,125 @@ def test_compensate_resumes_by_running_again(tmp_path: object) -> None:
     with RunFile.open(path) as run:
         assert run.status == "success" and run.rows()["alpha"] == 1
         assert 0.5 < run.results["alpha_mean"][0] < 0.99
+
+
+# -- time is what was measured ------------------------------------------------------------------
+
+PULSED = {"cores": "0-1", "until": "1d", "points": 8, "n_test": 32, "n_readout": 8}
+"""A drift run on two cores of a simulator server set by :func:`_pulse`: log-spaced points at
+25 s, 80 s, 256 s, 821 s, 2,630 s, 8,423 s, 26,978 s and 1 d."""
+
+
+def _pulse(board: Board) -> None:
+    """SET pulses on 4,096 random devices of cores 0 and 1 (something to drift)."""
+    rng = np.random.default_rng(3)
+    for core in (0, 1):
+        rows, cols = rng.integers(0, 256, (2, 4096))
+        board.apply_pulses(core, rows, cols, rng.integers(0, 4, 4096), "set", 300, 1000)
+
+
+def _stopped_after(points: int) -> tuple[Callable[[object], None], Callable[[], bool]]:
+    """A subscriber counting checkpoints and a ``should_stop`` true after ``points`` of them."""
+    seen = {"n": 0}
+
+    def count(record: object) -> None:
+        seen["n"] += isinstance(record, Checkpoint)
+
+    return count, lambda: seen["n"] >= points
+
+
+def test_a_run_resumed_12_h_later_records_the_true_times(tmp_path: Path) -> None:
+    """Stopped after 3 points, the board's clock moved on 12 h, resumed: the points whose time
+    passed are measured once, now, recorded at the true time and flagged; ν fits as if nothing
+    happened (the schedule's times gave ν ≈ 0.012 for 0.018: the 12-h reads dated 821-26,978 s)."""
+    from chipctl.resume import resume_run
+
+    runs = {}
+    for name in ("whole", "resumed"):
+        path = tmp_path / f"{name}.h5"
+        count, stop = _stopped_after(3)
+        with SimServer(BoardOptions(seed=7, cores=2)) as server:
+            with Board(server.url) as board:
+                _pulse(board)
+                summary = run_procedure(
+                    catalog.build("drift", {**PULSED, "sample": 256}), board, path,
+                    progress=False, subscribers=[count],
+                    should_stop=stop if name == "resumed" else None,
+                )  # fmt: skip
+            if name == "resumed":
+                assert summary.status == "aborted"
+                with Board(server.url) as board:
+                    board.advance_clock(43200.0)  # the next morning
+                assert resume_run(path, progress=False).status == "success"
+        with RunFile.open(path) as run:
+            runs[name] = ({n: run.stream(n) for n in run.streams}, run.results)
+    (whole, whole_results), (resumed, results) = runs["whole"], runs["resumed"]
+    schedule_s = schedule(25.0, 86400.0, 8)
+    np.testing.assert_array_equal(whole["time"], schedule_s)
+    assert not whole["moved"].any() and whole_results["moved_points"] == 0
+
+    # 821, 2,630 and 8,423 s skipped; 26,978 s measured at 12 h + 256 s; then 1 d on time
+    moved = resumed["moved"].astype(bool)
+    np.testing.assert_array_equal(moved, [False, False, False, True, False])
+    np.testing.assert_array_equal(resumed["scheduled_time"], schedule_s[[0, 1, 2, 6, 7]])
+    assert resumed["time"][moved][0] == pytest.approx(43200.0 + schedule_s[2], abs=1.0)
+    assert np.all(resumed["time"][moved] >= 43200.0)
+    np.testing.assert_array_equal(resumed["time"][~moved], resumed["scheduled_time"][~moved])
+    assert results["moved_points"] == 1 and results["skipped_points"] == 3
+    assert {len(resumed[n]) for n in ("time", "scheduled_time", "moved", "conductance")} == {5}
+    for name in ("time", "conductance", "alpha"):  # before the stop: as the uninterrupted run
+        np.testing.assert_array_equal(resumed[name][:3], whole[name][:3], err_msg=name)
+
+    nu = whole_results["nu_device_mean"]
+    assert 0.01 < nu < 0.03
+    assert results["nu_device_mean"] == pytest.approx(nu, rel=0.15)
+    np.testing.assert_allclose(results["nu_core"], whole_results["nu_core"], rtol=0.15)
+
+
+OLD_FILE = Path(__file__).resolve().parents[1] / "data" / "drift-080a8a1-aborted.h5.gz"
+"""A drift run written by commit 080a8a1 (before the ``scheduled_time`` and ``moved`` streams)
+on a simulator server with ``BoardOptions(seed=9, cores=2)`` and :func:`_pulse`, with
+``PULSED`` and ``sample=64``, stopped after its third checkpoint."""
+
+
+def test_a_drift_file_from_before_the_moved_stream_opens_shows_and_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Resumed on a server brought to its checkpoint, it ends as today's uninterrupted run,
+    its three earlier rows given ``scheduled_time`` = ``time`` and ``moved`` = 0."""
+    from chipctl.cli import main
+    from chipctl.resume import resume_run
+
+    old = tmp_path / "old-drift.h5"
+    with gzip.open(OLD_FILE, "rb") as source, open(old, "wb") as target:
+        shutil.copyfileobj(source, target)
+    with RunFile.open(old) as run:
+        assert run.status == "aborted" and run.procedure == "drift"
+        assert "moved" not in run.streams and len(run.stream("time")) == 3
+    assert main(["show", str(old)]) == 0
+    assert "conductance" in capsys.readouterr().out
+
+    parameters = {**PULSED, "sample": 64}
+    whole = tmp_path / "whole.h5"
+    with SimServer(BoardOptions(seed=9, cores=2)) as server, Board(server.url) as board:
+        _pulse(board)
+        procedure = catalog.build("drift", parameters)
+        assert run_procedure(procedure, board, whole, progress=False).status == "success"
+    with SimServer(BoardOptions(seed=9, cores=2)) as server:
+        with Board(server.url) as board:
+            _pulse(board)
+            records = catalog.build("drift", parameters).run(board)  # replay to the checkpoint
+            seen = 0
+            for record in records:
+                seen += isinstance(record, Checkpoint)
+                if seen == 3:
+                    break
+            records.close()  # type: ignore[attr-defined]
+        assert resume_run(old, board_url=server.url, progress=False).status == "success"
+    with RunFile.open(old) as resumed, RunFile.open(whole) as uninterrupted:
+        assert set(resumed.streams) == set(uninterrupted.streams)
+        for name in uninterrupted.streams:
+            np.testing.assert_array_equal(
+                resumed.stream(name), uninterrupted.stream(name), err_msg=name
+            )
+        assert resumed.results == uninterrupted.results
