@@ -5,7 +5,9 @@ model name (``chipctl/models/<name>.onnx``: ``digits_mlp``, ``mnist1d_cnn``, ``m
 or the path of an ONNX file, and whose ``dataset`` parameter names a data set of
 :mod:`chipctl.datasets`. Loading errors (missing or truncated file, unsupported operator, data
 set unavailable) are :class:`~drivers.errors.LimitError` naming the file, raised when the
-procedure is created, before anything reaches the board. This is what ``chipctl infer``, the
+procedure is created, before anything reaches the board; so is a model that does not fit the
+data set (input shape, number of outputs against the data set's classes:
+:func:`procedures.infer.check_model_against_data`). This is what ``chipctl infer``, the
 recipes, the TUI and ``chipctl sweep`` run under the catalog name ``infer``.
 """
 
@@ -43,7 +45,9 @@ def inference_data(dataset: str) -> InferenceData:
         data = load_dataset(dataset)
     except DatasetError as exc:
         raise LimitError(f"data set {dataset!r}: {exc}") from exc
-    return InferenceData(data.name, data.x_train, data.x_test, data.y_test)
+    return InferenceData(
+        data.name, data.x_train, data.x_test, data.y_test, n_classes=data.n_classes
+    )
 
 
 class InferModel(Infer):

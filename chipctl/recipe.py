@@ -103,6 +103,15 @@ def load_recipe(path: str | Path, *, stamp: str | None = None, overwrite: bool =
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read recipe: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RecipeError(
+            f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason}); "
+            "a recipe is a TOML text file"
+        ) from None
+    if "\x00" in text:
+        raise RecipeError(
+            f"{path}: not a UTF-8 text file (it holds NUL bytes); a recipe is a TOML text file"
+        )
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

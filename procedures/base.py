@@ -162,21 +162,66 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
+MAX_CORE_RANGE = 1 << 16
+"""Largest number of cores one ``a-b`` range of text may name (far above any chip)."""
+
+
+def _core_id_text(text: str, part: str) -> int:
+    """One core id of a core list given as text: a whole, non-negative decimal number."""
+    if not text:
+        raise ValueError(f"core range {part!r} is incomplete (expected FIRST-LAST)")
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a core id") from None
+    if not math.isfinite(number) or number.is_integer():
+        raise ValueError(f"{text!r} is not a core id (write whole numbers: 0, 1, 2, ...)")
+    raise ValueError(f"{text} is not a whole number (core ids are 0, 1, 2, ...)")
+
+
+def _cores_from_text(value: str) -> list[int]:
+    cores: list[int] = []
+    for part in value.replace(" ", "").split(","):
+        if not part:
+            continue
+        if part.startswith("-"):
+            first = part[1:].split("-", 1)[0]
+            try:
+                float(first)
+            except ValueError:
+                raise ValueError(f"{part!r} is not a core id or range") from None
+            raise ValueError(f"core id -{first} is negative (core ids are 0, 1, 2, ...)")
+        if "-" in part:
+            first, last = part.split("-", 1)
+            if "-" in last.lstrip("-"):
+                raise ValueError(f"{part!r} is not a core id or range (FIRST-LAST)")
+            if last.startswith("-"):
+                raise ValueError(f"core range {part!r}: core id {last} is negative")
+            low, high = _core_id_text(first, part), _core_id_text(last, part)
+            if high < low:
+                raise ValueError(f"core range {part!r} runs backwards")
+            if high - low >= MAX_CORE_RANGE:
+                raise ValueError(f"core range {part!r} names {high - low + 1} cores, too many")
+            cores.extend(range(low, high + 1))
+        else:
+            cores.append(_core_id_text(part, part))
+    return cores
+
+
 def parse_cores(value: Any) -> list[int]:
-    """Core ids from ``[0, 1]``, ``3`` or text like ``"0-3,8"``; sorted, no repeats."""
+    """Core ids from ``[0, 1]``, ``3`` or text like ``"0-3,8"``; sorted, no repeats.
+
+    Raises ``ValueError`` naming what is wrong with the offending part: ``"-1"`` is a negative
+    core id, ``"abc"`` not a core id, ``"1.5"`` not a whole number, ``"3-1"`` a range that runs
+    backwards. Whether an id exists on the chip is checked by the caller (the parameter's
+    maximum, the board's geometry).
+    """
     if isinstance(value, str):
-        cores: list[int] = []
-        for part in value.replace(" ", "").split(","):
-            if not part:
-                continue
-            if "-" in part:
-                first, last = part.split("-", 1)
-                low, high = int(first), int(last)
-                if high < low:
-                    raise ValueError(f"core range {part!r} runs backwards")
-                cores.extend(range(low, high + 1))
-            else:
-                cores.append(int(part))
+        cores = _cores_from_text(value)
     elif isinstance(value, int | np.integer) and not isinstance(value, bool):
         cores = [int(value)]
     elif isinstance(value, Sequence | np.ndarray):

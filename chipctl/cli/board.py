@@ -55,12 +55,15 @@ def _cmd_identify(args: argparse.Namespace) -> int:
 
 def _cmd_sim_serve(args: argparse.Namespace) -> int:
     from drivers.sim.board_model import BoardOptions
-    from drivers.sim.server import serve
+    from drivers.sim.server import check_idle_timeout, serve, split_server_options
 
     query = f"seed={args.seed}&cores={args.cores}&clock={args.clock}"
     if args.options:
         query += "&" + args.options.lstrip("?&")
     try:
+        query, idle_timeout_s = split_server_options(query)
+        if args.idle_timeout is not None:
+            idle_timeout_s = check_idle_timeout(args.idle_timeout) if args.idle_timeout else None
         options = BoardOptions.from_query(query)
     except ValueError as exc:
         print(f"chipctl sim serve: {exc}", file=sys.stderr)
@@ -69,7 +72,7 @@ def _cmd_sim_serve(args: argparse.Namespace) -> int:
         log.warning(
             "serving the simulated board on %s: the protocol has no authentication", args.host
         )
-    serve(options, host=args.host, port=args.port)
+    serve(options, host=args.host, port=args.port, idle_timeout_s=idle_timeout_s)
     return 0
 
 
@@ -124,6 +127,14 @@ def add_board_commands(commands: Any) -> set[str]:
         default="",
         metavar="QUERY",
         help="more simulator options as a URL query, e.g. 'corrupt=1e-4&drop=0.01'",
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="disconnect a host that sends nothing for S seconds, freeing the board for the "
+        "next one (default 300; 0 = never)",
     )
     serve.set_defaults(handler=_cmd_sim_serve)
 

@@ -9,18 +9,37 @@ problem, from a missing file to a damaged dataset, is a
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import h5py
 import numpy as np
 
-from chipctl.runfile.format import FORMAT, RunFileError, decode_text
+from chipctl.runfile.format import FORMAT, STATUSES, RunFileError, decode_text
+
+REQUIRED_ENTRY_ATTRS = ("procedure", "start_time", "parameters", "chip_id", "board_url")
+"""``/entry`` attributes without which a run cannot be interpreted or resumed."""
+TEXT_ENTRY_ATTRS = (
+    *REQUIRED_ENTRY_ATTRS,
+    *("title", "board_id", "firmware_version", "calibration_set_id", "software_version"),
+    *("writer_host", "resume_times"),
+)
+"""``/entry`` attributes that hold text, when present."""
+INT_ENTRY_ATTRS = ("seed", "writer_pid", "resume_count", "n_cores")
+"""``/entry`` attributes that hold an integer, when present."""
+RUN_TEXT_DATASETS = ("status", "reason", "end_time")
+"""Scalar text datasets of ``/entry/run``."""
+STREAM_KINDS = "biuf"
+"""numpy dtype kinds a stream may have: bool, signed and unsigned integers, floats."""
+
+_READ_ERRORS = (OSError, KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError)
+"""What h5py, json and numpy raise on a damaged file (all reported as a RunFileError)."""
 
 
 def open_hdf5(path: str | os.PathLike[str], *, live: bool = False) -> h5py.File:
@@ -82,15 +101,133 @@ class RunFile:
                     f"{self.path}: an HDF5 file but not a chipctl run "
                     f"(no chipctl_format={FORMAT!r} root attribute)"
                 )
-            self._entry = self.file["entry"]
-            for name in ("streams", "run", "parameters"):
-                self._entry[name]
+            entry = self.file.get("entry")
+            if not isinstance(entry, h5py.Group):
+                self._damaged("group /entry is missing")
+            self._entry = entry
+            self._check_layout()
         except RunFileError:
             self.file.close()
             raise
-        except (OSError, KeyError, RuntimeError, ValueError) as exc:
+        except _READ_ERRORS as exc:
             self.file.close()
             raise RunFileError(f"{self.path}: damaged run file: {exc}") from exc
+
+    def _damaged(self, what: str) -> NoReturn:
+        raise RunFileError(f"{self.path}: damaged run file: {what}")
+
+    def _json(self, value: Any, what: str) -> Any:
+        """A JSON attribute or dataset value, decoded; damaged if it is not JSON."""
+        try:
+            return json.loads(decode_text(value))
+        except ValueError as exc:
+            self._damaged(f"{what} is not valid JSON ({exc})")
+
+    def _check_layout(self) -> None:
+        """Check what every reader relies on, so a damaged file fails here, naming the damage.
+
+        Groups, the metadata attributes and their types, the parameters JSON, the bookkeeping
+        datasets of ``/entry/run``, every stream (a numeric dataset with a row axis), the
+        streams ``/entry/data`` names, and the streams and rows the last checkpoint records.
+        """
+        entry = self._entry
+        for name in ("streams", "run", "parameters"):
+            if not isinstance(entry.get(name), h5py.Group):
+                self._damaged(f"group /entry/{name} is missing")
+        attrs = entry.attrs
+        for key in REQUIRED_ENTRY_ATTRS:
+            if key not in attrs:
+                self._damaged(f"metadata attribute /entry@{key} is missing")
+        for key in TEXT_ENTRY_ATTRS:
+            if key in attrs and not isinstance(attrs[key], str | bytes | np.bytes_):
+                self._damaged(f"metadata attribute /entry@{key} is not text")
+        for key in INT_ENTRY_ATTRS:
+            if key in attrs:
+                value = attrs[key]
+                if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+                    self._damaged(f"metadata attribute /entry@{key} is not an integer: {value!r}")
+        self._decode_parameters(load_arrays=False)
+        if "resume_times" in attrs:
+            times = self._json(attrs["resume_times"], "metadata attribute /entry@resume_times")
+            if not isinstance(times, list):
+                self._damaged("metadata attribute /entry@resume_times is not a JSON list")
+        run = entry["run"]
+        for name in RUN_TEXT_DATASETS:
+            dataset = run.get(name)
+            if not isinstance(dataset, h5py.Dataset):
+                self._damaged(f"dataset /entry/run/{name} is missing")
+            if dataset.dtype.kind not in "SOU":
+                self._damaged(f"dataset /entry/run/{name} holds {dataset.dtype}, not text")
+            if dataset.shape != ():
+                self._damaged(f"dataset /entry/run/{name} has shape {dataset.shape}, not ()")
+        status = decode_text(run["status"][()])
+        if status not in STATUSES:
+            self._damaged(f"/entry/run/status is {status!r}, not one of {list(STATUSES)}")
+        for name, kind in (("results", "text"), ("checkpoints", "text"), ("elapsed_s", "number")):
+            dataset = run.get(name)
+            if not isinstance(dataset, h5py.Dataset):
+                self._damaged(f"dataset /entry/run/{name} is missing")
+            if (dataset.dtype.kind in "SOU") != (kind == "text"):
+                self._damaged(f"dataset /entry/run/{name} holds {dataset.dtype}, not {kind}")
+        self._decode_results()
+        streams = entry["streams"]
+        for name in streams:
+            dataset = streams.get(name)
+            if not isinstance(dataset, h5py.Dataset):
+                self._damaged(f"stream {name}: /entry/streams/{name} is not a dataset")
+            if dataset.ndim < 1:
+                self._damaged(f"stream {name}: a scalar dataset, not rows")
+            if dataset.dtype.kind not in STREAM_KINDS:
+                self._damaged(f"stream {name}: dtype {dataset.dtype} is not numeric")
+        data = entry.get("data")
+        if not isinstance(data, h5py.Group):
+            self._damaged("group /entry/data (the default plot) is missing")
+        named = [decode_text(data.attrs.get("signal", ""))]
+        named += [decode_text(a) for a in np.atleast_1d(data.attrs.get("axes", []))]
+        for name in named:
+            if name not in ("", ".") and name not in streams:
+                self._damaged(f"stream {name} (named by /entry/data) is missing")
+        checkpoints = run["checkpoints"]
+        if checkpoints.shape and checkpoints.shape[0]:
+            last = self._checkpoint(checkpoints[-1], checkpoints.shape[0] - 1)
+            for name, rows in last["rows"].items():
+                if name not in streams:
+                    self._damaged(f"stream {name} (recorded by the last checkpoint) is missing")
+                if streams[name].shape[0] < rows:
+                    self._damaged(
+                        f"stream {name} has {streams[name].shape[0]} rows, "
+                        f"its last checkpoint recorded {rows}"
+                    )
+
+    def _decode_parameters(self, *, load_arrays: bool = True) -> dict[str, Any]:
+        """The parameters JSON, array parameters read from their datasets (or only checked)."""
+        values = self._json(self._entry.attrs["parameters"], "metadata attribute /entry@parameters")
+        if not isinstance(values, dict):
+            self._damaged("metadata attribute /entry@parameters is not a JSON object")
+        for name, value in values.items():
+            if isinstance(value, dict) and "array" in value:
+                where = f"/entry/{value['array']}"
+                dataset = self._entry.get(str(value["array"]))
+                if not isinstance(dataset, h5py.Dataset):
+                    self._damaged(f"array of parameter {name} ({where}) is missing")
+                if dataset.dtype.kind not in STREAM_KINDS:
+                    self._damaged(f"array of parameter {name} ({where}) holds {dataset.dtype}")
+                if load_arrays:
+                    values[name] = np.asarray(dataset[()])
+        return values
+
+    def _checkpoint(self, row: Any, index: int) -> dict[str, Any]:
+        value = self._json(row, f"checkpoint {index}")
+        rows = value.get("rows") if isinstance(value, dict) else None
+        state = value.get("state") if isinstance(value, dict) else None
+        if (
+            not isinstance(rows, dict)
+            or not all(isinstance(n, int) and not isinstance(n, bool) for n in rows.values())
+            or not (state is None or isinstance(state, dict))
+            or not isinstance(value.get("time", ""), str)
+        ):
+            self._damaged(f"checkpoint {index} is not a checkpoint record")
+        return value
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, live: bool = False) -> RunFile:
@@ -117,8 +254,8 @@ class RunFile:
             return read()
         except RunFileError:
             raise
-        except (OSError, KeyError, RuntimeError, ValueError) as exc:
-            raise RunFileError(f"{self.path}: cannot read {what}: {exc}") from exc
+        except _READ_ERRORS as exc:
+            raise RunFileError(f"{self.path}: damaged run file: cannot read {what}: {exc}") from exc
 
     def refresh(self) -> None:
         """Pick up rows and status written since the last look (SWMR files)."""
@@ -148,7 +285,9 @@ class RunFile:
                     value = value.item()
                 out[key] = decode_text(value) if isinstance(value, bytes | str) else value
             out["parameters"] = self.parameters
-            out["resume_times"] = json.loads(str(out.get("resume_times", "[]")))
+            out["resume_times"] = self._json(
+                out.get("resume_times", "[]"), "metadata attribute /entry@resume_times"
+            )
             out["status"] = self.status
             out["reason"] = self.reason
             out["end_time"] = self.end_time
@@ -181,14 +320,7 @@ class RunFile:
     def parameters(self) -> dict[str, Any]:
         """Parameter values as validated for the run; array parameters as numpy arrays."""
 
-        def _read() -> dict[str, Any]:
-            values: dict[str, Any] = json.loads(decode_text(self._entry.attrs["parameters"]))
-            for name, value in values.items():
-                if isinstance(value, dict) and "array" in value:
-                    values[name] = np.asarray(self._entry[value["array"]][()])
-            return values
-
-        result: dict[str, Any] = self._guard("parameters", _read)
+        result: dict[str, Any] = self._guard("parameters", self._decode_parameters)
         return result
 
     def _run_text(self, name: str) -> str:
@@ -222,16 +354,27 @@ class RunFile:
     @property
     def results(self) -> dict[str, Any]:
         """The procedure's results (``/entry/run/results``, JSON); ``{}`` until it ends."""
-        result: dict[str, Any] = json.loads(
-            self._guard("results", lambda: decode_text(self._entry["run"]["results"][0]))
-        )
+
+        result: dict[str, Any] = self._guard("results", self._decode_results)
         return result
+
+    def _decode_results(self) -> dict[str, Any]:
+        results = self._entry["run"]["results"]
+        if results.shape != (1,):
+            self._damaged(f"/entry/run/results has shape {results.shape}, not (1,)")
+        value = self._json(results[0], "/entry/run/results")
+        if not isinstance(value, dict):
+            self._damaged("/entry/run/results is not a JSON object")
+        return value
 
     @property
     def checkpoints(self) -> list[dict[str, Any]]:
         """All checkpoint rows, oldest first."""
         rows = self._guard("checkpoints", lambda: self._entry["run"]["checkpoints"][()])
-        return [json.loads(decode_text(row)) for row in rows]
+        return [
+            self._guard(f"checkpoint {index}", functools.partial(self._checkpoint, row, index))
+            for index, row in enumerate(rows)
+        ]
 
     @property
     def default_plot(self) -> tuple[str, str | None]:
@@ -280,6 +423,7 @@ class RunFile:
         return {s.name: s.rows for s in self.stream_info()}
 
     def _dataset(self, name: str) -> h5py.Dataset:
+        """The dataset of stream ``name`` (checked when the file was opened)."""
         streams = self._entry["streams"]
         if name not in streams:
             raise RunFileError(f"{self.path}: no stream {name!r}; streams: {list(streams)}")

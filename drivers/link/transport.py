@@ -10,8 +10,10 @@ a procedure and a monitor may share one board.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import math
+import pkgutil
 import secrets
 import socket
 import threading
@@ -19,6 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
+from urllib.parse import parse_qs, urlsplit
 
 import serial
 
@@ -27,6 +30,7 @@ from drivers.errors import (
     BoardError,
     BoardResetError,
     FrameError,
+    LimitError,
     LinkClosedError,
     LinkError,
     LinkTimeout,
@@ -121,6 +125,118 @@ def register_url_handlers() -> None:
             serial.protocol_handler_packages.append(package)
 
 
+class BadUrlError(LimitError, LinkError):
+    """A board URL that cannot name a board: empty, unknown scheme, no host or port, a port
+    out of range, an unknown option. Refused before pyserial is asked; a ``LimitError`` (bad
+    input, a ``ValueError``) and a ``LinkError`` (the link cannot be opened, an ``OSError``)."""
+
+
+NETWORK_SCHEMES: dict[str, frozenset[str]] = {
+    "socket": frozenset({"logging"}),
+    "rfc2217": frozenset({"logging", "ign_set_control", "poll_modem", "timeout"}),
+}
+"""pyserial's TCP schemes (``scheme://HOST:PORT``) and the URL options each accepts."""
+
+LOGGING_LEVELS = ("debug", "info", "warning", "error")
+
+
+def known_schemes() -> list[str]:
+    """URL schemes some handler package provides (pyserial's own and the registered ones)."""
+    register_url_handlers()
+    names: set[str] = set()
+    for package in serial.protocol_handler_packages:
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            continue
+        if spec is None or spec.submodule_search_locations is None:
+            continue
+        for module in pkgutil.iter_modules(spec.submodule_search_locations):
+            if module.name.startswith("protocol_"):
+                names.add(module.name.removeprefix("protocol_"))
+    return sorted(names)
+
+
+def _scheme_known(scheme: str) -> bool:
+    register_url_handlers()
+    for package in serial.protocol_handler_packages:
+        try:
+            if importlib.util.find_spec(f"{package}.protocol_{scheme}") is not None:
+                return True
+        except (ImportError, ValueError):
+            continue
+    return False
+
+
+def check_url(url: str) -> None:
+    """Refuse a board URL that cannot name a board, with a :class:`BadUrlError` naming it.
+
+    Checked here, before pyserial is asked (whose messages for these cases are cryptic): an
+    empty URL; an unknown scheme (``foo://``); for ``socket://`` and ``rfc2217://`` a missing
+    host or port, a port that is not a number in 1..65535, and unknown or malformed options.
+    A URL without a scheme is a serial device path (``/dev/ttyUSB0``, ``COM3``) and is left to
+    the operating system; the options of other schemes (``mockchip://``) to their handler.
+    """
+    if not isinstance(url, str):
+        raise BadUrlError(f"board URL {url!r} is not text")
+    if not url.strip():
+        raise BadUrlError(
+            "board URL is empty (give e.g. mockchip://?seed=1, socket://HOST:PORT, /dev/ttyUSB0)"
+        )
+    if url != url.strip():
+        raise BadUrlError(f"board URL {url!r} has leading or trailing spaces")
+    if "://" not in url:
+        return
+    scheme = url.split("://", 1)[0].lower()
+    if not scheme or not scheme.replace("-", "").replace("+", "").replace(".", "").isalnum():
+        raise BadUrlError(f"board URL {url!r}: {scheme!r} is not a URL scheme")
+    if not _scheme_known(scheme):
+        listed = ", ".join(f"{name}://" for name in known_schemes())
+        raise BadUrlError(
+            f"board URL {url!r}: unknown scheme {scheme}:// (known: {listed}; "
+            "or a serial device such as /dev/ttyUSB0)"
+        )
+    if scheme in NETWORK_SCHEMES:
+        _check_network_url(url, scheme)
+
+
+def _check_network_url(url: str, scheme: str) -> None:
+    form = f"{scheme}://HOST:PORT"
+    parts = urlsplit(url)
+    if parts.path not in ("", "/") or parts.fragment:
+        raise BadUrlError(f"board URL {url!r}: expected {form}, not a path after the port")
+    if not parts.hostname:
+        raise BadUrlError(f"board URL {url!r} has no host (expected {form})")
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    port_text = netloc.rsplit("]", 1)[-1].rpartition(":")[2] if ":" in netloc else ""
+    if ":" not in netloc.rsplit("]", 1)[-1] or not port_text:
+        raise BadUrlError(f"board URL {url!r} has no port (expected {form})")
+    if not port_text.removeprefix("-").isdigit():
+        raise BadUrlError(f"board URL {url!r}: port {port_text!r} is not a number")
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise BadUrlError(f"board URL {url!r}: port {port} is out of range (1-65535)")
+    try:
+        parts.port  # noqa: B018 (urlsplit checks the rest of HOST:PORT here)
+    except ValueError:
+        raise BadUrlError(f"board URL {url!r} is not of the form {form}") from None
+    try:
+        options = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise BadUrlError(f"board URL {url!r}: malformed options {parts.query!r}") from None
+    unknown = sorted(set(options) - NETWORK_SCHEMES[scheme])
+    if unknown:
+        raise BadUrlError(
+            f"board URL {url!r}: unknown option(s) {unknown}; "
+            f"{scheme}:// knows {sorted(NETWORK_SCHEMES[scheme])}"
+        )
+    for level in options.get("logging", []):
+        if level not in LOGGING_LEVELS:
+            raise BadUrlError(
+                f"board URL {url!r}: logging={level!r} is not one of {list(LOGGING_LEVELS)}"
+            )
+
+
 def _disable_nagle(port: object) -> None:
     """Send each request at once on TCP ports (``socket://``, ``rfc2217://``).
 
@@ -182,8 +298,12 @@ class Link:
 
     @classmethod
     def open(cls, url: str, *, timeout_s: float = 2.0, retries: int = 3) -> Link:
-        """Open ``url`` with ``serial.serial_for_url`` and wrap it in a link."""
-        register_url_handlers()
+        """Open ``url`` with ``serial.serial_for_url`` and wrap it in a link.
+
+        A URL that cannot name a board is refused first (:func:`check_url`,
+        :class:`BadUrlError`); a port that cannot be opened is a :class:`LinkError`.
+        """
+        check_url(url)
         try:
             port = serial.serial_for_url(url, timeout=timeout_s)
         except (serial.SerialException, ValueError, OSError) as exc:
@@ -201,7 +321,14 @@ class Link:
         with self._lock:
             if not self._closed:
                 self._closed = True
-                self.port.close()
+                # pyserial's socket:// port skips closing its socket when shutdown() fails,
+                # as it does once the peer has dropped the connection (an idle timeout).
+                sock = getattr(self.port, "_socket", None)
+                try:
+                    self.port.close()
+                finally:
+                    if isinstance(sock, socket.socket):
+                        sock.close()
 
     def __enter__(self) -> Link:
         return self

@@ -3,13 +3,17 @@
 It runs the same :class:`~drivers.sim.board_model.SimulatedBoard` as ``mockchip://``. One host
 at a time, like a real board: a second connection gets a ``BUSY`` error reply to its first
 request and is closed. A host that disconnects mid-frame only loses that frame; the board (and
-its chip state) waits for the next connection. Binds to 127.0.0.1 unless told otherwise.
+its chip state) waits for the next connection. A host that sends nothing for ``idle_timeout_s``
+(default :data:`DEFAULT_IDLE_TIMEOUT_S`; the ``idle_timeout`` option, ``--idle-timeout``) is
+dropped, so a hung or forgotten host cannot hold the board for ever. Binds to 127.0.0.1 unless
+told otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import socket
 import sys
 import threading
@@ -28,6 +32,48 @@ RECV_CHUNK = 1 << 20
 BUSY_WAIT_S = 2.0
 BUSY_GRACE_S = 0.5
 """How long a new host waits for the previous one to be released before it is told BUSY."""
+DEFAULT_IDLE_TIMEOUT_S = 300.0
+"""A host that sends nothing for this long (s) is disconnected and the board freed."""
+POLL_S = 0.2
+"""How often (s) a serving thread looks up from a quiet socket (stop flag, idle time)."""
+SERVER_OPTIONS = ("idle_timeout",)
+"""Options of the server itself, taken out of the options query before the board's."""
+
+
+def check_idle_timeout(value: float | None) -> float | None:
+    """``value`` as an idle timeout in s (> 0, finite), or None (never drop a quiet host)."""
+    if value is None:
+        return None
+    seconds = float(value)
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"idle timeout must be > 0 s (or none), got {value!r}")
+    return seconds
+
+
+def split_server_options(query: str) -> tuple[str, float | None]:
+    """(the board's options query, idle timeout in s) from an options query.
+
+    ``idle_timeout=S`` (seconds; ``0`` or ``none`` = never) is the server's own option; the
+    rest is left for :meth:`BoardOptions.from_query`. No ``idle_timeout`` gives the default.
+    """
+    idle: float | None = DEFAULT_IDLE_TIMEOUT_S
+    kept = []
+    for part in query.lstrip("?&").split("&"):
+        key, _, text = part.partition("=")
+        if key != "idle_timeout":
+            if part:
+                kept.append(part)
+            continue
+        if text.strip().lower() in ("0", "none", "never"):
+            idle = None
+            continue
+        try:
+            idle = check_idle_timeout(float(text))
+        except ValueError:
+            raise ValueError(
+                f"option idle_timeout={text!r} must be seconds > 0 (or 0/none = never)"
+            ) from None
+    return "&".join(kept), idle
 
 
 class SimServer:
@@ -37,9 +83,19 @@ class SimServer:
         options: the simulated board's options (seed, cores, clock, faults, reset_after).
         host: address to bind; 127.0.0.1 by default (the protocol has no authentication).
         port: TCP port; 0 picks a free one (see :attr:`address`).
+        idle_timeout_s: a host that sends nothing for this long (s) is disconnected (logged)
+            and the next host is served; None never drops a quiet host.
     """
 
-    def __init__(self, options: BoardOptions, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        options: BoardOptions,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S,
+    ) -> None:
+        self.idle_timeout_s = check_idle_timeout(idle_timeout_s)
         self.options = options
         self.board = SimulatedBoard.from_options(options)
         self.faults = FaultInjector(options.faults) if options.faults.active else None
@@ -51,6 +107,7 @@ class SimServer:
         self._thread: threading.Thread | None = None
         self.clients_served = 0
         self.clients_refused = 0
+        self.clients_dropped_idle = 0
 
     @property
     def url(self) -> str:
@@ -107,11 +164,23 @@ class SimServer:
         log.info("host %s connected", peer)
         try:
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            connection.settimeout(0.2)
+            connection.settimeout(POLL_S)
+            last_heard = time.monotonic()
             while not self._stop.is_set():
                 try:
                     data = connection.recv(RECV_CHUNK)
                 except TimeoutError:
+                    quiet_s = time.monotonic() - last_heard
+                    if self.idle_timeout_s is not None and quiet_s >= self.idle_timeout_s:
+                        self.clients_dropped_idle += 1
+                        log.warning(
+                            "host %s sent nothing for %.1f s (idle timeout %g s): "
+                            "disconnecting it so the next host can connect",
+                            peer,
+                            quiet_s,
+                            self.idle_timeout_s,
+                        )
+                        break
                     continue
                 if not data:
                     break
@@ -127,6 +196,7 @@ class SimServer:
                     if delay:
                         time.sleep(delay)
                     connection.sendall(reply)
+                last_heard = time.monotonic()  # idle time counts from the last reply sent
         except OSError as exc:
             log.info("host %s dropped: %s", peer, exc)
         finally:
@@ -170,9 +240,15 @@ class SimServer:
             connection.close()
 
 
-def serve(options: BoardOptions, *, host: str = "127.0.0.1", port: int = 0) -> None:
+def serve(
+    options: BoardOptions,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S,
+) -> None:
     """Serve until Ctrl-C, announcing the URL on stdout first (one line ending in the URL)."""
-    server = SimServer(options, host=host, port=port)
+    server = SimServer(options, host=host, port=port, idle_timeout_s=idle_timeout_s)
     chip = server.board.chip
     print(
         f"simulated board (chip {chip.chip_id}, {options.cores} cores) on {server.url}", flush=True
@@ -189,7 +265,8 @@ def serve(options: BoardOptions, *, host: str = "127.0.0.1", port: int = 0) -> N
 def spawned(query: str = "", *, host: str = "127.0.0.1") -> Iterator[str]:
     """A simulated board server in a child process for the ``with`` block; yields its URL.
 
-    ``query`` holds BoardOptions as a URL query (``"seed=5&cores=2"``).
+    ``query`` holds BoardOptions as a URL query (``"seed=5&cores=2"``), and the server's own
+    ``idle_timeout=S`` if wanted.
     """
     command = [sys.executable, "-m", "drivers.sim.server", "--host", host, "--options", query]
     with announced_child(command) as (line, errors):
@@ -203,14 +280,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m drivers.sim.server", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--options", default="", help="BoardOptions as a URL query")
+    parser.add_argument(
+        "--options", default="", help="BoardOptions (and idle_timeout=S) as a URL query"
+    )
     args = parser.parse_args(argv)
     try:
-        options = BoardOptions.from_query(args.options)
+        query, idle_timeout_s = split_server_options(args.options)
+        options = BoardOptions.from_query(query)
     except ValueError as exc:
         print(f"simulator server: {exc}", file=sys.stderr)
         return 2
-    serve(options, host=args.host, port=args.port)
+    serve(options, host=args.host, port=args.port, idle_timeout_s=idle_timeout_s)
     return 0
 
 
