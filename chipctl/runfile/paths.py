@@ -195,13 +195,13 @@ def check_out(path: str | os.PathLike[str], *, overwrite: bool = False, mine: bo
         f"{meta.get('start_time', '?')}"
     )
     pid = meta.get("writer_pid", "?")
-    host = meta.get("writer_host", "?")
+    host = str(meta.get("writer_host", "") or "")
     if status == "running" and writer_alive(meta):
         raise RunFileExistsError(
             f"{path} exists ({what}) and is still being written by process {pid} on this host; "
             "choose another --out"
         )
-    if status == "running" and host != socket.gethostname():
+    if status == "running" and host and host != socket.gethostname():
         raise RunFileExistsError(
             f"{path} exists ({what}) and may still be written by process {pid} on host {host} "
             "(cannot check from here); choose another --out, or remove it if that run is dead"

@@ -315,3 +315,18 @@ def test_fresh_run_names_never_collide() -> None:
     assert len(names) == 2000
     stamp = run_stamp()
     assert len(stamp) == len("20261206-100000.123-abcdef") and stamp[15] == "."
+
+
+def test_a_running_file_of_another_host_is_never_replaced(tmp_path: Path) -> None:
+    """Whether its writer lives cannot be checked from here: refused even with overwrite."""
+    from chipctl.runfile import RunFileExistsError, check_out
+
+    path = tmp_path / "nfs.h5"
+    writer = RunWriter(path)
+    writer.start(_start())
+    writer.close()  # still "running", as a live or killed writer leaves it
+    check_out(path, overwrite=True)  # this host, a writer that is gone: may be replaced
+    with h5py.File(path, "r+") as f:
+        f["entry"].attrs["writer_host"] = "elsewhere"
+    with pytest.raises(RunFileExistsError, match="may still be written by process .* elsewhere"):
+        check_out(path, overwrite=True)
