@@ -220,10 +220,9 @@ def _check_network_url(url: str, scheme: str) -> None:
         parts.port  # noqa: B018 (urlsplit checks the rest of HOST:PORT here)
     except ValueError:
         raise BadUrlError(f"board URL {url!r} is not of the form {form}") from None
-    try:
-        options = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
-    except ValueError:
-        raise BadUrlError(f"board URL {url!r}: malformed options {parts.query!r}") from None
+    options = parse_qs(parts.query, keep_blank_values=True)
+    flags = [part for part in parts.query.split("&") if part and "=" not in part]
+    options.update({flag: [""] for flag in flags})  # pyserial's flags: ?poll_modem
     unknown = sorted(set(options) - NETWORK_SCHEMES[scheme])
     if unknown:
         raise BadUrlError(

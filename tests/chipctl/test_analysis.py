@@ -7,6 +7,7 @@ import argparse
 import csv
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -246,11 +247,39 @@ def _bad_files(tmp_path: Path, good: Path) -> dict[str, tuple[Path, str]]:
     foreign = tmp_path / "foreign.h5"
     with h5py.File(foreign, "w") as f:
         f["x"] = np.arange(3)
+
+    def damaged(name: str, edit: Callable[[h5py.File], None]) -> Path:
+        path = tmp_path / f"{name}.h5"
+        path.write_bytes(good.read_bytes())
+        with h5py.File(path, "r+") as f:
+            edit(f)
+        return path
+
+    def text_stream(f: h5py.File) -> None:
+        del f["entry/streams/pulses"]
+        f["entry/streams/pulses"] = np.array([b"many"] * 4)
+
     return {
         "missing": (tmp_path / "gone.h5", "no such run file"),
         "not hdf5": (text, "not an HDF5 file"),
         "truncated": (truncated, "truncated or damaged"),
         "foreign": (foreign, "not a chipctl run"),
+        "array parameter deleted": (
+            damaged("noweights", lambda f: f["entry/parameters"].__delitem__("weights")),
+            r"array of parameter weights \(/entry/parameters/weights\) is missing",
+        ),
+        "stream of text": (
+            damaged("textstream", text_stream),
+            "stream pulses: dtype .S4 is not numeric",
+        ),
+        "signal stream deleted": (
+            damaged("nocurve", lambda f: f["entry/streams"].__delitem__("curve")),
+            r"stream curve \(named by /entry/data\) is missing",
+        ),
+        "start time deleted": (
+            damaged("nostart", lambda f: f["entry"].attrs.__delitem__("start_time")),
+            "metadata attribute /entry@start_time is missing",
+        ),
     }
 
 

@@ -3,18 +3,26 @@ the error type and message fragment it must produce (never a traceback or a sile
 
 CLI rows go through ``chipctl.cli.main``: a nonzero exit becomes ``CliFailure`` carrying the
 exit code and stderr, so they sit in the same table.
+
+Issue 18 (item 4, 8): a second table, ``COMMAND_LINES``, holds command lines as a user types
+them (damaged run files given to show/plot/export/resume, recipes that are not text, bad board
+URLs, bad core lists, a model that does not fit its data set), each with the exit code and the
+fragments its one-line error must contain; ``chipctl.cli.main`` must never print a traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
+import shlex
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import onnx
 import pytest
@@ -456,3 +464,444 @@ def test_bad_user_input_is_refused_clearly(
     assert "Traceback" not in str(info.value)
     if error is CliFailure:
         assert str(info.value).startswith("exit 1: chipctl ")
+
+
+# -- issue 18: command lines as a user types them ------------------------------------------------
+
+
+def _damaged_run(assets: dict[str, Path], name: str, edit: Callable[[h5py.File], None]) -> Path:
+    """A copy of the asset run file named ``<name>.h5`` with ``edit`` applied through h5py."""
+    folder = assets["root"] / "damaged"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{name}.h5"
+    shutil.copy(assets["run"], path)
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    return path
+
+
+def _del_attr(key: str) -> Callable[[h5py.File], None]:
+    def edit(f: h5py.File) -> None:
+        del f["entry"].attrs[key]
+
+    return edit
+
+
+def _set_attr(key: str, value: Any) -> Callable[[h5py.File], None]:
+    def edit(f: h5py.File) -> None:
+        f["entry"].attrs[key] = value
+
+    return edit
+
+
+def _del(path: str) -> Callable[[h5py.File], None]:
+    def edit(f: h5py.File) -> None:
+        del f[path]
+
+    return edit
+
+
+def _replace(path: str, data: Any) -> Callable[[h5py.File], None]:
+    def edit(f: h5py.File) -> None:
+        del f[path]
+        f.create_dataset(path, data=data)
+
+    return edit
+
+
+def _garble_checkpoint(f: h5py.File) -> None:
+    f["entry/run/checkpoints"][0] = b"{garbage"
+
+
+def _garble_results(f: h5py.File) -> None:
+    f["entry/run/results"][0] = b"[1, 2"
+
+
+def _truncated_run(assets: dict[str, Path], name: str) -> Path:
+    return _variant(assets, "run", name, _half)
+
+
+def _three_output_model(assets: dict[str, Path]) -> Path:
+    """digits_mlp with its last layer cut to its first 3 outputs: a 3-class model."""
+    path = assets["root"] / "mlp3.onnx"
+    if not path.exists():
+        model = onnx.load(str(MODEL))
+        for init in model.graph.initializer:
+            if init.name in ("fc2.weight", "fc2.bias"):
+                array = onnx.numpy_helper.to_array(init)[:3]
+                init.CopyFrom(onnx.numpy_helper.from_array(array, init.name))
+        model.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 3
+        onnx.save(model, str(path))
+    return path
+
+
+def _recipe(assets: dict[str, Path], name: str, data: bytes) -> Path:
+    path = assets["root"] / name
+    path.write_bytes(data)
+    return path
+
+
+RUN_FILE_DAMAGE: list[tuple[str, Callable[[dict[str, Path]], Path], str]] = [
+    (
+        "procedure-attr-deleted",
+        lambda a: _damaged_run(a, "noproc", _del_attr("procedure")),
+        "damaged run file: metadata attribute /entry@procedure is missing",
+    ),
+    (
+        "parameters-attr-deleted",
+        lambda a: _damaged_run(a, "noparams", _del_attr("parameters")),
+        "metadata attribute /entry@parameters is missing",
+    ),
+    (
+        "parameters-garbage-json",
+        lambda a: _damaged_run(a, "badjson", _set_attr("parameters", "{cores: [0")),
+        "metadata attribute /entry@parameters is not valid JSON",
+    ),
+    (
+        "parameters-not-an-object",
+        lambda a: _damaged_run(a, "paramlist", _set_attr("parameters", "[0, 1]")),
+        "/entry@parameters is not a JSON object",
+    ),
+    (
+        "seed-attr-not-an-integer",
+        lambda a: _damaged_run(a, "badseed", _set_attr("seed", "one")),
+        "metadata attribute /entry@seed is not an integer",
+    ),
+    (
+        "plot-axis-stream-removed",
+        lambda a: _damaged_run(a, "nocore", _del("entry/streams/core")),
+        "stream core (named by /entry/data) is missing",
+    ),
+    (
+        "checkpointed-stream-removed",
+        lambda a: _damaged_run(a, "noconductance", _del("entry/streams/conductance")),
+        "stream conductance (recorded by the last checkpoint) is missing",
+    ),
+    (
+        "stream-of-text",
+        lambda a: _damaged_run(
+            a, "textstream", _replace("entry/streams/board_time", np.array([b"x"] * 2))
+        ),
+        "stream board_time: dtype |S1 is not numeric",
+    ),
+    (
+        "stream-scalar",
+        lambda a: _damaged_run(a, "scalarstream", _replace("entry/streams/board_time", 1.0)),
+        "stream board_time: a scalar dataset, not rows",
+    ),
+    (
+        "status-of-numbers",
+        lambda a: _damaged_run(a, "numstatus", _replace("entry/run/status", np.arange(3))),
+        "dataset /entry/run/status holds int64, not text",
+    ),
+    (
+        "status-deleted",
+        lambda a: _damaged_run(a, "nostatus", _del("entry/run/status")),
+        "dataset /entry/run/status is missing",
+    ),
+    (
+        "checkpoint-garbage",
+        lambda a: _damaged_run(a, "badcheckpoint", _garble_checkpoint),
+        "checkpoint 0 is not valid JSON",
+    ),
+    (
+        "results-garbage",
+        lambda a: _damaged_run(a, "badresults", _garble_results),
+        "/entry/run/results is not valid JSON",
+    ),
+    (
+        "default-plot-group-deleted",
+        lambda a: _damaged_run(a, "nodata", _del("entry/data")),
+        "group /entry/data (the default plot) is missing",
+    ),
+    ("truncated", lambda a: _truncated_run(a, "run-trunc-cli"), "truncated or damaged HDF5 file"),
+]
+"""Damaged run files: (name, make the file, what the one-line error says is damaged)."""
+
+RUN_FILE_COMMANDS = ("show {run}", "plot {run}", "export {run} --csv {tmp}/csv", "resume {run}")
+
+UNREACHABLE = "socket://127.0.0.1:9"
+OUT = "--out {tmp}/out.h5 --no-progress"
+
+Line = tuple[str, Callable[[dict[str, Path]], dict[str, Path]], str, int, tuple[str, ...]]
+"""(name, files the line needs by placeholder, command line, exit code, message fragments)."""
+
+
+def _none(a: dict[str, Path]) -> dict[str, Path]:
+    return {}
+
+
+COMMAND_LINES: list[Line] = [
+    *[
+        (
+            f"{command.split()[0]}-{name}",
+            (lambda a, make=make: {"run": make(a)}),
+            command,
+            1,
+            ("damaged" if name != "truncated" else "truncated", fragment, "{run}"),
+        )
+        for name, make, fragment in RUN_FILE_DAMAGE
+        for command in RUN_FILE_COMMANDS
+    ],
+    # -- recipes that are not text -------------------------------------------------------------
+    (
+        "recipe-latin1",
+        lambda a: {"recipe": _recipe(a, "latin1.toml", 'board = "caf\xe9"\n'.encode("latin-1"))},
+        "run {recipe}",
+        2,
+        ("{recipe}", "not a UTF-8 text file"),
+    ),
+    (
+        "recipe-binary",
+        lambda a: {"recipe": _recipe(a, "binary.toml", bytes(range(256)) * 4)},
+        "run {recipe}",
+        2,
+        ("{recipe}", "not a UTF-8 text file"),
+    ),
+    (
+        "recipe-nul-bytes",
+        lambda a: {"recipe": _recipe(a, "nul.toml", b'board = "mockchip://"\x00\x00\n')},
+        "run {recipe}",
+        2,
+        ("{recipe}", "not a UTF-8 text file"),
+    ),
+    # -- board URLs ------------------------------------------------------------------------------
+    (
+        "url-port-out-of-range",
+        _none,
+        "identify --board socket://127.0.0.1:99999",
+        2,
+        ("BadUrlError", "'socket://127.0.0.1:99999'", "port 99999 is out of range (1-65535)"),
+    ),
+    (
+        "url-port-zero",
+        _none,
+        "identify --board socket://127.0.0.1:0",
+        2,
+        ("'socket://127.0.0.1:0'", "port 0 is out of range"),
+    ),
+    (
+        "url-port-missing",
+        _none,
+        "identify --board socket://host",
+        2,
+        ("'socket://host'", "has no port (expected socket://HOST:PORT)"),
+    ),
+    (
+        "url-port-not-a-number",
+        _none,
+        "identify --board socket://host:http",
+        2,
+        ("'socket://host:http'", "port 'http' is not a number"),
+    ),
+    (
+        "url-host-missing",
+        _none,
+        "identify --board socket://:5555",
+        2,
+        ("'socket://:5555'", "has no host"),
+    ),
+    (
+        "url-rfc2217-port-out-of-range",
+        _none,
+        "identify --board rfc2217://board:70000",
+        2,
+        ("'rfc2217://board:70000'", "port 70000 is out of range"),
+    ),
+    (
+        "url-unknown-scheme",
+        _none,
+        "identify --board http://board:80",
+        2,
+        ("'http://board:80'", "unknown scheme http://", "mockchip://", "socket://"),
+    ),
+    (
+        "url-garbage",
+        _none,
+        "identify --board '%%%://??'",
+        2,
+        ("'%%%://??'", "is not a URL scheme"),
+    ),
+    ("url-empty", _none, "identify --board ''", 2, ("board URL is empty",)),
+    (
+        "url-bad-option",
+        _none,
+        "identify --board socket://board:5555?logging=loud",
+        2,
+        ("'socket://board:5555?logging=loud'", "logging='loud' is not one of"),
+    ),
+    (
+        "url-procedure-port-out-of-range",
+        _none,
+        "snapshot --board socket://127.0.0.1:99999 --cores 0 " + OUT,
+        2,
+        ("chipctl snapshot: BadUrlError", "port 99999 is out of range"),
+    ),
+    # -- core lists ------------------------------------------------------------------------------
+    (
+        "cores-negative",
+        _none,
+        f"snapshot --board {UNREACHABLE} --cores -1 " + OUT,
+        2,
+        ("parameter cores: core id -1 is negative",),
+    ),
+    (
+        "cores-word",
+        _none,
+        f"snapshot --board {UNREACHABLE} --cores abc " + OUT,
+        2,
+        ("parameter cores: 'abc' is not a core id",),
+    ),
+    (
+        "cores-fraction",
+        _none,
+        f"snapshot --board {UNREACHABLE} --cores 1.5 " + OUT,
+        2,
+        ("parameter cores: 1.5 is not a whole number",),
+    ),
+    (
+        "cores-range-backwards",
+        _none,
+        f"snapshot --board {UNREACHABLE} --cores 3-1 " + OUT,
+        2,
+        ("parameter cores: core range '3-1' runs backwards",),
+    ),
+    (
+        "cores-range-beyond-the-chip",
+        _none,
+        f"snapshot --board {UNREACHABLE} --cores 0-99 " + OUT,
+        2,
+        ("parameter cores: 64 is above the maximum 63",),
+    ),
+    (
+        "cores-range-huge",
+        _none,
+        f"snapshot --board {UNREACHABLE} --cores 0-99999999999 " + OUT,
+        2,
+        ("core range '0-99999999999' names 100000000000 cores, too many",),
+    ),
+    (
+        "cores-range-incomplete",
+        _none,
+        f"snapshot --board {UNREACHABLE} --cores 2- " + OUT,
+        2,
+        ("core range '2-' is incomplete",),
+    ),
+    (
+        "cores-range-of-three",
+        _none,
+        f"snapshot --board {UNREACHABLE} --cores 1-2-3 " + OUT,
+        2,
+        ("'1-2-3' is not a core id or range",),
+    ),
+    # -- a model that does not fit the data set ---------------------------------------------
+    (
+        "infer-3-output-model-on-10-classes",
+        lambda a: {"model": _three_output_model(a)},
+        f"infer --board {UNREACHABLE} --model {{model}} --dataset digits " + OUT,
+        2,
+        ("chipctl infer:", "{model}", "3 outputs", "data set digits", "10 classes"),
+    ),
+    (
+        "infer-model-input-does-not-fit",
+        _none,
+        f"infer --board {UNREACHABLE} --model digits_mlp --dataset mnist1d " + OUT,
+        2,
+        ("model digits_mlp", "(64 values)", "data set mnist1d", "(40 values)"),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("files", "line", "code", "fragments"),
+    [
+        pytest.param(files, line, code, frags, id=name)
+        for name, files, line, code, frags in COMMAND_LINES
+    ],
+)
+def test_command_line_errors_are_one_line(
+    assets: dict[str, Path],
+    tmp_path: Path,
+    files: Callable[[dict[str, Path]], dict[str, Path]],
+    line: str,
+    code: int,
+    fragments: tuple[str, ...],
+) -> None:
+    names = {key: str(path) for key, path in files(assets).items()}
+    names["tmp"] = str(tmp_path)
+    argv = [part.format(**names) for part in shlex.split(line)]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        exit_code = main(argv)
+    text = err.getvalue()
+    assert "Traceback" not in text, text
+    errors = [ln for ln in text.splitlines() if ln.startswith("chipctl ")]
+    assert len(errors) == 1, text
+    assert exit_code == code, text
+    for fragment in fragments:
+        assert fragment.format(**names) in errors[0], errors[0]
+    assert not (tmp_path / "out.h5").exists(), "the board was reached"
+
+
+def test_an_internal_error_is_one_line_and_its_traceback_goes_to_a_log_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception that is no error of ours (a bug) names itself and the log file."""
+    import chipctl.cli.board
+
+    def broken(args: Any) -> int:
+        return json.loads("{")["x"]
+
+    monkeypatch.setattr(chipctl.cli.board, "_cmd_identify", broken)
+    monkeypatch.setenv("CHIPCTL_LOG_DIR", str(tmp_path / "logs"))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["identify", "--board", "mockchip://?cores=1"])
+    text = err.getvalue()
+    assert code == 1 and "Traceback" not in text and len(text.strip().splitlines()) == 1, text
+    assert "internal error" in text and "JSONDecodeError" in text
+    logs = list((tmp_path / "logs").glob("chipctl-error-*.log"))
+    assert len(logs) == 1 and str(logs[0]) in text
+    assert "Traceback" in logs[0].read_text() and "broken" in logs[0].read_text()
+
+
+def _raised(make: Callable[[], Any]) -> Exception:
+    try:
+        make()
+    except Exception as exc:  # noqa: BLE001
+        return exc
+    raise AssertionError("nothing raised")
+
+
+def _missing_file() -> None:
+    Path("/nonexistent/weights.npy").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("make", "code", "fragment"),
+    [
+        pytest.param(lambda: _pulse(801, 100), 2, "LimitError: amplitude_ua", id="limit-error"),
+        pytest.param(
+            lambda: __import__("procedures.base").base.parse_duration("soon"),
+            2,
+            "ValueError: 'soon' is not a duration",
+            id="builtin-valueerror-of-ours",
+        ),
+        pytest.param(_missing_file, 1, "FileNotFoundError", id="file-refused-by-the-system"),
+    ],
+)
+def test_errors_of_our_packages_are_one_line(
+    make: Callable[[], Any],
+    code: int,
+    fragment: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from chipctl.cli import report_error
+
+    monkeypatch.setenv("CHIPCTL_LOG_DIR", str(tmp_path))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert report_error("chipctl x", _raised(make)) == code
+    assert err.getvalue().startswith(f"chipctl x: {fragment}"), err.getvalue()
+    assert len(err.getvalue().splitlines()) == 1 and not list(tmp_path.iterdir())

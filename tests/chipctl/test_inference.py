@@ -212,3 +212,77 @@ def test_resume_refuses_a_chip_that_no_longer_holds_the_weights(tmp_path: Path) 
         resumed = resume_run(tmp_path / "cut.h5", progress=False)
     assert resumed.status == "failed"
     assert "no longer holds the weights" in resumed.reason
+
+
+def _sliced(outputs: int) -> object:
+    """digits_mlp with its last layer cut to its first ``outputs`` rows."""
+    import dataclasses
+
+    from chipctl.onnx_import import load_onnx
+    from procedures.inference.graph import Dense, Graph
+
+    graph = load_onnx(model_path("digits_mlp"))
+    last = graph.nodes[-1]
+    assert isinstance(last, Dense)
+    bias = None if last.bias is None else last.bias[:outputs]
+    cut = dataclasses.replace(last, weight=last.weight[:outputs], bias=bias)
+    return Graph(graph.input_name, graph.input_shape, (*graph.nodes[:-1], cut), graph.output_name)
+
+
+def test_a_model_that_does_not_fit_the_data_set_is_refused_before_the_board() -> None:
+    """Issue 18, item 8: a 3-output model on the 10-class digits scored "14 %" instead."""
+    from chipctl.inference import inference_data
+    from procedures.infer import Infer, InferenceData, ModelDataMismatch
+
+    digits = inference_data("digits")
+    assert digits.n_classes == 10
+    three = _sliced(3)
+    with pytest.raises(ModelDataMismatch) as info:
+        Infer(network=three, data=digits, model="mlp3", compensation="none")
+    message = str(info.value)
+    assert isinstance(info.value, LimitError)
+    assert "model mlp3 has 3 outputs" in message and "data set digits has 10 classes" in message
+    # Without n_classes, the labels decide: a label the model cannot predict is refused.
+    unlabelled = InferenceData("digits-raw", digits.x_calibration, digits.x_test, digits.y_test)
+    with pytest.raises(ModelDataMismatch, match=r"3 outputs .*labels up to 9 \(10 classes\)"):
+        Infer(network=three, data=unlabelled, compensation="none")
+    # A network passed as an object is named as such, not by the model parameter's default.
+    with pytest.raises(ModelDataMismatch, match=r"model \(the given network\) has 3 outputs"):
+        Infer(network=three, data=unlabelled, compensation="none")
+    # Twelve outputs on ten classes are refused too when the data set says it has ten.
+    with pytest.raises(ModelDataMismatch, match="has 12 outputs"):
+        Infer(network=_widened(12), data=digits, compensation="none")
+    # The input: 64 values per sample against a 40-value data set, both numbers named.
+    short = InferenceData("short", digits.x_calibration[:, :40], digits.x_test[:, :40],
+                          digits.y_test)  # fmt: skip
+    with pytest.raises(ModelDataMismatch, match=r"\(64 values\).*data set short: shape \(40,\)"):
+        Infer(network=_sliced(10), data=short, compensation="none")
+    # The right model passes.
+    Infer(network=_sliced(10), data=digits, compensation="none", samples=10)
+
+
+def _widened(outputs: int) -> object:
+    """digits_mlp with zero rows added to its last layer: ``outputs`` outputs."""
+    import dataclasses
+
+    from chipctl.onnx_import import load_onnx
+    from procedures.inference.graph import Dense, Graph
+
+    graph = load_onnx(model_path("digits_mlp"))
+    last = graph.nodes[-1]
+    assert isinstance(last, Dense) and last.bias is not None
+    extra = outputs - last.weight.shape[0]
+    weight = np.vstack([last.weight, np.zeros((extra, last.weight.shape[1]), last.weight.dtype)])
+    bias = np.concatenate([last.bias, np.zeros(extra, last.bias.dtype)])
+    cut = dataclasses.replace(last, weight=weight, bias=bias)
+    return Graph(graph.input_name, graph.input_shape, (*graph.nodes[:-1], cut), graph.output_name)
+
+
+def test_labels_outside_the_classes_are_refused() -> None:
+    from procedures.infer import InferenceData
+
+    x = np.zeros((4, 64), np.float32)
+    with pytest.raises(LimitError, match="label -1 is negative"):
+        InferenceData("toy", x, x, np.array([0, 1, -1, 2]))
+    with pytest.raises(LimitError, match="label 3 is outside the 3 classes 0..2"):
+        InferenceData("toy", x, x, np.array([0, 1, 3, 2]), n_classes=3)

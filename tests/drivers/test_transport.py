@@ -14,14 +14,16 @@ from drivers.errors import (
     BoardCrcError,
     BoardRangeError,
     BoardResetError,
+    DriverError,
     FrameError,
+    LimitError,
     LinkClosedError,
     LinkError,
     LinkTimeout,
 )
 from drivers.link.protocol import Command
 from drivers.link.replay import ReplayPort, expected_frames
-from drivers.link.transport import Link
+from drivers.link.transport import BadUrlError, Link, check_url, known_schemes
 from tests.drivers.spec_frames import hand_frame
 
 BOOT_ID = 0x0B07
@@ -426,3 +428,73 @@ def test_board_close_then_command_raises_link_closed_error() -> None:
             board.status()
         assert isinstance(LinkClosedError("x"), LinkError)
         assert board.link.port.written == [request(IDENTIFY, 1)]
+
+
+# -- board URLs are checked before pyserial is asked (issue 18, item 4) -------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("socket://127.0.0.1:99999", "port 99999 is out of range (1-65535)"),
+        ("socket://127.0.0.1:0", "port 0 is out of range"),
+        ("socket://127.0.0.1:-1", "port -1 is out of range"),
+        ("socket://host", "has no port (expected socket://HOST:PORT)"),
+        ("socket://host:", "has no port"),
+        ("socket://[::1]", "has no port"),
+        ("socket://:5555", "has no host"),
+        ("socket://host:abc", "port 'abc' is not a number"),
+        ("socket://host:1:2", "is not of the form socket://HOST:PORT"),
+        ("socket://host:5555/path", "not a path after the port"),
+        ("socket://host:5555?logging=loud", "logging='loud' is not one of"),
+        ("socket://host:5555?speed=9", "unknown option(s) ['speed']"),
+        ("rfc2217://host:70000", "port 70000 is out of range"),
+        ("rfc2217://host", "has no port (expected rfc2217://HOST:PORT)"),
+        ("foo://x", "unknown scheme foo://"),
+        ("http://host:80", "unknown scheme http://"),
+        ("://x", "'' is not a URL scheme"),
+        ("", "board URL is empty"),
+        ("   ", "board URL is empty"),
+        (" mockchip://", "leading or trailing spaces"),
+    ],
+)
+def test_bad_url_is_refused_before_pyserial_is_asked(
+    url: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import serial
+
+    def not_asked(*args: object, **kwargs: object) -> None:
+        raise AssertionError("pyserial was asked to open a URL the host should have refused")
+
+    monkeypatch.setattr(serial, "serial_for_url", not_asked)
+    with pytest.raises(BadUrlError) as info:
+        Link.open(url, timeout_s=0.2)
+    assert message in str(info.value)
+    if url.strip():
+        assert repr(url) in str(info.value)  # names the URL
+    # bad input (LimitError, a ValueError) and a link that cannot open (LinkError, an OSError)
+    assert isinstance(info.value, LimitError) and isinstance(info.value, LinkError)
+    assert isinstance(info.value, DriverError)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "socket://127.0.0.1:5555",
+        "socket://board.lab:1?logging=debug",
+        "socket://[::1]:80",
+        "rfc2217://board:2217?poll_modem",
+        "mockchip://?seed=1&cores=2",
+        "MOCKCHIP://",
+        "loop://",
+        "/dev/ttyUSB0",
+        "COM3",
+    ],
+)
+def test_good_urls_pass_the_check(url: str) -> None:
+    check_url(url)
+
+
+def test_known_schemes_include_pyserials_and_the_simulator() -> None:
+    schemes = known_schemes()
+    assert {"socket", "rfc2217", "loop", "mockchip"} <= set(schemes)
