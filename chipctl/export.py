@@ -129,7 +129,8 @@ def export_netcdf(
 
     Raises:
         MissingDependencyError: xarray (or the engine's package) is not installed.
-        RunFileError: the run file cannot be read, or ``out`` cannot be written.
+        RunFileError: the run file cannot be read (missing, damaged), or its data cannot be
+            written as NetCDF to ``out``.
     """
     dataset = to_xarray(run)
     if engine == "scipy":
@@ -154,5 +155,6 @@ def export_netcdf(
             from chipctl.analysis import MissingDependencyError
 
             raise MissingDependencyError(f"NetCDF engine {engine!r}: {exc}") from exc
-        raise
+        source = dataset.attrs.get("source_file", "the run")
+        raise RunFileError(f"{source}: cannot be written as NetCDF to {path}: {exc}") from exc
     return path

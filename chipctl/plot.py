@@ -103,8 +103,9 @@ def figure_for(run: RunData) -> Any:
     figure = Figure(figsize=(7.0, 4.5), layout="constrained")
     ax = figure.subplots()
     values = np.asarray(signal.values)
-    if len(signal) == 0:
-        ax.text(0.5, 0.5, "no rows yet", ha="center", va="center", transform=ax.transAxes)
+    if len(signal) == 0 or values.size == 0:
+        empty = "no rows yet" if len(signal) == 0 else "rows without values"
+        ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes)
         ax.set_ylabel(signal.label)
     elif values.ndim == 1:
         x, xlabel = _x_values(run, signal, axis)
@@ -163,11 +164,16 @@ def plot_run(
         The PNG written.
 
     Raises:
-        RunFileError: the run file cannot be read, has no stream to plot, or the PNG cannot be
-            written.
+        RunFileError: the run file cannot be read (missing, damaged), has no stream to plot,
+            its signal cannot be drawn, or the PNG cannot be written.
     """
     data = run if isinstance(run, RunData) else read_run(run)
-    figure = figure_for(data)
+    try:
+        figure = figure_for(data)
+    except (ValueError, TypeError, IndexError) as exc:
+        # Values a damaged file can hold but the reader cannot judge (a row shape of zero).
+        signal, _ = default_plot_streams(data)
+        raise RunFileError(f"{data.path}: cannot plot stream {signal}: {exc}") from exc
     path = Path(out) if out is not None else data.path.with_suffix(".png")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

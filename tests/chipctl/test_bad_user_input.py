@@ -737,6 +737,21 @@ COMMAND_LINES: list[Line] = [
         2,
         ("chipctl snapshot: BadUrlError", "port 99999 is out of range"),
     ),
+    # -- the simulator server's idle timeout ------------------------------------------------------
+    (
+        "sim-serve-negative-idle-timeout",
+        _none,
+        "sim serve --port 0 --idle-timeout -5",
+        2,
+        ("chipctl sim serve: idle timeout must be > 0 s",),
+    ),
+    (
+        "sim-serve-idle-timeout-option-not-a-number",
+        _none,
+        "sim serve --port 0 --options idle_timeout=soon",
+        2,
+        ("option idle_timeout='soon' must be seconds > 0",),
+    ),
     # -- core lists ------------------------------------------------------------------------------
     (
         "cores-negative",
