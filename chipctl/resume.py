@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from chipctl import catalog
 from chipctl.catalog import RunContext
 from chipctl.runfile import ResumeSource, RunFile, RunFileError, writer_alive
@@ -139,6 +141,7 @@ def resume_run(
         else:
             board = stack.enter_context(Board(url, timeout_s=timeout_s))
         procedure = catalog.build(plan.procedure, parameters, station=opened)
+        _check_streams(plan.path, procedure)
         ident = board.identity
         stored = (str(plan.chip_id), int(plan.n_cores))
         if stored != (ident.chip_id, ident.n_cores):
@@ -163,6 +166,25 @@ def resume_run(
             resume=ResumeSource(plan.path, plan.rows, plan.checkpoints),
             context=context,
         )
+
+
+def _check_streams(path: Path, procedure: Procedure) -> None:
+    """Refuse a file whose streams do not hold what the procedure declares (row shape, dtype):
+    the rows kept could not be continued. Streams the file lacks (added to the procedure since
+    the file was written) are created empty by the writer."""
+    declared = {spec.name: spec for spec in procedure.streams()}
+    with RunFile.open(path) as run:
+        stored = run.stream_info()
+    for info in stored:
+        spec = declared.get(info.name)
+        if spec is None:
+            continue
+        if tuple(info.shape) != tuple(spec.shape) or np.dtype(info.dtype) != np.dtype(spec.dtype):
+            raise ResumeError(
+                f"{path}: stream {info.name} holds rows of shape {tuple(info.shape)} and dtype "
+                f"{info.dtype}, but {procedure.name} writes {tuple(spec.shape)} {spec.dtype}; "
+                "the file cannot be continued"
+            )
 
 
 def _resume_state(plan: ResumePlan, cls: type[Procedure]) -> dict[str, Any] | None:

@@ -74,3 +74,29 @@ def test_an_old_run_file_resumes_as_an_uninterrupted_run(
             np.testing.assert_array_equal(
                 resumed.stream(name), uninterrupted.stream(name), err_msg=name
             )
+
+
+def test_a_file_whose_stream_changed_type_is_refused_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stream rewritten with another dtype cannot be continued: one line naming the stream,
+    no traceback, and the file is left as it was."""
+    import hashlib
+
+    import h5py
+
+    path = _unpack(tmp_path)
+    with h5py.File(path, "r+") as f:
+        group = f["entry/streams"]
+        rows = group["fit_rms"][()]
+        attrs = dict(group["fit_rms"].attrs)
+        del group["fit_rms"]
+        changed = group.create_dataset(
+            "fit_rms", data=rows.astype(np.float32), maxshape=(None, *rows.shape[1:])
+        )
+        changed.attrs.update(attrs)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert main(["resume", str(path), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "stream fit_rms" in err and "float32" in err and "Traceback" not in err
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
