@@ -462,3 +462,71 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(
         hit = [k for k in kills if k.known_bug]
         assert hit, f"{item} of every resumed run is right now: the bug is fixed, remove known_bug"
         pytest.xfail(f"{item} differs after {len(hit)} resumes (known product bug): {reason}")
+
+
+# -- drift resumed late, on the server that outlived the kill ----------------------------------
+
+LATE_AFTER = 3
+"""Checkpoints of the drift run before its kill (then its clock moves on)."""
+
+
+@pytest.mark.slow
+def test_drift_resumed_late_on_the_surviving_server(forkserver: Any, tmp_path: Path) -> None:
+    """Kill a drift run, let the surviving chip's clock run on past two more of its schedule
+    points and half-way to the next, resume it there: it measures once, now, at the true time
+    (flagged ``moved``, the two passed points skipped), then the rest on schedule; its rows
+    before the kill are those of an uninterrupted run (procedures/drift.py, "time is what was
+    measured")."""
+    from chipctl.resume import plan_resume
+    from procedures.drift import moved_tolerance_s, schedule
+
+    (case,) = [c for c in CASES if c.name == "drift"]
+    want, _ = _reference(case, forkserver, tmp_path)
+    path = tmp_path / "late.h5"
+    board = _Board(case)  # the server (the chip) outlives the killed command
+    try:
+        process = forked.start(forkserver, _argv(case, tmp_path, path, board), path)
+        forked.wait_for(lambda: forked.checkpoints_in(path) >= LATE_AFTER, process)
+        assert forked.kill(process) == -9, forked.log_text(path)
+        status, done, _ = _opens(path)
+        plan = plan_resume(path)
+        p = plan.parameters
+        times = schedule(float(p["start"]), float(p["until"]), int(p["points"]))
+        points = len(times)
+        assert status == "running" and LATE_AFTER <= done <= points - 4, (status, done)
+        t_start = float(plan.state["t_start_s"])
+        with Board(board.url) as chip:  # time moves on: between schedule points done+2 and +3
+            now = chip.board_time_s() - t_start
+            late = 0.5 * (times[done + 2] + times[done + 3])
+            chip.advance_clock(late - now)
+        argv = ["resume", str(path), "--board", board.url, "--no-progress"]
+        code = forked.run(forkserver, argv, path)
+    finally:
+        board.close()
+    assert code == 0, forked.log_text(path)
+
+    got = _result(path, case)
+    streams, ref = got["streams"], want["streams"]
+    measured = [*range(done), done + 2, *range(done + 3, points)]
+    assert len(streams["time"]) == len(measured) == points - 2
+    np.testing.assert_array_equal(streams["scheduled_time"], times[measured])
+    np.testing.assert_array_equal(streams["moved"], [k == done + 2 for k in measured])
+    moved_time = streams["time"][done]
+    assert late <= moved_time < times[done + 3], (late, moved_time)
+    assert moved_time - times[done + 2] > moved_tolerance_s(times[done + 2])
+    np.testing.assert_array_equal(
+        np.delete(streams["time"], done), times[np.delete(measured, done)]
+    )
+    results = json.loads(got["results"])
+    assert (results["moved_points"], results["skipped_points"]) == (1, 2), results
+    # before the kill: the uninterrupted run's rows; one row per measured point
+    for name, array in ref.items():
+        if len(array) == points:
+            np.testing.assert_array_equal(streams[name][:done], array[:done], err_msg=name)
+            assert len(streams[name]) == points - 2, name
+    mean_g = streams["conductance"].mean(axis=(1, 2))
+    assert mean_g[done] < mean_g[done - 1]  # the chip drifted on while the run was dead
+    print(
+        f"\ndrift resumed late: killed after {done} points; clock moved to {late:.0f} s; "
+        f"times {streams['time'].round(1).tolist()}, moved {streams['moved'].tolist()}"
+    )
