@@ -171,6 +171,8 @@ class Characterize(Procedure):
         ),
     )
     default_plot: ClassVar[tuple[str, str | None]] = ("eps_total", "core")
+    resume_streams: ClassVar[tuple[str, ...]] = tuple(f"eps_{name}" for name in ERRORS)
+    """A resumed run takes the finished cores' errors back, so its means cover every core."""
 
     def __init__(self, **values: Any) -> None:
         super().__init__(**values)
@@ -238,7 +240,11 @@ class Characterize(Procedure):
                 f"chip has {geometry.rows} × {geometry.cols} weights per core"
             )
         done = int(resume_from["cores_done"]) if resume_from else 0
-        summary: dict[str, list[float]] = {name: [] for name in ERRORS}
+        kept = (resume_from or {}).get("streams", {})
+        summary: dict[str, list[float]] = {
+            name: [float(v) for v in np.asarray(kept.get(f"eps_{name}", []))[:done]]
+            for name in ERRORS
+        }
         for position in range(done, len(cores)):
             self.check_stop()
             core = cores[position]

@@ -382,7 +382,9 @@ class Infer(Procedure):
                 done += len(self.compensations) * per_point
                 continue
             self._wait_until(board, programmed_at + seconds)
-            elapsed = board.board_time_s() - programmed_at
+            # To the board clock's 1 ns resolution: the float difference otherwise depends on
+            # the path the clock took (one jump on a resumed chip, several uninterrupted).
+            elapsed = round(board.board_time_s() - programmed_at, 9)
             for compensation in self.compensations:
                 accuracies, rate, errors, done = yield from self._evaluate(
                     executor, compensation, label, done

@@ -70,3 +70,39 @@ def test_characterize_refuses_bad_weights_before_the_board() -> None:
         Characterize(weights=np.full((256, 256), np.nan))
     with pytest.raises(LimitError, match="mode"):
         Characterize(weights=np.ones((256, 256)), mode=2)
+
+
+def test_a_resumed_run_reports_the_means_over_every_core(tmp_path: object) -> None:
+    """The finished cores' errors come back from the run file (resume_streams), so the means
+    of a resumed run equal the uninterrupted run's, not those of the cores after the resume."""
+    from pathlib import Path
+
+    from chipctl.resume import resume_run
+    from chipctl.runfile import RunFile
+    from chipctl.runner import run_procedure
+
+    weights = np.random.default_rng(3).normal(size=(256, 256))
+    params = {"weights": weights, "cores": [0, 1, 2], "n_inputs": 256}
+    url = "mockchip://?seed=5&cores=3"
+    folder = Path(str(tmp_path))
+    with Board(url) as board:
+        whole = run_procedure(Characterize(**params), board, folder / "whole.h5", progress=False)
+    polls = {"n": 0}
+
+    def stop_in_the_second_core() -> bool:
+        polls["n"] += 1
+        return polls["n"] > 3
+
+    with Board(url) as board:
+        cut = run_procedure(
+            Characterize(**params),
+            board,
+            folder / "cut.h5",
+            progress=False,
+            should_stop=stop_in_the_second_core,
+        )
+    assert cut.status == "aborted"
+    with RunFile.open(folder / "cut.h5") as run:
+        assert len(run.stream("eps_total")) == 1, "the cut lands after the first core"
+    resumed = resume_run(folder / "cut.h5", progress=False)
+    assert resumed.status == "success" and resumed.results == whole.results
