@@ -10,8 +10,10 @@ in each stretch between checkpoints (k checkpoints in the file, then a fixed-see
 fraction of that stretch), after the last one included. Where each kill landed is read from
 the killed file (its checkpoint count), and a stretch no planned kill landed in gets a kill
 right after its checkpoint appears (:data:`RETRIES`): the test asserts that kills landed in
-every stretch between the first and the last checkpoint (and before the first one, unless the
-procedure checkpoints as it starts), and prints where each kill landed. ``compensate`` has no
+every stretch between the first and the last checkpoint and before the first one (a procedure
+that checkpoints as it starts, ``calibrate``: after the last one instead), and prints where
+each kill landed. Known product bugs that make one item of a resumed run differ are tracked
+per case (``KillCase.known_bug``), everything else still compared. ``compensate`` has no
 checkpoint (one idempotent step, restarted in the same file): its kills are spread by time
 over the run. A killed file that does not open fails the test.
 
