@@ -12,8 +12,7 @@ the killed file (its checkpoint count), and a stretch no planned kill landed in 
 right after its checkpoint appears (:data:`RETRIES`): the test asserts that kills landed in
 every stretch between the first and the last checkpoint and before the first one (a procedure
 that checkpoints as it starts, ``calibrate``: after the last one instead), and prints where
-each kill landed. Known product bugs that make one item of a resumed run differ are tracked
-per case (``KillCase.known_bug``), everything else still compared. ``compensate`` has no
+each kill landed. ``compensate`` has no
 checkpoint (one idempotent step, restarted in the same file): its kills are spread by time
 over the run. A killed file that does not open fails the test.
 
@@ -87,10 +86,6 @@ class KillCase:
         prepare: writes input files into the work folder (given the case).
         checkpoint_at_start: the procedure's first checkpoint comes as it starts, so there is
             no stretch worth killing in before it (``calibrate``).
-        known_bug: (item, reason): a reported product bug makes this one item ("results" or a
-            stream) of some resumed runs differ. Everything else is compared as always; the
-            item must differ in at least one resumed run (else the bug is fixed: remove the
-            entry), and the test then ends as an expected failure naming the bug.
     """
 
     name: str
@@ -103,7 +98,6 @@ class KillCase:
     calibration_set: str = ""
     prepare: Callable[[Path, KillCase], None] = field(default=lambda work, case: None)
     checkpoint_at_start: bool = False
-    known_bug: tuple[str, str] = ("", "")
 
 
 def _weights(work: Path, case: KillCase) -> None:
@@ -165,25 +159,12 @@ CASES = [
         cores=2,
         ignore_results=("inferences_per_s",),
         ignore_streams=("inferences_per_s",),
-        known_bug=(
-            "drift_time",
-            "procedures/infer.py records drift_time = board_time_s() - programmed_at after "
-            "advancing the virtual clock by (target - now): the float sum depends on where the "
-            "clock was, so a run resumed on a fresh chip (clock wound back, one jump to the "
-            "target) records e.g. 259200.0 where the uninterrupted run has 259199.99999999997",
-        ),
     ),
     KillCase(
         "characterize",
         "--weights {work}/w.npy --cores 0-7 --n-inputs 256",
         seed=25,
         prepare=_weights,
-        known_bug=(
-            "results",
-            "procedures/characterize.py: a resumed run's eps_*_mean results average only the "
-            "cores measured after the resume (the summary lists start empty; the finished "
-            "cores' eps_* rows are not taken back from the run file)",
-        ),
     ),
     KillCase("snapshot", "--cores 0-7", seed=26),
     KillCase(
@@ -269,22 +250,13 @@ def _result(path: Path, case: KillCase) -> dict[str, Any]:
     return out
 
 
-def _assert_same(got: dict[str, Any], want: dict[str, Any], what: str, known: str = "") -> bool:
-    """Assert ``got`` is ``want``, but for the item ``known`` (a known bug): whether it differs."""
-    differs = False
-    if known == "results":
-        differs = got["results"] != want["results"]
-    else:
-        assert got["results"] == want["results"], what
+def _assert_same(got: dict[str, Any], want: dict[str, Any], what: str) -> None:
+    assert got["results"] == want["results"], what
     assert got["streams"].keys() == want["streams"].keys(), what
     for name, array in want["streams"].items():
-        if name == known:
-            differs = not np.array_equal(got["streams"][name], array)
-            continue
         np.testing.assert_array_equal(got["streams"][name], array, err_msg=f"{what}: {name}")
     for name, array in want.get("set", {}).items():
         np.testing.assert_array_equal(got["set"][name], array, err_msg=f"{what}: set {name}")
-    return differs
 
 
 def _opens(path: Path) -> tuple[str, int, int]:
@@ -350,7 +322,6 @@ class Kill:
     landed: str
     checkpoints: int = -1
     rows: int = -1
-    known_bug: bool = False
 
     @property
     def resumed(self) -> bool:
@@ -384,9 +355,8 @@ def _kill_once(
         status, checkpoints, rows = _opens(path)
     except RunFileError as exc:  # the main promise broken: reported with the others
         return Kill(planned, f"unopenable: {exc}")
-    known = case.known_bug[0]
     if status == "success":  # killed after its file was complete: nothing to resume
-        _assert_same(_result(path, case), want, f"kill {k} ({planned}, complete)", known)
+        _assert_same(_result(path, case), want, f"kill {k} ({planned}, complete)")
         return Kill(planned, "finished", checkpoints, rows)
     assert status == "running", (status, path)
     board = _Board(case)
@@ -398,8 +368,8 @@ def _kill_once(
         board.close()
     what = f"kill {k} ({planned}, landed with {checkpoints} checkpoints, {rows} rows)"
     assert code == 0, f"{what}: resume exited {code}: {forked.log_text(path)}"
-    differs = _assert_same(_result(path, case), want, what, known)
-    return Kill(planned, f"cp {checkpoints}", checkpoints, rows, differs)
+    _assert_same(_result(path, case), want, what)
+    return Kill(planned, f"cp {checkpoints}", checkpoints, rows)
 
 
 def _plan(timeline: Timeline, rng: np.random.Generator) -> Iterator[tuple[int, float]]:
@@ -420,10 +390,7 @@ def _plan(timeline: Timeline, rng: np.random.Generator) -> Iterator[tuple[int, f
 
 def _table(kills: list[Kill]) -> str:
     return "; ".join(
-        f"{k.planned} -> {k.landed}"
-        + (f" ({k.rows} rows)" if k.resumed else "")
-        + (" KNOWN BUG" if k.known_bug else "")
-        for k in kills
+        f"{k.planned} -> {k.landed}" + (f" ({k.rows} rows)" if k.resumed else "") for k in kills
     )
 
 
@@ -453,17 +420,12 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(
     )
     unopenable = [k for k in kills if k.landed.startswith("unopenable")]
     assert not unopenable, f"killed run files that do not open: {_table(unopenable)}"
-    if n == 0:  # compensate: killed while running, with and without rows written
+    if n == 0:  # compensate: killed while running, at times spread over its run
         assert sum(k.resumed for k in kills) >= 2, _table(kills)
         return
     assert n >= MIN_CHECKPOINTS, f"{case.name}: only {n} checkpoints per run"
     missing = sorted(required - set(landed))
     assert not missing, f"no kill landed in stretches {missing}: {_table(kills)}"
-    item, reason = case.known_bug
-    if item:
-        hit = [k for k in kills if k.known_bug]
-        assert hit, f"{item} of every resumed run is right now: the bug is fixed, remove known_bug"
-        pytest.xfail(f"{item} differs after {len(hit)} resumes (known product bug): {reason}")
 
 
 # -- drift resumed late, on the server that outlived the kill ----------------------------------
