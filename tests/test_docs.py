@@ -188,3 +188,26 @@ def test_tui_screenshots_are_the_snapshot_baselines(baseline: str, copy: str) ->
         f"docs/images/{copy} differs from the snapshot baseline: copy it again (docs/tui.md)"
     )
     assert f"(images/{copy})" in (DOCS / "tui.md").read_text(encoding="utf-8")
+
+
+def _code_block_lines(text: str) -> Iterator[str]:
+    inside = False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            inside = not inside
+        elif inside:
+            yield line
+
+
+def test_urls_with_an_ampersand_are_quoted_in_command_lines() -> None:
+    """A command line a user pastes must not send itself to the background: a URL with ``&``
+    in a code block of the docs stands inside quotes."""
+    unquoted = re.compile(r"""(?<!['"])\b[a-z0-9]+://[^\s'"]*&""")
+    pages = [ROOT / "README.md", *DOCS.glob("*.md"), *(ROOT / "examples").glob("*.md")]
+    bad = [
+        f"{page.relative_to(ROOT)}: {line.strip()}"
+        for page in pages
+        for line in _code_block_lines(page.read_text(encoding="utf-8"))
+        if unquoted.search(line.split("#")[0])
+    ]
+    assert not bad, "quote these URLs:\n" + "\n".join(bad)
