@@ -179,7 +179,7 @@ ENTRIES: dict[str, Entry] = {
         ),
         Entry(
             "compensate",
-            "procedures.drift:Compensate",
+            "procedures.gdc:Compensate",
             core_view=CoreView(core_views.compensate_metrics),
         ),
         # The network and data are files, which procedures never read: chipctl's subclass

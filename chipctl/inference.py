@@ -7,7 +7,7 @@ or the path of an ONNX file, and whose ``dataset`` parameter names a data set of
 set unavailable) are :class:`~drivers.errors.LimitError` naming the file, raised when the
 procedure is created, before anything reaches the board; so is a model that does not fit the
 data set (input shape, number of outputs against the data set's classes:
-:func:`procedures.infer.check_model_against_data`). This is what ``chipctl infer``, the
+:func:`procedures.inference.data.check_model_against_data`). This is what ``chipctl infer``, the
 recipes, the TUI and ``chipctl sweep`` run under the catalog name ``infer``.
 """
 
@@ -20,7 +20,8 @@ from typing import Any
 from chipctl.datasets import DatasetError, load_dataset
 from chipctl.onnx_import import load_onnx
 from drivers.errors import LimitError
-from procedures.infer import Infer, InferenceData
+from procedures.infer import Infer
+from procedures.inference.data import InferenceData
 from procedures.inference.graph import Graph
 
 MODELS_DIR = Path(__file__).parent / "models"

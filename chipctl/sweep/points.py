@@ -211,7 +211,7 @@ def _measure(board: Any, cores: list[int], inputs: np.ndarray) -> np.ndarray:
 def _run_mvm(point: Point) -> list[dict[str, Any]]:
     from drivers.board import Board
     from procedures.characterize import mvm_errors, random_inputs
-    from procedures.drift import Compensate
+    from procedures.gdc import Compensate
     from procedures.program_verify import ProgramVerify
 
     settings = point.settings

@@ -232,7 +232,8 @@ def _sliced(outputs: int) -> object:
 def test_a_model_that_does_not_fit_the_data_set_is_refused_before_the_board() -> None:
     """Issue 18, item 8: a 3-output model on the 10-class digits scored "14 %" instead."""
     from chipctl.inference import inference_data
-    from procedures.infer import Infer, InferenceData, ModelDataMismatch
+    from procedures.infer import Infer
+    from procedures.inference.data import InferenceData, ModelDataMismatch
 
     digits = inference_data("digits")
     assert digits.n_classes == 10
@@ -279,7 +280,7 @@ def _widened(outputs: int) -> object:
 
 
 def test_labels_outside_the_classes_are_refused() -> None:
-    from procedures.infer import InferenceData
+    from procedures.inference.data import InferenceData
 
     x = np.zeros((4, 64), np.float32)
     with pytest.raises(LimitError, match="label -1 is negative"):

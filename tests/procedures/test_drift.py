@@ -30,7 +30,8 @@ from drivers.sim.board_model import BoardOptions
 from drivers.sim.physics import HermesStatistics
 from drivers.sim.server import SimServer
 from procedures.base import Checkpoint, Data, Stop
-from procedures.drift import Compensate, DriftMonitor, fit_nu, schedule
+from procedures.drift import DriftMonitor, fit_nu, schedule
+from procedures.gdc import Compensate
 from procedures.program_verify import ProgramVerify
 
 LEVELS = (0.25, 0.5, 0.75, 1.0)

@@ -28,7 +28,8 @@ from drivers.board import Board
 from procedures.base import Procedure
 from procedures.calibrate import Calibrate
 from procedures.characterize import Characterize
-from procedures.drift import Compensate, DriftMonitor
+from procedures.drift import DriftMonitor
+from procedures.gdc import Compensate
 from procedures.program_verify import ProgramVerify
 from procedures.snapshot import ConductanceSnapshot
 

@@ -9,8 +9,9 @@ import pytest
 
 from drivers.board import Board
 from drivers.errors import LimitError
-from procedures.infer import Infer, InferenceData, parse_compensations, parse_durations
+from procedures.infer import Infer, parse_compensations, parse_durations
 from procedures.inference.calibration import tensor_ranges
+from procedures.inference.data import InferenceData
 from procedures.inference.digital import FixedPoint, Float16, number_format
 from procedures.inference.executor import ChipExecutor
 from procedures.inference.gdpu import quantise_int8 as quantise
