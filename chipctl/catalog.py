@@ -54,11 +54,16 @@ class RunContext:
         calibration_dir: the calibration store chosen by the user (None: the default store).
         resumed: the run continues an interrupted one.
         state: the checkpoint state a resumed run continues from.
+        overwrite_cores: the user allows overwriting cores that the chip ledger says hold
+            something (:func:`chipctl.ledger.check_overwrite`). The CLI and recipes pass the
+            user's choice (default there: no); the default True leaves scripts and the TUI
+            unguarded, as before the ledger.
     """
 
     calibration_dir: Path | None = None
     resumed: bool = False
     state: Mapping[str, Any] | None = None
+    overwrite_cores: bool = True
 
 
 def _no_cores(parameters: Mapping[str, Any]) -> tuple[int, ...]:
@@ -74,6 +79,49 @@ def _all_cores(parameters: Mapping[str, Any]) -> tuple[int, ...]:
 def _reference_cores(parameters: Mapping[str, Any]) -> tuple[int, ...]:
     """Calibrate's cores when it programs reference weights onto them (``program_reference``)."""
     return _all_cores(parameters) if parameters.get("program_reference") else ()
+
+
+def _describe_nothing(parameters: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
+    """No description beyond the procedure's name (the ledger says which procedure wrote)."""
+    return {}
+
+
+def _describe_program(parameters: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
+    """Program: the sha256 of each core's weights as programmed, from the weights parameter."""
+    from chipctl.ledger import weights_hash
+
+    cores = _all_cores(parameters)
+    weights = np.asarray(parameters.get("weights"))
+    out = {}
+    for k, core in enumerate(cores):
+        matrix = weights if weights.ndim == 2 else weights[k]
+        out[core] = {
+            "holds": weights_hash(matrix),
+            "source": "parameter weights",
+            "mode": parameters.get("mode"),
+        }
+    return out
+
+
+def _describe_reference(parameters: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
+    """Calibrate with ``program_reference``: its reference weights of its seed."""
+    return {
+        core: {
+            "holds": f"reference weights (calibrate, seed {parameters.get('seed', 0)})",
+            "source": "calibrate seed",
+            "mode": parameters.get("reference_mode"),
+        }
+        for core in _reference_cores(parameters)
+    }
+
+
+def _describe_network(parameters: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
+    """Infer: the network tiles of its model file."""
+    model = str(parameters.get("model", "?"))
+    return {
+        core: {"holds": f"network tiles of {model}", "source": model}
+        for core in _all_cores(parameters)
+    }
 
 
 def _no_post_steps(procedure: Procedure, context: RunContext) -> list[PostStep]:
@@ -108,6 +156,8 @@ class Entry:
             front ends open the station (a station file, or the simulated one).
         overwrites: validated parameters → the cores whose conductances the run erases or
             reprograms (empty: it writes no conductances).
+        describe: validated parameters → per overwritten core what it will hold, for the chip
+            ledger (``holds``, ``source``, ``mode``; :mod:`chipctl.ledger`).
         post_steps: (procedure, context) → steps that consume the run's records afterwards.
         options: run-context options the front ends offer for it (``"calibration_dir"``).
         core_view: which of its streams describe a core (chip map, core detail).
@@ -119,6 +169,7 @@ class Entry:
     target: str
     needs_station: bool = False
     overwrites: Callable[[Mapping[str, Any]], tuple[int, ...]] = _no_cores
+    describe: Callable[[Mapping[str, Any]], dict[int, dict[str, Any]]] = _describe_nothing
     post_steps: Callable[[Procedure, RunContext], list[PostStep]] = _no_post_steps
     options: tuple[str, ...] = ()
     core_view: CoreView = field(default_factory=CoreView)
@@ -142,6 +193,12 @@ class Entry:
         return cls
 
     @property
+    def may_overwrite(self) -> bool:
+        """Whether some parameters make the procedure overwrite cores (it gets the chip-ledger
+        guard's ``--overwrite-cores`` / ``overwrite_cores``)."""
+        return self.overwrites is not _no_cores
+
+    @property
     def command_name(self) -> str | None:
         """The generated subcommand's name, or None."""
         return None if self.command is None else (self.command or self.name)
@@ -155,6 +212,7 @@ ENTRIES: dict[str, Entry] = {
             "program",
             "procedures.program_verify:ProgramVerify",
             overwrites=_all_cores,
+            describe=_describe_program,
             core_view=CoreView(core_views.program_metrics, "program", core_views.program_detail),
         ),
         Entry(
@@ -166,6 +224,7 @@ ENTRIES: dict[str, Entry] = {
             "calibrate",
             "procedures.calibrate:Calibrate",
             overwrites=_reference_cores,
+            describe=_describe_reference,
             post_steps=_store_calibration_set,
             options=("calibration_dir",),
             core_view=CoreView(
@@ -184,7 +243,12 @@ ENTRIES: dict[str, Entry] = {
         ),
         # The network and data are files, which procedures never read: chipctl's subclass
         # loads them from the model/dataset parameters (procedures.infer.Infer takes objects).
-        Entry("infer", "chipctl.inference:InferModel", overwrites=_all_cores),
+        Entry(
+            "infer",
+            "chipctl.inference:InferModel",
+            overwrites=_all_cores,
+            describe=_describe_network,
+        ),
         # Station procedures: `chipctl power up|down` and `chipctl device-iv` are their
         # hand-written commands (kept for their short option names).
         Entry("power_up", "procedures.power:PowerUp", needs_station=True, command=None),
@@ -332,12 +396,29 @@ def build(
 
 
 def overwritten_cores(procedure: Procedure) -> tuple[int, ...]:
-    """The cores whose conductances ``procedure`` will erase or reprogram, as its entry says."""
+    """The cores whose conductances ``procedure`` will erase or reprogram, as its entry says
+    (narrowed to the procedure's ``cores_written``, if it has that attribute)."""
     try:
         item = entry(procedure.name)
     except CatalogError:
         return ()
-    return tuple(sorted(set(item.overwrites(procedure.params))))
+    cores = set(item.overwrites(procedure.params))
+    # A procedure that knows more exactly which of them it writes (infer: the cores its
+    # network's tiles are mapped onto) says so with a ``cores_written`` attribute.
+    written = getattr(procedure, "cores_written", None)
+    if written is not None:
+        cores &= {int(c) for c in written}
+    return tuple(sorted(cores))
+
+
+def describe_cores(procedure: Procedure) -> dict[int, dict[str, Any]]:
+    """What each core ``procedure`` overwrites will hold, as its entry describes it (for the
+    chip ledger); {} for a procedure that is not catalogued."""
+    try:
+        item = entry(procedure.name)
+    except CatalogError:
+        return {}
+    return item.describe(procedure.params)
 
 
 def post_steps(procedure: Procedure, context: RunContext | None = None) -> list[PostStep]:

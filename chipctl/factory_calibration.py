@@ -37,7 +37,9 @@ def make_factory_set(
     recorder = CalibrationRecorder(store)
     with Board(board_url, timeout_s=30.0) as board:
         which = cores if cores is not None else list(range(board.identity.n_cores))
-        procedure = Calibrate(cores=which, mode=4, n_inputs=n_inputs, seed=FACTORY_SEED)
+        procedure = Calibrate(
+            cores=which, mode=4, program_reference=True, n_inputs=n_inputs, seed=FACTORY_SEED
+        )
         with tempfile.TemporaryDirectory() as tmp:
             summary = run_procedure(
                 procedure, board, Path(tmp) / "factory-calibrate.h5", progress=progress,

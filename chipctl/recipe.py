@@ -13,6 +13,8 @@
     [[step]]
     procedure = "program"
     weights = "weights.npy"          # "array" parameters: a .npy file, relative to the recipe
+    overwrite_cores = true           # optional: may reprogram cores the chip ledger says
+                                     # hold weights (default false: refused)
 
 With a ``station`` key the recipe runs on a whole bench station (chipctl/station/):
 ``station = "simulated"`` is the simulated station around ``board``, any other value the path
@@ -22,6 +24,11 @@ supply; procedures/power.py), and programming is guarded by the station's interl
 
 The whole recipe is validated before anything runs (:func:`load_recipe`); :func:`run_recipe`
 runs the steps in order and stops at the first one that does not succeed.
+
+The chip-ledger guard (:mod:`chipctl.ledger`): before the first step, :func:`run_recipe` checks
+every step that would overwrite cores without ``overwrite_cores = true``: a core the ledger says
+holds weights the chip still shows, or that an earlier step of the recipe programs, refuses the
+whole recipe (:class:`RecipeError`) before any step touches the board.
 """
 
 from __future__ import annotations
@@ -46,9 +53,10 @@ from procedures.base import Procedure
 log = logging.getLogger(__name__)
 
 TOP_LEVEL_KEYS = {"board", "out_dir", "overwrite", "station", "step"}
-STEP_KEYS = {"procedure", "out", "calibration_dir"}
+STEP_KEYS = {"procedure", "out", "calibration_dir", "overwrite_cores"}
 """Keys of a step that are not procedure parameters (``out``: the run file name;
-``calibration_dir``: the calibration store of a step whose entry offers it)."""
+``calibration_dir``: the calibration store of a step whose entry offers it;
+``overwrite_cores``: the step may overwrite cores the chip ledger says hold something)."""
 
 
 class RecipeError(ChipctlError, ValueError):
@@ -64,6 +72,7 @@ class Step:
     parameters: dict[str, Any]
     out: Path
     calibration_dir: Path | None = None
+    overwrite_cores: bool = False
 
     @property
     def entry(self) -> catalog.Entry:
@@ -211,6 +220,11 @@ def _step(path: Path, number: int, raw: Any, out_dir: Path, stamp: str) -> Step:
             raise RecipeError(f"{where}: key 'calibration_dir': {name} stores no calibration set")
         if not isinstance(calibration_dir, str) or not calibration_dir:
             raise RecipeError(f"{where}: key 'calibration_dir' must be a folder name")
+    overwrite_cores = raw.get("overwrite_cores", False)
+    if not isinstance(overwrite_cores, bool):
+        raise RecipeError(f"{where}: key 'overwrite_cores' must be true or false")
+    if overwrite_cores and not catalog.entry(name).may_overwrite:
+        raise RecipeError(f"{where}: key 'overwrite_cores': {name} overwrites no cores")
     out_name = raw.get("out", f"{number:02d}-{name}-{stamp}.h5")
     if not isinstance(out_name, str) or not out_name:
         raise RecipeError(f"{where}: key 'out' must be a file name")
@@ -220,6 +234,7 @@ def _step(path: Path, number: int, raw: Any, out_dir: Path, stamp: str) -> Step:
         parameters=parameters,
         out=out_dir / out_name,
         calibration_dir=path.parent / calibration_dir if calibration_dir else None,
+        overwrite_cores=overwrite_cores,
     )
 
 
@@ -246,6 +261,7 @@ def run_recipe(
                 )
         else:
             board = stack.enter_context(Board(recipe.board, timeout_s=timeout_s))
+        check_cores(recipe, board)
         for step in recipe.steps:
             procedure = catalog.build(step.procedure.name, step.parameters, station=opened)
             summary = run_procedure(
@@ -254,7 +270,9 @@ def run_recipe(
                 step.out,
                 progress=progress,
                 flush_interval_s=flush_interval_s,
-                context=catalog.RunContext(calibration_dir=step.calibration_dir),
+                context=catalog.RunContext(
+                    calibration_dir=step.calibration_dir, overwrite_cores=step.overwrite_cores
+                ),
                 overwrite=recipe.overwrite,
             )
             summaries.append(summary)
@@ -266,3 +284,31 @@ def run_recipe(
                 )
                 break
     return summaries
+
+
+def check_cores(recipe: Recipe, board: Board) -> None:
+    """The chip-ledger guard for the whole recipe, before its first step: :class:`RecipeError`
+    naming the first step that would overwrite cores (without ``overwrite_cores = true``) that
+    hold what the ledger recorded and the chip still shows, or that an earlier step writes.
+    Only reads the board."""
+    from chipctl.ledger import core_ranges, describe_holdings, held_cores
+
+    written: dict[int, str] = {}
+    for step in recipe.steps:
+        cores = step.entry.overwrites(step.parameters)
+        if cores and not step.overwrite_cores:
+            earlier = sorted(c for c in cores if c in written)
+            if earlier:
+                raise RecipeError(
+                    f"{recipe.path}: {step.label} would overwrite core(s) "
+                    f"{core_ranges(earlier)} that {written[earlier[0]]} programs; add "
+                    "overwrite_cores = true to the step to allow it"
+                )
+            held = held_cores(board, cores)
+            if held:
+                raise RecipeError(
+                    f"{recipe.path}: {step.label} would overwrite: {describe_holdings(held)}; "
+                    "add overwrite_cores = true to the step to allow it"
+                )
+        for core in cores:
+            written[core] = step.label

@@ -292,11 +292,33 @@ def run_procedure(
         resume_from / resume: used by :func:`resume_run` (which appends to its own file).
         context: run as a front end does: with the post-run steps of the procedure's catalog
             entry (``calibrate`` stores its calibration set), whose messages end up in the
-            summary's ``notes``. Without it (scripts), only ``subscribers`` run.
+            summary's ``notes``. Without it (scripts), only ``subscribers`` run. With
+            ``context.overwrite_cores`` false, the chip-ledger guard runs first.
         overwrite: replace an existing run file (or other regular file) at ``path``.
+
+    The chip ledger (:mod:`chipctl.ledger`): a catalogued procedure whose entry ``overwrites``
+    cores always appends to the ledger of the board's chip (in the default calibration store,
+    :func:`chipctl.calibration.default_store_dir`, whatever store a calibration set goes to:
+    one ledger per chip), scripts without ``context`` included: the runner
+    is the one place holding both the board (for the fingerprint reads) and the records, and
+    an unrecorded reprogramming is exactly what the ledger is there to catch. The guard is
+    the front ends' choice: with ``context.overwrite_cores`` false, a run that would overwrite
+    cores holding what the ledger recorded (and the chip still shows) raises
+    :class:`~chipctl.ledger.CoresHoldDataError` before anything is written to the board or
+    to ``path``.
     """
+    from chipctl.ledger import LedgerRecorder, check_overwrite
+
     if resume is None:
         check_out(path, overwrite=overwrite)
+    cores = catalog.overwritten_cores(procedure)
+    if cores and context is not None and not context.overwrite_cores and resume is None:
+        check_overwrite(board, procedure, run_file=path)
+    ledger_steps: list[Subscriber] = []
+    if cores:
+        ledger_steps.append(
+            LedgerRecorder(board, procedure, cores, Path(path), board_clock=_board_clock(board))
+        )
     post_steps = catalog.post_steps(procedure, context) if context is not None else []
     summary = _run(
         procedure,
@@ -306,7 +328,7 @@ def run_procedure(
         log=log,
         should_stop=should_stop,
         flush_interval_s=flush_interval_s,
-        subscribers=[*post_steps, *subscribers],
+        subscribers=[*ledger_steps, *post_steps, *subscribers],
         resume_from=resume_from,
         resume=resume,
         overwrite=overwrite,

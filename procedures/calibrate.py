@@ -183,10 +183,10 @@ class Calibrate(Procedure):
         Parameter("mode", 4, kind=int, description="MVM mode calibrated", choices=(1, 4)),
         Parameter(
             "program_reference",
-            True,
+            False,
             kind=bool,
             description="program random reference weights first (erases the cores); "
-            "otherwise calibrate on the weights already programmed",
+            "default: calibrate on the weights already programmed",
         ),
         Parameter(
             "reference_mode",

@@ -207,6 +207,11 @@ class Infer(Procedure):
         # Shapes are checked now, not after programming.
         network.prepare_input(self.x_test[:1])
 
+    @property
+    def cores_written(self) -> tuple[int, ...]:
+        """The cores the network's tiles are programmed onto (of the ``cores`` it may use)."""
+        return tuple(int(c) for c in self.mapping.cores_used)
+
     def load_inputs(self) -> tuple[Graph, InferenceData]:
         """The network and data when not given as objects (``chipctl.inference`` loads files)."""
         raise LimitError("infer: pass network= and data=, or use chipctl.inference.InferModel")

@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     from chipctl.cli.analysis import add_analysis_commands
     from chipctl.cli.board import add_board_commands
     from chipctl.cli.calibration import add_calibration_commands
+    from chipctl.cli.chip import add_chip_commands
     from chipctl.cli.procedures import add_procedure_commands
     from chipctl.cli.runs import add_run_commands
     from chipctl.cli.station import add_station_commands
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     taken |= add_station_commands(commands)
     taken |= add_run_commands(commands)
     taken |= add_calibration_commands(commands)
+    taken |= add_chip_commands(commands)
     taken |= add_tui_commands(commands)
     taken |= add_analysis_commands(commands)
     taken |= add_sweep_commands(commands)

@@ -23,6 +23,7 @@ RUNNER_OPTIONS = (
     "--timeout",
     "--out",
     "--overwrite",
+    "--overwrite-cores",
     "--no-progress",
     "--flush-interval",
 )
@@ -185,9 +186,26 @@ def raw_parameters(args: argparse.Namespace, cls: type[Procedure]) -> dict[str, 
     return values
 
 
+def add_overwrite_cores_option(parser: argparse.ArgumentParser) -> None:
+    """``--overwrite-cores``: a run may overwrite cores the chip ledger says hold something."""
+    parser.add_argument(
+        "--overwrite-cores",
+        action="store_true",
+        help=(
+            "overwrite cores that the chip ledger says hold programmed weights (and the chip "
+            "still shows them); without it such a run is refused before anything reaches "
+            "the board (see `chipctl chip status`)"
+        ),
+    )
+
+
 def run_context(args: argparse.Namespace) -> catalog.RunContext:
-    """The run-context options given on the command line."""
-    return catalog.RunContext(calibration_dir=getattr(args, "calibration_dir", None))
+    """The run-context options given on the command line (``--overwrite-cores`` off unless
+    given: the chip-ledger guard is on)."""
+    return catalog.RunContext(
+        calibration_dir=getattr(args, "calibration_dir", None),
+        overwrite_cores=bool(getattr(args, "overwrite_cores", False)),
+    )
 
 
 def run_into(

@@ -58,6 +58,8 @@ def add_procedure_command(commands: Any, item: catalog.Entry, taken: set[str]) -
         help=f"run file (default: runs/{item.name}-YYYYmmdd-HHMMSS.mmm-xxxxxx.h5)",
     )
     common.add_overwrite_option(parser)
+    if item.may_overwrite:
+        common.add_overwrite_cores_option(parser)
     common.add_run_options(parser)
     parser.add_argument(
         "--station",

@@ -33,7 +33,8 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[CalibrationStore, 
     run = root / "calibrate.h5"
     with Board("mockchip://?seed=1&cores=2") as board:
         summary = run_procedure(
-            Calibrate(cores=[0, 1], n_inputs=512, n_validation=256), board, run,
+            Calibrate(cores=[0, 1], program_reference=True, n_inputs=512, n_validation=256),
+            board, run,
             progress=False, subscribers=[recorder],
         )  # fmt: skip
     assert summary.status == "success" and recorder.saved is not None
@@ -125,8 +126,8 @@ def test_cli_calibrate_list_show_load(tmp_path: Path, capsys: pytest.CaptureFixt
     store = str(tmp_path / "store")
     args = parser.parse_args([
         "calibrate", "--board", "mockchip://?seed=4&cores=1", "--cores", "0",
-        "--n-inputs", "256", "--n-validation", "128", "--out", str(tmp_path / "c.h5"),
-        "--no-progress", "--calibration-dir", store,
+        "--program-reference", "--n-inputs", "256", "--n-validation", "128",
+        "--out", str(tmp_path / "c.h5"), "--no-progress", "--calibration-dir", store,
     ])  # fmt: skip
     assert args.handler(args) == 0
     out = capsys.readouterr().out

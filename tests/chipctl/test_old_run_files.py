@@ -27,6 +27,7 @@ from drivers.board import Board
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "calibrate-aa6e4b4-aborted.h5.gz"
 PARAMETERS = {
     "cores": "0-1",
+    "program_reference": True,
     "n_inputs": 256,
     "n_validation": 128,
     "cores_per_group": 1,

@@ -26,7 +26,7 @@ def _run(procedure: object, board: Board) -> Stop:
 @pytest.fixture(scope="module")
 def four_phase() -> tuple[Stop, list[Data]]:
     with Board("mockchip://?seed=1&cores=2") as board:
-        records = list(Calibrate(cores=[0, 1], mode=4).run(board))
+        records = list(Calibrate(cores=[0, 1], mode=4, program_reference=True).run(board))
         assert board.read_ldpu(1).gain_pos.std() > 0.03  # loaded onto the LDPU
     stop = records[-1]
     assert isinstance(stop, Stop) and stop.status == "success", stop.reason
@@ -57,7 +57,10 @@ def test_coefficients_stream_per_core(four_phase: tuple[Stop, list[Data]]) -> No
 
 def test_one_phase_fits_both_mirrors() -> None:
     with Board("mockchip://?seed=1&cores=1") as board:
-        stop = _run(Calibrate(cores=[0], mode=1, n_inputs=4096, n_validation=4096), board)
+        stop = _run(
+            Calibrate(cores=[0], mode=1, program_reference=True, n_inputs=4096, n_validation=4096),
+            board,
+        )
         ldpu = board.read_ldpu(0)
     # separate positive and negative mirror gains (independent 7 % spreads)
     ratio = ldpu.gain_pos.astype(float) / ldpu.gain_neg.astype(float)
@@ -138,6 +141,7 @@ def test_resume_on_a_fresh_chip_reproduces_the_uninterrupted_run(tmp_path: objec
     params: dict[str, object] = {
         "cores": "0-2", "cores_per_group": 1, "n_inputs": 256, "n_validation": 256,
         "verify_reads": 1, "reference_mode": "odp", "set_id": "cal-resume",
+        "program_reference": True,
     }  # fmt: skip
     whole_store, resumed_store = tmp / "whole", tmp / "resumed"
     with Board(url) as board:

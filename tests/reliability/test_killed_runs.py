@@ -134,7 +134,7 @@ CASES = [
     KillCase(
         "calibrate",
         "--cores 0-6 --cores-per-group 1 --n-inputs 64 --n-validation 64 --verify-reads 1 "
-        "--reference-mode odp --set-id cal-killed",
+        "--program-reference --reference-mode odp --set-id cal-killed",
         seed=22,
         ignore_results=("created",),
         calibration_set="cal-killed",

@@ -89,6 +89,7 @@ CASES = [
         "calibrate",
         lambda: Calibrate(
             cores=[0, 1],
+            program_reference=True,
             n_inputs=128,
             n_validation=128,
             verify_reads=1,

@@ -32,7 +32,13 @@ def run_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (
             "calibrate-b.h5",
             "calibrate",
-            {"cores": [2], "n_inputs": 256, "n_validation": 128, "set_id": "fixture"},
+            {
+                "cores": [2],
+                "program_reference": True,
+                "n_inputs": 256,
+                "n_validation": 128,
+                "set_id": "fixture",
+            },
         ),
         ("drift-c.h5", "drift", {"cores": [0], "until": 1000.0, "points": 5, "sample": 64}),
         ("characterize-d.h5", "characterize", {"weights": weights, "cores": [0], "n_inputs": 256}),

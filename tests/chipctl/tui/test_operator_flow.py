@@ -66,7 +66,9 @@ async def test_operator_flow(tmp_path: Path) -> None:
 
         assert await run_from_form(app, pilot, "program", {"weights": weights}) == "success"
         assert app.query_one(ProceduresView).live.y, "the live plot got convergence rows"
-        calibrate = {"cores": "2", "n_inputs": "256", "n_validation": "128"}
+        calibrate = {
+            "cores": "2", "program_reference": True, "n_inputs": "256", "n_validation": "128"
+        }  # fmt: skip
         assert await run_from_form(app, pilot, "calibrate", calibrate) == "success"
         drift = {"cores": "0", "until": "1000", "points": "5", "sample": "64"}
         assert await run_from_form(app, pilot, "drift", drift) == "success"
