@@ -295,17 +295,16 @@ def describe_holdings(held: Mapping[int, Mapping[str, Any]]) -> str:
 
 def check_overwrite(
     board: Board,
-    procedure: Procedure,
+    cores: Iterable[int],
     store_dir: str | os.PathLike[str] | None = None,
     *,
     run_file: str | os.PathLike[str] | None = None,
     hint: str = "give --overwrite-cores to reprogram them",
 ) -> None:
-    """Refuse (:class:`CoresHoldDataError`) a run of ``procedure`` that would overwrite cores
-    holding what the ledger recorded and the chip still shows. Reads only (verify reads)."""
-    from chipctl import catalog
-
-    held = held_cores(board, catalog.overwritten_cores(procedure), store_dir, run_file=run_file)
+    """Refuse (:class:`CoresHoldDataError`) a run that would overwrite ``cores`` (its catalog
+    entry's :func:`chipctl.catalog.overwritten_cores`) while they hold what the ledger
+    recorded and the chip still shows. Reads only (verify reads)."""
+    held = held_cores(board, cores, store_dir, run_file=run_file)
     if held:
         raise CoresHoldDataError(f"{describe_holdings(held)}; {hint}")
 
@@ -316,18 +315,20 @@ def check_overwrite(
 @dataclass
 class LedgerRecorder:
     """Runner subscriber: a ``start`` line per overwritten core when the run starts, an ``end``
-    line (with a fingerprint read from the board) when it stops."""
+    line (with a fingerprint read from the board) when it stops. ``described``: per core what
+    it will hold (:func:`chipctl.catalog.describe_cores`)."""
 
     board: Board
     procedure: Procedure
     cores: tuple[int, ...]
     run_file: Path
+    described: dict[int, dict[str, Any]] = field(default_factory=dict)
     store_dir: Path | None = None
     board_clock: Any = None
-    _described: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ledger(self) -> Ledger:
+        """The ledger of the board's chip."""
         return Ledger.of(self.board.identity.chip_id, self.store_dir)
 
     def _common(self, core: int) -> dict[str, Any]:
@@ -346,14 +347,11 @@ class LedgerRecorder:
             "board_url": self.board.link.url,
             "wall_time": datetime.now(UTC).isoformat(timespec="seconds"),
             "board_time_s": board_time,
-            **self._described.get(core, {}),
+            **self.described.get(core, {}),
         }
 
     def __call__(self, record: Record) -> None:
-        from chipctl import catalog
-
         if isinstance(record, Start):
-            self._described = catalog.describe_cores(self.procedure)
             self.ledger.append(
                 [{**self._common(c), "event": "start", "finished": False} for c in self.cores]
             )

@@ -313,11 +313,18 @@ def run_procedure(
         check_out(path, overwrite=overwrite)
     cores = catalog.overwritten_cores(procedure)
     if cores and context is not None and not context.overwrite_cores and resume is None:
-        check_overwrite(board, procedure, run_file=path)
+        check_overwrite(board, cores, run_file=path)
     ledger_steps: list[Subscriber] = []
     if cores:
         ledger_steps.append(
-            LedgerRecorder(board, procedure, cores, Path(path), board_clock=_board_clock(board))
+            LedgerRecorder(
+                board,
+                procedure,
+                cores,
+                Path(path),
+                catalog.describe_cores(procedure),
+                board_clock=_board_clock(board),
+            )
         )
     post_steps = catalog.post_steps(procedure, context) if context is not None else []
     summary = _run(
