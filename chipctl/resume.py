@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+import socket
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import numpy as np
 from chipctl import catalog
 from chipctl.catalog import RunContext
 from chipctl.runfile import ResumeSource, RunFile, RunFileError, writer_alive
+from chipctl.runfile.paths import held_here
 from chipctl.runner import RunSummary, Subscriber, run_procedure
 from drivers.board import Board
 from drivers.errors import LimitError
@@ -47,8 +49,11 @@ class ResumePlan:
     n_cores: int = 0
 
 
-def plan_resume(path: str | os.PathLike[str]) -> ResumePlan:
-    """Read what resuming ``path`` needs; refuses a finished or still-running run."""
+def plan_resume(path: str | os.PathLike[str], *, force: bool = False) -> ResumePlan:
+    """Read what resuming ``path`` needs; refuses a finished run, and one that may still be
+    being written: by a live process of this host, by this very process, or (unless
+    ``force``: the user knows that run is dead) by a process of another host, which cannot be
+    checked from here."""
     path = Path(path)
     with RunFile.open(path) as run:
         status = run.status
@@ -57,9 +62,17 @@ def plan_resume(path: str | os.PathLike[str]) -> ResumePlan:
         streams = run.streams
     if status == "success":
         raise ResumeError(f"{path}: the run already finished successfully; nothing to resume")
+    if held_here(path):
+        raise ResumeError(f"{path}: this process is writing it (a run or a resume is going)")
     if status == "running" and writer_alive(meta):
         raise ResumeError(
             f"{path}: still being written by process {meta.get('writer_pid')} on this host"
+        )
+    host = str(meta.get("writer_host", "") or "")
+    if status == "running" and host and host != socket.gethostname() and not force:
+        raise ResumeError(
+            f"{path}: marked running by process {meta.get('writer_pid')} on host {host}, "
+            "which cannot be checked from here; if that run is dead, resume with --force"
         )
     last = checkpoints[-1] if checkpoints else None
     rows = {name: int(last["rows"].get(name, 0)) if last else 0 for name in streams}
@@ -99,6 +112,7 @@ def resume_run(
     flush_interval_s: float = 1.0,
     subscribers: Sequence[Subscriber] = (),
     station: Any = None,
+    force: bool = False,
 ) -> RunSummary:
     """Continue the run in ``path`` from its last checkpoint, appending to the same file.
 
@@ -108,10 +122,95 @@ def resume_run(
     time, so a resumed simulation reproduces an uninterrupted one. Streams the procedure names
     in ``resume_streams`` come back to it in ``resume_from["streams"]``; the post-run steps of
     its catalog entry run as they would have (a resumed ``calibrate`` stores its set, in the
-    store its checkpoint names). A procedure that needs a bench station runs on ``station``
-    (a :class:`~chipctl.station.Station`; default: the simulated station around the board).
+    store its checkpoint names). With ``station`` (a :class:`~chipctl.station.Station`) the
+    run continues on that station's board, behind its limits and programming interlock; a
+    procedure that needs a station gets the simulated one around the board if none is given.
+
+    One resume at a time: a lock file beside the run (``.NAME.resume.lock``, created
+    exclusively) keeps a second resume, in this or another process, from continuing the same
+    run; a lock left by a dead process of this host is taken over. ``force`` resumes a file
+    marked running on another host (see :func:`plan_resume`).
     """
-    plan = plan_resume(path)
+    with _resume_lock(Path(path), force=force):
+        return _resume(
+            Path(path),
+            board_url=board_url,
+            timeout_s=timeout_s,
+            progress=progress,
+            log=log,
+            should_stop=should_stop,
+            flush_interval_s=flush_interval_s,
+            subscribers=subscribers,
+            station=station,
+            force=force,
+        )
+
+
+@contextlib.contextmanager
+def _resume_lock(path: Path, *, force: bool) -> Iterator[None]:
+    """Hold ``.NAME.resume.lock`` beside ``path`` (exclusive creation) while resuming."""
+    lock = path.with_name(f".{path.name}.resume.lock")
+    me = f"{os.getpid()} {socket.gethostname()}"
+    for _ in range(2):
+        try:
+            handle = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            owner = _lock_owner(lock)
+            if owner is None or (not owner[1] and not force):
+                raise ResumeError(
+                    f"{path}: another resume of this run is going ({lock.name}: "
+                    f"{lock.read_text(encoding='utf-8', errors='replace').strip()}); "
+                    "if it is dead, remove the lock file"
+                ) from None
+            lock.unlink(missing_ok=True)  # left by a dead process
+            continue
+        try:
+            os.write(handle, me.encode())
+        finally:
+            os.close(handle)
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+        return
+    raise ResumeError(f"{path}: could not take the resume lock {lock.name}")
+
+
+def _lock_owner(lock: Path) -> tuple[str, bool] | None:
+    """(who, dead) of a lock file: ``dead`` when its process no longer exists on this host;
+    None when the lock is held by a live process (or this process)."""
+    try:
+        pid_text, _, host = lock.read_text(encoding="utf-8").strip().partition(" ")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return ("unreadable", False)
+    if host != socket.gethostname():
+        return (f"{pid} on {host}", False)
+    if pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return (str(pid), True)
+    except PermissionError:
+        return None
+    return None
+
+
+def _resume(
+    path: Path,
+    *,
+    board_url: str | None,
+    timeout_s: float,
+    progress: bool,
+    log: logging.Logger | None,
+    should_stop: Callable[[], bool] | None,
+    flush_interval_s: float,
+    subscribers: Sequence[Subscriber],
+    station: Any,
+    force: bool,
+) -> RunSummary:
+    plan = plan_resume(path, force=force)
     try:
         item = catalog.entry(plan.procedure)
         cls = item.cls
@@ -132,7 +231,7 @@ def resume_run(
     context = RunContext(resumed=True, state=plan.state)
     with contextlib.ExitStack() as stack:
         opened = None
-        if item.needs_station:
+        if item.needs_station or station is not None:
             from chipctl.station import default_station
 
             chosen = station if station is not None else default_station(board_url=url)

@@ -28,6 +28,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         flush_interval_s=args.flush_interval,
         station=station,
+        force=args.force,
     )
     return common.report("chipctl resume", summary)
 
@@ -218,8 +219,14 @@ def add_run_commands(commands: Any) -> set[str]:
         "--station",
         default=None,
         metavar="FILE",
-        help="station file, for runs of procedures that need a station "
-        "(default: the simulated station around the board)",
+        help="continue on this bench station's board, behind its limits and programming "
+        "interlock (procedures that need a station: default the simulated one around the board)",
+    )
+    resume.add_argument(
+        "--force",
+        action="store_true",
+        help="resume a file marked running by a process on another host (which cannot be "
+        "checked from here) when you know that run is dead",
     )
     common.add_run_options(resume)
     resume.set_defaults(handler=_cmd_resume)
