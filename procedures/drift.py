@@ -71,6 +71,8 @@ from procedures.gdc import READOUT_PARAMETERS, GdcReadout, gdc_alpha, gdc_alpha_
 from procedures.programming.targets import DEVICES, US_PER_COUNT
 
 ROWS = COLS = 256
+KEEP_ALIVE_S = 30.0
+"""Longest time in s a real-time wait leaves the link silent (a STATUS request then)."""
 DRIFT_T0_S = 200.0
 """t0 of the HERMES one-device drift fit [AK hermes; chip.md §3]."""
 MOVED_TOLERANCE = 0.01
@@ -269,13 +271,20 @@ class DriftMonitor(GdcReadout):
                 board.advance_clock(target_s - now_s)
                 return target_s
             return now_s
+        last_call = time.monotonic()
         while True:
             now_s = time.monotonic() - wall0
             remaining = target_s - now_s
             if remaining <= 0:
                 return now_s
             self.check_stop()
-            time.sleep(min(remaining, 1.0 if self.params["real_time"] else 0.0))
+            if time.monotonic() - last_call >= KEEP_ALIVE_S:
+                # A link that carries nothing for long is dropped by some boards and by the
+                # simulator server's idle timeout (docs/protocol.md): ask for the status.
+                board.status()
+                last_call = time.monotonic()
+            step_s = min(1.0, KEEP_ALIVE_S) if self.params["real_time"] else 0.0
+            time.sleep(min(remaining, step_s))
 
     def execute(
         self, board: Board, *, resume_from: dict[str, Any] | None = None

@@ -333,3 +333,23 @@ def test_a_drift_file_from_before_the_moved_stream_opens_shows_and_resumes(
                 resumed.stream(name), uninterrupted.stream(name), err_msg=name
             )
         assert resumed.results == uninterrupted.results
+
+
+def test_a_real_time_wait_keeps_the_link_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real-time drift waits longer than a server's idle timeout: a STATUS request every
+    KEEP_ALIVE_S keeps the host from being dropped as idle."""
+    import procedures.drift as drift_module
+    from drivers.sim.board_model import BoardOptions
+    from drivers.sim.server import SimServer
+
+    monkeypatch.setattr(drift_module, "KEEP_ALIVE_S", 0.2)
+    options = BoardOptions.from_query("seed=7&cores=1&clock=real")
+    with SimServer(options, idle_timeout_s=0.6) as server, Board(server.url) as board:
+        rng = np.random.default_rng(3)
+        rows, cols = rng.integers(0, 256, (2, 4096))
+        board.apply_pulses(0, rows, cols, rng.integers(0, 4, 4096), "set", 300, 1000)
+        params = {"cores": "0", "start": 0.2, "until": 2.0, "points": 2, "real_time": True,
+                  "sample": 64, "n_test": 16, "n_readout": 8, "fit_from": 0.0}  # fmt: skip
+        records = list(DriftMonitor(**params).run(board))
+    stop = records[-1]
+    assert isinstance(stop, Stop) and stop.status == "success", stop
