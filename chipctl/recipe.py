@@ -34,6 +34,7 @@ whole recipe (:class:`RecipeError`) before any step touches the board.
 from __future__ import annotations
 
 import logging
+import os
 import tomllib
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
@@ -149,9 +150,15 @@ def load_recipe(path: str | Path, *, stamp: str | None = None, overwrite: bool =
     steps = tuple(
         _step(path, number, raw, out_dir, stamp) for number, raw in enumerate(raw_steps, 1)
     )
-    outs = [s.out for s in steps]
-    if len(set(outs)) != len(outs):
-        raise RecipeError(f"{path}: two steps write the same run file")
+    # The same file under two spellings ("a.h5", "../runs/a.h5", a symlink) is the same file.
+    seen: dict[str, Step] = {}
+    for step in steps:
+        key = os.path.normcase(os.path.realpath(step.out))
+        if key in seen:
+            raise RecipeError(
+                f"{path}: {seen[key].label} and {step.label} write the same run file {step.out}"
+            )
+        seen[key] = step
     needs_station = [s.label for s in steps if s.entry.needs_station]
     if needs_station and station is None:
         raise RecipeError(f"{path}: {', '.join(needs_station)} need(s) a 'station' key")

@@ -160,3 +160,17 @@ def test_a_recipe_on_the_simulated_station_powers_up_and_down(tmp_path: Path) ->
     summaries = run_recipe(load_recipe(recipe), progress=False)
     assert [s.status for s in summaries] == ["success", "success"]
     assert summaries[0].results  # the rail sequence is recorded
+
+
+def test_two_spellings_of_one_run_file_are_refused_before_any_step(tmp_path: Path) -> None:
+    """``a.h5`` and ``../runs/a.h5`` are one file: the recipe is refused at load time, even
+    with ``overwrite = true``, so step 2 can never replace step 1's run."""
+    path = _write(
+        tmp_path,
+        'board = "mockchip://?seed=2&cores=2"\nout_dir = "runs"\noverwrite = true\n\n'
+        '[[step]]\nprocedure = "snapshot"\ncores = "0"\nout = "a.h5"\n\n'
+        '[[step]]\nprocedure = "snapshot"\ncores = "1"\nout = "../runs/a.h5"\n',
+    )
+    with pytest.raises(RecipeError, match=r"step 1 \(snapshot\) and step 2 \(snapshot\) write"):
+        load_recipe(path)
+    assert not (tmp_path / "runs").exists()
