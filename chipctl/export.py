@@ -15,6 +15,11 @@ NetCDF (:func:`export_netcdf`): the :func:`chipctl.analysis.to_xarray` dataset w
 ``Dataset.to_netcdf``. The default engine is scipy (NetCDF 3, no extra C library); NetCDF 3 has no
 64-bit integers, so an int64 stream whose values do not fit int32 is written as float64 (its
 ``note`` attribute says so).
+
+Neither replaces what is there unless told (``overwrite``), and never the run file read, any
+other run file, or anything that is not a regular file
+(:func:`chipctl.runfile.paths.write_output`); each file is written under a temporary name and
+renamed into place.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import numpy as np
 
 from chipctl.analysis import RunData, _json_default, read_run, to_xarray
 from chipctl.runfile import RunFileError
+from chipctl.runfile.paths import RunFileExistsError, check_out, write_output
 
 __all__ = ["export_csv", "export_netcdf"]
 
@@ -67,28 +73,49 @@ def _write_stream(path: Path, name: str, values: np.ndarray, units: str) -> None
 
 
 def export_csv(
-    run: RunData | str | os.PathLike[str], out_dir: str | os.PathLike[str]
+    run: RunData | str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Write every stream of ``run`` as ``<out_dir>/<stream>.csv`` plus ``run.json``.
 
     Args:
         run: a :class:`~chipctl.analysis.RunData` or the path of a run file.
-        out_dir: the folder to write into (created if needed; existing files are replaced).
+        out_dir: the folder to write into (created if needed).
+        overwrite: replace files of these names that are already in ``out_dir``; without it
+            any such file refuses the whole export (all of them named), nothing written.
 
     Returns:
         The files written, the CSV files in stream order and ``run.json`` last.
 
     Raises:
+        RunFileExistsError: a file it would write exists (without ``overwrite``), or is the
+            run file itself, another run file, or not a regular file (always).
         RunFileError: the run file cannot be read, or ``out_dir`` cannot be written.
     """
     data = run if isinstance(run, RunData) else read_run(run)
     folder = Path(out_dir)
+    targets = [folder / f"{name}.csv" for name in data.streams] + [folder / "run.json"]
+    present = [path for path in targets if os.path.lexists(path)]
+    for path in present:  # the run itself, run files, non-files: refused even with overwrite
+        check_out(path, overwrite=True, source=data.path, keep_runs=True, writing="a CSV export")
+    if present and not overwrite:
+        names = ", ".join(path.name for path in present)
+        raise RunFileExistsError(
+            f"{folder} already holds {names}; give --overwrite to replace them"
+        )
+
+    def put(path: Path, write: Any) -> None:
+        write_output(path, write, overwrite=overwrite, source=data.path, writing="a CSV export")
+
     try:
-        folder.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
-        for name, quantity in data.streams.items():
-            path = folder / f"{name}.csv"
-            _write_stream(path, name, quantity.values, quantity.units)
+        for (name, quantity), path in zip(data.streams.items(), targets, strict=False):
+            put(
+                path,
+                lambda temp, n=name, q=quantity: _write_stream(temp, n, q.values, q.units),
+            )
             written.append(path)
         meta = {
             "source_file": str(data.path),
@@ -100,11 +127,9 @@ def export_csv(
             "default_plot": list(data.default_plot),
             "units": data.units(),
         }
-        path = folder / "run.json"
-        path.write_text(
-            json.dumps(meta, default=_json_default, indent=2, sort_keys=True) + "\n",
-            encoding="utf-8",
-        )
+        text = json.dumps(meta, default=_json_default, indent=2, sort_keys=True) + "\n"
+        path = targets[-1]
+        put(path, lambda temp: temp.write_text(text, encoding="utf-8"))
         written.append(path)
     except OSError as exc:
         raise RunFileError(f"{folder}: cannot write the CSV export: {exc}") from exc
@@ -116,6 +141,7 @@ def export_netcdf(
     out: str | os.PathLike[str],
     *,
     engine: str = "scipy",
+    overwrite: bool = False,
 ) -> Path:
     """Write ``run`` as one NetCDF file (the :func:`~chipctl.analysis.to_xarray` dataset).
 
@@ -123,16 +149,23 @@ def export_netcdf(
         run: a :class:`~chipctl.analysis.RunData` or the path of a run file.
         out: the NetCDF file to write (its folder is created if needed).
         engine: the xarray NetCDF engine; "scipy" (NetCDF 3) needs no C library.
+        overwrite: replace an existing file at ``out`` (never the run file itself, another
+            run file, or something that is not a regular file).
 
     Returns:
         The file written.
 
     Raises:
         MissingDependencyError: xarray (or the engine's package) is not installed.
+        RunFileExistsError: ``out`` exists (without ``overwrite``), or is the run file itself,
+            another run file, or not a regular file (always); nothing written.
         RunFileError: the run file cannot be read (missing, damaged), or its data cannot be
             written as NetCDF to ``out``.
     """
-    dataset = to_xarray(run)
+    data = run if isinstance(run, RunData) else read_run(run)
+    path = Path(out)
+    check_out(path, overwrite=overwrite, source=data.path, keep_runs=True, writing="a NetCDF file")
+    dataset = to_xarray(data)
     if engine == "scipy":
         for name in list(dataset.variables):
             variable = dataset[name]
@@ -144,10 +177,16 @@ def export_netcdf(
                     dataset[name].attrs["note"] = (
                         f"stored as float64: {variable.dtype} values do not fit NetCDF 3 int32"
                     )
-    path = Path(out)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        dataset.to_netcdf(path, engine=engine)
+        write_output(
+            path,
+            lambda temp: dataset.to_netcdf(temp, engine=engine),
+            overwrite=overwrite,
+            source=data.path,
+            writing="a NetCDF file",
+        )
+    except RunFileExistsError:
+        raise
     except OSError as exc:
         raise RunFileError(f"{path}: cannot write NetCDF: {exc}") from exc
     except ValueError as exc:

@@ -27,6 +27,7 @@ import numpy as np
 
 from chipctl.analysis import Quantity, RunData, read_run
 from chipctl.runfile import RunFileError
+from chipctl.runfile.paths import check_out, write_output
 
 __all__ = ["MAX_LINES", "default_plot_streams", "figure_for", "plot_run"]
 
@@ -152,6 +153,7 @@ def plot_run(
     out: str | os.PathLike[str] | None = None,
     *,
     dpi: int = 120,
+    overwrite: bool = False,
 ) -> Path:
     """Draw the run's default plot into a PNG file.
 
@@ -159,25 +161,35 @@ def plot_run(
         run: a :class:`~chipctl.analysis.RunData` or the path of a run file.
         out: the PNG to write (default: the run file with suffix ``.png``).
         dpi: resolution in dots per inch.
+        overwrite: replace an existing file at ``out`` (never the run file itself, another
+            run file, or something that is not a regular file).
 
     Returns:
         The PNG written.
 
     Raises:
+        RunFileExistsError: ``out`` exists (without ``overwrite``), or is the run file itself,
+            another run file, or not a regular file (always); nothing written.
         RunFileError: the run file cannot be read (missing, damaged), has no stream to plot,
             its signal cannot be drawn, or the PNG cannot be written.
     """
     data = run if isinstance(run, RunData) else read_run(run)
+    path = Path(out) if out is not None else data.path.with_suffix(".png")
+    check_out(path, overwrite=overwrite, source=data.path, keep_runs=True, writing="a plot")
     try:
         figure = figure_for(data)
     except (ValueError, TypeError, IndexError) as exc:
         # Values a damaged file can hold but the reader cannot judge (a row shape of zero).
         signal, _ = default_plot_streams(data)
         raise RunFileError(f"{data.path}: cannot plot stream {signal}: {exc}") from exc
-    path = Path(out) if out is not None else data.path.with_suffix(".png")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=dpi, format="png")
+        write_output(
+            path,
+            lambda temp: figure.savefig(temp, dpi=dpi, format="png"),
+            overwrite=overwrite,
+            source=data.path,
+            writing="a plot",
+        )
     except OSError as exc:
         raise RunFileError(f"{path}: cannot write the plot: {exc}") from exc
     return path

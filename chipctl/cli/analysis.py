@@ -6,6 +6,10 @@
     chipctl export RUN.h5 --netcdf FILE    # one NetCDF file (xarray, scipy engine)
     chipctl plot RUN.h5 [--out PNG]        # the run's default plot (default: RUN.png)
 
+None of them replaces an existing file unless ``--overwrite`` is given, and never the run file
+itself, another run file, or anything that is not a regular file
+(:class:`~chipctl.runfile.paths.RunFileExistsError`: one line naming the path, exit status 2).
+
 Wiring (chipctl/cli/__init__.py, ``build_parser``), before the procedure loop::
 
     from chipctl.cli.analysis import add_analysis_commands
@@ -30,13 +34,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     run = read_run(args.run)
     if args.csv is not None:
-        written = export_csv(run, args.csv)
+        written = export_csv(run, args.csv, overwrite=args.overwrite)
         print(f"{len(written) - 1} stream(s) of {run.path} as CSV in {args.csv}:")
         for path in written:
             print(f"  {path}")
         return 0
     try:
-        path = export_netcdf(run, args.netcdf)
+        path = export_netcdf(run, args.netcdf, overwrite=args.overwrite)
     except MissingDependencyError as exc:
         print(f"chipctl export: {exc}", file=sys.stderr)
         return 1
@@ -48,7 +52,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     """``chipctl plot``: write the run's default plot as PNG."""
     from chipctl.plot import plot_run
 
-    path = plot_run(args.run, args.out)
+    path = plot_run(args.run, args.out, overwrite=args.overwrite)
     print(f"plot: {path}")
     return 0
 
@@ -73,6 +77,11 @@ def add_analysis_commands(commands: Any) -> set[str]:
     target = export.add_mutually_exclusive_group(required=True)
     target.add_argument("--csv", metavar="DIR", default=None, help="folder for the CSV files")
     target.add_argument("--netcdf", metavar="FILE", default=None, help="NetCDF file to write")
+    export.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing files (never the run file itself or another run file)",
+    )
     export.set_defaults(handler=cmd_export)
 
     plot = commands.add_parser(
@@ -84,6 +93,11 @@ def add_analysis_commands(commands: Any) -> set[str]:
     plot.add_argument("run", metavar="RUN.h5", help="the run file")
     plot.add_argument(
         "--out", metavar="PNG", default=None, help="PNG to write (default: RUN.png next to RUN.h5)"
+    )
+    plot.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing PNG (never the run file itself or another run file)",
     )
     plot.set_defaults(handler=cmd_plot)
     return {"export", "plot"}

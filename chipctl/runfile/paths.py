@@ -10,6 +10,11 @@ replacing what is already there.
   is refused with :class:`RunFileExistsError` unless ``overwrite`` is given, and even then
   never a file whose writer is still alive, nor anything that is not a regular file (a
   directory, a device, a FIFO, a socket, a symbolic link to one of those or to nothing).
+- :func:`write_output`: how ``chipctl export`` and ``chipctl plot`` write a file that is not a
+  run: the same guard (:func:`check_out` with ``source`` and ``keep_runs``), so they never
+  replace the run file they read, any run file, or anything that is not a regular file, and an
+  existing file only with ``overwrite``; written under a temporary name in the same folder and
+  renamed into place (the temporary file removed on failure).
 - :func:`writer_alive`: whether the process that a run file names as its writer still runs
   (also what :mod:`chipctl.resume` asks before continuing a "running" file).
 
@@ -25,6 +30,7 @@ import secrets
 import socket
 import stat
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +44,7 @@ __all__ = [
     "held_here",
     "new_run_path",
     "run_stamp",
+    "write_output",
     "writer_alive",
 ]
 
@@ -146,19 +153,30 @@ _KINDS = (
 )
 
 
-def check_out(path: str | os.PathLike[str], *, overwrite: bool = False, mine: bool = False) -> None:
+def check_out(
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    mine: bool = False,
+    source: str | os.PathLike[str] | None = None,
+    keep_runs: bool = False,
+    writing: str = "a run file",
+) -> None:
     """Refuse to let a run write ``path`` if that would destroy something.
 
     Raises :class:`RunFileExistsError` naming the path and what it is, when ``path``:
 
     - is not a regular file (directory, device, FIFO, socket, or a symbolic link to one of
       those or to nothing): always;
+    - is the file ``source`` (the run file being read; the same file by any name): always;
     - is a run file that its writer still holds (this process, or a live process of this host;
       or "running" on another host, which cannot be checked): always;
+    - is any other run file and ``keep_runs`` (export and plot never replace a run): always;
     - is any other existing file: unless ``overwrite``.
 
     Nothing is opened for writing; a run file is only read (its metadata). ``mine``: the
     caller's own writer holds ``path`` (the writer's last look before putting its file there).
+    ``writing``: what would be written, for the messages.
     """
     path = Path(path)
     if held_here(path) and not mine:
@@ -178,7 +196,11 @@ def check_out(path: str | os.PathLike[str], *, overwrite: bool = False, mine: bo
     if not stat.S_ISREG(mode):
         kind = next((name for test, name in _KINDS if test(mode)), "not a file")
         raise RunFileExistsError(
-            f"{path} is not a regular file ({kind}); refusing to write a run file there"
+            f"{path} is not a regular file ({kind}); refusing to write {writing} there"
+        )
+    if source is not None and _same_file(path, Path(source)):
+        raise RunFileExistsError(
+            f"{path} is the run file being read; refusing to write {writing} over it"
         )
     try:
         with RunFile.open(path) as run:
@@ -206,6 +228,64 @@ def check_out(path: str | os.PathLike[str], *, overwrite: bool = False, mine: bo
             f"{path} exists ({what}) and may still be written by process {pid} on host {host} "
             "(cannot check from here); choose another --out, or remove it if that run is dead"
         )
+    if keep_runs:
+        raise RunFileExistsError(
+            f"{path} exists ({what}); a run file is never replaced by {writing}, "
+            "choose another file"
+        )
     if not overwrite:
         hint = "" if status == "success" else " (or chipctl resume it)"
         raise RunFileExistsError(f"{path} exists ({what}); give --overwrite to replace it{hint}")
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    try:
+        return os.path.samefile(path, other)
+    except OSError:
+        return _key(path) == _key(other)
+
+
+def write_output(
+    path: str | os.PathLike[str],
+    write: Callable[[Path], None],
+    *,
+    overwrite: bool = False,
+    source: str | os.PathLike[str] | None = None,
+    writing: str = "a file",
+) -> Path:
+    """Write a file that is not a run (an export, a plot) at ``path``, guarded.
+
+    :func:`check_out` with ``keep_runs`` (and ``source``, the run file read) decides first;
+    ``write(temporary)`` then writes the whole file under a temporary name in the same folder,
+    and the file is renamed into place after a last look: created exclusively (a hard link)
+    unless ``overwrite``, else replaced atomically. A failed ``write`` leaves nothing behind and
+    ``path`` untouched. Creates the folder if needed.
+
+    Raises:
+        RunFileExistsError: refused (nothing written).
+        OSError: the folder or the file cannot be written (whatever ``write`` raises too).
+    """
+    path = Path(path)
+
+    def guard() -> None:
+        check_out(path, overwrite=overwrite, source=source, keep_runs=True, writing=writing)
+
+    guard()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(3)}.tmp")
+    try:
+        write(temporary)
+        guard()  # the last look
+        if overwrite:
+            os.replace(temporary, path)
+            return path
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            guard()  # says what appeared there
+            raise RunFileExistsError(f"{path} exists; give --overwrite to replace it") from None
+        except OSError:  # no hard links on this file system: the check above has to do
+            os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path

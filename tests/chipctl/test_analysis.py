@@ -315,3 +315,112 @@ def test_a_real_run_exports_and_plots(tmp_path: Path) -> None:
         np.testing.assert_array_equal(
             back["conductance"].values, read_stream(summary.path, "conductance").values
         )
+
+
+# -- export and plot never destroy what is there ----------------------------------------------
+
+
+def _user_folder(tmp_path: Path) -> Path:
+    """The user's files: two run files, a text file, a link to a run file, a CSV folder."""
+    _write(tmp_path / "run.h5")
+    _write(tmp_path / "other.h5")
+    (tmp_path / "notes.txt").write_text("measurement notes\n", encoding="utf-8")
+    (tmp_path / "link.h5").symlink_to("run.h5")
+    (tmp_path / "csvdir").mkdir()
+    (tmp_path / "csvdir" / "time.csv").write_text("the user's own time.csv\n", encoding="utf-8")
+    (tmp_path / "csvdir" / "run.json").write_text("{}\n", encoding="utf-8")
+    (tmp_path / "run.png").write_bytes(b"an earlier plot")
+    (tmp_path / "odd" / "image.csv").mkdir(parents=True)
+    (tmp_path / "odd" / "curve.csv").write_text("the user's curve\n", encoding="utf-8")
+    return tmp_path
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+REFUSED: list[tuple[str, str, tuple[str, ...]]] = [
+    ("export run.h5 --netcdf run.h5", "run.h5", ("is the run file being read",)),
+    ("export run.h5 --netcdf run.h5 --overwrite", "run.h5", ("is the run file being read",)),
+    ("export run.h5 --netcdf link.h5 --overwrite", "link.h5", ("is the run file being read",)),
+    ("export run.h5 --netcdf other.h5", "other.h5", ("a run file is never replaced",)),
+    ("export run.h5 --netcdf other.h5 --overwrite", "other.h5", ("a run file is never replaced",)),
+    ("export run.h5 --netcdf notes.txt", "notes.txt", ("exists", "--overwrite")),
+    ("export run.h5 --netcdf csvdir --overwrite", "csvdir", ("is not a regular file",)),
+    ("plot run.h5 --out run.h5", "run.h5", ("is the run file being read",)),
+    ("plot run.h5 --out run.h5 --overwrite", "run.h5", ("is the run file being read",)),
+    ("plot run.h5 --out other.h5 --overwrite", "other.h5", ("a run file is never replaced",)),
+    ("plot run.h5 --out notes.txt", "notes.txt", ("exists", "--overwrite")),
+    ("plot run.h5", "run.png", ("exists", "--overwrite")),
+    ("export run.h5 --csv csvdir", "csvdir", ("time.csv", "run.json", "--overwrite")),
+    (
+        "export run.h5 --csv odd --overwrite",
+        "odd/image.csv",
+        ("is not a regular file (a directory)",),
+    ),
+]
+
+
+@pytest.mark.parametrize(("line", "named", "fragments"), REFUSED, ids=[r[0] for r in REFUSED])
+def test_export_and_plot_refuse_to_replace_files(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    line: str,
+    named: str,
+    fragments: tuple[str, ...],
+) -> None:
+    from chipctl.cli import main
+
+    folder = _user_folder(tmp_path)
+    before = _snapshot(folder)
+    monkeypatch.chdir(folder)
+    code = main(line.split())
+    err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if ln.startswith("chipctl ")]
+    assert code == 2, err
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert errors[0].startswith(f"chipctl {line.split()[0]}: {named} "), errors[0]
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    assert _snapshot(folder) == before, "a file the user had was changed, added or removed"
+
+
+def test_export_and_plot_replace_an_ordinary_file_with_overwrite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chipctl.cli import main
+
+    folder = _user_folder(tmp_path)
+    monkeypatch.chdir(folder)
+    assert main(["export", "run.h5", "--netcdf", "notes.txt", "--overwrite"]) == 0
+    assert (folder / "notes.txt").read_bytes()[:3] == b"CDF"
+    assert main(["plot", "run.h5", "--overwrite"]) == 0
+    assert (folder / "run.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["export", "run.h5", "--csv", "csvdir", "--overwrite"]) == 0
+    assert (folder / "csvdir" / "time.csv").read_text().startswith("row,time [s]")
+    assert main(["export", "run.h5", "--csv", "fresh"]) == 0
+    capsys.readouterr()
+    assert not list(folder.rglob(".*.tmp")), "a temporary file was left behind"
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matplotlib.figure import Figure
+
+    folder = _user_folder(tmp_path)
+    before = _snapshot(folder)
+
+    def broken(self: object, target: object, **kwargs: object) -> None:
+        Path(str(target)).write_bytes(b"half a PNG")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", broken)
+    with pytest.raises(RunFileError, match="disk full"):
+        plot_run(folder / "run.h5", overwrite=True)
+    assert _snapshot(folder) == before

@@ -51,6 +51,10 @@ def _run_file(folder: Path) -> None:
 def _files(folder: Path) -> None:
     _run_file(folder)
     (folder / "notes.txt").write_text("measurement notes\n", encoding="utf-8")
+    shutil.copy(folder / "snapshot.h5", folder / "another.h5")
+    (folder / "csv").mkdir()
+    (folder / "csv" / "core.csv").write_text("the user's own core.csv\n", encoding="utf-8")
+    (folder / "csv" / "run.json").write_text('{"mine": true}\n', encoding="utf-8")
     (folder / "latin1.toml").write_bytes('board = "caf\xe9"\n'.encode("latin-1"))
     (folder / "station-binary.toml").write_bytes(bytes(range(256)) * 4)
     rated = DEFAULT_STATION_TOML.replace("smu_max_current_a = 1e-3", "smu_max_current_a = 100.0")
@@ -85,6 +89,42 @@ ROWS: list[Row] = [
         "snapshot --cores 0 --no-progress --overwrite --out {dir}",
         2,
         ("is not a regular file",),
+    ),
+    (
+        "export-onto-its-own-run",
+        "export {dir}/snapshot.h5 --netcdf {dir}/snapshot.h5 --overwrite",
+        2,
+        ("{dir}/snapshot.h5 is the run file being read",),
+    ),
+    (
+        "export-onto-another-run",
+        "export {dir}/snapshot.h5 --netcdf {dir}/another.h5 --overwrite",
+        2,
+        ("{dir}/another.h5 exists", "a run file is never replaced"),
+    ),
+    (
+        "export-onto-a-text-file",
+        "export {dir}/snapshot.h5 --netcdf {dir}/notes.txt",
+        2,
+        ("{dir}/notes.txt exists", "give --overwrite"),
+    ),
+    (
+        "export-csv-onto-existing-files",
+        "export {dir}/snapshot.h5 --csv {dir}/csv",
+        2,
+        ("{dir}/csv already holds", "core.csv", "run.json", "give --overwrite"),
+    ),
+    (
+        "plot-onto-its-own-run",
+        "plot {dir}/snapshot.h5 --out {dir}/snapshot.h5 --overwrite",
+        2,
+        ("{dir}/snapshot.h5 is the run file being read",),
+    ),
+    (
+        "plot-onto-another-run",
+        "plot {dir}/snapshot.h5 --out {dir}/another.h5 --overwrite",
+        2,
+        ("{dir}/another.h5 exists", "a run file is never replaced"),
     ),
     ("recipe-not-utf8", "run {dir}/latin1.toml", 2, ("latin1.toml", "not a UTF-8 text file")),
     (
