@@ -309,6 +309,7 @@ def run_procedure(
     """
     from chipctl.ledger import LedgerRecorder, check_overwrite
 
+    procedure.check_board(board)  # before the run file exists: a refusal leaves nothing
     if resume is None:
         check_out(path, overwrite=overwrite)
     cores = catalog.overwritten_cores(procedure)

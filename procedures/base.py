@@ -385,6 +385,21 @@ class Procedure(ABC):
         """Leave the board safe; runs after success, abort and failure alike."""
         board.safe_state()
 
+    def check_board(self, board: Board) -> None:
+        """Refuse, before a run starts (no run file, nothing sent), what cannot run on this
+        board: core ids of ``"cores"`` parameters beyond the board's cores (its geometry from
+        IDENTIFY). ``LimitError`` naming the parameter; procedures add their own checks."""
+        n_cores = board.geometry.n_cores
+        for parameter in self.parameters:
+            if parameter.kind != "cores":
+                continue
+            beyond = [core for core in self.params.get(parameter.name, []) if core >= n_cores]
+            if beyond:
+                raise LimitError(
+                    f"parameter {parameter.name}: core(s) {beyond} beyond the board's "
+                    f"{n_cores} cores (0-{n_cores - 1}) at {board.link.url}"
+                )
+
     def check_stop(self) -> None:
         """A safe point: raise :class:`Aborted` if the runner asked to stop."""
         if self._should_stop():
@@ -433,7 +448,14 @@ class Procedure(ABC):
         except Aborted as exc:
             status, reason = "aborted", str(exc)
         except (DriverError, LimitError, ValueError, RuntimeError, OSError, ArithmeticError) as exc:
-            log.exception("%s failed", self.name)
+            # The reason goes into the Stop record and the run file; a driver or limit error
+            # is the board's or the user's, not a bug: one line (the traceback at debug level).
+            expected = isinstance(exc, DriverError | LimitError)
+            if expected:
+                log.error("%s failed: %s: %s", self.name, type(exc).__name__, exc)
+                log.debug("%s failed", self.name, exc_info=True)
+            else:
+                log.exception("%s failed", self.name)
             status, reason = "failed", f"{type(exc).__name__}: {exc}"
         finally:
             try:

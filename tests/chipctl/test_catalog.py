@@ -246,3 +246,15 @@ def _help_text(capsys: pytest.CaptureFixture[str], command: str) -> list[str]:
     with pytest.raises(SystemExit):
         main([command, "--help"])
     return capsys.readouterr().out.split()
+
+
+def test_cores_beyond_the_board_are_refused_before_a_run_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A core id the board does not have is bad input (exit 2), found before the run file is
+    created or anything is sent, and said in one line without a traceback."""
+    out = tmp_path / "snap.h5"
+    assert main(["snapshot", "--board", BOARD, "--cores", "3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "core(s) [3] beyond the board's 2 cores" in err and "Traceback" not in err
+    assert not out.exists()
