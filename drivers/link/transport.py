@@ -10,7 +10,9 @@ a procedure and a monitor may share one board.
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
+import inspect
 import logging
 import math
 import pkgutil
@@ -173,9 +175,12 @@ def check_url(url: str) -> None:
 
     Checked here, before pyserial is asked (whose messages for these cases are cryptic): an
     empty URL; an unknown scheme (``foo://``); for ``socket://`` and ``rfc2217://`` a missing
-    host or port, a port that is not a number in 1..65535, and unknown or malformed options.
-    A URL without a scheme is a serial device path (``/dev/ttyUSB0``, ``COM3``) and is left to
-    the operating system; the options of other schemes (``mockchip://``) to their handler.
+    host or port, a port that is not a number in 1..65535, a malformed host (``[::1``), and
+    unknown or malformed options. A URL without a scheme is a serial device path
+    (``/dev/ttyUSB0``, ``COM3``) and is left to the operating system. The options of other
+    schemes are checked by their handler, when its ``Serial`` class parses a URL without a port
+    (a static ``from_url(url)``, as ``mockchip://``'s does): what it refuses is a
+    :class:`BadUrlError` too.
     """
     if not isinstance(url, str):
         raise BadUrlError(f"board URL {url!r} is not text")
@@ -198,11 +203,37 @@ def check_url(url: str) -> None:
         )
     if scheme in NETWORK_SCHEMES:
         _check_network_url(url, scheme)
+    else:
+        _check_handler_url(url, scheme)
+
+
+def _check_handler_url(url: str, scheme: str) -> None:
+    """Let the handler of ``scheme`` parse ``url`` if it can without opening anything."""
+    for package in serial.protocol_handler_packages:
+        name = f"{package}.protocol_{scheme}"
+        try:
+            if importlib.util.find_spec(name) is None:
+                continue
+            module = importlib.import_module(name)
+        except (ImportError, ValueError):
+            continue
+        parse = inspect.getattr_static(getattr(module, "Serial", None), "from_url", None)
+        if isinstance(parse, staticmethod):
+            try:
+                parse.__func__(url)
+            except (ValueError, serial.SerialException) as exc:
+                reason = exc.__context__ if isinstance(exc.__context__, ValueError) else exc
+                raise BadUrlError(f"board URL {url!r}: {reason}") from None
+        return
 
 
 def _check_network_url(url: str, scheme: str) -> None:
     form = f"{scheme}://HOST:PORT"
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.hostname  # noqa: B018 (checks the brackets of an IPv6 host)
+    except ValueError as exc:
+        raise BadUrlError(f"board URL {url!r} is not of the form {form}: {exc}") from None
     if parts.path not in ("", "/") or parts.fragment:
         raise BadUrlError(f"board URL {url!r}: expected {form}, not a path after the port")
     if not parts.hostname:
