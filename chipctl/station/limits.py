@@ -39,6 +39,9 @@ MAX_RAMP_STEPS = 10_000
 """Most steps a ramp from 0 V to a rail's ``max_voltage_v`` may take: bounds the ramp step from
 below at max_voltage_v / 10000 on high-voltage rails (2.5 mV on a 25 V rail)."""
 RAMP_RATE_RANGE_V_PER_S = (1e-3, 1e3)
+MAX_RAMP_TIME_S = 600.0
+"""Longest time in s one rail's ramp (0 V to its operating voltage) may take: a slower ramp
+is a typo in the rate, not a bench need (an operator would wait 50 min for 3 V at 1 mV/s)."""
 """Ramp rate range in V/s: slower than 1 mV/s a power-up takes hours; faster than 1 kV/s the
 supply's output does not follow the steps anyway (no datasheet slew figure is used)."""
 MIN_READBACK_TOLERANCE_V = 1e-3
@@ -316,6 +319,20 @@ def limit_problems(limits: Limits) -> list[LimitProblem]:
                 f"{rate:g} V/s is outside the physical range {low_rate:g} … {high_rate:g} V/s",
             )
         )
+
+    if low_rate <= rate <= high_rate:
+        for rail in limits.rails.values():
+            ramp_s = rail.voltage_v / rate
+            if ramp_s > MAX_RAMP_TIME_S:
+                problems.append(
+                    LimitProblem(
+                        "limits.ramp_rate_v_per_s",
+                        f"{rate:g} V/s ramps rail {rail.name} to {rail.voltage_v:g} V in "
+                        f"{ramp_s / 60:.0f} min; a ramp may take at most "
+                        f"{MAX_RAMP_TIME_S / 60:.0f} min",
+                    )
+                )
+                break
 
     low, high = limits.temperature_window_c
     chuck = LakeShore335.MODEL_NAME

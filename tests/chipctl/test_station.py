@@ -216,6 +216,14 @@ RATING_CASES: list[tuple[str, list[tuple[str, str]], str, str, str, str]] = [
         "physical range 0.001 … 1000 V/s",
     ),
     (
+        "ramp-rate-so-slow-a-ramp-takes-an-hour",
+        [("ramp_rate_v_per_s = 10.0", "ramp_rate_v_per_s = 0.001")],
+        "limits.ramp_rate_v_per_s",
+        "ramp_rate_v_per_s = 0.001",
+        "0.001 V/s",
+        "a ramp may take at most 10 min",
+    ),
+    (
         "readback-tolerance-wider-than-10-percent-of-the-setpoint",
         [("readback_tolerance_v = 0.02", "readback_tolerance_v = 0.5")],
         "rails.vdd.readback_tolerance_v",
