@@ -9,8 +9,10 @@ board's clock to the checkpoint and runs the rest through :func:`chipctl.runner.
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
+import re
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -132,6 +134,7 @@ def resume_run(
     marked running on another host (see :func:`plan_resume`).
     """
     with _resume_lock(Path(path), force=force):
+        _remove_stale_temporaries(Path(path))
         return _resume(
             Path(path),
             board_url=board_url,
@@ -174,6 +177,24 @@ def _resume_lock(path: Path, *, force: bool) -> Iterator[None]:
             lock.unlink(missing_ok=True)
         return
     raise ResumeError(f"{path}: could not take the resume lock {lock.name}")
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove the hidden temporary files a killed run or resume of ``path`` left beside it
+    (``.NAME.new-PID-xxxxxx.tmp``, ``.NAME.resume-PID-xxxxxx.tmp``) whose process is gone; a
+    resume copy is as large as the run."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:new|resume)-(\d+)-[0-9a-f]+\.tmp")
+    for candidate in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        match = pattern.fullmatch(candidate.name)
+        if match is None or int(match.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            candidate.unlink(missing_ok=True)
+            logging.getLogger(__name__).info("removed %s, left by a killed run", candidate)
+        except PermissionError:
+            continue
 
 
 def _lock_owner(lock: Path) -> tuple[str, bool] | None:

@@ -114,3 +114,15 @@ def test_resume_with_a_station_keeps_its_interlock(
     assert main(["resume", str(path), "--no-progress", "--station", str(station)]) == 1
     out = capsys.readouterr().out
     assert "failed" in out and "SafetyLimitError" in out
+
+
+def test_a_resume_removes_the_temporaries_of_killed_runs(tmp_path: Path) -> None:
+    path = _aborted_snapshot(tmp_path / "snap.h5")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".snap.h5.resume-{dead.pid}-abc123.tmp"
+    stale.write_bytes(b"x" * 1000)
+    other = tmp_path / ".other.h5.new-1-abc123.tmp"
+    other.write_bytes(b"y")
+    assert main(["resume", str(path), "--no-progress"]) == 0
+    assert not stale.exists() and other.exists()
