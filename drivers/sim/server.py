@@ -3,10 +3,13 @@
 It runs the same :class:`~drivers.sim.board_model.SimulatedBoard` as ``mockchip://``. One host
 at a time, like a real board: a second connection gets a ``BUSY`` error reply to its first
 request and is closed. A host that disconnects mid-frame only loses that frame; the board (and
-its chip state) waits for the next connection. A host that sends nothing for ``idle_timeout_s``
+its chip state) waits for the next connection. A host that gets no reply for ``idle_timeout_s``
 (default :data:`DEFAULT_IDLE_TIMEOUT_S`; the ``idle_timeout`` option, ``--idle-timeout``) is
-dropped, so a hung or forgotten host cannot hold the board for ever. Binds to 127.0.0.1 unless
-told otherwise.
+dropped, so a hung or forgotten host cannot hold the board for ever: the idle time counts from
+the last reply sent (docs/protocol.md), so bytes that complete no request (garbage, a trickle)
+do not keep a host connected. Receiving polls every :data:`POLL_S`; a reply is sent with a
+blocking socket (at most the idle timeout), so a host that pauses before reading a large reply
+gets all of it. Binds to 127.0.0.1 unless told otherwise.
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ BUSY_WAIT_S = 2.0
 BUSY_GRACE_S = 0.5
 """How long a new host waits for the previous one to be released before it is told BUSY."""
 DEFAULT_IDLE_TIMEOUT_S = 300.0
-"""A host that sends nothing for this long (s) is disconnected and the board freed."""
+"""A host that gets no reply for this long (s) is disconnected and the board freed."""
 POLL_S = 0.2
-"""How often (s) a serving thread looks up from a quiet socket (stop flag, idle time)."""
+"""How often (s) a serving thread looks up from a quiet socket (stop flag, idle time); bounds
+receiving only, never sending a reply."""
 SERVER_OPTIONS = ("idle_timeout",)
 """Options of the server itself, taken out of the options query before the board's."""
 
@@ -83,8 +87,9 @@ class SimServer:
         options: the simulated board's options (seed, cores, clock, faults, reset_after).
         host: address to bind; 127.0.0.1 by default (the protocol has no authentication).
         port: TCP port; 0 picks a free one (see :attr:`address`).
-        idle_timeout_s: a host that sends nothing for this long (s) is disconnected (logged)
-            and the next host is served; None never drops a quiet host.
+        idle_timeout_s: a host that gets no reply for this long (s: it sent no complete
+            request) is disconnected (logged) and the next host is served; it also bounds
+            sending one reply. None never drops a quiet host.
     """
 
     def __init__(
@@ -165,45 +170,60 @@ class SimServer:
         try:
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection.settimeout(POLL_S)
-            last_heard = time.monotonic()
+            last_reply = time.monotonic()  # idle time counts from the last reply sent
             while not self._stop.is_set():
                 try:
-                    data = connection.recv(RECV_CHUNK)
+                    data: bytes | None = connection.recv(RECV_CHUNK)
                 except TimeoutError:
-                    quiet_s = time.monotonic() - last_heard
-                    if self.idle_timeout_s is not None and quiet_s >= self.idle_timeout_s:
-                        self.clients_dropped_idle += 1
-                        log.warning(
-                            "host %s sent nothing for %.1f s (idle timeout %g s): "
-                            "disconnecting it so the next host can connect",
-                            peer,
-                            quiet_s,
-                            self.idle_timeout_s,
-                        )
+                    data = None
+                if data is not None:
+                    if not data:
                         break
-                    continue
-                if not data:
+                    if self._answer(connection, data):
+                        last_reply = time.monotonic()
+                quiet_s = time.monotonic() - last_reply
+                if self.idle_timeout_s is not None and quiet_s >= self.idle_timeout_s:
+                    self.clients_dropped_idle += 1
+                    log.warning(
+                        "host %s sent no request for %.1f s (idle timeout %g s, counted "
+                        "from the last reply): disconnecting it so the next host can connect",
+                        peer,
+                        quiet_s,
+                        self.idle_timeout_s,
+                    )
                     break
-                if self.faults is not None:
-                    data = self.faults.incoming(data)
-                for reply in self.board.receive(data):
-                    delay = 0.0
-                    if self.faults is not None:
-                        damaged, delay = self.faults.outgoing(reply)
-                        if damaged is None:
-                            continue
-                        reply = damaged
-                    if delay:
-                        time.sleep(delay)
-                    connection.sendall(reply)
-                last_heard = time.monotonic()  # idle time counts from the last reply sent
         except OSError as exc:
-            log.info("host %s dropped: %s", peer, exc)
+            log.warning("host %s dropped: %s", peer, exc)
         finally:
             self.board.disconnect()
             connection.close()
             self._busy.release()
             log.info("host %s disconnected", peer)
+
+    def _answer(self, connection: socket.socket, data: bytes) -> bool:
+        """Feed ``data`` to the board and send its replies; True if it answered a request.
+
+        Sent with a blocking socket bounded by the idle timeout (not the receive poll), so a
+        host that reads a large reply late still gets all of it.
+        """
+        if self.faults is not None:
+            data = self.faults.incoming(data)
+        replies = self.board.receive(data)
+        for reply in replies:
+            delay = 0.0
+            if self.faults is not None:
+                damaged, delay = self.faults.outgoing(reply)
+                if damaged is None:
+                    continue
+                reply = damaged
+            if delay:
+                time.sleep(delay)
+            connection.settimeout(self.idle_timeout_s)
+            try:
+                connection.sendall(reply)
+            finally:
+                connection.settimeout(POLL_S)
+        return bool(replies)
 
     def _refuse_busy(self, connection: socket.socket) -> None:
         """Answer the first request of a second host with BUSY, then close."""

@@ -7,6 +7,7 @@ import logging
 import socket
 import time
 
+import numpy as np
 import pytest
 
 from drivers.board import Board
@@ -35,7 +36,7 @@ def test_a_silent_host_is_dropped_and_the_next_host_is_served(
             with Board(server.url, timeout_s=2.0) as board:
                 assert board.status().ready
         assert server.clients_dropped_idle == 1
-    assert any("sent nothing for" in r.getMessage() for r in caplog.records)
+    assert any("sent no request for" in r.getMessage() for r in caplog.records)
 
 
 def test_the_board_is_busy_while_the_silent_host_is_within_its_idle_time() -> None:
@@ -80,3 +81,74 @@ def test_idle_timeout_option() -> None:
     assert check_idle_timeout(None) is None
     with pytest.raises(ValueError, match="idle timeout"):
         SimServer(BoardOptions(seed=3, cores=1), idle_timeout_s=0)
+
+
+# -- a host that reads a large reply late gets all of it (review finding) ---------------------
+
+
+def _mvm_request(batch: int) -> bytes:
+    from drivers.link.payloads import OUTPUT_RAW, MvmRequest
+    from drivers.link.protocol import Command, encode_chunks
+
+    request = MvmRequest(
+        mode=1,
+        output=OUTPUT_RAW,
+        cores=np.array([0], dtype=np.uint8),
+        inputs=np.ones((1, batch, 256), dtype=np.int8),
+    )
+    return encode_chunks(Command.MVM, 1, request.chunks())
+
+
+def test_a_host_that_pauses_before_reading_a_large_reply_gets_all_of_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from drivers.link.protocol import Frame, FrameDecoder
+
+    batch = 16384  # RAW: 2 x uint16 per row, 256 rows: a 16 MiB reply
+    caplog.set_level(logging.INFO, logger="drivers.sim.server")
+    with SimServer(BoardOptions(seed=3, cores=1), idle_timeout_s=30.0) as server:
+        with socket.create_connection(server.address, timeout=30) as raw:
+            raw.sendall(_mvm_request(batch))
+            time.sleep(1.0)  # longer than the server's receive poll (0.2 s)
+            decoder = FrameDecoder()
+            items: list[object] = []
+            while not items:
+                data = raw.recv(1 << 20)
+                assert data, "the server dropped the host mid-reply"
+                items = decoder.feed(data)
+        assert isinstance(items[0], Frame), items[0]
+        assert items[0].status == 0
+        assert len(items[0].payload) >= batch * 256 * 4
+        assert server.clients_dropped_idle == 0
+    assert not any("dropped" in r.getMessage() for r in caplog.records)
+
+
+def test_bytes_that_complete_no_request_do_not_keep_a_host_connected(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The idle time counts from the last reply (docs/protocol.md), not from the last byte."""
+    caplog.set_level(logging.WARNING, logger="drivers.sim.server")
+    with SimServer(BoardOptions(seed=3, cores=1), idle_timeout_s=1.0) as server:
+        with socket.create_connection(server.address, timeout=5) as chatty:
+            start = time.monotonic()
+            dropped_after = None
+            while time.monotonic() - start < 4.0:
+                try:
+                    chatty.sendall(b"\x00")  # garbage: no sync, no frame, no reply
+                except OSError:
+                    dropped_after = time.monotonic() - start
+                    break
+                chatty.settimeout(0.2)
+                try:
+                    if chatty.recv(1) == b"":
+                        dropped_after = time.monotonic() - start
+                        break
+                except TimeoutError:
+                    pass
+                except OSError:  # reset: the server closed with our garbage unread
+                    dropped_after = time.monotonic() - start
+                    break
+            assert dropped_after is not None, "a host sending garbage was never dropped"
+            assert 0.9 <= dropped_after <= 2.0, dropped_after
+        assert server.clients_dropped_idle == 1
+    assert any("sent no request for" in r.getMessage() for r in caplog.records)
