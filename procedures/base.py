@@ -20,6 +20,7 @@ import logging
 import math
 import re
 import time
+import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -452,8 +453,15 @@ class Procedure(ABC):
             # is the board's or the user's, not a bug: one line (the traceback at debug level).
             expected = isinstance(exc, DriverError | LimitError)
             if expected:
-                log.error("%s failed: %s: %s", self.name, type(exc).__name__, exc)
-                log.debug("%s failed", self.name, exc_info=True)
+                # The traceback rides along for collectors that keep it (a sweep point's
+                # details) without being printed on a terminal.
+                log.error(
+                    "%s failed: %s: %s",
+                    self.name,
+                    type(exc).__name__,
+                    exc,
+                    extra={"traceback_text": traceback.format_exc()},
+                )
             else:
                 log.exception("%s failed", self.name)
             status, reason = "failed", f"{type(exc).__name__}: {exc}"

@@ -143,6 +143,9 @@ class _ThreadCapture(logging.Handler):
                     handler.handle(record)
         elif record.levelno >= logging.WARNING:
             lines.append(self.format(record))
+            attached = getattr(record, "traceback_text", "")
+            if attached and not record.exc_info:
+                lines.append(str(attached).rstrip())
 
 
 _CAPTURE = _ThreadCapture()
