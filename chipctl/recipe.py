@@ -268,9 +268,17 @@ def run_recipe(
                 )
         else:
             board = stack.enter_context(Board(recipe.board, timeout_s=timeout_s))
+        procedures = [
+            catalog.build(step.procedure.name, step.parameters, station=opened)
+            for step in recipe.steps
+        ]
+        for step, procedure in zip(recipe.steps, procedures, strict=True):
+            try:
+                procedure.check_board(board)  # every step fits the board, before the first runs
+            except LimitError as exc:
+                raise RecipeError(f"{recipe.path}: {step.label}: {exc}") from None
         check_cores(recipe, board)
-        for step in recipe.steps:
-            procedure = catalog.build(step.procedure.name, step.parameters, station=opened)
+        for step, procedure in zip(recipe.steps, procedures, strict=True):
             summary = run_procedure(
                 procedure,
                 board,

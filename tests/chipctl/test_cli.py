@@ -69,9 +69,9 @@ def test_identify_prints_the_board(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_bad_board_url_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["identify", "--board", "mockchip://?cores=0"]) == 1
+    assert main(["identify", "--board", "mockchip://?cores=0"]) == 2  # refused input
     err = capsys.readouterr().err
-    assert "cores" in err and "LinkError" in err
+    assert "cores" in err and "BadUrlError" in err
 
 
 def test_sim_serve_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:

@@ -120,12 +120,28 @@ def test_recipe_stops_at_the_first_failed_step(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     np.save(tmp_path / "w.npy", np.arange(4.0))
-    text = GOOD.replace('cores = "0-1"', "cores = [0, 5]")  # core 5 does not exist on 2 cores
+    # Drift on a chip nobody programmed finds no conducting devices: step 1 fails as it runs.
+    text = GOOD.replace(
+        'procedure = "snapshot"\ncores = "0-1"',
+        'procedure = "drift"\ncores = "0"\nuntil = "1h"\npoints = 3\nsample = 16',
+    )
+    assert text != GOOD
     assert main(["run", str(_write(tmp_path, text)), "--no-progress"]) == 1
     captured = capsys.readouterr()
-    assert "step 1 (snapshot): failed" in captured.out
+    assert "step 1 (drift): failed" in captured.out
     assert "stopped at step 1 (failed); 1 step(s) not run" in captured.err
     assert len(list((tmp_path / "out").glob("*.h5"))) == 1
+
+
+def test_a_step_beyond_the_board_refuses_the_recipe_before_any_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    np.save(tmp_path / "w.npy", np.arange(4.0))
+    text = GOOD.replace('cores = "0-1"', "cores = [0, 5]")  # core 5 does not exist on 2 cores
+    assert main(["run", str(_write(tmp_path, text)), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "step 1 (snapshot)" in err and "core(s) [5] beyond the board's 2 cores" in err
+    assert not list(tmp_path.rglob("*.h5"))
 
 
 def test_recipe_needs_a_board_and_steps(tmp_path: Path) -> None:
