@@ -207,6 +207,12 @@ def check_out(
             meta = run.metadata
             status = run.status
     except RunFileError:
+        if keep_runs and _is_hdf5(path):
+            # A run file too damaged to open is still someone's measurement.
+            raise RunFileExistsError(
+                f"{path} exists and is an HDF5 file (perhaps a damaged run file); "
+                f"{writing} never replaces one, choose another file"
+            ) from None
         if overwrite:
             return
         raise RunFileExistsError(
@@ -236,6 +242,18 @@ def check_out(
     if not overwrite:
         hint = "" if status == "success" else " (or chipctl resume it)"
         raise RunFileExistsError(f"{path} exists ({what}); give --overwrite to replace it{hint}")
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+"""The first bytes of an HDF5 file (with no user block)."""
+
+
+def _is_hdf5(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+    except OSError:
+        return False
 
 
 def _same_file(path: Path, other: Path) -> bool:

@@ -332,6 +332,8 @@ def _user_folder(tmp_path: Path) -> Path:
     (tmp_path / "run.png").write_bytes(b"an earlier plot")
     (tmp_path / "odd" / "image.csv").mkdir(parents=True)
     (tmp_path / "odd" / "curve.csv").write_text("the user's curve\n", encoding="utf-8")
+    damaged = (tmp_path / "run.h5").read_bytes()
+    (tmp_path / "damaged.h5").write_bytes(damaged[: len(damaged) // 2])
     return tmp_path
 
 
@@ -350,6 +352,16 @@ REFUSED: list[tuple[str, str, tuple[str, ...]]] = [
     ("export run.h5 --netcdf other.h5", "other.h5", ("a run file is never replaced",)),
     ("export run.h5 --netcdf other.h5 --overwrite", "other.h5", ("a run file is never replaced",)),
     ("export run.h5 --netcdf notes.txt", "notes.txt", ("exists", "--overwrite")),
+    (
+        "export run.h5 --netcdf damaged.h5 --overwrite",
+        "damaged.h5",
+        ("is an HDF5 file (perhaps a damaged run file)",),
+    ),
+    (
+        "plot run.h5 --out damaged.h5 --overwrite",
+        "damaged.h5",
+        ("is an HDF5 file (perhaps a damaged run file)",),
+    ),
     ("export run.h5 --netcdf csvdir --overwrite", "csvdir", ("is not a regular file",)),
     ("plot run.h5 --out run.h5", "run.h5", ("is the run file being read",)),
     ("plot run.h5 --out run.h5 --overwrite", "run.h5", ("is the run file being read",)),
