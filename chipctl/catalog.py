@@ -395,17 +395,19 @@ def build(
     return cls(**parameters)
 
 
+def _entry_of(procedure: Procedure) -> Entry | None:
+    """The catalog entry of ``procedure``, or None for a script's own, uncatalogued class."""
+    return ENTRIES.get(procedure.name)
+
+
 def overwritten_cores(procedure: Procedure) -> tuple[int, ...]:
     """The cores whose conductances ``procedure`` will erase or reprogram, as its entry says
-    (narrowed to the procedure's ``cores_written``, if it has that attribute)."""
-    try:
-        item = entry(procedure.name)
-    except CatalogError:
+    (narrowed to the procedure's own :attr:`~procedures.base.Procedure.cores_written`)."""
+    item = _entry_of(procedure)
+    if item is None:
         return ()
     cores = set(item.overwrites(procedure.params))
-    # A procedure that knows more exactly which of them it writes (infer: the cores its
-    # network's tiles are mapped onto) says so with a ``cores_written`` attribute.
-    written = getattr(procedure, "cores_written", None)
+    written = procedure.cores_written
     if written is not None:
         cores &= {int(c) for c in written}
     return tuple(sorted(cores))
@@ -414,21 +416,15 @@ def overwritten_cores(procedure: Procedure) -> tuple[int, ...]:
 def describe_cores(procedure: Procedure) -> dict[int, dict[str, Any]]:
     """What each core ``procedure`` overwrites will hold, as its entry describes it (for the
     chip ledger); {} for a procedure that is not catalogued."""
-    try:
-        item = entry(procedure.name)
-    except CatalogError:
-        return {}
-    return item.describe(procedure.params)
+    item = _entry_of(procedure)
+    return {} if item is None else item.describe(procedure.params)
 
 
 def post_steps(procedure: Procedure, context: RunContext | None = None) -> list[PostStep]:
     """The steps that run after ``procedure`` (its entry's ``post_steps``); none if the
     procedure is not catalogued (a script's own class)."""
-    try:
-        item = entry(procedure.name)
-    except CatalogError:
-        return []
-    return item.post_steps(procedure, context or RunContext())
+    item = _entry_of(procedure)
+    return [] if item is None else item.post_steps(procedure, context or RunContext())
 
 
 def messages(steps: Iterable[PostStep]) -> list[str]:

@@ -34,7 +34,6 @@ whole recipe (:class:`RecipeError`) before any step touches the board.
 from __future__ import annotations
 
 import logging
-import os
 import tomllib
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
@@ -45,6 +44,7 @@ from typing import Any
 from chipctl import catalog
 from chipctl.errors import ChipctlError
 from chipctl.runfile import check_out, run_stamp
+from chipctl.runfile.paths import path_key
 from chipctl.runner import RunSummary, run_procedure
 from chipctl.station import Station, StationFileError, default_station, load_station
 from drivers.board import Board
@@ -153,7 +153,7 @@ def load_recipe(path: str | Path, *, stamp: str | None = None, overwrite: bool =
     # The same file under two spellings ("a.h5", "../runs/a.h5", a symlink) is the same file.
     seen: dict[str, Step] = {}
     for step in steps:
-        key = os.path.normcase(os.path.realpath(step.out))
+        key = path_key(step.out)
         if key in seen:
             raise RecipeError(
                 f"{path}: {seen[key].label} and {step.label} write the same run file {step.out}"

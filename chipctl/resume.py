@@ -23,8 +23,8 @@ import numpy as np
 
 from chipctl import catalog
 from chipctl.catalog import RunContext
-from chipctl.runfile import ResumeSource, RunFile, RunFileError, writer_alive
-from chipctl.runfile.paths import held_here
+from chipctl.runfile import ResumeSource, RunFile, RunFileError, StreamInfo, writer_alive
+from chipctl.runfile.paths import held_here, process_alive
 from chipctl.runner import RunSummary, Subscriber, run_procedure
 from drivers.board import Board
 from drivers.errors import LimitError
@@ -49,6 +49,8 @@ class ResumePlan:
     board_time_s: float | None
     chip_id: str = ""
     n_cores: int = 0
+    stored: tuple[StreamInfo, ...] = ()
+    """The file's streams as stored (row shape, dtype), read with the rest."""
 
 
 def plan_resume(path: str | os.PathLike[str], *, force: bool = False) -> ResumePlan:
@@ -61,7 +63,7 @@ def plan_resume(path: str | os.PathLike[str], *, force: bool = False) -> ResumeP
         status = run.status
         meta = run.metadata
         checkpoints = run.checkpoints
-        streams = run.streams
+        stored = tuple(run.stream_info())
     if status == "success":
         raise ResumeError(f"{path}: the run already finished successfully; nothing to resume")
     if held_here(path):
@@ -77,7 +79,7 @@ def plan_resume(path: str | os.PathLike[str], *, force: bool = False) -> ResumeP
             "which cannot be checked from here; if that run is dead, resume with --force"
         )
     last = checkpoints[-1] if checkpoints else None
-    rows = {name: int(last["rows"].get(name, 0)) if last else 0 for name in streams}
+    rows = {s.name: int(last["rows"].get(s.name, 0)) if last else 0 for s in stored}
     return ResumePlan(
         path=path,
         procedure=str(meta["procedure"]),
@@ -89,6 +91,7 @@ def plan_resume(path: str | os.PathLike[str], *, force: bool = False) -> ResumeP
         board_time_s=_restore_time(last),
         chip_id=str(meta.get("chip_id", "")),
         n_cores=int(meta.get("n_cores", 0) or 0),
+        stored=stored,
     )
 
 
@@ -160,9 +163,9 @@ def _resume_lock(path: Path, *, force: bool) -> Iterator[None]:
         except FileExistsError:
             owner = _lock_owner(lock)
             if owner is None or (not owner[1] and not force):
+                who = owner[0] if owner is not None else "a live process of this host"
                 raise ResumeError(
-                    f"{path}: another resume of this run is going ({lock.name}: "
-                    f"{lock.read_text(encoding='utf-8', errors='replace').strip()}); "
+                    f"{path}: another resume of this run is going ({lock.name}: {who}); "
                     "if it is dead, remove the lock file"
                 ) from None
             lock.unlink(missing_ok=True)  # left by a dead process
@@ -188,13 +191,9 @@ def _remove_stale_temporaries(path: Path) -> None:
         match = pattern.fullmatch(candidate.name)
         if match is None or int(match.group(1)) == os.getpid():
             continue
-        try:
-            os.kill(int(match.group(1)), 0)
-        except ProcessLookupError:
+        if not process_alive(int(match.group(1))):
             candidate.unlink(missing_ok=True)
             logging.getLogger(__name__).info("removed %s, left by a killed run", candidate)
-        except PermissionError:
-            continue
 
 
 def _lock_owner(lock: Path) -> tuple[str, bool] | None:
@@ -207,15 +206,9 @@ def _lock_owner(lock: Path) -> tuple[str, bool] | None:
         return ("unreadable", False)
     if host != socket.gethostname():
         return (f"{pid} on {host}", False)
-    if pid == os.getpid():
+    if pid == os.getpid() or process_alive(pid):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return (str(pid), True)
-    except PermissionError:
-        return None
-    return None
+    return (str(pid), True)
 
 
 def _resume(
@@ -261,7 +254,7 @@ def _resume(
         else:
             board = stack.enter_context(Board(url, timeout_s=timeout_s))
         procedure = catalog.build(plan.procedure, parameters, station=opened)
-        _check_streams(plan.path, procedure)
+        _check_streams(plan, procedure)
         ident = board.identity
         stored = (str(plan.chip_id), int(plan.n_cores))
         if stored != (ident.chip_id, ident.n_cores):
@@ -288,13 +281,12 @@ def _resume(
         )
 
 
-def _check_streams(path: Path, procedure: Procedure) -> None:
+def _check_streams(plan: ResumePlan, procedure: Procedure) -> None:
     """Refuse a file whose streams do not hold what the procedure declares (row shape, dtype):
     the rows kept could not be continued. Streams the file lacks (added to the procedure since
     the file was written) are created empty by the writer."""
+    path, stored = plan.path, plan.stored
     declared = {spec.name: spec for spec in procedure.streams()}
-    with RunFile.open(path) as run:
-        stored = run.stream_info()
     for info in stored:
         spec = declared.get(info.name)
         if spec is None:

@@ -250,7 +250,7 @@ def _log_subscriber(logger: logging.Logger, path: Path) -> Subscriber:
 
 def _board_clock(board: Board) -> Callable[[], float] | None:
     """The board's virtual clock, if it has one (the simulator), else None."""
-    if getattr(board.identity, "clock_control", False):
+    if board.identity.clock_control:
         return board.board_time_s
     return None
 

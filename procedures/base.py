@@ -371,6 +371,13 @@ class Procedure(ABC):
         """Units of work, for progress (1 if unknown)."""
         return 1
 
+    @property
+    def cores_written(self) -> tuple[int, ...] | None:
+        """The cores whose conductances this run writes, where the procedure knows them more
+        exactly than its parameters say (infer: the cores its tiles are mapped onto); None:
+        as the parameters say."""
+        return None
+
     @staticmethod
     def summary_text(results: Mapping[str, Any]) -> str:
         """What a front end prints about a finished run's ``results`` ("" for nothing)."""
@@ -391,13 +398,20 @@ class Procedure(ABC):
         board: core ids of ``"cores"`` parameters beyond the board's cores (its geometry from
         IDENTIFY). ``LimitError`` naming the parameter; procedures add their own checks."""
         n_cores = board.geometry.n_cores
-        for parameter in self.parameters:
-            if parameter.kind != "cores":
-                continue
-            beyond = [core for core in self.params.get(parameter.name, []) if core >= n_cores]
+        written = self.cores_written
+        if written is not None:  # the procedure knows exactly which cores it writes
+            checked = {"cores written": list(written)}
+        else:
+            checked = {
+                f"parameter {parameter.name}": list(self.params.get(parameter.name, []))
+                for parameter in self.parameters
+                if parameter.kind == "cores"
+            }
+        for what, cores in checked.items():
+            beyond = [core for core in cores if core >= n_cores]
             if beyond:
                 raise LimitError(
-                    f"parameter {parameter.name}: core(s) {beyond} beyond the board's "
+                    f"{what}: core(s) {beyond} beyond the board's "
                     f"{n_cores} cores (0-{n_cores - 1}) at {board.link.url}"
                 )
 
@@ -450,8 +464,8 @@ class Procedure(ABC):
             status, reason = "aborted", str(exc)
         except (DriverError, LimitError, ValueError, RuntimeError, OSError, ArithmeticError) as exc:
             # The reason goes into the Stop record and the run file; a driver or limit error
-            # is the board's or the user's, not a bug: one line (the traceback at debug level).
-            expected = isinstance(exc, DriverError | LimitError)
+            # is the board's or the user's, not a bug: one line on the terminal.
+            expected = isinstance(exc, DriverError)  # LimitError included
             if expected:
                 # The traceback rides along for collectors that keep it (a sweep point's
                 # details) without being printed on a terminal.

@@ -68,9 +68,8 @@ from drivers.errors import LimitError, NotSupportedError
 from procedures.base import Checkpoint, Data, Parameter, Progress, StreamSpec
 from procedures.characterize import random_inputs
 from procedures.gdc import READOUT_PARAMETERS, GdcReadout, gdc_alpha, gdc_alpha_rows
-from procedures.programming.targets import DEVICES, US_PER_COUNT
+from procedures.programming.targets import N_DEVICES, ROWS, US_PER_COUNT
 
-ROWS = COLS = 256
 KEEP_ALIVE_S = 30.0
 """Longest time in s a real-time wait leaves the link silent (a STATUS request then)."""
 DRIFT_T0_S = 200.0
@@ -170,7 +169,7 @@ class DriftMonitor(GdcReadout):
             kind=int,
             description="devices sampled per core",
             minimum=1,
-            maximum=ROWS * COLS * DEVICES,
+            maximum=N_DEVICES,
         ),  # fmt: skip
         Parameter(
             "min_counts", 5.0, units="counts", description="sampled devices conduct ≥", minimum=0.0
@@ -283,8 +282,7 @@ class DriftMonitor(GdcReadout):
                 # simulator server's idle timeout (docs/protocol.md): ask for the status.
                 board.status()
                 last_call = time.monotonic()
-            step_s = min(1.0, KEEP_ALIVE_S) if self.params["real_time"] else 0.0
-            time.sleep(min(remaining, step_s))
+            time.sleep(min(remaining, 1.0, KEEP_ALIVE_S))
 
     def execute(
         self, board: Board, *, resume_from: dict[str, Any] | None = None

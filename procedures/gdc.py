@@ -28,9 +28,7 @@ from drivers.errors import LimitError
 from drivers.ldpu import LdpuCoefficients
 from procedures.base import Checkpoint, Data, Parameter, Procedure, Progress, StreamSpec
 from procedures.characterize import random_inputs
-
-ROWS = 256
-"""Output rows of a core, as the streams declare them (before a board is connected)."""
+from procedures.programming.targets import ROWS
 
 
 def gdc_alpha(readout: np.ndarray, reference: np.ndarray, method: str) -> np.ndarray:

@@ -212,16 +212,6 @@ class Infer(Procedure):
         """The cores the network's tiles are programmed onto (of the ``cores`` it may use)."""
         return tuple(int(c) for c in self.mapping.cores_used)
 
-    def check_board(self, board: Board) -> None:
-        """``cores`` is where tiles *may* go (default: every core of the largest chip), not a
-        list every core of which must exist: the board needs at least one of them."""
-        n_cores = board.geometry.n_cores
-        if not any(core < n_cores for core in self.params["cores"]):
-            raise LimitError(
-                f"parameter cores: none of {self.params['cores']} is on the board's "
-                f"{n_cores} cores (0-{n_cores - 1}) at {board.link.url}"
-            )
-
     def load_inputs(self) -> tuple[Graph, InferenceData]:
         """The network and data when not given as objects (``chipctl.inference`` loads files)."""
         raise LimitError("infer: pass network= and data=, or use chipctl.inference.InferModel")

@@ -35,6 +35,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import h5py
+
 from chipctl.runfile.format import RunFileError
 from chipctl.runfile.reader import RunFile
 
@@ -42,6 +44,8 @@ __all__ = [
     "RunFileExistsError",
     "check_out",
     "held_here",
+    "path_key",
+    "process_alive",
     "new_run_path",
     "run_stamp",
     "write_output",
@@ -96,14 +100,15 @@ _held: set[str] = set()
 _held_lock = threading.RLock()
 
 
-def _key(path: Path) -> str:
+def path_key(path: str | os.PathLike[str]) -> str:
+    """One key per file, whatever the spelling (relative, ``..``, a symbolic link)."""
     return os.path.normcase(os.path.realpath(path))
 
 
 def held_here(path: str | os.PathLike[str]) -> bool:
     """True if a :class:`~chipctl.runfile.writer.RunWriter` of this process has ``path`` open."""
     with _held_lock:
-        return _key(Path(path)) in _held
+        return path_key(Path(path)) in _held
 
 
 def claim(path: Path, *, overwrite: bool) -> None:
@@ -111,19 +116,19 @@ def claim(path: Path, *, overwrite: bool) -> None:
     is about to hold it (the writer calls this; :func:`release` undoes it)."""
     with _held_lock:
         check_out(path, overwrite=overwrite)
-        _held.add(_key(path))
+        _held.add(path_key(path))
 
 
 def hold(path: Path) -> None:
     """Record that a writer of this process holds ``path`` (a resumed run's own file)."""
     with _held_lock:
-        _held.add(_key(path))
+        _held.add(path_key(path))
 
 
 def release(path: Path) -> None:
     """The writer of this process closed ``path``."""
     with _held_lock:
-        _held.discard(_key(path))
+        _held.discard(path_key(path))
 
 
 def writer_alive(meta: dict[str, Any]) -> bool:
@@ -133,6 +138,11 @@ def writer_alive(meta: dict[str, Any]) -> bool:
     pid = int(meta.get("writer_pid", 0) or 0)
     if pid <= 0 or pid == os.getpid() or meta.get("writer_host") != socket.gethostname():
         return False
+    return process_alive(pid)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host exists (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -244,14 +254,9 @@ def check_out(
         raise RunFileExistsError(f"{path} exists ({what}); give --overwrite to replace it{hint}")
 
 
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-"""The first bytes of an HDF5 file (with no user block)."""
-
-
 def _is_hdf5(path: Path) -> bool:
     try:
-        with open(path, "rb") as handle:
-            return handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+        return bool(h5py.is_hdf5(path))
     except OSError:
         return False
 
@@ -260,7 +265,7 @@ def _same_file(path: Path, other: Path) -> bool:
     try:
         return os.path.samefile(path, other)
     except OSError:
-        return _key(path) == _key(other)
+        return path_key(path) == path_key(other)
 
 
 def write_output(

@@ -468,8 +468,8 @@ class SimulatedBoard:
             request.col,
             request.device,
             request.kind,
-            amps.astype(np.uint16),
-            widths.astype(np.uint16),
+            amps.astype(np.uint16, copy=False),
+            widths.astype(np.uint16, copy=False),
         )
         return PulsesApplied(request.n)
 

@@ -195,13 +195,6 @@ class PulseModel:
         )
         return np.sqrt(np.maximum(var, 0.0)).astype(np.float32)
 
-    def relaxation_progress(self, tau_s: np.ndarray) -> np.ndarray:
-        """Fraction of the relaxation offset present τ seconds after programming (0..1).
-
-        The device model's r(τ) (:meth:`drivers.sim.devices.DeviceModel.relaxation_progress`).
-        """
-        return self.device.relaxation_progress(tau_s)
-
     # ---- pulses -------------------------------------------------------------------------------
 
     def apply(

@@ -4,12 +4,12 @@ It runs the same :class:`~drivers.sim.board_model.SimulatedBoard` as ``mockchip:
 at a time, like a real board: a second connection gets a ``BUSY`` error reply to its first
 request and is closed. A host that disconnects mid-frame only loses that frame; the board (and
 its chip state) waits for the next connection. A host that gets no reply for ``idle_timeout_s``
-(default :data:`DEFAULT_IDLE_TIMEOUT_S`; the ``idle_timeout`` option, ``--idle-timeout``) is
-dropped, so a hung or forgotten host cannot hold the board for ever: the idle time counts from
-the last reply sent (docs/protocol.md), so bytes that complete no request (garbage, a trickle)
-do not keep a host connected. Receiving polls every :data:`POLL_S`; a reply is sent with a
-blocking socket (at most the idle timeout), so a host that pauses before reading a large reply
-gets all of it. Binds to 127.0.0.1 unless told otherwise.
+(default :data:`DEFAULT_IDLE_TIMEOUT_S`; the ``idle_timeout`` option, ``chipctl sim serve
+--idle-timeout``) is dropped, so a hung or forgotten host cannot hold the board for ever: the
+idle time counts from the last reply sent (docs/protocol.md), so bytes that complete no request
+(garbage, a trickle) do not keep a host connected. Receiving polls every :data:`POLL_S`; a
+reply is sent with a blocking socket (at most the idle timeout), so a host that pauses before
+reading a large reply gets all of it. Binds to 127.0.0.1 unless told otherwise.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def split_server_options(query: str) -> tuple[str, float | None]:
     kept = []
     for part in query.lstrip("?&").split("&"):
         key, _, text = part.partition("=")
-        if key != "idle_timeout":
+        if key not in SERVER_OPTIONS:
             if part:
                 kept.append(part)
             continue

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from drivers.instruments.keysight_e36312a import KeysightE36312A
 from drivers.sim.clock import Clock
 from drivers.sim.instruments.scpi import (
     PLC_S,
@@ -28,8 +29,8 @@ from drivers.sim.instruments.scpi import (
 
 DEFAULT_RAIL_LOADS_OHM = (2.0, 36.0, 150.0)
 """Load resistance on supply outputs 1, 2, 3 in Ω (UNCONFIRMED, see the module docstring)."""
-RAIL_RATINGS = ((6.0, 5.0), (25.0, 1.0), (25.0, 1.0))
-"""(maximum V, maximum A) of outputs 1, 2, 3 (the E36312A's ranges)."""
+RAIL_RATINGS = tuple(KeysightE36312A.CHANNEL_RATINGS[channel] for channel in (1, 2, 3))
+"""(maximum V, maximum A) of outputs 1, 2, 3: the driver's declared E36312A ratings."""
 
 
 class SimulatedRail:
