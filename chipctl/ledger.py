@@ -62,10 +62,12 @@ log = logging.getLogger(__name__)
 
 FORMAT = "chipctl-ledger/1"
 FILE_NAME = "ledger.jsonl"
-FINGERPRINT_HIGH = 96
-"""Fingerprint devices chosen among the core's highest conductances (what was programmed)."""
-FINGERPRINT_SPREAD = 32
-"""Fingerprint devices at fixed spread addresses (mostly low: the contrast)."""
+FINGERPRINT_DEVICES = 128
+"""Devices a fingerprint keeps (half programmed, half unprogrammed where the core has both)."""
+PROGRAMMED_FRACTION = 0.1
+"""A device counts as programmed above this fraction of the core's highest count."""
+TRIMMED_TOP = 0.03
+"""Share of the highest programmed counts a fingerprint skips (stuck-SET devices)."""
 MATCH_CORRELATION = 0.8
 """Lowest correlation of re-read fingerprint counts with the stored ones that still matches."""
 
@@ -210,14 +212,32 @@ def state_text(entry: Mapping[str, Any]) -> str:
 
 
 def take_fingerprint(board: Board, core: int) -> dict[str, list[int]]:
-    """Read every device of ``core`` once and keep a few: the highest conductances and some
-    fixed spread addresses, with their counts (the recipe to recognise the core later)."""
+    """Read every device of ``core`` once and keep a few with their counts (the recipe to
+    recognise the core later).
+
+    Half the kept devices are programmed ones at evenly spaced ranks of their counts (values
+    spanning the programmed range), half are unprogrammed ones at spread addresses (the
+    contrast that survives a day of drift, ±15 % per device). Another programming puts other
+    values at those addresses, and a fresh chip reads them all near zero. The top few percent
+    of counts are skipped: stuck-SET devices sit there, and they belong to the chip, not to
+    the programming (a fresh chip of the same seed shows them too).
+    """
     shape = board.geometry.device_shape
     rows, cols, devices = np.indices(shape).reshape(3, -1)
     counts = np.asarray(board.verify_read(core, rows, cols, devices), np.int64)
-    order = np.argsort(-counts, kind="stable")[:FINGERPRINT_HIGH]
-    spread = (np.arange(FINGERPRINT_SPREAD) * 8191 + 4099) % counts.size
-    chosen = np.concatenate([order, spread[~np.isin(spread, order)]])
+    is_programmed = counts > PROGRAMMED_FRACTION * counts.max()
+    programmed = np.flatnonzero(is_programmed)
+    ranked = programmed[np.argsort(counts[programmed], kind="stable")]
+    ranked = ranked[: max(1, int(ranked.size * (1 - TRIMMED_TOP)))]
+    unprogrammed = np.flatnonzero(~is_programmed)
+    n_low = min(FINGERPRINT_DEVICES // 2, unprogrammed.size)
+    n_high = min(FINGERPRINT_DEVICES - n_low, ranked.size)
+    chosen = np.concatenate(
+        [
+            ranked[np.linspace(0, ranked.size - 1, n_high).round().astype(int)],
+            unprogrammed[np.linspace(0, unprogrammed.size - 1, n_low).round().astype(int)],
+        ]
+    )
     return {
         "rows": rows[chosen].tolist(),
         "cols": cols[chosen].tolist(),

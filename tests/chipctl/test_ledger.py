@@ -246,3 +246,22 @@ def test_fingerprint_tolerates_drift_and_noise() -> None:
         board.advance_clock(86400.0)
         assert fingerprint_matches(board, 0, fingerprint) is True
         assert fingerprint_matches(board, 0, {}) is None
+
+
+@pytest.mark.parametrize("seed", [20, 21, 22])
+def test_fingerprint_of_a_dense_matrix_survives_a_day_and_a_fresh_chip_never_matches(
+    tmp_path: Path, store: Path, weights: Path, seed: int
+) -> None:
+    """Dense uniform weights put many devices near Gmax, and stuck-SET devices sit at the same
+    addresses on a fresh chip of the same seed: neither may decide the match (measured
+    correlations 0.99 right after, 0.95–0.97 after a day, 0.01 on a fresh chip)."""
+    url = f"mockchip://?seed={seed}&cores=2"
+    with SimServer(BoardOptions(seed=seed, cores=2)) as sim:
+        assert _program(sim.url, weights, tmp_path / "p.h5", "0") == 0
+        fingerprint = _ledger(sim.url, store).state()[0]["fingerprint"]
+        with Board(sim.url) as board:
+            board.advance_clock(86400.0)
+            assert fingerprint_matches(board, 0, fingerprint) is True
+            assert fingerprint_matches(board, 1, fingerprint) is False
+    with Board(url) as fresh:
+        assert fingerprint_matches(fresh, 0, fingerprint) is False
