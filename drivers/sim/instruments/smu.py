@@ -34,6 +34,13 @@ import threading
 
 import numpy as np
 
+from drivers.instruments.keithley2450 import (
+    CURRENT_RANGES_A,
+    PULSE_AMPLITUDE_RANGE_A,
+    PULSE_FALL_RANGE_S,
+    PULSE_WIDTH_RANGE_S,
+    VOLTAGE_RANGES_V,
+)
 from drivers.sim.clock import Clock
 from drivers.sim.devices import DeviceModel, HermesPcm
 from drivers.sim.instruments.scpi import (
@@ -48,6 +55,10 @@ from drivers.sim.instruments.scpi import (
 )
 from drivers.sim.pulses import PULSE_PARTIAL, PULSE_SET, PulseModel
 
+VOLTAGE_SPAN_V = (VOLTAGE_RANGES_V[0], VOLTAGE_RANGES_V[-1])
+CURRENT_SPAN_A = (CURRENT_RANGES_A[0], CURRENT_RANGES_A[-1])
+# The ranges and pulse limits are the driver's: the simulated instrument accepts what the
+# real one does, and the two cannot drift apart.
 OVERFLOW_READING = 9.9e37
 """What a 2450 returns for an over-range reading."""
 SET_FALL_THRESHOLD_S = 50e-9
@@ -176,9 +187,9 @@ class SimulatedSmu(ScpiInstrument):
         h["SOUR:VOLT:ILIM?"] = lambda _: fmt(self.current_limit_a)
         h["SOUR:CURR:VLIM"] = lambda a: self._set("voltage_limit_v", a, 0.02, 210.0)
         h["SOUR:CURR:VLIM?"] = lambda _: fmt(self.voltage_limit_v)
-        h["SOUR:VOLT:RANG"] = lambda a: self._set("source_voltage_range_v", a, 0.02, 200.0)
+        h["SOUR:VOLT:RANG"] = lambda a: self._set("source_voltage_range_v", a, *VOLTAGE_SPAN_V)
         h["SOUR:VOLT:RANG?"] = lambda _: fmt(self.source_voltage_range_v)
-        h["SOUR:CURR:RANG"] = lambda a: self._set("source_current_range_a", a, 1e-8, 1.0)
+        h["SOUR:CURR:RANG"] = lambda a: self._set("source_current_range_a", a, *CURRENT_SPAN_A)
         h["SOUR:CURR:RANG?"] = lambda _: fmt(self.source_current_range_a)
         h["SENS:FUNC"] = self._set_measure_function
         h["SENS:FUNC?"] = lambda _: f'"{self.measure_function}:DC"'
@@ -186,7 +197,7 @@ class SimulatedSmu(ScpiInstrument):
         h["SENS:CURR:RANG?"] = lambda _: fmt(self.current_range_a)
         h["SENS:CURR:RANG:AUTO"] = self._set_autorange
         h["SENS:CURR:RANG:AUTO?"] = lambda _: str(int(self.current_autorange))
-        h["SENS:VOLT:RANG"] = lambda a: self._set("voltage_range_v", a, 0.02, 200.0)
+        h["SENS:VOLT:RANG"] = lambda a: self._set("voltage_range_v", a, *VOLTAGE_SPAN_V)
         h["SENS:VOLT:RANG?"] = lambda _: fmt(self.voltage_range_v)
         h["OUTP"] = self._set_output
         h["OUTP?"] = lambda _: str(int(self.output_enabled))
@@ -216,7 +227,7 @@ class SimulatedSmu(ScpiInstrument):
         self.measure_function = function
 
     def _set_current_range(self, args: str) -> None:
-        self.current_range_a = in_range(number(args), 1e-8, 1.0)
+        self.current_range_a = in_range(number(args), *CURRENT_SPAN_A)
         self.current_autorange = False
 
     def _set_autorange(self, args: str) -> None:
@@ -303,9 +314,9 @@ class SimulatedSmu(ScpiInstrument):
         parts = [part.strip() for part in args.split(",")]
         if len(parts) != 3:
             raise ScpiError(-109, "Missing parameter")
-        amplitude = in_range(number(parts[0]), 0.0, 1.05e-3)
-        width = in_range(number(parts[1]), 1e-8, 1e-3)
-        fall = in_range(number(parts[2]), 0.0, 1e-6)
+        amplitude = in_range(number(parts[0]), *PULSE_AMPLITUDE_RANGE_A)
+        width = in_range(number(parts[1]), *PULSE_WIDTH_RANGE_S)
+        fall = in_range(number(parts[2]), *PULSE_FALL_RANGE_S)
         if not self.output_enabled:
             raise ScpiError(-221, "Settings conflict")
         self.device.apply_pulse(amplitude * 1e6, width * 1e9, fall * 1e9)
