@@ -159,15 +159,17 @@ def known_schemes() -> list[str]:
     return sorted(names)
 
 
-def _scheme_known(scheme: str) -> bool:
+def _handler_module_name(scheme: str) -> str | None:
+    """The module that handles ``scheme://`` in the registered handler packages, if any."""
     register_url_handlers()
     for package in serial.protocol_handler_packages:
+        name = f"{package}.protocol_{scheme}"
         try:
-            if importlib.util.find_spec(f"{package}.protocol_{scheme}") is not None:
-                return True
+            if importlib.util.find_spec(name) is not None:
+                return name
         except (ImportError, ValueError):
             continue
-    return False
+    return None
 
 
 def check_url(url: str) -> None:
@@ -195,7 +197,8 @@ def check_url(url: str) -> None:
     scheme = url.split("://", 1)[0].lower()
     if not scheme or not scheme.replace("-", "").replace("+", "").replace(".", "").isalnum():
         raise BadUrlError(f"board URL {url!r}: {scheme!r} is not a URL scheme")
-    if not _scheme_known(scheme):
+    handler = _handler_module_name(scheme)
+    if handler is None:
         listed = ", ".join(f"{name}://" for name in known_schemes())
         raise BadUrlError(
             f"board URL {url!r}: unknown scheme {scheme}:// (known: {listed}; "
@@ -204,27 +207,22 @@ def check_url(url: str) -> None:
     if scheme in NETWORK_SCHEMES:
         _check_network_url(url, scheme)
     else:
-        _check_handler_url(url, scheme)
+        _check_handler_url(url, handler)
 
 
-def _check_handler_url(url: str, scheme: str) -> None:
-    """Let the handler of ``scheme`` parse ``url`` if it can without opening anything."""
-    for package in serial.protocol_handler_packages:
-        name = f"{package}.protocol_{scheme}"
+def _check_handler_url(url: str, handler: str) -> None:
+    """Let the handler module parse ``url`` if it can without opening anything."""
+    try:
+        module = importlib.import_module(handler)
+    except ImportError:
+        return  # pyserial will say why when it opens the URL
+    parse = inspect.getattr_static(getattr(module, "Serial", None), "from_url", None)
+    if isinstance(parse, staticmethod):
         try:
-            if importlib.util.find_spec(name) is None:
-                continue
-            module = importlib.import_module(name)
-        except (ImportError, ValueError):
-            continue
-        parse = inspect.getattr_static(getattr(module, "Serial", None), "from_url", None)
-        if isinstance(parse, staticmethod):
-            try:
-                parse.__func__(url)
-            except (ValueError, serial.SerialException) as exc:
-                reason = exc.__context__ if isinstance(exc.__context__, ValueError) else exc
-                raise BadUrlError(f"board URL {url!r}: {reason}") from None
-        return
+            parse.__func__(url)
+        except (ValueError, serial.SerialException) as exc:
+            reason = exc.__context__ if isinstance(exc.__context__, ValueError) else exc
+            raise BadUrlError(f"board URL {url!r}: {reason}") from None
 
 
 def _check_network_url(url: str, scheme: str) -> None:
