@@ -116,37 +116,57 @@ def calibrate(deployment: Deployment, n_inputs: int = 512, seed: int = 0) -> Ite
             "inputs come from the float32 model on calibration samples"
         )
     for core, state in deployment.tiles.items():
-        rows, cols = state.tile.shape
-        cols *= state.replicas
-        rng = np.random.default_rng([seed, core, 0xCA1B])
-        x = np.zeros((n_inputs + GDC_INPUTS, CORE_COLS), np.int8)
-        body = rng.integers(-127, 128, size=(x.shape[0], cols))
-        body[rng.random(body.shape) < 0.3] = 0
-        if state.data_codes is not None and state.data_codes.shape[0]:
-            # Half the fit on the layer's own input distribution (from the float32 model on
-            # calibration data), as it will run: a fit on random inputs alone misses the
-            # ADC's behaviour at the currents real activations drive (one-phase above all).
-            n_data = n_inputs // 2
-            pick = rng.choice(state.data_codes.shape[0], n_data)
-            body[:n_data] = np.tile(state.data_codes[pick], (1, state.replicas))
-        x[:, :cols] = body
-        counts = raw_counts(deployment, [core], x[None])[0]
-        p, n = counts
-        w = deployment.core_weights(core)[:rows, :cols].astype(np.float64)
-        # Replicas see the same input at run time, so the fit targets their mean: W·x.
-        t = body[:n_inputs].astype(np.float64) @ w.T / state.replicas
-        u_pos, u_neg, offset, _ = fit_adc(
-            t, p[:n_inputs, :rows], n[:n_inputs, :rows], deployment.mvm_mode
-        )
-        for array, fitted in ((state.u_pos, u_pos), (state.u_neg, u_neg)):
-            array[:] = 0.0
-            array[:rows] = fitted
-        state.offset[:] = 0.0
-        state.offset[:rows] = offset
-        used = np.abs(u_pos[np.isfinite(u_pos)])
-        state.k = 1.0 / float(np.median(used)) if used.size and np.median(used) > 0 else 1.0
+        x = calibration_inputs(deployment, core, n_inputs, seed)
+        p, n = raw_counts(deployment, [core], x[None])[0]
+        fit_tile(deployment, core, x[:n_inputs], p[:n_inputs], n[:n_inputs])
+        state.keep_fit()
         state.reference_inputs = x[n_inputs:]
         state.reference_outputs = state.calibrated(p[n_inputs:], n[n_inputs:])
-        state.alpha = 1.0
-        deployment.stale = True
         yield core
+
+
+def calibration_inputs(deployment: Deployment, core: int, n_inputs: int, seed: int) -> np.ndarray:
+    """The int8 calibration inputs of ``core`` (n_inputs + GDC_INPUTS, 256): random (30 %
+    zeros), half of the first ``n_inputs`` the layer's typical inputs, the last GDC_INPUTS the
+    GDC reference inputs; the same for the same (core, n_inputs, seed) and calibration data,
+    so the host can run them again (:mod:`procedures.inference.recalibration`)."""
+    state = deployment.tiles[core]
+    cols = state.tile.shape[1] * state.replicas
+    rng = np.random.default_rng([seed, core, 0xCA1B])
+    x = np.zeros((n_inputs + GDC_INPUTS, CORE_COLS), np.int8)
+    body = rng.integers(-127, 128, size=(x.shape[0], cols))
+    body[rng.random(body.shape) < 0.3] = 0
+    if state.data_codes is not None and state.data_codes.shape[0]:
+        # Half the fit on the layer's own input distribution (from the float32 model on
+        # calibration data), as it will run: a fit on random inputs alone misses the
+        # ADC's behaviour at the currents real activations drive (one-phase above all).
+        n_data = n_inputs // 2
+        pick = rng.choice(state.data_codes.shape[0], n_data)
+        body[:n_data] = np.tile(state.data_codes[pick], (1, state.replicas))
+    x[:, :cols] = body
+    return x
+
+
+def fit_tile(
+    deployment: Deployment, core: int, x: np.ndarray, positive: np.ndarray, negative: np.ndarray
+) -> None:
+    """Fit ``core``'s per-row gains and offset on inputs ``x`` (n, 256) and their raw counts
+    against the target outputs W·x; sets the fit in use (drift factor 1)."""
+    state = deployment.tiles[core]
+    rows, cols = state.tile.shape
+    cols *= state.replicas
+    w = deployment.core_weights(core)[:rows, :cols].astype(np.float64)
+    # Replicas see the same input at run time, so the fit targets their mean: W·x.
+    t = x[:, :cols].astype(np.float64) @ w.T / state.replicas
+    u_pos, u_neg, offset, _ = fit_adc(
+        t, positive[:, :rows], negative[:, :rows], deployment.mvm_mode
+    )
+    for array, fitted in ((state.u_pos, u_pos), (state.u_neg, u_neg)):
+        array[:] = 0.0
+        array[:rows] = fitted
+    state.offset[:] = 0.0
+    state.offset[:rows] = offset
+    used = np.abs(u_pos[np.isfinite(u_pos)])
+    state.k = 1.0 / float(np.median(used)) if used.size and np.median(used) > 0 else 1.0
+    state.alpha = 1.0
+    deployment.stale = True

@@ -21,16 +21,23 @@ from procedures.inference.digital import NumberFormat
 from procedures.inference.graph import Conv, Dense, Graph, Lstm, Relu
 from procedures.inference.mapping import CORE_COLS, LayerMapping, Mapping, MatrixMapping, Tile
 from procedures.inference.reference import check_ranges
+from procedures.programming.gmax import G_MAX_RULES
 
 
 @dataclass
 class TileState:
-    """One programmed core: its tile, programming scale, calibration and drift factor."""
+    """One programmed core: its tile, programming scale, calibration and drift factor.
+
+    ``u_pos``, ``u_neg``, ``offset``, ``k`` are the fit in use; ``fit_at_calibration`` keeps the
+    one made right after programming (compensations that re-fit or rescale the rows start from
+    it, and GDC measures against it)."""
 
     layer: str
     part: str
     tile: Tile
     g_max: float = 0.0
+    g_max_worst_case: float = 0.0
+    saturated_fraction: float = float("nan")
     w_max: float = 1.0
     u_pos: np.ndarray = field(default_factory=lambda: np.zeros(ROWS))
     u_neg: np.ndarray = field(default_factory=lambda: np.zeros(ROWS))
@@ -45,6 +52,7 @@ class TileState:
     converged_fraction: float = 0.0
     iterations: int = 0
     pulses: int = 0
+    fit_at_calibration: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None
 
     @property
     def core(self) -> int:
@@ -54,6 +62,27 @@ class TileState:
     def calibrated(self, positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
         """u₊·P − u₋·N (without the offset), float64: W·x estimate in weight units × LSB."""
         return self.u_pos * positive.astype(np.float64) - self.u_neg * negative.astype(np.float64)
+
+    def calibrated_at_calibration(self, positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
+        """:meth:`calibrated` with the fit made right after programming."""
+        fit = self.fit_at_calibration
+        if fit is None:
+            return self.calibrated(positive, negative)
+        return fit[0] * positive.astype(np.float64) - fit[1] * negative.astype(np.float64)
+
+    def keep_fit(self) -> None:
+        """Remember the fit in use as the one made at calibration."""
+        self.fit_at_calibration = (
+            self.u_pos.copy(), self.u_neg.copy(), self.offset.copy(), float(self.k)
+        )  # fmt: skip
+
+    def restore_fit(self) -> None:
+        """Back to the fit made at calibration, drift factor 1."""
+        if self.fit_at_calibration is not None:
+            u_pos, u_neg, offset, k = self.fit_at_calibration
+            self.u_pos[:], self.u_neg[:], self.offset[:] = u_pos, u_neg, offset
+            self.k = k
+        self.alpha = 1.0
 
 
 @dataclass
@@ -92,6 +121,11 @@ class Deployment:
             replication; see :mod:`procedures.inference.tile_programming`).
         min_g_max_fraction: fewer copies when more would push the line-limited Gmax below this
             fraction of the mode's Gmax.
+        g_max_rule: ``"workload"`` (Gmax from the layer's inputs on calibration data) or
+            ``"worst-case"`` (full-scale inputs on every column); see
+            :mod:`procedures.inference.tile_programming`.
+        g_max_quantile: percentile of the calibration inputs whose bit-line currents the
+            workload rule keeps under the limit.
 
     Attributes:
         tiles: the state of every programmed core, by core.
@@ -114,9 +148,17 @@ class Deployment:
         batch: int = 2048,
         max_replicas: int = 64,
         min_g_max_fraction: float = 0.5,
+        g_max_rule: str = "workload",
+        g_max_quantile: float = 99.9,
     ) -> None:
         if mvm_mode not in (1, 4):
             raise LimitError(f"MVM mode must be 1 or 4, got {mvm_mode}")
+        if g_max_rule not in G_MAX_RULES:
+            raise LimitError(
+                f"Gmax rule must be one of {', '.join(G_MAX_RULES)}, got {g_max_rule!r}"
+            )
+        if not 0 < g_max_quantile <= 100:
+            raise LimitError(f"Gmax quantile must be in (0, 100] %, got {g_max_quantile}")
         n_cores = board.identity.n_cores
         outside = [c for c in mapping.cores_used if c >= n_cores]
         if outside:
@@ -136,6 +178,8 @@ class Deployment:
             )
         self.max_replicas = int(max_replicas)
         self.min_g_max_fraction = float(min_g_max_fraction)
+        self.g_max_rule = g_max_rule
+        self.g_max_quantile = float(g_max_quantile)
         self.tiles: dict[int, TileState] = {}
         for lm in mapping.layers:
             for mm in lm.matrices:

@@ -9,24 +9,37 @@ documents the method and its sources:
 * :mod:`procedures.inference.calibration`: int8 ranges and partial-sum grids from the float32
   model, per-tile ADC fits against the target weights, GDC reference outputs;
 * :mod:`procedures.inference.tile_programming`: replication of narrow tiles, Gmax under the
-  line-current limit, program-and-verify (and GDP) in lockstep groups;
+  line-current limit (from the workload or the worst case), program-and-verify (and GDP) in
+  lockstep groups, measured ADC saturation;
 * :mod:`procedures.inference.streaming`: the LDPU coefficients and the forward pass (int8
   activations, MVM frames, partial sums, LSTM through the GDPU, digital nodes);
-* :mod:`procedures.inference.compensation`: drift compensation, GDC and AdaBS.
+* :mod:`procedures.inference.compensation`: drift compensation, GDC (per core or per row)
+  and AdaBS;
+* :mod:`procedures.inference.recalibration`: re-fitting the LDPU rows at time t.
 
 The order of use: :meth:`~ChipExecutor.use_calibration_data`, :meth:`~ChipExecutor.program`,
-:meth:`~ChipExecutor.calibrate`, then :meth:`~ChipExecutor.compensate` (or
-:meth:`~ChipExecutor.adapt_batchnorm`) and :meth:`~ChipExecutor.forward` as often as needed.
+(:meth:`~ChipExecutor.measure_saturation`), :meth:`~ChipExecutor.calibrate`
+(:meth:`~ChipExecutor.record_channel_statistics` for AdaBS), then
+:meth:`~ChipExecutor.compensate`, :meth:`~ChipExecutor.recalibrate`,
+:meth:`~ChipExecutor.adapt` and :meth:`~ChipExecutor.forward` as often as needed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from drivers.ldpu import LdpuCoefficients
-from procedures.inference import calibration, compensation, streaming, tile_programming
+from procedures.inference import (
+    calibration,
+    compensation,
+    recalibration,
+    streaming,
+    tile_programming,
+)
+from procedures.inference.compensation import ChannelStatistics
 from procedures.inference.deployment import Deployment
 from procedures.inference.streaming import Observer
 from procedures.programming.gdp import GdpSettings
@@ -63,6 +76,12 @@ class ChipExecutor(Deployment):
             self, mode, settings, group_size=group_size, cores=cores, gdp=gdp, seed=seed
         )
 
+    def measure_saturation(self) -> int:
+        """Set every tile's measured ``saturated_fraction`` on its calibration-data inputs;
+        returns the core-MVMs spent (:func:`procedures.inference.tile_programming.
+        measure_saturation`)."""
+        return tile_programming.measure_saturation(self)
+
     def calibrate(self, n_inputs: int = 512, seed: int = 0) -> Iterator[int]:
         """Fit every tile's per-row gains against its target weights; yields each core done
         (:func:`procedures.inference.calibration.calibrate`)."""
@@ -70,6 +89,8 @@ class ChipExecutor(Deployment):
 
     def mark_calibrated(self) -> None:
         """Calibration set from outside (a resumed run): coefficients must be loaded again."""
+        for state in self.tiles.values():
+            state.keep_fit()
         self.learned = True
         self.stale = True
 
@@ -78,16 +99,37 @@ class ChipExecutor(Deployment):
         return compensation.drift_factors(self)
 
     def compensate(self, method: str) -> dict[int, float]:
-        """Set the drift factors: "none" (α = 1), "gdc" (α̂ per core); returns them."""
+        """From the calibration-time fit: "none" (α = 1), "gdc" (α̂ per core) or "gdc-column"
+        (α̂ per row); returns the factor per core
+        (:func:`procedures.inference.compensation.compensate`)."""
         return compensation.compensate(self, method)
 
+    def recalibrate(self, n_inputs: int = 512, seed: int = 0) -> int:
+        """Re-fit every tile's LDPU rows on its calibration inputs now; returns the core-MVMs
+        spent (:func:`procedures.inference.recalibration.recalibrate`)."""
+        return recalibration.recalibrate(self, n_inputs, seed)
+
+    def record_channel_statistics(
+        self, batches: Sequence[np.ndarray]
+    ) -> dict[str, ChannelStatistics]:
+        """AdaBS's reference: the layers' output-channel statistics through the chip now
+        (:func:`procedures.inference.compensation.record_channel_statistics`)."""
+        return compensation.record_channel_statistics(self, batches)
+
+    def adapt(
+        self, batches: Sequence[np.ndarray], reference: dict[str, ChannelStatistics]
+    ) -> dict[str, dict[str, Any]]:
+        """AdaBS on every layer but LSTMs; returns what was adapted per layer
+        (:func:`procedures.inference.compensation.adapt`)."""
+        return compensation.adapt(self, batches, reference)
+
     def adapt_batchnorm(self, batches: Sequence[np.ndarray]) -> dict[str, float]:
-        """AdaBS: re-estimate the folded batch norms from ``batches`` through the chip; returns
-        the relative change of the mean affine scale per adapted layer."""
+        """AdaBS on the folded batch norms only (refused without any); returns the relative
+        change of the mean affine scale per adapted layer."""
         return compensation.adapt_batchnorm(self, batches)
 
     def reset_batchnorm(self) -> None:
-        """Back to the software batch-norm statistics (undo AdaBS)."""
+        """Back to the software affine of every layer (undo AdaBS)."""
         compensation.reset_batchnorm(self)
 
     def coefficients(self, core: int) -> LdpuCoefficients:

@@ -44,7 +44,7 @@ from procedures.inference.mapping import CORE_COLS
 from procedures.inference.reference import run_node
 
 Observer = Callable[[LayerPlan, np.ndarray], None]
-"""``observe(plan, pre)``: sees a batch-norm-folded layer's pre-BN outputs (AdaBS)."""
+"""``observe(plan, pre)``: sees an analog layer's outputs W·x + b before its affine (AdaBS)."""
 
 
 # -- LDPU coefficients --------------------------------------------------------------------------
@@ -210,8 +210,9 @@ def forward(
     """Run a batch through the chip; returns the output tensor (float, dequantised) under
     the graph's output name, and with ``keep`` every tensor.
 
-    ``observe(plan, pre)`` (AdaBS) sees each batch-norm-folded layer's pre-BN outputs and
-    may change the plan's affine before the layer's outputs are formed (host LDPU).
+    ``observe(plan, pre)`` (AdaBS) sees each non-LSTM analog layer's outputs W·x + b before
+    its affine and may change the plan's affine before the layer's outputs are formed (host
+    LDPU).
     """
     g = deployment.graph
     values: dict[str, np.ndarray] = {g.input_name: g.prepare_input(x).astype(np.float64)}
@@ -240,7 +241,7 @@ def _analog(
     host = deployment.digital.name != "float16" or observe is not None
     if isinstance(node, Lstm):
         return _lstm(deployment, plan, x, host)
-    obs = observe if plan.mapping.folded_batchnorm else None
+    obs = observe  # every non-LSTM layer (AdaBS adapts layers without batch norm too)
     codes = quantise_int8(x, plan.in_lsb["weight"])
     n = x.shape[0]
     positions = 1

@@ -4,10 +4,14 @@
 
 **Programming.** Each tile (``procedures.inference.mapping``) is programmed by
 program-and-verify (:mod:`procedures.programming.iterative`) with its own Wmax = max|W_tile| and
-Gmax per core: 80 (ODP) or 160 (TDP) counts, lowered so no bit-line current exceeds 100 µA at
-full-scale inputs in the chosen MVM mode
-(:func:`~procedures.programming.targets.line_limited_g_max`). Cores are programmed in lockstep
-groups, optionally refined by GDP (:mod:`procedures.programming.gdp`).
+Gmax per core: 80 (ODP) or 160 (TDP) counts, lowered where the bit-line current would exceed
+100 µA. The deployment's ``g_max_rule`` says at which inputs: ``"workload"`` (default) the
+layer's own int8 inputs on calibration data, of which the ``g_max_quantile`` must fit
+(:func:`~procedures.programming.gmax.workload_g_max`); ``"worst-case"`` full-scale inputs on
+every column (:func:`~procedures.programming.targets.line_limited_g_max`). Cores are programmed
+in lockstep groups, optionally refined by GDP (:mod:`procedures.programming.gdp`).
+:func:`measure_saturation` then runs the same inputs through every core and records the
+fraction that saturates a conversion.
 
 **Replication** (ours, on by default). A tile narrower than half a core is repeated
 r = ⌊256/cols⌋ times side by side and its input vector with it; the LDPU divides by r (inside
@@ -27,6 +31,7 @@ from drivers.errors import LimitError
 from procedures.inference.deployment import Deployment, TileState
 from procedures.inference.mapping import CORE_COLS
 from procedures.programming.gdp import GdpSettings, GdpState, gdp_refine
+from procedures.programming.gmax import saturated_fraction, workload_g_max
 from procedures.programming.iterative import (
     CoreProgram,
     IterationStats,
@@ -99,13 +104,56 @@ def _replicas_and_g_max(
     copies = max(1, min(deployment.max_replicas, CORE_COLS // cols))
     for replicas in range(copies, 0, -1):
         state.replicas = replicas
-        g_max = line_limited_g_max(
-            deployment.core_weights(state.core),
+        weights = deployment.core_weights(state.core)
+        state.g_max_worst_case = line_limited_g_max(
+            weights,
             g_max_counts=base,
             mvm_mode=deployment.mvm_mode,
             line_current_limit_ua=LINE_CURRENT_LIMIT_UA,
             read_voltage_mv=read_mv,
         )
+        g_max = state.g_max_worst_case
+        if deployment.g_max_rule == "workload":
+            g_max = workload_g_max(
+                weights,
+                workload_inputs(state),
+                g_max_counts=base,
+                mvm_mode=deployment.mvm_mode,
+                quantile=deployment.g_max_quantile,
+                line_current_limit_ua=LINE_CURRENT_LIMIT_UA,
+                read_voltage_mv=read_mv,
+            )
         if g_max >= deployment.min_g_max_fraction * base or replicas == 1:
             return replicas, g_max
     raise AssertionError("unreachable")
+
+
+def workload_inputs(state: TileState) -> np.ndarray:
+    """The core's int8 inputs on calibration data (n, 256): the layer's typical inputs
+    (:func:`~procedures.inference.calibration.use_calibration_data`), one copy per replica."""
+    if state.data_codes is None or not state.data_codes.shape[0]:
+        raise LimitError(
+            f"core {state.core}: the workload Gmax rule needs the layer's inputs on calibration "
+            "data: call use_calibration_data(x) first, or use the worst-case rule"
+        )
+    codes = np.tile(state.data_codes, (1, state.replicas))
+    x = np.zeros((codes.shape[0], CORE_COLS), np.int8)
+    x[:, : codes.shape[1]] = codes
+    return x
+
+
+def measure_saturation(deployment: Deployment) -> int:
+    """Run every core's calibration-data inputs through it and set each tile's
+    ``saturated_fraction`` (inputs that saturate a conversion); returns the core-MVMs spent."""
+    cores = list(deployment.tiles)
+    batches = [workload_inputs(deployment.tiles[c]) for c in cores]
+    lengths = [b.shape[0] for b in batches]
+    x = np.zeros((len(cores), max(lengths), CORE_COLS), np.int8)
+    for i, b in enumerate(batches):
+        x[i, : b.shape[0]] = b  # zero padding drives no current
+    fractions, spent = saturated_fraction(
+        deployment.board, cores, x, deployment.mvm_mode, lengths=lengths
+    )
+    for core, fraction in zip(cores, fractions, strict=True):
+        deployment.tiles[core].saturated_fraction = float(fraction)
+    return spent
