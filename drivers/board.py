@@ -403,15 +403,28 @@ class Board:
         *,
         mode: int = ...,
         output: Literal["raw"] = ...,
+        rows: tuple[int, int] | None = ...,
     ) -> MvmCounts: ...
 
     @overload
     def mvm(
-        self, cores: int | Sequence[int], inputs: Any, *, mode: int = ..., output: Literal["ldpu"]
+        self,
+        cores: int | Sequence[int],
+        inputs: Any,
+        *,
+        mode: int = ...,
+        output: Literal["ldpu"],
+        rows: tuple[int, int] | None = ...,
     ) -> np.ndarray: ...
 
     def mvm(
-        self, cores: int | Sequence[int], inputs: Any, *, mode: int = 4, output: str = "raw"
+        self,
+        cores: int | Sequence[int],
+        inputs: Any,
+        *,
+        mode: int = 4,
+        output: str = "raw",
+        rows: tuple[int, int] | None = None,
     ) -> MvmCounts | np.ndarray:
         """Run batched matrix-vector multiplications (MVM) on one or several cores at once.
 
@@ -423,8 +436,12 @@ class Board:
             mode: 1 (one-phase) or 4 (four-phase, more accurate [LG p.3]).
             output: "raw" for both ADC counters (:class:`MvmCounts`), "ldpu" for int8 outputs
                 after each core's LDPU chain.
+            rows: the output rows ``(start, stop)`` to return, default all ``geometry.rows``;
+                the board converts all rows and sends these (less to transfer; the simulator
+                also skips the rest).
 
-        Returns arrays shaped like ``inputs``, with ``geometry.rows`` outputs in the last axis.
+        Returns arrays shaped like ``inputs``, with ``stop − start`` (default
+        ``geometry.rows``) outputs in the last axis.
         """
         # An int first: 4.0 would crash struct.pack and True would pass as mode 1.
         mode = strict_discrete_set(strict_int_range(mode, (0, 0xFF)), MVM_MODES)
@@ -441,7 +458,23 @@ class Board:
                 f"MVM inputs must be integers in -127..127, got dtype {array.dtype} "
                 "(quantise floating-point activations first)"
             )
-        cols, rows = self.geometry.cols, self.geometry.rows
+        cols = self.geometry.cols
+        row_range = None
+        if rows is None:
+            n_rows = self.geometry.rows
+        else:
+            if not isinstance(rows, Sequence) or len(rows) != 2:
+                raise LimitError(f"MVM rows must be a (start, stop) pair, got {rows!r}")
+            try:
+                start = strict_int_range(rows[0], (0, self.geometry.rows - 1))
+                stop = strict_int_range(rows[1], (start + 1, self.geometry.rows))
+            except LimitError as exc:
+                raise LimitError(
+                    f"MVM rows {tuple(rows)!r} must be a non-empty range (start, stop) within "
+                    f"0..{self.geometry.rows}: {exc}"
+                ) from None
+            row_range = (start, stop)
+            n_rows = stop - start
         expected = (
             f"({cols},) or (batch, {cols})"
             if single
@@ -467,8 +500,8 @@ class Board:
         code = _MVM_OUTPUT_CODES[output]
         n_cores = len(core_list)
         size = max(
-            MvmReply.payload_size(code, n_cores, batch, rows),
-            MvmRequest.payload_size(n_cores, batch, cols),
+            MvmReply.payload_size(code, n_cores, batch, n_rows),
+            MvmRequest.payload_size(n_cores, batch, cols, rows=row_range is not None),
         )
         self._check_fits(size, f"an MVM of {n_cores} cores × batch {batch}")
         request = MvmRequest(
@@ -476,14 +509,15 @@ class Board:
             output=code,
             cores=np.asarray(core_list, np.uint8),
             inputs=np.ascontiguousarray(stacked, dtype=np.int8),
+            rows=row_range,
         )
         reply = self._call(Command.MVM, request, MvmReply)
-        if (reply.output, reply.shape) != (code, (n_cores, batch, rows)):
+        if (reply.output, reply.shape) != (code, (n_cores, batch, n_rows)):
             raise ProtocolError(
                 f"MVM reply (output {reply.output}, shape {reply.shape}) does not match the "
-                f"request (output {code}, shape {(n_cores, batch, rows)})"
+                f"request (output {code}, shape {(n_cores, batch, n_rows)})"
             )
-        out_shape = shape[:-1] + (rows,)
+        out_shape = shape[:-1] + (n_rows,)
         if reply.outputs is not None:
             return reply.outputs.reshape(out_shape)
         assert reply.positive is not None and reply.negative is not None

@@ -63,6 +63,10 @@ OUTPUT_LDPU = 1
 CAP_SIMULATED = 0x01
 CAP_CLOCK_CONTROL = 0x02
 LDPU_FLAG_RELU = 0x01
+MVM_FLAG_ROW_RANGE = 0x01
+"""MVM request flag: a row range (:data:`MVM_ROW_RANGE`) follows the header (§3.5)."""
+MVM_ROW_RANGE = struct.Struct("<HH")
+"""MVM request row range: first row, one past the last row the host reads (§3.5)."""
 
 _U8: np.dtype[Any] = np.dtype(np.uint8)
 _I8: np.dtype[Any] = np.dtype(np.int8)
@@ -687,12 +691,15 @@ class MvmRequest(Payload):
         output: :data:`OUTPUT_RAW` or :data:`OUTPUT_LDPU` (likewise).
         cores: uint8 core ids, C of them.
         inputs: int8 PWM inputs, shape (C, batch, cols).
+        rows: the output rows [start, stop) the host reads, or None for all of them (then the
+            request is byte for byte the one of before the row range existed: flags 0).
     """
 
     mode: int
     output: int
     cores: np.ndarray
     inputs: np.ndarray
+    rows: tuple[int, int] | None = None
 
     WHAT: ClassVar[str] = "MVM request"
 
@@ -705,6 +712,11 @@ class MvmRequest(Payload):
             )
         if inputs.shape[1] == 0 or inputs.shape[2] == 0:
             raise PayloadError(f"{self.WHAT}: empty batch or vectors, shape {inputs.shape}")
+        if self.rows is not None:
+            start, stop = (int(v) for v in self.rows)
+            if not 0 <= start < stop <= 0xFFFF:
+                raise PayloadError(f"{self.WHAT}: row range [{start}, {stop}) is empty or too big")
+            object.__setattr__(self, "rows", (start, stop))
         object.__setattr__(self, "cores", cores)
         object.__setattr__(self, "inputs", inputs)
 
@@ -719,27 +731,41 @@ class MvmRequest(Payload):
         return int(self.inputs.shape[2])
 
     @classmethod
-    def payload_size(cls, n_cores: int, batch: int, cols: int) -> int:
-        """Bytes of a request for ``n_cores`` cores of ``batch`` vectors of ``cols`` inputs."""
-        return MVM_HEADER.size + n_cores + n_cores * batch * cols
+    def payload_size(cls, n_cores: int, batch: int, cols: int, *, rows: bool = False) -> int:
+        """Bytes of a request for ``n_cores`` cores of ``batch`` vectors of ``cols`` inputs
+        (``rows``: with a row range)."""
+        extra = MVM_ROW_RANGE.size if rows else 0
+        return MVM_HEADER.size + extra + n_cores + n_cores * batch * cols
 
     def chunks(self) -> list[Chunk]:
+        flags = 0 if self.rows is None else MVM_FLAG_ROW_RANGE
         header = _pack(
-            MVM_HEADER, self.WHAT, self.mode, self.output, self.cores.size, 0, self.batch
+            MVM_HEADER, self.WHAT, self.mode, self.output, self.cores.size, flags, self.batch
         )
-        return [header, _wire_bytes(self.cores, _U8), _wire_bytes(self.inputs, _I8)]
+        chunks: list[Chunk] = [header]
+        if self.rows is not None:
+            chunks.append(_pack(MVM_ROW_RANGE, self.WHAT, *self.rows))
+        return [*chunks, _wire_bytes(self.cores, _U8), _wire_bytes(self.inputs, _I8)]
 
     @classmethod
     def decode(cls, payload: Buffer) -> Self:
         size = _size(payload)
         if size < MVM_HEADER.size:
             raise PayloadError(f"{cls.WHAT}: payload of {size} bytes is too short")
-        mode, output, n_cores, reserved, batch = MVM_HEADER.unpack_from(payload)
-        if reserved:
-            raise PayloadError(f"{cls.WHAT}: reserved byte must be zero")
+        mode, output, n_cores, flags, batch = MVM_HEADER.unpack_from(payload)
+        if flags & ~MVM_FLAG_ROW_RANGE:
+            raise PayloadError(f"{cls.WHAT}: unknown flag bits {flags:#04x}")
         if n_cores == 0 or batch == 0:
             raise PayloadError(f"{cls.WHAT}: no cores or empty batch")
-        n_in = size - MVM_HEADER.size - n_cores
+        base = MVM_HEADER.size
+        rows: tuple[int, int] | None = None
+        if flags & MVM_FLAG_ROW_RANGE:
+            if size < base + MVM_ROW_RANGE.size:
+                raise PayloadError(f"{cls.WHAT}: payload of {size} bytes lacks the row range")
+            start, stop = MVM_ROW_RANGE.unpack_from(payload, base)
+            rows = (start, stop)
+            base += MVM_ROW_RANGE.size
+        n_in = size - base - n_cores
         if n_in <= 0 or n_in % (n_cores * batch):
             raise PayloadError(
                 f"{cls.WHAT}: {max(n_in, 0)} input bytes do not make {n_cores} cores × "
@@ -749,10 +775,9 @@ class MvmRequest(Payload):
         return cls(
             mode=mode,
             output=output,
-            cores=_view(payload, _U8, n_cores, MVM_HEADER.size),
-            inputs=_view(payload, _I8, n_in, MVM_HEADER.size + n_cores).reshape(
-                n_cores, batch, cols
-            ),
+            cores=_view(payload, _U8, n_cores, base),
+            inputs=_view(payload, _I8, n_in, base + n_cores).reshape(n_cores, batch, cols),
+            rows=rows,
         )
 
 

@@ -64,6 +64,7 @@ from drivers.sim.chip import COLS, DEVICES, ROWS, SimulatedChip
 from drivers.sim.clock import RealTimeClock, VirtualClock
 from drivers.sim.devices import DEFAULT_DEVICE_MODEL, device_model
 from drivers.sim.faults import FaultSettings
+from drivers.sim.mvm import KERNELS
 
 MAX_PULSE_AMPLITUDE_UA = 800
 """32 current DACs ("write heads") of up to 800 µA [LG Methods p.7]."""
@@ -100,6 +101,9 @@ class BoardOptions:
         devices: name of the device model (:data:`drivers.sim.devices.DEVICE_MODELS`):
             "hermes" (default) or "pcmlike".
         reset_after: the board resets when its N-th frame arrives (0 = never).
+        kernel: the MVM kernel, "auto" (default: compiled when numba imports, or the
+            environment variable ``CHIPCTL_MVM_KERNEL``), "numba" or "numpy"
+            (:func:`drivers.sim.mvm.make_kernel`).
         faults: link fault injection (corrupt, drop, delay_rate, delay_s, fault_seed).
     """
 
@@ -108,6 +112,7 @@ class BoardOptions:
     clock: str = "virtual"
     devices: str = DEFAULT_DEVICE_MODEL
     reset_after: int = 0
+    kernel: str = "auto"
     faults: FaultSettings = field(default_factory=FaultSettings)
 
     @classmethod
@@ -125,7 +130,7 @@ class BoardOptions:
             "fault_seed": (0, 2**63 - 1),
         }
         floats = {"corrupt", "drop", "delay_rate", "delay_s"}
-        known = set(ints) | floats | {"clock", "devices"}
+        known = set(ints) | floats | {"clock", "devices", "kernel"}
         unknown = sorted(set(fields) - known)
         if unknown:
             raise ValueError(f"unknown simulator option(s) {unknown}; known: {sorted(known)}")
@@ -147,6 +152,10 @@ class BoardOptions:
                     raise ValueError(f"option {key}={text!r} is not a number") from None
             elif key == "devices":
                 device_model(text)  # refuses an unknown name, listing the known ones
+                parsed[key] = text
+            elif key == "kernel":
+                if text not in KERNELS:
+                    raise ValueError(f"option kernel={text!r} must be one of {', '.join(KERNELS)}")
                 parsed[key] = text
             else:
                 if text not in ("virtual", "real"):
@@ -170,6 +179,7 @@ class BoardOptions:
             clock=clock,
             chip_id=f"SIM-HERMES-{self.seed:04d}",
             devices=device_model(self.devices),
+            kernel=None if self.kernel == "auto" else self.kernel,
         )
 
 
@@ -495,7 +505,14 @@ class SimulatedBoard:
             self._core(core)
         if len(set(cores)) != len(cores):
             raise _Refused(ErrorCode.OUT_OF_RANGE, "MVM: a core appears twice")
-        if MvmReply.payload_size(output, len(cores), batch, self.geometry.rows) > MAX_PAYLOAD:
+        rows = request.rows
+        if rows is not None and rows[1] > self.geometry.rows:
+            raise _Refused(
+                ErrorCode.OUT_OF_RANGE,
+                f"MVM: rows [{rows[0]}, {rows[1]}) beyond the chip's {self.geometry.rows} rows",
+            )
+        n_rows = self.geometry.rows if rows is None else rows[1] - rows[0]
+        if MvmReply.payload_size(output, len(cores), batch, n_rows) > MAX_PAYLOAD:
             raise _Refused(
                 ErrorCode.OUT_OF_RANGE, "MVM: the reply would exceed the maximum payload"
             )
@@ -506,9 +523,9 @@ class SimulatedBoard:
             )
         core_ids = request.cores.astype(np.intp)
         if output == OUTPUT_LDPU:
-            outputs = self.chip.mvm_ldpu(core_ids, inputs, mode)
+            outputs = self.chip.mvm_ldpu(core_ids, inputs, mode, rows)
             return MvmReply.ldpu(np.ascontiguousarray(outputs, dtype=np.int8))
-        positive, negative = self.chip.mvm_raw(core_ids, inputs, mode)
+        positive, negative = self.chip.mvm_raw(core_ids, inputs, mode, rows)
         return MvmReply.raw(
             np.ascontiguousarray(positive, dtype="<u2"), np.ascontiguousarray(negative, dtype="<u2")
         )

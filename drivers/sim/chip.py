@@ -82,7 +82,7 @@ from drivers.sim.adc import POSITIVE, AdcBank
 from drivers.sim.clock import RealTimeClock, VirtualClock
 from drivers.sim.devices import DeviceModel, HermesPcm
 from drivers.sim.ldpu import apply_ldpu
-from drivers.sim.mvm import MvmKernel, NumpyMvmKernel
+from drivers.sim.mvm import MvmKernel, RowRange, make_kernel, row_range
 from drivers.sim.pulses import STUCK_NONE, STUCK_SET, PulseModel
 
 PULSE_RESET, PULSE_SET, PULSE_PARTIAL = 0, 1, 2
@@ -111,8 +111,10 @@ class SimulatedChip:
         chip_id: identifier reported by IDENTIFY.
         devices: the device model (ν, drift, relaxation, read noise; :mod:`drivers.sim.devices`);
             default :class:`~drivers.sim.devices.HermesPcm` (1 device per polarity).
-        kernel: the MVM kernel (:mod:`drivers.sim.mvm`); default a
-            :class:`~drivers.sim.mvm.NumpyMvmKernel` with ``threads`` worker threads.
+        kernel: the MVM kernel (:mod:`drivers.sim.mvm`), an instance or a name ("auto",
+            "numba", "numpy"); default :func:`~drivers.sim.mvm.make_kernel`'s choice (the
+            compiled kernel when numba imports, or ``CHIPCTL_MVM_KERNEL``) with ``threads``
+            worker threads.
         **model_parameters: overrides of the chip constants below, of :class:`AdcBank`
             (e.g. ``gain_sigma_rel``) and of :class:`PulseModel` (e.g. ``i_melt_ua``), by name.
 
@@ -150,7 +152,7 @@ class SimulatedChip:
         clock: VirtualClock | RealTimeClock | None = None,
         chip_id: str = "SIM-HERMES-0001",
         devices: DeviceModel | None = None,
-        kernel: MvmKernel | None = None,
+        kernel: MvmKernel | str | None = None,
         **model_parameters: Any,
     ) -> None:
         if not isinstance(rng, np.random.Generator):
@@ -165,7 +167,9 @@ class SimulatedChip:
         self.clock: VirtualClock | RealTimeClock = clock if clock is not None else VirtualClock()
         self.devices: DeviceModel = devices if devices is not None else HermesPcm(num_devices=1)
         self.kernel: MvmKernel = (
-            kernel if kernel is not None else NumpyMvmKernel(threads=int(chip_p["threads"]))
+            make_kernel(kernel, threads=int(chip_p["threads"]))
+            if kernel is None or isinstance(kernel, str)
+            else kernel
         )
         self._rng = rng
         self._p = chip_p
@@ -447,12 +451,14 @@ class SimulatedChip:
         return self._core_mvm_rngs[core]
 
     def mvm_raw(
-        self, cores: np.ndarray, inputs: np.ndarray, mode: int
+        self, cores: np.ndarray, inputs: np.ndarray, mode: int, rows: RowRange | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Noisy MVM on C cores in parallel: (positive, negative) uint16 counts (C, B, 256).
+        """Noisy MVM on C cores in parallel: (positive, negative) uint16 counts (C, B, rows).
 
         y[row] = Σ_col W[row, col]·x[col]; ``inputs`` int8 (C, B, 256) in −127..127 drive the
-        columns; ``mode`` 1 (one-phase) or 4 (four-phase). Advances the clock by B MVM
+        columns; ``mode`` 1 (one-phase) or 4 (four-phase); ``rows`` the output rows [start,
+        stop) the host reads (default all; the silicon converts every row in parallel and the
+        FPGA drops the others, so the latency is the same). Advances the clock by B MVM
         latencies. The arithmetic is the kernel's (:mod:`drivers.sim.mvm`).
         """
         core_ids = np.asarray(cores).reshape(-1).astype(np.int64)
@@ -465,24 +471,43 @@ class SimulatedChip:
             raise LimitError("a core appears twice")
         for c in core_ids:
             self._check_core(int(c))
+        try:
+            rows = row_range(rows)
+        except ValueError as exc:
+            raise LimitError(str(exc)) from None
         batch = x.shape[1]
         operands = [self._core_cache(int(c)).operands for c in core_ids]
         rngs = [self._mvm_stream(int(c)) for c in core_ids]
+        # A kernel written before row ranges existed still serves whole-row MVMs.
+        selection = {} if rows == (0, ROWS) else {"rows": rows}
         pos, neg, n_sat = self.kernel.run(
-            operands, self.adc, core_ids, x, mode, rngs, window_ns=self._p["mvm_window_ns"]
+            operands,
+            self.adc,
+            core_ids,
+            x,
+            mode,
+            rngs,
+            window_ns=self._p["mvm_window_ns"],
+            **selection,
         )
         latency_ns = self._p["mvm_latency_1phase_ns" if mode == 1 else "mvm_latency_4phase_ns"]
         self.adc_saturation_count += n_sat
         self._elapse(batch * latency_ns * 1e-9)
         return pos, neg
 
-    def mvm_ldpu(self, cores: np.ndarray, inputs: np.ndarray, mode: int) -> np.ndarray:
-        """:meth:`mvm_raw`, then each core's float16 LDPU chain: int8 (C, B, 256)."""
-        pos, neg = self.mvm_raw(cores, inputs, mode)
+    def mvm_ldpu(
+        self, cores: np.ndarray, inputs: np.ndarray, mode: int, rows: RowRange | None = None
+    ) -> np.ndarray:
+        """:meth:`mvm_raw`, then each core's float16 LDPU chain: int8 (C, B, rows)."""
+        pos, neg = self.mvm_raw(cores, inputs, mode, rows)
+        r0, r1 = row_range(rows)
         core_ids = np.asarray(cores).reshape(-1)
         out = np.empty(pos.shape, np.int8)
+        full = np.zeros((2, pos.shape[1], ROWS), np.uint16)  # the chain is per row: pad, slice
         for k, c in enumerate(core_ids):
-            out[k] = apply_ldpu(self._ldpu[int(c)], pos[k], neg[k])
+            full[0, :, r0:r1] = pos[k]
+            full[1, :, r0:r1] = neg[k]
+            out[k] = apply_ldpu(self._ldpu[int(c)], full[0], full[1])[:, r0:r1]
         return out
 
     # ---- periphery --------------------------------------------------------------------------

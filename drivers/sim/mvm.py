@@ -7,14 +7,24 @@ core's matrices are stale; a kernel turns them into counts. The seam is :class:`
    drifted conductances and read-noise variances (float32 (256, 256, 4) arrays, [row, col,
    device] with devices G1+, G2+, G1−, G2−) into whatever operands the kernel wants (an opaque
    object the chip caches per core);
-2. ``run(operands, adc, cores, x, mode, rngs, window_ns=...)`` runs a batch of MVMs on C cores:
-   int8 inputs (C, B, 256), mode 1 or 4, one noise generator per core, the ADC bank for the
-   row transfer; it returns the positive and negative counts, uint16 (C, B, 256), and the
-   number of saturated conversions.
+2. ``run(operands, adc, cores, x, mode, rngs, window_ns=..., rows=...)`` runs a batch of MVMs
+   on C cores: int8 inputs (C, B, 256), mode 1 or 4, one noise generator per core, the ADC bank
+   for the row transfer, and the output rows the host reads (a range ``(start, stop)``, default
+   all 256); it returns the positive and negative counts of those rows, uint16 (C, B, rows),
+   and the number of saturated conversions.
 
 :class:`NumpyMvmKernel` is the reference kernel (numpy + BLAS GEMMs, worker threads from
-:mod:`drivers.sim.threads`). A compiled kernel can replace it by implementing the same two
-methods; it must keep the physics below, not the bit pattern of the noise.
+:mod:`drivers.sim.threads`); :class:`drivers.sim.mvm_numba.NumbaMvmKernel` is the compiled one
+(the same GEMMs, then noise, ADC and counter in one compiled pass). :func:`make_kernel` picks
+the compiled kernel when numba imports and the numpy one otherwise, or the one named by
+``mockchip://?kernel=numpy|numba|auto`` or the environment variable ``CHIPCTL_MVM_KERNEL``.
+The kernels keep the same physics, not the same bit pattern of the noise.
+
+Work only where current flows [chip.md §1.3]: a column (input line) whose input is zero for the
+whole batch drives no current and adds no read noise, so the GEMMs leave it out (its products
+are exact zeros, so the sums over the others are bit-identical); rows the host does not read
+are not converted. The noise a read row gets depends only on the generator, the row and the
+batch index, never on which inputs are zero or which other rows are read (tested).
 
 Physics [LG p.3; KA; chip.md §1.3-1.4]: inputs are 8-bit PWM (sign + 7 bit, |x|/127 of the
 128 ns window). The PWM current of each column is modelled by its time average over the window
@@ -47,6 +57,7 @@ the noise depends only on that generator, never on thread timing.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -59,9 +70,14 @@ from drivers.sim.threads import run_in_threads
 
 ROWS = COLS = 256
 DEVICES = 4
+KERNELS = ("auto", "numba", "numpy")
+KERNEL_ENV = "CHIPCTL_MVM_KERNEL"
 
 WorkItem = tuple[int, int, int, np.random.Generator]
 """(core position in the call, batch start, batch stop, generator)."""
+
+RowRange = tuple[int, int]
+"""Output rows [start, stop) the host reads."""
 
 
 class MvmKernel(Protocol):
@@ -88,9 +104,102 @@ class MvmKernel(Protocol):
         rngs: Sequence[np.random.Generator],
         *,
         window_ns: float,
+        rows: RowRange | None = None,
     ) -> tuple[np.ndarray, np.ndarray, int]:
         """(positive counts, negative counts, saturated conversions) of a batch of MVMs."""
         ...
+
+
+def make_kernel(name: str | None = None, threads: int = 2) -> MvmKernel:
+    """The MVM kernel called ``name`` (``auto``, ``numba``, ``numpy``; default: the environment
+    variable ``CHIPCTL_MVM_KERNEL``, else ``auto``). ``auto`` is the compiled kernel when numba
+    imports, else the numpy one; ``numba`` without numba is an error."""
+    choice = (name or os.environ.get(KERNEL_ENV) or "auto").strip().lower()
+    if choice not in KERNELS:
+        raise ValueError(
+            f"MVM kernel {choice!r} is not one of {', '.join(KERNELS)} (mockchip://?kernel=... "
+            f"or {KERNEL_ENV})"
+        )
+    if choice != "numpy":
+        try:
+            from drivers.sim.mvm_numba import NumbaMvmKernel
+        except ImportError:
+            if choice == "numba":
+                raise ValueError("MVM kernel 'numba' needs the numba package; install it") from None
+        else:
+            return NumbaMvmKernel(threads=threads)
+    return NumpyMvmKernel(threads=threads)
+
+
+def row_range(rows: RowRange | None) -> RowRange:
+    """``rows`` checked against the 256 rows of a core; None means all of them."""
+    if rows is None:
+        return (0, ROWS)
+    start, stop = int(rows[0]), int(rows[1])
+    if not 0 <= start < stop <= ROWS:
+        raise ValueError(f"output rows [{start}, {stop}) are not a non-empty range within 0..256")
+    return (start, stop)
+
+
+def active_columns(x: np.ndarray) -> np.ndarray | None:
+    """Input columns that are nonzero somewhere in ``x`` (batch, 256); None if all are."""
+    used = np.flatnonzero(np.any(x != 0, axis=0))
+    return None if used.size == COLS else used
+
+
+def one_phase_gemms(
+    op: CoreOperands, x: np.ndarray, rows: RowRange, cols: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(signed mean current µA, noise variance µA²), float32 (batch, rows) for int8 ``x``.
+
+    Only the active input columns ``cols`` enter the GEMMs (None: all) and only the read rows
+    come out; the sums are the full ones bit for bit (the left-out products are exact zeros).
+    """
+    r0, r1 = rows
+    xs = x if cols is None else x[:, cols]
+    k = xs.shape[1]
+    x1 = np.empty((x.shape[0], 2 * k), np.float32)
+    x1[:, :k] = xs
+    np.abs(x1[:, :k], out=x1[:, k:])
+    if cols is None:
+        m1 = op.m1[:, r0:r1]
+        v = op.v_sum[:, r0:r1]
+    else:
+        m1 = op.m1[np.concatenate([cols, cols + COLS]), r0:r1]
+        v = op.v_sum[cols, r0:r1]
+    i_ua = x1 @ m1
+    sq = np.square(x1[:, :k])
+    return i_ua, sq @ v
+
+
+def four_phase_gemms(
+    op: CoreOperands, x: np.ndarray, rows: RowRange, cols: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Four-phase currents (2·batch, 2·rows) and variance forms (Σσ²x², Σ(σ+²−σ−²)x|x|).
+
+    Rows [:batch] are the x+ conversions, [batch:] the x− ones; columns [:n] are G+, [n:] G−
+    for the n read rows. As :func:`one_phase_gemms`, only active columns and read rows.
+    """
+    r0, r1 = rows
+    nb = x.shape[0]
+    xs = (x if cols is None else x[:, cols]).astype(np.float32)
+    x4 = np.empty((2 * nb, xs.shape[1]), np.float32)
+    np.maximum(xs, np.float32(0.0), out=x4[:nb])
+    np.subtract(x4[:nb], xs, out=x4[nb:])  # x− = max(x, 0) − x
+    out_cols = np.r_[r0:r1, ROWS + r0 : ROWS + r1]
+    whole = (r0, r1) == (0, ROWS)
+    if cols is None:
+        m4 = op.m4 if whole else op.m4[:, out_cols]
+        v_sum, v_diff = op.v_sum[:, r0:r1], op.v_diff[:, r0:r1]
+    else:
+        m4 = op.m4[cols][:, out_cols]
+        v_sum, v_diff = op.v_sum[cols, r0:r1], op.v_diff[cols, r0:r1]
+    currents = x4 @ m4
+    sq = np.square(xs)
+    s = sq @ v_sum
+    np.abs(xs, out=sq)
+    sq *= xs
+    return currents, s, sq @ v_diff
 
 
 @dataclass
@@ -112,7 +221,6 @@ class NumpyMvmKernel:
 
     def __init__(self, threads: int = 2) -> None:
         self.threads = max(1, int(threads))
-        self._buffers: dict[str, np.ndarray] = {}
 
     # ---- operands ---------------------------------------------------------------------------
 
@@ -183,8 +291,9 @@ class NumpyMvmKernel:
         rngs: Sequence[np.random.Generator],
         *,
         window_ns: float,
+        rows: RowRange | None = None,
     ) -> tuple[np.ndarray, np.ndarray, int]:
-        """Noisy MVMs: (positive, negative) uint16 counts (C, B, 256) and saturations.
+        """Noisy MVMs: (positive, negative) uint16 counts (C, B, rows) and saturations.
 
         Args:
             operands: per core, from :meth:`prepare`.
@@ -194,24 +303,16 @@ class NumpyMvmKernel:
             mode: 1 (one-phase) or 4 (four-phase).
             rngs: one noise generator per core.
             window_ns: the PWM integration window (ns).
+            rows: the output rows [start, stop) to convert (default all 256).
         """
+        r0, r1 = row_range(rows)
         n_c, batch = x.shape[0], x.shape[1]
-        pos = np.empty((n_c, batch, ROWS), np.uint16)
-        neg = np.empty((n_c, batch, ROWS), np.uint16)
+        pos = np.empty((n_c, batch, r1 - r0), np.uint16)
+        neg = np.empty((n_c, batch, r1 - r0), np.uint16)
         groups = self.split(rngs, batch)
-        if mode == 1:
-            n_sat = self._one_phase(operands, adc, cores, x, pos, neg, groups, window_ns)
-        else:
-            n_sat = self._four_phase(operands, adc, cores, x, pos, neg, groups, window_ns)
+        work = self._one_phase if mode == 1 else self._four_phase
+        n_sat = work(operands, adc, cores, x, pos, neg, groups, window_ns, (r0, r1))
         return pos, neg, n_sat
-
-    def _buffer(self, name: str, shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
-        """A persistent work buffer (fresh pages cost more than the arithmetic on them)."""
-        buf = self._buffers.get(name)
-        if buf is None or buf.shape != shape or buf.dtype != dtype:
-            buf = np.empty(shape, dtype)
-            self._buffers[name] = buf
-        return buf
 
     def _one_phase(
         self,
@@ -223,35 +324,24 @@ class NumpyMvmKernel:
         neg: np.ndarray,
         groups: list[list[WorkItem]],
         window: float,
+        rows: RowRange,
     ) -> int:
         top = np.float32(adc.saturation_counts(window))
-        consts = [adc.signed_constants(int(c), window) for c in cores]
+        r0, r1 = rows
+        consts = [[v[r0:r1] for v in adc.signed_constants(int(c), window)] for c in cores]
 
         def work(g: int, items: list[WorkItem]) -> int:
             n_sat = 0
             for k, b0, b1, gen in items:
-                nb = b1 - b0
-                shape = (nb, ROWS)
-                x1 = self._buffer(f"x1{g}", (nb, 2 * COLS))
-                sq = self._buffer(f"sq{g}", (nb, COLS))
-                x1[:, :COLS] = x[k, b0:b1]
-                np.abs(x1[:, :COLS], out=x1[:, COLS:])
-                i_ua = self._buffer(f"i{g}", shape)  # signed net current, µA
-                num = self._buffer(f"n{g}", shape)
-                np.matmul(x1, operands[k].m1, out=i_ua)
-                np.square(x1[:, :COLS], out=sq)
-                np.matmul(sq, operands[k].v_sum, out=num)
-                z = self._buffer(f"z{g}", shape)
-                tmp = self._buffer(f"t{g}", shape)
-                counts = self._buffer(f"c{g}", shape, np.uint16)
-                sign = self._buffer(f"s{g}", shape, np.bool_)
+                xk = x[k, b0:b1]
+                i_ua, num = one_phase_gemms(operands[k], xk, rows, active_columns(xk))
+                z = standard_normal_f32(gen, np.empty((b1 - b0, ROWS), np.float32))[:, r0:r1]
                 np.sqrt(num, out=num)
-                standard_normal_f32(gen, z)
                 num *= z
                 i_ua += num
                 a_mean, a_diff, b_mean, b_diff, c = consts[k]
-                mag = z
-                np.abs(i_ua, out=mag)
+                mag = np.abs(i_ua)
+                tmp = np.empty_like(mag)
                 np.multiply(mag, a_mean, out=num)
                 np.multiply(i_ua, a_diff, out=tmp)
                 num += tmp
@@ -261,10 +351,10 @@ class NumpyMvmKernel:
                 mag += np.float32(1.0)
                 num /= mag
                 num += c
-                np.greater_equal(num, top, out=sign)
+                sign = num >= top
                 n_sat += int(np.count_nonzero(sign))
                 np.clip(num, np.float32(0.0), top, out=num)
-                np.copyto(counts, num, casting="unsafe")  # floor (values >= 0)
+                counts = num.astype(np.uint16)  # floor (values >= 0)
                 np.greater_equal(i_ua, np.float32(0.0), out=sign)
                 np.multiply(counts, sign, out=pos[k, b0:b1])
                 np.subtract(counts, pos[k, b0:b1], out=neg[k, b0:b1])
@@ -282,45 +372,30 @@ class NumpyMvmKernel:
         neg: np.ndarray,
         groups: list[list[WorkItem]],
         window: float,
+        rows: RowRange,
     ) -> int:
         top = np.float32(adc.saturation_counts(window))
+        r0, r1 = rows
+        n = r1 - r0
         consts = []
         for c in cores:
             a, b, off = adc.row_constants(int(c), POSITIVE, window)
-            consts.append((np.tile(a, 2), np.tile(b, 2), np.tile(off, 2)))
+            consts.append((np.tile(a[r0:r1], 2), np.tile(b[r0:r1], 2), np.tile(off[r0:r1], 2)))
 
         def work(g: int, items: list[WorkItem]) -> int:
             n_sat = 0
             for k, b0, b1, gen in items:
                 nb = b1 - b0
-                x4 = self._buffer(f"x4{g}", (2 * nb, COLS))
-                xk = self._buffer(f"xk{g}", (nb, COLS))
-                sq = self._buffer(f"sq{g}", (nb, COLS))
-                xk[:] = x[k, b0:b1]
-                np.maximum(xk, np.float32(0.0), out=x4[:nb])
-                np.subtract(x4[:nb], xk, out=x4[nb:])  # x− = max(x, 0) − x
-                mk = self._buffer(f"m4{g}", (2 * nb, 2 * ROWS))
-                s = self._buffer(f"vs{g}", (nb, ROWS))
-                d = self._buffer(f"vd{g}", (nb, ROWS))
-                np.matmul(x4, operands[k].m4, out=mk)
-                np.square(xk, out=sq)
-                np.matmul(sq, operands[k].v_sum, out=s)
-                np.abs(xk, out=sq)
-                sq *= xk
-                np.matmul(sq, operands[k].v_diff, out=d)
-                upper = mk[:nb]  # x+ rows: [:, :256] = x+·G+ (P), [:, 256:] = x+·G− (N)
-                lower = mk[nb:]  # x− rows: [:, :256] = x−·G+ (N), [:, 256:] = x−·G− (P)
-                z = self._buffer(f"z4{g}", (4, nb, ROWS))
-                var = self._buffer(f"v{g}", (nb, ROWS))
-                tot = self._buffer(f"t{g}", (nb, ROWS))
-                scratch = self._buffer(f"w{g}", (nb, 2 * ROWS))
-                flags = self._buffer(f"f{g}", (nb, 2 * ROWS), np.bool_)
-                cu = self._buffer(f"cu{g}", (nb, 2 * ROWS), np.uint16)
-                cl = self._buffer(f"cl{g}", (nb, 2 * ROWS), np.uint16)
-                standard_normal_f32(gen, z)
+                xk = x[k, b0:b1]
+                mk, s, d = four_phase_gemms(operands[k], xk, rows, active_columns(xk))
+                upper = mk[:nb]  # x+ rows: [:, :n] = x+·G+ (P), [:, n:] = x+·G− (N)
+                lower = mk[nb:]  # x− rows: [:, :n] = x−·G+ (N), [:, n:] = x−·G− (P)
+                z = standard_normal_f32(gen, np.empty((4, nb, ROWS), np.float32))[:, :, r0:r1]
+                var = np.empty((nb, n), np.float32)
+                tot = np.empty((nb, n), np.float32)
                 pairs = (
-                    (np.add, upper[:, :ROWS], lower[:, ROWS:], z[0], z[1]),
-                    (np.subtract, upper[:, ROWS:], lower[:, :ROWS], z[2], z[3]),
+                    (np.add, upper[:, :n], lower[:, n:], z[0], z[1]),
+                    (np.subtract, upper[:, n:], lower[:, :n], z[2], z[3]),
                 )
                 for combine, first, second, z1, z2 in pairs:
                     combine(s, d, out=var)  # 2·var_P or 2·var_N (µA²)
@@ -335,11 +410,15 @@ class NumpyMvmKernel:
                         tot *= zk
                         conv += tot  # independent noise, variance ∝ the conversion's current
                 a, b, c = consts[k]
-                for block, out in ((upper, cu), (lower, cl)):
+                scratch = np.empty((nb, 2 * n), np.float32)
+                flags = np.empty((nb, 2 * n), np.bool_)
+                counts = []
+                for block in (upper, lower):
                     n_sat += convert_inplace(block, a, b, c, float(top), scratch, flags)
-                    np.copyto(out, block, casting="unsafe")  # floor (values >= 0)
-                np.add(cu[:, :ROWS], cl[:, ROWS:], out=pos[k, b0:b1])
-                np.add(cu[:, ROWS:], cl[:, :ROWS], out=neg[k, b0:b1])
+                    counts.append(block.astype(np.uint16))  # floor (values >= 0)
+                cu, cl = counts
+                np.add(cu[:, :n], cl[:, n:], out=pos[k, b0:b1])
+                np.add(cu[:, n:], cl[:, :n], out=neg[k, b0:b1])
             return n_sat
 
         return run_in_threads(work, groups, self.threads)

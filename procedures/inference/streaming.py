@@ -90,26 +90,48 @@ def load(deployment: Deployment) -> None:
 # -- MVM frames on the tiles -------------------------------------------------------------------
 
 
-def _chunk(deployment: Deployment, n_cores: int, raw: bool) -> int:
+def _chunk(deployment: Deployment, n_cores: int, raw: bool, n_rows: int = ROWS) -> int:
+    """Inputs per core and MVM call: the deployment's batch, or fewer if the request or the
+    reply (``n_rows`` outputs per input) would not fit in one frame."""
     limit = deployment.board.identity.max_payload - 64
-    per_input = n_cores * ROWS * (4 if raw else 1)
+    per_input = n_cores * max(CORE_COLS, n_rows * (4 if raw else 1))
     return max(1, min(deployment.batch, limit // per_input))
 
 
+def _rows_read(deployment: Deployment, cores: list[int]) -> tuple[int, int]:
+    """The output rows the host reads of these tiles: 0 up to the tallest tile's rows."""
+    return (0, max(deployment.tiles[c].tile.shape[0] for c in cores))
+
+
 def raw_counts(
-    deployment: Deployment, cores: list[int], x: np.ndarray
+    deployment: Deployment,
+    cores: list[int],
+    x: np.ndarray,
+    *,
+    rows: tuple[int, int] | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Raw counts per core for inputs x (cores, batch, 256)."""
-    step = _chunk(deployment, len(cores), True)
+    """Raw counts per core for inputs x (cores, batch, 256), each (batch, 256).
+
+    ``rows`` (start, stop): only these rows are converted and sent (the MVM's row range);
+    the others are returned as zero counts, so the caller must not read them.
+    """
+    n_rows = ROWS if rows is None else rows[1] - rows[0]
+    step = _chunk(deployment, len(cores), True, n_rows)
     parts_p, parts_n = [], []
     for s in range(0, x.shape[1], step):
         counts = deployment.board.mvm(
-            cores, x[:, s : s + step], mode=deployment.mvm_mode, output="raw"
+            cores, x[:, s : s + step], mode=deployment.mvm_mode, output="raw", rows=rows
         )
         parts_p.append(counts.positive)
         parts_n.append(counts.negative)
-    p = np.concatenate(parts_p, axis=1)
-    n = np.concatenate(parts_n, axis=1)
+    if rows is None:
+        p = np.concatenate(parts_p, axis=1)
+        n = np.concatenate(parts_n, axis=1)
+    else:
+        p = np.zeros((len(cores), x.shape[1], ROWS), np.uint16)
+        n = np.zeros_like(p)
+        np.concatenate(parts_p, axis=1, out=p[:, :, rows[0] : rows[1]])
+        np.concatenate(parts_n, axis=1, out=n[:, :, rows[0] : rows[1]])
     return [(p[i], n[i]) for i in range(len(cores))]
 
 
@@ -117,17 +139,23 @@ def _tile_outputs(
     deployment: Deployment, cores: list[int], x: np.ndarray, *, use_board_ldpu: bool
 ) -> tuple[list[np.ndarray], list[tuple[np.ndarray, np.ndarray]] | None]:
     """int8 outputs per core (int8 from the board's LDPU, float64 from the host's) for inputs
-    (cores, batch, 256); with raw counts also returned when the host computes the chain."""
+    (cores, batch, 256); with raw counts also returned when the host computes the chain.
+
+    Only the rows the tiles use are converted and sent (the MVM's row range); callers read a
+    tile's first ``tile.shape[0]`` rows only."""
+    rows = _rows_read(deployment, cores)
     if use_board_ldpu:
-        step = _chunk(deployment, len(cores), False)
+        step = _chunk(deployment, len(cores), False, rows[1] - rows[0])
         outs = [
-            deployment.board.mvm(cores, x[:, s : s + step], mode=deployment.mvm_mode, output="ldpu")
+            deployment.board.mvm(
+                cores, x[:, s : s + step], mode=deployment.mvm_mode, output="ldpu", rows=rows
+            )
             for s in range(0, x.shape[1], step)
         ]
         # int8 kept as is: callers take the tile's used rows only (numpy converts those)
-        q = np.concatenate(outs, axis=1)
+        q = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=1)
         return [q[i] for i in range(len(cores))], None
-    counts = raw_counts(deployment, cores, x)
+    counts = raw_counts(deployment, cores, x, rows=rows)
     return [
         deployment.digital.ldpu(coefficients(deployment, c), p, n)
         for c, (p, n) in zip(cores, counts, strict=True)

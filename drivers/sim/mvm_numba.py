@@ -1,0 +1,294 @@
+"""The compiled MVM kernel: the numpy kernel's GEMMs, then noise, ADC and counters in one pass.
+
+Same physics and arithmetic as :class:`drivers.sim.mvm.NumpyMvmKernel` (equations in
+:mod:`drivers.sim.mvm`): the GEMMs are the same BLAS calls on the active input columns and the
+read rows (:func:`~drivers.sim.mvm.one_phase_gemms`, :func:`~drivers.sim.mvm.four_phase_gemms`);
+what follows them (noise draw, noise scaling, the ADC transfer f = a·i/(1 + b·i) + c, saturation,
+counter floor, the split into positive and negative counter) runs in one compiled loop per output
+row block instead of a dozen numpy passes over every element, in the same float32 operations in
+the same order (no fast-math: no reassociation, no fused multiply-add), so with the noise left
+out both kernels give identical counts (tested).
+
+Noise. The numpy kernel's Box–Muller normals (:mod:`drivers.sim.fastnormal`) cost more than the
+GEMMs of a four-phase MVM; here the normals are counter-based: normal g of a core's call comes
+from word ⌊g/2⌋ = SplitMix64(key + (⌊g/2⌋ + 1)·γ) (Steele, Lea & Flood 2014; the generator passes
+BigCrush, and this *is* its sequence, only indexed instead of iterated), with key one 64-bit word
+from the core's generator per call. The word's two 32-bit halves k1, k2 give the Box–Muller pair
+(z = √(−2 ln u1)·cos 2πu2, then ·sin), u1 = (k1 + ½)·2⁻³², u2 = k2·2⁻³², as in fastnormal,
+with ln, cos and sin as float32 polynomials (the atanh series of ln on [√½, √2), Taylor series of
+sin and cos on [−π/4, π/4]: truncation < 1e-8, below float32 rounding) so that the loop
+vectorises. g = (b·256 + row)·P + p for batch index b, row, and P = 1 normal per conversion
+(one-phase) or 4 (four-phase, p as in the numpy kernel): the noise of a read row depends only on
+the key, the row and the batch index, not on which rows are read, which inputs are zero, or how
+the batch is split over threads. Statistically the same as the numpy kernel's normals (tested:
+means, variances of counts on fixed seeds), not the same bits.
+
+Compiled with ``cache=True`` (the first call in a fresh environment compiles, about 10 s on two
+cores, ``python -m benchmarks mvm`` reports it; later processes load the cache) and ``nogil``: the
+worker threads of :mod:`drivers.sim.threads` run it in parallel, one core or batch piece each.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numba
+import numpy as np
+
+from drivers.sim.adc import POSITIVE, AdcBank
+from drivers.sim.mvm import (
+    ROWS,
+    CoreOperands,
+    NumpyMvmKernel,
+    RowRange,
+    WorkItem,
+    active_columns,
+    four_phase_gemms,
+    one_phase_gemms,
+    row_range,
+)
+from drivers.sim.threads import run_in_threads
+
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_LN2 = np.float32(math.log(2.0))
+_SQRT2 = np.float32(math.sqrt(2.0))
+_HALF_PI = np.float32(math.pi / 2)
+_SQRT_HALF = np.float32(math.sqrt(0.5))
+_TWO_M30 = np.float32(2.0**-30)
+
+_jit: Any = numba.njit(  # numba is untyped: the compiled functions are Any
+    cache=True, nogil=True, fastmath=False, error_model="numpy"
+)
+
+
+@_jit
+def _fill_normals(key: np.uint64, first_word: int, out: np.ndarray, bits: np.ndarray) -> None:
+    """out[2j], out[2j+1] ← the Box–Muller pair of word ``first_word + j`` (module docstring).
+
+    ``bits`` is an int32 view of a float32 scratch as long as ``out``: the exponent and
+    mantissa of k1 + ½ are read from its float32 bits.
+    """
+    n_words = out.size // 2
+    scratch = bits.view(np.float32)
+    for j in range(n_words):
+        z = key + (np.uint64(first_word + j) + np.uint64(1)) * _GAMMA
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+        z = z ^ (z >> np.uint64(31))
+        scratch[2 * j] = np.float32(np.int64(z & _LOW32)) + np.float32(0.5)  # k1 + ½
+        k2 = np.int64(z >> np.uint64(32))  # int64 → float32 converts fast, uint64 does not
+        out[2 * j] = np.float32(k2 >> 30)  # quadrant of the angle
+        out[2 * j + 1] = np.float32(k2 & 0x3FFFFFFF) * _TWO_M30  # position in the quadrant
+    for j in range(n_words):
+        word = bits[2 * j]
+        bits[2 * j + 1] = (word & 0x7FFFFF) | 0x3F800000  # the mantissa as a float in [1, 2)
+        scratch[2 * j] = np.float32(((word >> 23) & 0xFF) - 127)  # the exponent
+    for j in range(n_words):
+        e = scratch[2 * j]
+        m = scratch[2 * j + 1]
+        if m > _SQRT2:
+            m = m * np.float32(0.5)
+            e = e + np.float32(1.0)
+        s = (m - np.float32(1.0)) / (m + np.float32(1.0))
+        s2 = s * s
+        series = np.float32(1.0 / 7.0) + s2 * np.float32(1.0 / 9.0)
+        series = np.float32(1.0 / 5.0) + s2 * series
+        series = np.float32(1.0 / 3.0) + s2 * series
+        series = np.float32(1.0) + s2 * series
+        ln_m = np.float32(2.0) * s * series
+        # −ln u1 = 32·ln 2 − ln(k1 + ½) = (32 − e)·ln 2 − ln m  (≥ 0 up to rounding)
+        exp1 = (np.float32(32.0) - e) * _LN2 - ln_m
+        radius = math.sqrt(max(np.float32(2.0) * exp1, np.float32(0.0)))
+        quadrant = np.int32(out[2 * j])
+        phi = (out[2 * j + 1] - np.float32(0.5)) * _HALF_PI  # in [−π/4, π/4)
+        p2 = phi * phi
+        sin_phi = np.float32(1.0 / 362880.0)
+        sin_phi = np.float32(-1.0 / 5040.0) + p2 * sin_phi
+        sin_phi = np.float32(1.0 / 120.0) + p2 * sin_phi
+        sin_phi = np.float32(-1.0 / 6.0) + p2 * sin_phi
+        sin_phi = phi + phi * p2 * sin_phi
+        cos_phi = np.float32(-1.0 / 3628800.0)
+        cos_phi = np.float32(1.0 / 40320.0) + p2 * cos_phi
+        cos_phi = np.float32(-1.0 / 720.0) + p2 * cos_phi
+        cos_phi = np.float32(1.0 / 24.0) + p2 * cos_phi
+        cos_phi = np.float32(-0.5) + p2 * cos_phi
+        cos_phi = np.float32(1.0) + p2 * cos_phi
+        # θ = (quadrant + ½)·π/2 + φ: cos and sin of the quadrant's middle are ±√½
+        cos_mid = _SQRT_HALF * np.float32(1 - 2 * (((quadrant + 1) >> 1) & 1))
+        sin_mid = _SQRT_HALF * np.float32(1 - 2 * (quadrant >> 1))
+        out[2 * j] = radius * (cos_mid * cos_phi - sin_mid * sin_phi)
+        out[2 * j + 1] = radius * (sin_mid * cos_phi + cos_mid * sin_phi)
+
+
+@_jit
+def _row_normals(
+    key: np.uint64, b: int, r0: int, n: int, per: int, z: np.ndarray, bits: np.ndarray
+) -> int:
+    """Normals of batch index ``b``, rows r0..r0+n, ``per`` each, into z; returns the offset
+    of the first in z (the words come in pairs of normals)."""
+    g0 = (b * ROWS + r0) * per
+    g1 = (b * ROWS + r0 + n) * per
+    w0 = g0 // 2
+    w1 = (g1 + 1) // 2
+    _fill_normals(key, w0, z[: 2 * (w1 - w0)], bits[: 2 * (w1 - w0)])
+    return g0 - 2 * w0
+
+
+@_jit
+def _one_phase(
+    i_ua: np.ndarray,
+    var: np.ndarray,
+    key: np.uint64,
+    b_first: int,
+    r0: int,
+    a_mean: np.ndarray,
+    a_diff: np.ndarray,
+    b_mean: np.ndarray,
+    b_diff: np.ndarray,
+    c: np.ndarray,
+    top: np.float32,
+    pos: np.ndarray,
+    neg: np.ndarray,
+) -> int:
+    """Noise, signed-mirror ADC transfer and counters of one-phase currents (batch, n)."""
+    nb, n = i_ua.shape
+    z = np.empty(n + 2, np.float32)
+    bits = np.empty(n + 2, np.int32)
+    n_sat = 0
+    for b in range(nb):
+        off = _row_normals(key, b_first + b, r0, n, 1, z, bits)
+        for j in range(n):
+            i = i_ua[b, j] + math.sqrt(var[b, j]) * z[off + j]
+            mag = abs(i)
+            num = mag * a_mean[j] + i * a_diff[j]
+            den = mag * b_mean[j] + i * b_diff[j] + np.float32(1.0)
+            f = num / den + c[j]
+            if f >= top:
+                n_sat += 1
+            f = min(max(f, np.float32(0.0)), top)
+            count = np.uint16(f)  # floor (f >= 0)
+            if i >= np.float32(0.0):
+                pos[b, j] = count
+                neg[b, j] = 0
+            else:
+                pos[b, j] = 0
+                neg[b, j] = count
+    return n_sat
+
+
+@_jit
+def _convert(
+    i: np.float32, a: np.float32, b: np.float32, c: np.float32, top: np.float32
+) -> np.float32:
+    """ADC counts (float, clipped to 0..top) of a current i (µA): a·i/(1 + b·i) + c, in the
+    order of :func:`drivers.sim.adc.convert_inplace`."""
+    f = i * a / (i * b + np.float32(1.0)) + c
+    return min(max(f, np.float32(0.0)), top)
+
+
+@_jit
+def _four_phase(
+    mk: np.ndarray,
+    s: np.ndarray,
+    d: np.ndarray,
+    key: np.uint64,
+    b_first: int,
+    r0: int,
+    a: np.ndarray,
+    bnl: np.ndarray,
+    c: np.ndarray,
+    top: np.float32,
+    pos: np.ndarray,
+    neg: np.ndarray,
+) -> int:
+    """Noise split, positive-mirror ADC transfer and counters of four-phase conversions.
+
+    mk (2·batch, 2·n): rows [:batch] x+, [batch:] x−; columns [:n] G+, [n:] G−. P = x+·G+ and
+    x−·G−, N = x+·G− and x−·G+; each counter's variance split over its two conversions in
+    proportion to their mean currents (the numpy kernel's order of operations).
+    """
+    nb = s.shape[0]
+    n = s.shape[1]
+    z = np.empty(4 * n + 2, np.float32)
+    bits = np.empty(4 * n + 2, np.int32)
+    half = np.float32(0.5)
+    n_sat = 0
+    for b in range(nb):
+        off = _row_normals(key, b_first + b, r0, n, 4, z, bits)
+        for j in range(n):
+            # P: x+·G+ and x−·G−, var = (s + d)/2;  N: x+·G− and x−·G+, var = (s − d)/2
+            aj, bj, cj = a[j], bnl[j], c[j]
+            zj = off + 4 * j
+            p1, p2 = mk[b, j], mk[nb + b, n + j]
+            var = max((s[b, j] + d[b, j]) * half, np.float32(0.0))
+            var = var / max(p1 + p2, np.float32(1e-30))
+            p1 = _convert(p1 + math.sqrt(var * p1) * z[zj], aj, bj, cj, top)
+            p2 = _convert(p2 + math.sqrt(var * p2) * z[zj + 1], aj, bj, cj, top)
+            n1, n2 = mk[b, n + j], mk[nb + b, j]
+            var = max((s[b, j] - d[b, j]) * half, np.float32(0.0))
+            var = var / max(n1 + n2, np.float32(1e-30))
+            n1 = _convert(n1 + math.sqrt(var * n1) * z[zj + 2], aj, bj, cj, top)
+            n2 = _convert(n2 + math.sqrt(var * n2) * z[zj + 3], aj, bj, cj, top)
+            n_sat += (p1 >= top) + (p2 >= top) + (n1 >= top) + (n2 >= top)
+            pos[b, j] = np.uint16(p1) + np.uint16(p2)
+            neg[b, j] = np.uint16(n1) + np.uint16(n2)
+    return n_sat
+
+
+class NumbaMvmKernel(NumpyMvmKernel):
+    """The compiled MVM kernel (module docstring); operands and thread split as the numpy one."""
+
+    def run(
+        self,
+        operands: Sequence[CoreOperands],
+        adc: AdcBank,
+        cores: np.ndarray,
+        x: np.ndarray,
+        mode: int,
+        rngs: Sequence[np.random.Generator],
+        *,
+        window_ns: float,
+        rows: RowRange | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Noisy MVMs: (positive, negative) uint16 counts (C, B, rows) and saturations
+        (arguments as :meth:`NumpyMvmKernel.run`)."""
+        r0, r1 = row_range(rows)
+        n = r1 - r0
+        n_c, batch = x.shape[0], x.shape[1]
+        pos = np.empty((n_c, batch, n), np.uint16)
+        neg = np.empty((n_c, batch, n), np.uint16)
+        keys = [np.uint64(gen.bit_generator.random_raw()) for gen in rngs]
+        top = np.float32(adc.saturation_counts(window_ns))
+        if mode == 1:
+            consts = [[v[r0:r1] for v in adc.signed_constants(int(c), window_ns)] for c in cores]
+        else:
+            consts = [
+                [v[r0:r1] for v in adc.row_constants(int(c), POSITIVE, window_ns)] for c in cores
+            ]
+        # Whole cores or batch pieces per thread, as the numpy kernel (its generators unused).
+        groups = self.split([np.random.default_rng(0)] * n_c, batch) if n_c else []
+
+        def work(g: int, items: list[WorkItem]) -> int:
+            n_sat = 0
+            for k, b0, b1, _ in items:
+                xk = x[k, b0:b1]
+                cols = active_columns(xk)
+                if mode == 1:
+                    i_ua, var = one_phase_gemms(operands[k], xk, (r0, r1), cols)
+                    n_sat += _one_phase(
+                        i_ua, var, keys[k], b0, r0, *consts[k], top, pos[k, b0:b1], neg[k, b0:b1]
+                    )
+                else:
+                    mk, s, d = four_phase_gemms(operands[k], xk, (r0, r1), cols)
+                    n_sat += _four_phase(
+                        mk, s, d, keys[k], b0, r0, *consts[k], top, pos[k, b0:b1], neg[k, b0:b1]
+                    )
+            return n_sat
+
+        n_sat = run_in_threads(work, groups, self.threads)
+        return pos, neg, n_sat

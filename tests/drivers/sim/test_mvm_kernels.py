@@ -1,0 +1,134 @@
+"""The compiled and the numpy MVM kernel: same arithmetic, same statistics; row ranges and
+zero-input skipping leave the counts of the rows read bit-identical (issue 16)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from drivers.board import Board
+from drivers.errors import LimitError
+from drivers.link.payloads import MvmRequest
+from drivers.sim import mvm, mvm_numba
+from drivers.sim.adc import AdcBank
+from drivers.sim.mvm import CoreOperands, NumpyMvmKernel, make_kernel
+from drivers.sim.mvm_numba import NumbaMvmKernel
+
+KERNELS = (NumpyMvmKernel, NumbaMvmKernel)
+
+
+def _operands(noise_rel: float, seed: int = 0) -> CoreOperands:
+    rng = np.random.default_rng(seed)
+    g = rng.uniform(0.0, 8.0, (256, 256, 4)).astype(np.float32)
+    var = ((noise_rel * g) ** 2).astype(np.float32)
+    return NumpyMvmKernel().prepare(g, var, read_voltage_mv=200.0, one_phase_asymmetry=0.03)
+
+
+def _run(kernel: Any, op: CoreOperands, x: np.ndarray, mode: int, seed: int, **kw: Any) -> Any:
+    adc = AdcBank(rng=np.random.default_rng(1), n_cores=2)
+    rngs = [np.random.default_rng([seed, k]) for k in range(x.shape[0])]
+    return kernel.run([op] * x.shape[0], adc, np.arange(x.shape[0]), x, mode, rngs,
+                      window_ns=128.0, **kw)  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", [1, 4])
+def test_kernels_agree_exactly_without_noise(mode: int) -> None:
+    x = np.random.default_rng(3).integers(-127, 128, (2, 16, 256)).astype(np.int8)
+    op = _operands(0.0)
+    a = _run(NumpyMvmKernel(), op, x, mode, 5)
+    b = _run(NumbaMvmKernel(), op, x, mode, 5)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert a[2] == b[2]
+
+
+@pytest.mark.parametrize("mode", [1, 4])
+def test_kernels_agree_in_mean_and_variance(mode: int) -> None:
+    """1500 repeats of one input per core: per-row means within 5 standard errors, pooled
+    variances within 6 %."""
+    x = np.random.default_rng(4).integers(-40, 41, (2, 1, 256)).astype(np.int8)
+    x = np.repeat(x, 1500, axis=1)
+    op = _operands(0.05)
+    a = _run(NumpyMvmKernel(), op, x, mode, 6)
+    b = _run(NumbaMvmKernel(), op, x, mode, 7)
+    for counter in (0, 1):
+        ca, cb = a[counter].astype(float), b[counter].astype(float)
+        va, vb = ca.var(axis=1), cb.var(axis=1)
+        se = np.sqrt((va + vb) / x.shape[1]) + 1e-3
+        assert np.all(np.abs(ca.mean(axis=1) - cb.mean(axis=1)) < 5 * se + 0.05)
+        assert va.mean() > 0.05  # noise is there to compare
+        assert abs(vb.mean() / va.mean() - 1.0) < 0.06
+
+
+def test_compiled_normals_are_standard_normal() -> None:
+    z = np.empty(400_000, np.float32)
+    mvm_numba._fill_normals(np.uint64(2024), 0, z, np.empty(z.size, np.int32))
+    assert abs(z.mean()) < 5 / np.sqrt(z.size)
+    assert abs(z.var() - 1.0) < 5 * np.sqrt(2 / z.size)
+    assert abs(np.mean(z**4) - 3.0) < 0.05
+    assert abs(np.mean(z > 2.0) - 0.02275) < 0.002
+
+
+@pytest.mark.parametrize("kernel_type", KERNELS)
+@pytest.mark.parametrize("mode", [1, 4])
+def test_row_range_and_zero_skipping_keep_the_rows_read_bit_identical(
+    kernel_type: type, mode: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x = np.random.default_rng(8).integers(-127, 128, (2, 12, 256)).astype(np.int8)
+    x[:, :, 40:] = 0  # a small layer: the rest of the columns padded with zeros
+    op = _operands(0.05)
+    kernel = kernel_type()
+    skipped = _run(kernel, op, x, mode, 9)
+    part = _run(kernel, op, x, mode, 9, rows=(3, 70))
+    for module in (mvm, mvm_numba):
+        monkeypatch.setattr(module, "active_columns", lambda x: None)  # every column computed
+    dense = _run(kernel, op, x, mode, 9)
+    for counter in (0, 1):
+        np.testing.assert_array_equal(skipped[counter], dense[counter])
+        np.testing.assert_array_equal(part[counter], dense[counter][:, :, 3:70])
+
+
+def test_kernel_choice_by_name_environment_and_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(mvm.KERNEL_ENV, raising=False)
+    assert isinstance(make_kernel(), NumbaMvmKernel)
+    assert type(make_kernel("numpy")) is NumpyMvmKernel
+    monkeypatch.setenv(mvm.KERNEL_ENV, "numpy")
+    assert type(make_kernel()) is NumpyMvmKernel
+    with pytest.raises(ValueError, match="CHIPCTL_MVM_KERNEL"):
+        make_kernel("fast")
+    with Board("mockchip://?seed=1&cores=2&kernel=numba") as board:
+        assert board.mvm(0, np.ones(256, int)).positive.shape == (256,)
+
+
+def test_mvm_row_range_over_the_link() -> None:
+    x = np.random.default_rng(10).integers(-60, 61, (2, 5, 256))
+    results = []
+    for rows in (None, (7, 100)):
+        with Board("mockchip://?seed=3&cores=2") as board:
+            raw = board.mvm([0, 1], x, mode=4, rows=rows)
+            results.append((raw.positive, raw.negative))
+            assert board.mvm([1], x[1:], mode=1, output="ldpu", rows=rows).shape[-1] == (
+                256 if rows is None else 93
+            )
+            with pytest.raises(LimitError, match="MVM rows"):
+                board.mvm(0, x[0], rows=(5, 5))
+            with pytest.raises(LimitError, match="MVM rows"):
+                board.mvm(0, x[0], rows=(0, 257))
+    (full_p, full_n), (part_p, part_n) = results
+    np.testing.assert_array_equal(full_p[:, :, 7:100], part_p)
+    np.testing.assert_array_equal(full_n[:, :, 7:100], part_n)
+
+
+def test_mvm_request_row_range_on_the_wire() -> None:
+    inputs = np.arange(-3, 3, dtype=np.int8).reshape(1, 2, 3)
+    plain = MvmRequest(mode=4, output=0, cores=np.array([5], np.uint8), inputs=inputs)
+    assert plain.encode()[3] == 0  # flags 0: the layout of before the row range
+    ranged = MvmRequest(mode=4, output=0, cores=np.array([5], np.uint8), inputs=inputs, rows=(2, 9))
+    wire = ranged.encode()
+    assert wire[3] == 1 and len(wire) == len(plain.encode()) + 4
+    back = MvmRequest.decode(wire)
+    assert back.rows == (2, 9) and back.cols == 3
+    np.testing.assert_array_equal(back.inputs, inputs)
+    assert MvmRequest.decode(plain.encode()).rows is None
