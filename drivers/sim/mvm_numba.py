@@ -216,25 +216,35 @@ def _four_phase(
     n = s.shape[1]
     z = np.empty(4 * n + 2, np.float32)
     bits = np.empty(4 * n + 2, np.int32)
+    zs = np.empty((4, n), np.float32)  # the four normals of each row, one contiguous array each
     half = np.float32(0.5)
     n_sat = 0
     for b in range(nb):
         off = _row_normals(key, b_first + b, r0, n, 4, z, bits)
         for j in range(n):
+            for p in range(4):
+                zs[p, j] = z[off + 4 * j + p]
+        for j in range(n):
             # P: x+·G+ and x−·G−, var = (s + d)/2;  N: x+·G− and x−·G+, var = (s − d)/2
             aj, bj, cj = a[j], bnl[j], c[j]
-            zj = off + 4 * j
             p1, p2 = mk[b, j], mk[nb + b, n + j]
             var = max((s[b, j] + d[b, j]) * half, np.float32(0.0))
             var = var / max(p1 + p2, np.float32(1e-30))
-            p1 = _convert(p1 + math.sqrt(var * p1) * z[zj], aj, bj, cj, top)
-            p2 = _convert(p2 + math.sqrt(var * p2) * z[zj + 1], aj, bj, cj, top)
+            p1 = _convert(p1 + math.sqrt(var * p1) * zs[0, j], aj, bj, cj, top)
+            p2 = _convert(p2 + math.sqrt(var * p2) * zs[1, j], aj, bj, cj, top)
             n1, n2 = mk[b, n + j], mk[nb + b, j]
             var = max((s[b, j] - d[b, j]) * half, np.float32(0.0))
             var = var / max(n1 + n2, np.float32(1e-30))
-            n1 = _convert(n1 + math.sqrt(var * n1) * z[zj + 2], aj, bj, cj, top)
-            n2 = _convert(n2 + math.sqrt(var * n2) * z[zj + 3], aj, bj, cj, top)
-            n_sat += (p1 >= top) + (p2 >= top) + (n1 >= top) + (n2 >= top)
+            n1 = _convert(n1 + math.sqrt(var * n1) * zs[2, j], aj, bj, cj, top)
+            n2 = _convert(n2 + math.sqrt(var * n2) * zs[3, j], aj, bj, cj, top)
+            if p1 >= top:
+                n_sat += 1
+            if p2 >= top:
+                n_sat += 1
+            if n1 >= top:
+                n_sat += 1
+            if n2 >= top:
+                n_sat += 1
             pos[b, j] = np.uint16(p1) + np.uint16(p2)
             neg[b, j] = np.uint16(n1) + np.uint16(n2)
     return n_sat
