@@ -2,13 +2,15 @@
 
 :class:`InferModel` is :class:`procedures.infer.Infer` whose ``model`` parameter is a shipped
 model name (``chipctl/models/<name>.onnx``: ``digits_mlp``, ``mnist1d_cnn``, ``mnist1d_lstm``)
-or the path of an ONNX file, and whose ``dataset`` parameter names a data set of
-:mod:`chipctl.datasets`. Loading errors (missing or truncated file, unsupported operator, data
-set unavailable) are :class:`~drivers.errors.LimitError` naming the file, raised when the
-procedure is created, before anything reaches the board; so is a model that does not fit the
-data set (input shape, number of outputs against the data set's classes:
-:func:`procedures.inference.data.check_model_against_data`). This is what ``chipctl infer``, the
-recipes, the TUI and ``chipctl sweep`` run under the catalog name ``infer``.
+or the path of an ONNX file, and whose ``dataset`` parameter names a built-in data set of
+:mod:`chipctl.datasets` (``digits``, ``digits-stratified``, ``mnist1d``) or the user's own
+``.npz`` file (:func:`own_inference_data`). Loading errors (missing or truncated file,
+unsupported operator, data set unavailable or refused) are :class:`~drivers.errors.LimitError`
+naming the file, raised when the procedure is created, before anything reaches the board; so
+is a model that does not fit the data set (input shape, number of outputs against the data
+set's classes: :func:`procedures.inference.data.check_model_against_data`). This is what
+``chipctl infer``, the recipes, the TUI and ``chipctl sweep`` run under the catalog name
+``infer``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from chipctl.datasets import DatasetError, load_dataset
+import numpy as np
+
+from chipctl.datasets import DATASETS, SPLITS, DatasetError, load_dataset, load_npz
 from chipctl.onnx_import import load_onnx
 from drivers.errors import LimitError
 from procedures.infer import Infer
@@ -40,22 +44,78 @@ def model_path(name: str) -> Path:
     return path
 
 
-def inference_data(dataset: str) -> InferenceData:
-    """Calibration (training split) and test samples of a named data set."""
+CALIBRATION_SEED = 0
+"""Seed of the permutation that picks the calibration rows of an .npz file without x_cal."""
+
+
+def inference_data(dataset: str, *, calibration_samples: int = 500) -> InferenceData:
+    """Calibration and test samples of a built-in data set (its training and test split) or of
+    an ``.npz`` file (:func:`own_inference_data`)."""
+    if dataset not in DATASETS:
+        return own_inference_data(dataset, calibration_samples=calibration_samples)
     try:
         data = load_dataset(dataset)
     except DatasetError as exc:
         raise LimitError(f"data set {dataset!r}: {exc}") from exc
     return InferenceData(
-        data.name, data.x_train, data.x_test, data.y_test, n_classes=data.n_classes
+        data.name,
+        data.x_train,
+        data.x_test,
+        data.y_test,
+        n_classes=data.n_classes,
+        note=SPLITS[data.name],
     )
+
+
+def own_inference_data(path: str, *, calibration_samples: int = 500) -> InferenceData:
+    """The samples of the user's ``.npz`` file (:func:`chipctl.datasets.load_npz`).
+
+    With ``x_cal`` every sample of ``x`` is scored and ``x_cal`` calibrates. Without it,
+    ``calibration_samples`` rows of ``x`` calibrate, the first ones of
+    ``numpy.random.default_rng(0).permutation(len(x))`` (spread over the file even when it is
+    sorted by class), and they are left out of scoring; they may be at most half of ``x``.
+    The returned data's ``note`` says which, and the run's results keep it.
+    """
+    if not Path(path).exists() and not path.endswith(".npz"):
+        raise LimitError(
+            f"data set {path!r}: not a built-in data set ({', '.join(DATASETS)}) and no such "
+            "file; give one of those or an .npz file with arrays x and y"
+        )
+    try:
+        own = load_npz(path)
+    except DatasetError as exc:
+        raise LimitError(f"data set {exc}") from exc
+    digest = f"sha256 {own.sha256[:16]}"
+    if own.x_cal is not None:
+        note = (
+            f"{path} ({digest}): all {len(own.x)} samples of x scored; calibration: its "
+            f"{len(own.x_cal)} x_cal samples"
+        )
+        return InferenceData(own.name, own.x_cal, own.x, own.y, note=note)
+    n = len(own.x)
+    if 2 * calibration_samples > n:
+        raise LimitError(
+            f"data set {path}: without an x_cal array, {calibration_samples} of the {n} samples "
+            "of x would calibrate and be left out of scoring, more than half; add x_cal to the "
+            "file or give fewer calibration samples (--calibration-samples)"
+        )
+    rows = np.random.default_rng(CALIBRATION_SEED).permutation(n)[:calibration_samples]
+    scored = np.setdiff1d(np.arange(n), rows)
+    note = (
+        f"{path} ({digest}) has no x_cal: {calibration_samples} samples of x calibrate (rows "
+        f"numpy.random.default_rng({CALIBRATION_SEED}).permutation({n})[:{calibration_samples}])"
+        f" and are not scored; scored: the other {len(scored)}"
+    )
+    return InferenceData(own.name, own.x[np.sort(rows)], own.x[scored], own.y[scored], note=note)
 
 
 class InferModel(Infer):
     """Inference of an ONNX model (by shipped name or path) on a named data set."""
 
     def load_inputs(self) -> tuple[Graph, InferenceData]:
-        return load_onnx(model_path(self.params["model"])), inference_data(self.params["dataset"])
+        p = self.params
+        data = inference_data(p["dataset"], calibration_samples=p["calibration_samples"])
+        return load_onnx(model_path(p["model"])), data
 
     @staticmethod
     def summary_text(results: Mapping[str, Any]) -> str:
@@ -74,8 +134,10 @@ def accuracy_table(results: Mapping[str, Any]) -> str:
         f"{results.get('model', '?')} on {results.get('dataset', '?')} "
         f"({results.get('samples', '?')} test samples): float32 software "
         f"{100 * software:.2f} %, int8 digital {100 * results.get('quantised_accuracy', 0):.2f} %",
-        "  chip accuracy %    " + "".join(f"{label:>9}" for label in labels),
     ]
+    if results.get("data_note"):
+        lines.append(f"  data: {results['data_note']}")
+    lines.append("  chip accuracy %    " + "".join(f"{label:>9}" for label in labels))
     for compensation, row in accuracy.items():
         cells = "".join(f"{100 * row[label]:9.2f}" for label in labels)
         lines.append(f"  {compensation:<18} {cells}")

@@ -50,7 +50,11 @@ from procedures.base import (
 )
 from procedures.base import declare as _p
 from procedures.inference.calibration import GDC_INPUTS, tensor_ranges
-from procedures.inference.data import InferenceData, check_model_against_data
+from procedures.inference.data import (
+    InferenceData,
+    apply_input_layout,
+    check_model_against_data,
+)
 from procedures.inference.digital import number_format
 from procedures.inference.executor import ChipExecutor
 from procedures.inference.graph import Graph
@@ -107,7 +111,25 @@ class Infer(Procedure):
     """Streams a resumed run gets back: the per-tile calibration (too large for a checkpoint)."""
     parameters: ClassVar[tuple[Parameter, ...]] = (
         _p("model", "mnist1d_cnn", str, "", "model: a shipped model name or an ONNX file"),
-        _p("dataset", "mnist1d", str, "", "data set", choices=("digits", "mnist1d")),
+        _p(
+            "dataset",
+            "mnist1d",
+            str,
+            "",
+            "data set: digits (test 359 of 1,797, 80/20 permutation seed 0; NOT the usual "
+            "split), digits-stratified (test 540, train_test_split test_size=0.3 stratify=y "
+            "random_state=0), mnist1d (the package's 4,000 train / 1,000 test), or FILE.npz "
+            "with arrays x, y and optional x_cal (without x_cal, calibration-samples rows of x "
+            "calibrate and are not scored; docs/inference.md)",
+        ),
+        _p(
+            "input_layout",
+            "",
+            str,
+            "",
+            "axis order of the data's samples where it differs from the model's input: "
+            "SRC->DST letters (HWC->CHW, NLC->NCL) or channels-last; empty: as given",
+        ),
         _p("drift", "25s,1h,1d", str, "", "times after programming to evaluate at (s/m/h/d/w)"),
         _p("compensation", "none,gdc,adabs", str, "", "drift compensations to compare"),
         _p(
@@ -186,6 +208,8 @@ class Infer(Procedure):
         given = network if network is not None and data is not None else None
         if network is None or data is None:
             network, data = self.load_inputs()
+        if isinstance(data, InferenceData):
+            data = apply_input_layout(data, p["input_layout"])
         if not isinstance(network, Graph) or not isinstance(data, InferenceData):
             raise LimitError("infer needs a Graph and InferenceData")
         model = p["model"] if given is None or "model" in values else "(the given network)"
@@ -259,6 +283,7 @@ class Infer(Procedure):
         self.results.update(
             model=p["model"],
             dataset=self.data.name,
+            data_note=self.data.note,
             samples=len(self.x_test),
             software_accuracy=software,
             quantised_accuracy=quantised,

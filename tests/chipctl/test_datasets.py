@@ -66,3 +66,47 @@ def test_corrupt_cache_is_regenerated(cache: Path) -> None:
     np.testing.assert_array_equal(d.x_train, reference.x_train)
     with np.load(path) as npz:  # rewritten with the good data
         assert npz["x"].shape == (4000, 40)
+
+
+def test_digits_stratified_is_the_usual_split_and_differs_from_digits() -> None:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_dataset("digits-stratified")
+    assert d.x_train.shape == (1257, 64) and d.x_test.shape == (540, 64)
+    bunch = load_digits()
+    _, x_test, _, y_test = train_test_split(
+        bunch.data / 16.0, bunch.target, test_size=0.3, stratify=bunch.target, random_state=0
+    )
+    np.testing.assert_array_equal(d.x_test, x_test.astype(np.float32))
+    np.testing.assert_array_equal(d.y_test, y_test)
+    assert np.bincount(d.y_test).min() >= 52  # every class in proportion (174-183 each)
+    # The old 80/20 split's test images: 229 of 359 are training images of the usual split.
+    seen = {row.tobytes() for row in d.x_train}
+    old = load_dataset("digits")
+    assert sum(row.tobytes() in seen for row in old.x_test) >= 229
+
+
+def test_own_npz_arrays_are_checked(tmp_path: Path) -> None:
+    x = np.arange(12, dtype=np.float64).reshape(4, 3)
+    np.savez(tmp_path / "ok.npz", x=x, y=np.array([0.0, 1.0, 2.0, 1.0]))
+    own = datasets.load_npz(tmp_path / "ok.npz")
+    assert own.x.dtype == np.float32 and own.y.dtype == np.int64 and own.x_cal is None
+    assert own.y.tolist() == [0, 1, 2, 1] and len(own.sha256) == 64
+    np.savez(tmp_path / "big.npz", x=x * 1e300, y=np.zeros(4, int))
+    with pytest.raises(DatasetError, match="beyond float32's range in 4 of 4"):
+        datasets.load_npz(tmp_path / "big.npz")
+    np.savez(tmp_path / "flat.npz", x=np.zeros(4), y=np.zeros(4, int))
+    with pytest.raises(DatasetError, match=r"shape \(4,\).*reshape\(-1, 1\)"):
+        datasets.load_npz(tmp_path / "flat.npz")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    with pytest.raises(DatasetError, match="empty.npz is empty"):
+        datasets.load_npz(tmp_path / "empty.npz")
+    (tmp_path / "broken.npz").write_bytes((tmp_path / "ok.npz").read_bytes()[:100])
+    with pytest.raises(DatasetError, match="broken.npz is a damaged .npz archive"):
+        datasets.load_npz(tmp_path / "broken.npz")
+    import pickle
+
+    (tmp_path / "pickle.npz").write_bytes(pickle.dumps({"x": x}))
+    with pytest.raises(DatasetError, match="a Python pickle"):
+        datasets.load_npz(tmp_path / "pickle.npz")
