@@ -11,11 +11,19 @@ Steps (see :mod:`procedures.inference.executor` for the data path):
 3. Calibrate every tile against its target weights (per-row gains, GDC reference outputs).
 4. For each drift time (time since the end of programming, e.g. 25 s, 1 h, 1 d; the virtual
    clock of a simulated board is advanced, a real board is waited for) and each compensation
-   (``none``; ``gdc`` global drift compensation; ``adabs`` GDC plus batch-norm statistics
-   re-estimated through the chip on calibration mini-batches), stream the test samples through
-   the cores and score them.
+   (``none``; ``gdc`` global drift compensation per core; ``gdc-column`` per output row;
+   ``adabs`` GDC plus each layer's per-channel affine re-estimated through the chip on
+   calibration mini-batches; ``recal`` every tile's LDPU rows re-fitted on its calibration
+   inputs: :mod:`procedures.inference.compensation`, :mod:`procedures.inference.recalibration`),
+   stream the test samples through the cores and score them.
 
-Records: the core allocation (one row per core), programming convergence, one accuracy row per
+Gmax per core (``gmax``): from the layer's own inputs on the calibration samples (``workload``,
+the ``gmax_quantile`` of them under the bit-line limit) or for full-scale inputs
+(``worst-case``); the saturation the chosen Gmax gives is measured on the chip after
+programming (:mod:`procedures.programming.gmax`).
+
+Records: the core allocation (one row per core: Gmax, the worst-case rule's Gmax, measured
+saturation), programming convergence, one accuracy row per
 (drift time, compensation) (the mean of ``repeats`` passes over the test samples, each with its
 own read noise; every pass in the results), per-layer output error against the float32 model
 on the first batch, and in the results the accuracies, the estimated on-chip time and energy
@@ -50,6 +58,7 @@ from procedures.base import (
 )
 from procedures.base import declare as _p
 from procedures.inference.calibration import GDC_INPUTS, tensor_ranges
+from procedures.inference.compensation import COMPENSATIONS, ChannelStatistics
 from procedures.inference.data import (
     InferenceData,
     apply_input_layout,
@@ -57,13 +66,13 @@ from procedures.inference.data import (
 )
 from procedures.inference.digital import number_format
 from procedures.inference.executor import ChipExecutor
-from procedures.inference.graph import Graph
+from procedures.inference.graph import Graph, Lstm
 from procedures.inference.mapping import CostEstimate, map_graph
 from procedures.inference.reference import forward, forward_quantised, forward_tensors
 from procedures.programming.gdp import GdpSettings
+from procedures.programming.gmax import G_MAX_RULES
 from procedures.programming.iterative import ProgramSettings
 
-COMPENSATIONS = ("none", "gdc", "adabs")
 FINGERPRINT_CELLS = 128
 """Devices per core read to recognise a programmed chip on resume."""
 ROWS = 256
@@ -131,7 +140,14 @@ class Infer(Procedure):
             "SRC->DST letters (HWC->CHW, NLC->NCL) or channels-last; empty: as given",
         ),
         _p("drift", "25s,1h,1d", str, "", "times after programming to evaluate at (s/m/h/d/w)"),
-        _p("compensation", "none,gdc,adabs", str, "", "drift compensations to compare"),
+        _p(
+            "compensation",
+            "none,gdc,adabs",
+            str,
+            "",
+            "drift compensations to compare, of: none, gdc (per core), gdc-column (per output "
+            "row), adabs (per-channel affine through the chip), recal (re-fit the LDPU rows)",
+        ),
         _p(
             "mode",
             "tdp",
@@ -141,6 +157,23 @@ class Infer(Procedure):
             choices=("odp", "tdp"),
         ),
         _p("gdp", False, bool, "", "refine programming by gradient-descent programming"),
+        _p(
+            "gmax",
+            "workload",
+            str,
+            "",
+            "Gmax per core: the calibration inputs' line currents or full-scale inputs",
+            choices=G_MAX_RULES,
+        ),
+        _p(
+            "gmax_quantile",
+            99.9,
+            float,
+            "%",
+            "calibration inputs kept under the line limit (gmax workload)",
+            minimum=50.0,
+            maximum=100.0,
+        ),
         _p("mvm_mode", 4, int, "", "MVM mode: 1- or 4-phase", choices=(1, 4)),
         _p("digital", "float16", str, "", "digital post-processing", choices=("float16", "fixed")),
         _p("cores", list(range(64)), "cores", "", "cores the tiles may use", minimum=0, maximum=63),
@@ -228,6 +261,12 @@ class Infer(Procedure):
                 f"AdaBS needs {needed} calibration samples, {data.name} has "
                 f"{data.x_calibration.shape[0]}"
             )
+        if "adabs" in self.compensations and all(lm.op == Lstm.op for lm in self.mapping.layers):
+            raise LimitError(
+                "adabs: the network has no analog layer with a per-channel affine (LSTM gates "
+                "go to the GDPU); choose gdc, gdc-column or recal"
+            )
+        self._adabs_reference: dict[str, ChannelStatistics] = {}
         # Shapes are checked now, not after programming.
         network.prepare_input(self.x_test[:1])
 
@@ -249,9 +288,14 @@ class Infer(Procedure):
             StreamSpec("tile", (4,), "i4", "1", "row tile, column tile, rows, columns"),
             StreamSpec("replicas", (), "i2", "1", "copies of the tile on the core"),
             StreamSpec("g_max", (), "f4", "counts", "Gmax of the core"),
+            StreamSpec("g_max_worst_case", (), "f4", "counts",
+                       "Gmax the worst-case rule (full-scale inputs) would give"),
+            StreamSpec("saturated_fraction", (), "f4", "1",
+                       "calibration inputs that saturate a conversion, measured"),
             StreamSpec("converged_fraction", (), "f4", "1", "cells converged"),
             StreamSpec("drift_time", (), "f8", "s", "time since programming of the accuracy row"),
-            StreamSpec("compensation", (), "u1", "1", "0 none, 1 gdc, 2 adabs"),
+            StreamSpec("compensation", (), "u1", "1",
+                       "0 none, 1 gdc, 2 adabs, 3 gdc-column, 4 recal"),
             StreamSpec("accuracy", (), "f4", "1", "fraction correct, mean of the passes"),
             StreamSpec("inferences_per_s", (), "f4", "1/s", "throughput of the row"),
             StreamSpec("layer_error", (len(self.mapping.layers),), "f4", "1",
@@ -303,6 +347,8 @@ class Infer(Procedure):
             number_format(p["digital"]),
             mvm_mode=p["mvm_mode"],
             max_replicas=p["max_replicas"],
+            g_max_rule=p["gmax"],
+            g_max_quantile=p["gmax_quantile"],
         )
         executor.use_calibration_data(self.x_cal, p["range_percentile"])
         start_s = board.board_time_s()
@@ -311,14 +357,21 @@ class Infer(Procedure):
             self.results.update(state["results"])
         if state and self._board_kept_its_state(board, executor, state):
             self._restore_calibration(executor, state["streams"])
+            self._adabs_reference = {
+                name: ChannelStatistics.from_json(stats)
+                for name, stats in state.get("adabs_reference", {}).items()
+            }
             done = 2
         else:
             if state:  # a fresh (simulated) chip: deploy again exactly as the first time did
                 start_s = float(state["start_s"])
             yield from self._program(board, executor)
+            self.results["saturation_check_core_mvms"] = executor.measure_saturation()
             yield Progress(1, self.total(), "programmed")
             for _ in executor.calibrate(p["calibration_inputs"], p["seed"]):
                 self.check_stop()
+            if "adabs" in self.compensations:
+                self._adabs_reference = executor.record_channel_statistics(self._adabs_batches())
             done = 2
             if not state:
                 yield from self._allocation_records(executor)
@@ -394,6 +447,9 @@ class Infer(Procedure):
                 "finished": list(finished),
                 "fingerprint": fingerprint,
                 "results": results,
+                "adabs_reference": {
+                    name: stats.to_json() for name, stats in self._adabs_reference.items()
+                },
             }
         )
 
@@ -477,6 +533,8 @@ class Infer(Procedure):
             yield Data("tile", np.array([t.row_tile, t.col_tile, *t.shape], np.int32))
             yield Data("replicas", np.int16(state.replicas))
             yield Data("g_max", np.float32(state.g_max))
+            yield Data("g_max_worst_case", np.float32(state.g_max_worst_case))
+            yield Data("saturated_fraction", np.float32(state.saturated_fraction))
             yield Data("converged_fraction", np.float32(state.converged_fraction))
 
     def _wait_until(self, board: Board, target_s: float) -> None:
@@ -498,13 +556,14 @@ class Infer(Procedure):
     ) -> Generator[Progress, None, tuple[list[float], float, list[float], int]]:
         p = self.params
         executor.reset_batchnorm()
-        executor.compensate("none" if compensation == "none" else "gdc")
+        if compensation == "recal":
+            spent = executor.recalibrate(p["calibration_inputs"], p["seed"])
+            self.results["recal_core_mvms"] = spent
+        else:
+            executor.compensate("gdc" if compensation == "adabs" else compensation)
         if compensation == "adabs":
-            rng = np.random.default_rng([p["seed"], 0xADAB5])
-            m, n = p["adabs_batch_size"], p["adabs_batches"]
-            order = rng.permutation(self.data.x_calibration.shape[0])[: m * n]
-            batches = [self.data.x_calibration[order[i * m : (i + 1) * m]] for i in range(n)]
-            executor.adapt_batchnorm(batches)
+            adapted = executor.adapt(self._adabs_batches(), self._adabs_reference)
+            self.results.setdefault("adabs", {})[label] = adapted
         errors: list[float] = []
         accuracies = []
         started = time.perf_counter()
@@ -528,6 +587,14 @@ class Infer(Procedure):
         rate = p["repeats"] * len(self.x_test) / (time.perf_counter() - started)
         self._rates.append(rate)
         return accuracies, rate, errors, done
+
+    def _adabs_batches(self) -> list[np.ndarray]:
+        """The AdaBS calibration mini-batches (the same at deployment and every drift time)."""
+        p = self.params
+        rng = np.random.default_rng([p["seed"], 0xADAB5])
+        m, n = p["adabs_batch_size"], p["adabs_batches"]
+        order = rng.permutation(self.data.x_calibration.shape[0])[: m * n]
+        return [self.data.x_calibration[order[i * m : (i + 1) * m]] for i in range(n)]
 
     def _layer_errors(
         self, executor: ChipExecutor, x: np.ndarray, values: dict[str, np.ndarray]
