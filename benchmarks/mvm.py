@@ -4,7 +4,7 @@
 clock advanced by t0 = 200 s, batch 256 int8 inputs per core on every column (dense: nothing
 to skip). The baseline is numpy's ``(64, 256, 256) @ (64, 256, 256)`` in float32, measured in
 the same run. Figures are the best of ``repeats`` timings; ``ratio`` = baseline time / MVM time
-(1.0 = as fast as the matmul), for each kernel (``drivers.sim.mvm.make_kernel``). Issue 16
+(1.0 = as fast as the matmul), for each kernel (``drivers.sim.mvm_choice.make_kernel``). Issue 16
 targets: ≥ 0.28 one-phase, ≥ 0.15 four-phase.
 
 ``compile_s``: the compiled kernel's first call in a fresh process with an empty numba cache

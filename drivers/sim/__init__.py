@@ -12,6 +12,7 @@ Physics modules (numbers and sources in ``reference/chip.md``):
 - :mod:`drivers.sim.fastnormal`: fast standard-normal sampling from an injected Generator.
 - :mod:`drivers.sim.mvm`: the MVM kernel seam and its numpy implementation.
 - :mod:`drivers.sim.mvm_numba`: the compiled MVM kernel (numba).
+- :mod:`drivers.sim.mvm_choice`: which MVM kernel the chip uses.
 - :mod:`drivers.sim.threads`: the worker pool and OpenBLAS thread control.
 - :mod:`drivers.sim.chip`: :class:`~drivers.sim.chip.SimulatedChip`, the chip behind the board.
 

@@ -64,7 +64,7 @@ from drivers.sim.chip import COLS, DEVICES, ROWS, SimulatedChip
 from drivers.sim.clock import RealTimeClock, VirtualClock
 from drivers.sim.devices import DEFAULT_DEVICE_MODEL, device_model
 from drivers.sim.faults import FaultSettings
-from drivers.sim.mvm import KERNELS
+from drivers.sim.mvm_choice import KERNELS
 
 MAX_PULSE_AMPLITUDE_UA = 800
 """32 current DACs ("write heads") of up to 800 µA [LG Methods p.7]."""
@@ -103,7 +103,7 @@ class BoardOptions:
         reset_after: the board resets when its N-th frame arrives (0 = never).
         kernel: the MVM kernel, "auto" (default: compiled when numba imports, or the
             environment variable ``CHIPCTL_MVM_KERNEL``), "numba" or "numpy"
-            (:func:`drivers.sim.mvm.make_kernel`).
+            (:func:`drivers.sim.mvm_choice.make_kernel`).
         faults: link fault injection (corrupt, drop, delay_rate, delay_s, fault_seed).
     """
 

@@ -82,7 +82,8 @@ from drivers.sim.adc import POSITIVE, AdcBank
 from drivers.sim.clock import RealTimeClock, VirtualClock
 from drivers.sim.devices import DeviceModel, HermesPcm
 from drivers.sim.ldpu import apply_ldpu
-from drivers.sim.mvm import MvmKernel, RowRange, make_kernel, row_range
+from drivers.sim.mvm import MvmKernel, RowRange, row_range
+from drivers.sim.mvm_choice import make_kernel
 from drivers.sim.pulses import STUCK_NONE, STUCK_SET, PulseModel
 
 PULSE_RESET, PULSE_SET, PULSE_PARTIAL = 0, 1, 2
@@ -112,7 +113,7 @@ class SimulatedChip:
         devices: the device model (ν, drift, relaxation, read noise; :mod:`drivers.sim.devices`);
             default :class:`~drivers.sim.devices.HermesPcm` (1 device per polarity).
         kernel: the MVM kernel (:mod:`drivers.sim.mvm`), an instance or a name ("auto",
-            "numba", "numpy"); default :func:`~drivers.sim.mvm.make_kernel`'s choice (the
+            "numba", "numpy"); default :func:`~drivers.sim.mvm_choice.make_kernel`'s choice (the
             compiled kernel when numba imports, or ``CHIPCTL_MVM_KERNEL``) with ``threads``
             worker threads.
         **model_parameters: overrides of the chip constants below, of :class:`AdcBank`

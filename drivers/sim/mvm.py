@@ -15,8 +15,8 @@ core's matrices are stale; a kernel turns them into counts. The seam is :class:`
 
 :class:`NumpyMvmKernel` is the reference kernel (numpy + BLAS GEMMs, worker threads from
 :mod:`drivers.sim.threads`); :class:`drivers.sim.mvm_numba.NumbaMvmKernel` is the compiled one
-(the same GEMMs, then noise, ADC and counter in one compiled pass). :func:`make_kernel` picks
-the compiled kernel when numba imports and the numpy one otherwise, or the one named by
+(the same GEMMs, then noise, ADC and counter in one compiled pass). :func:`drivers.sim.mvm_choice.make_kernel`
+picks the compiled kernel when numba imports and the numpy one otherwise, or the one named by
 ``mockchip://?kernel=numpy|numba|auto`` or the environment variable ``CHIPCTL_MVM_KERNEL``.
 The kernels keep the same physics, not the same bit pattern of the noise.
 
@@ -57,7 +57,6 @@ the noise depends only on that generator, never on thread timing.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -70,8 +69,6 @@ from drivers.sim.threads import run_in_threads
 
 ROWS = COLS = 256
 DEVICES = 4
-KERNELS = ("auto", "numba", "numpy")
-KERNEL_ENV = "CHIPCTL_MVM_KERNEL"
 
 WorkItem = tuple[int, int, int, np.random.Generator]
 """(core position in the call, batch start, batch stop, generator)."""
@@ -108,27 +105,6 @@ class MvmKernel(Protocol):
     ) -> tuple[np.ndarray, np.ndarray, int]:
         """(positive counts, negative counts, saturated conversions) of a batch of MVMs."""
         ...
-
-
-def make_kernel(name: str | None = None, threads: int = 2) -> MvmKernel:
-    """The MVM kernel called ``name`` (``auto``, ``numba``, ``numpy``; default: the environment
-    variable ``CHIPCTL_MVM_KERNEL``, else ``auto``). ``auto`` is the compiled kernel when numba
-    imports, else the numpy one; ``numba`` without numba is an error."""
-    choice = (name or os.environ.get(KERNEL_ENV) or "auto").strip().lower()
-    if choice not in KERNELS:
-        raise ValueError(
-            f"MVM kernel {choice!r} is not one of {', '.join(KERNELS)} (mockchip://?kernel=... "
-            f"or {KERNEL_ENV})"
-        )
-    if choice != "numpy":
-        try:
-            from drivers.sim.mvm_numba import NumbaMvmKernel
-        except ImportError:
-            if choice == "numba":
-                raise ValueError("MVM kernel 'numba' needs the numba package; install it") from None
-        else:
-            return NumbaMvmKernel(threads=threads)
-    return NumpyMvmKernel(threads=threads)
 
 
 def row_range(rows: RowRange | None) -> RowRange:

@@ -58,6 +58,7 @@ def test_an_old_run_file_resumes_as_an_uninterrupted_run(
 ) -> None:
     store = tmp_path / "store"
     monkeypatch.setenv("CHIPCTL_CALIBRATION_DIR", str(store))
+    monkeypatch.setenv("CHIPCTL_MVM_KERNEL", "numpy")  # the kernel the file was recorded with
     old = _unpack(tmp_path)
     assert main(["resume", str(old), "--no-progress"]) == 0
     out = capsys.readouterr().out

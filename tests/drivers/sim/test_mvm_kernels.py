@@ -13,7 +13,8 @@ from drivers.errors import LimitError
 from drivers.link.payloads import MvmRequest
 from drivers.sim import mvm, mvm_numba
 from drivers.sim.adc import AdcBank
-from drivers.sim.mvm import CoreOperands, NumpyMvmKernel, make_kernel
+from drivers.sim.mvm import CoreOperands, NumpyMvmKernel
+from drivers.sim.mvm_choice import KERNEL_ENV, make_kernel
 from drivers.sim.mvm_numba import NumbaMvmKernel
 
 KERNELS = (NumpyMvmKernel, NumbaMvmKernel)
@@ -91,10 +92,10 @@ def test_row_range_and_zero_skipping_keep_the_rows_read_bit_identical(
 
 
 def test_kernel_choice_by_name_environment_and_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(mvm.KERNEL_ENV, raising=False)
+    monkeypatch.delenv(KERNEL_ENV, raising=False)
     assert isinstance(make_kernel(), NumbaMvmKernel)
     assert type(make_kernel("numpy")) is NumpyMvmKernel
-    monkeypatch.setenv(mvm.KERNEL_ENV, "numpy")
+    monkeypatch.setenv(KERNEL_ENV, "numpy")
     assert type(make_kernel()) is NumpyMvmKernel
     with pytest.raises(ValueError, match="CHIPCTL_MVM_KERNEL"):
         make_kernel("fast")
