@@ -15,9 +15,10 @@ core's matrices are stale; a kernel turns them into counts. The seam is :class:`
 
 :class:`NumpyMvmKernel` is the reference kernel (numpy + BLAS GEMMs, worker threads from
 :mod:`drivers.sim.threads`); :class:`drivers.sim.mvm_numba.NumbaMvmKernel` is the compiled one
-(the same GEMMs, then noise, ADC and counter in one compiled pass). :func:`drivers.sim.mvm_choice.make_kernel`
-picks the compiled kernel when numba imports and the numpy one otherwise, or the one named by
-``mockchip://?kernel=numpy|numba|auto`` or the environment variable ``CHIPCTL_MVM_KERNEL``.
+(the same GEMMs, then noise, ADC and counter in one compiled pass).
+:func:`drivers.sim.mvm_choice.make_kernel` picks the compiled kernel when numba imports and the
+numpy one otherwise, or the one named by ``mockchip://?kernel=numpy|numba|auto`` or the
+environment variable ``CHIPCTL_MVM_KERNEL``.
 The kernels keep the same physics, not the same bit pattern of the noise.
 
 Work only where current flows [chip.md §1.3]: a column (input line) whose input is zero for the
