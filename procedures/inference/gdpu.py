@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from procedures.inference.graph import GraphError
+from procedures.inference.graph import GraphError, Lstm
 
 N_GATES = 4
 SLICE_UNITS = 64
@@ -189,3 +189,16 @@ class GdpuLstmCell:
         out = _fma16(h_float, np.float16(1.0 / self.h_lsb), np.float16(0))
         h_q = np.clip(np.rint(out.astype(np.float32)), -127, 127).astype(np.int8)
         return h_q, new_cell
+
+
+def initial_lstm_state(node: Lstm, cell: GdpuLstmCell, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(cell state float16 (batch, H), hidden state int8 (batch, H)) at t = 0: the layer's
+    constant initial states (zero when absent), c in the GDPU's float16 and h on its int8 grid."""
+    hidden = cell.hidden_size
+    c = cell.initial_state(batch)
+    if node.initial_c is not None:
+        c[:] = node.initial_c.astype(np.float16)
+    h = np.zeros((batch, hidden), np.int8)
+    if node.initial_h is not None:
+        h[:] = quantise_int8(node.initial_h, cell.h_lsb)
+    return c, h

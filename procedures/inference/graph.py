@@ -390,19 +390,23 @@ class Reshape(Node):
 
 @dataclass(frozen=True, eq=False)
 class Lstm(Node):
-    """Single-layer, forward LSTM with zero initial state on a (T, I) sequence.
+    """Single-layer, forward LSTM on a (T, I) sequence.
 
     ``w_input`` (4H, I), ``w_hidden`` (4H, H), ``bias`` (4H,) (input and recurrent biases
     summed); rows are gate-major in the order :data:`LSTM_GATES` (I, A, F, O): row g·H + j is
     gate g of hidden unit j. With i, f, o = σ(·) and a = tanh(·):
-    c_t = f ⊙ c_{t−1} + i ⊙ a, h_t = o ⊙ tanh(c_t). Output: the last h (H,) or, with
-    ``return_sequences``, all of them (T, H).
+    c_t = f ⊙ c_{t−1} + i ⊙ a, h_t = o ⊙ tanh(c_t). ``initial_h``/``initial_c`` (H,), the
+    same for every sample, default zero. Output: the last h (H,), with ``return_sequences``
+    every h (T, H), with ``return_cell`` the last c (H,).
     """
 
     w_input: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     w_hidden: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     bias: np.ndarray | None = None
     return_sequences: bool = False
+    initial_h: np.ndarray | None = None
+    initial_c: np.ndarray | None = None
+    return_cell: bool = False
     op: ClassVar[str] = "LSTM"
 
     def __post_init__(self) -> None:
@@ -422,6 +426,10 @@ class Lstm(Node):
         object.__setattr__(self, "w_hidden", wh)
         object.__setattr__(self, "bias", b)
         object.__setattr__(self, "return_sequences", bool(self.return_sequences))
+        object.__setattr__(self, "return_cell", bool(self.return_cell))
+        if self.return_cell and self.return_sequences:
+            raise self.error("return_cell and return_sequences exclude each other")
+        _initial_states(self, rows // 4)
 
     @property
     def hidden_size(self) -> int:
@@ -438,6 +446,215 @@ class Lstm(Node):
         if len(shape) != 2 or shape[1] != self.input_size:
             raise self.error(f"input shape {shape} is not (T, {self.input_size})")
         return (shape[0], self.hidden_size) if self.return_sequences else (self.hidden_size,)
+
+
+def _initial_states(node: Lstm | Gru, hidden: int) -> None:
+    for key in ("initial_h", "initial_c"):
+        value = getattr(node, key, None)
+        if value is not None:
+            array = _array(node.name, key, value, 1)
+            if array.shape != (hidden,):
+                raise node.error(f"{key} must be ({hidden},), got {array.shape}")
+            object.__setattr__(node, key, array)
+
+
+GRU_GATES = ("Z", "R", "N")
+"""Gate order of :class:`Gru` weight rows: update, reset, new (candidate); as ONNX."""
+
+
+@dataclass(frozen=True, eq=False)
+class Gru(Node):
+    """Single-layer, forward GRU on a (T, I) sequence (ONNX GRU semantics).
+
+    ``w_input`` (3H, I), ``w_hidden`` (3H, H), ``bias_input`` and ``bias_hidden`` (3H,), rows
+    gate-major Z, R, N. With z, r = σ(·): with ``linear_before_reset`` (PyTorch's form)
+    n = tanh(W_n·x + b_Wn + r ⊙ (R_n·h + b_Rn)), else n = tanh(W_n·x + R_n·(r ⊙ h) + b_Wn +
+    b_Rn); h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}. ``initial_h`` (H,) default zero. Output: the last h
+    (H,) or, with ``return_sequences``, every h (T, H).
+    """
+
+    w_input: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    w_hidden: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    bias_input: np.ndarray | None = None
+    bias_hidden: np.ndarray | None = None
+    linear_before_reset: bool = True
+    return_sequences: bool = False
+    initial_h: np.ndarray | None = None
+    op: ClassVar[str] = "GRU"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        wi = _array(self.name, "w_input", self.w_input, 2)
+        wh = _array(self.name, "w_hidden", self.w_hidden, 2)
+        rows = wh.shape[0]
+        if rows == 0 or rows % 3 or wh.shape != (rows, rows // 3):
+            raise self.error(f"w_hidden must be (3H, H), got {wh.shape}")
+        if wi.shape[0] != rows or wi.shape[1] == 0:
+            raise self.error(f"w_input must be ({rows}, I), got {wi.shape}")
+        object.__setattr__(self, "w_input", wi)
+        object.__setattr__(self, "w_hidden", wh)
+        for key in ("bias_input", "bias_hidden"):
+            value = getattr(self, key)
+            b = _array(self.name, key, np.zeros(rows) if value is None else value, 1)
+            if b.shape != (rows,):
+                raise self.error(f"{key} must be ({rows},), got {b.shape}")
+            object.__setattr__(self, key, b)
+        object.__setattr__(self, "linear_before_reset", bool(self.linear_before_reset))
+        object.__setattr__(self, "return_sequences", bool(self.return_sequences))
+        _initial_states(self, rows // 3)
+
+    @property
+    def hidden_size(self) -> int:
+        """H, the number of hidden units."""
+        return int(self.w_hidden.shape[1])
+
+    @property
+    def input_size(self) -> int:
+        """I, the input features per time step."""
+        return int(self.w_input.shape[1])
+
+    def infer(self, shapes: Sequence[Shape]) -> Shape:
+        (shape,) = shapes
+        if len(shape) != 2 or shape[1] != self.input_size:
+            raise self.error(f"input shape {shape} is not (T, {self.input_size})")
+        return (shape[0], self.hidden_size) if self.return_sequences else (self.hidden_size,)
+
+
+# -- host (digital) operations added for exported networks -------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Sigmoid(Node):
+    """1 / (1 + exp(−x))."""
+
+    op: ClassVar[str] = "Sigmoid"
+
+
+@dataclass(frozen=True, eq=False)
+class Tanh(Node):
+    """tanh(x)."""
+
+    op: ClassVar[str] = "Tanh"
+
+
+@dataclass(frozen=True, eq=False)
+class Clip(Node):
+    """min(max(x, low), high); ``None`` is unbounded on that side."""
+
+    low: float | None = None
+    high: float | None = None
+    op: ClassVar[str] = "Clip"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for bound in (self.low, self.high):
+            if bound is not None and math.isnan(bound):
+                raise self.error("bounds must not be NaN")
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise self.error(f"low {self.low} exceeds high {self.high}")
+
+
+@dataclass(frozen=True, eq=False)
+class Softmax(Node):
+    """Softmax over the non-batch ``axis`` (0-based without the batch axis)."""
+
+    axis: int = -1
+    op: ClassVar[str] = "Softmax"
+
+    def infer(self, shapes: Sequence[Shape]) -> Shape:
+        (shape,) = shapes
+        if not -len(shape) <= self.axis < len(shape):
+            raise self.error(f"axis {self.axis} outside input shape {shape}")
+        return shape
+
+
+@dataclass(frozen=True, eq=False)
+class ScaleShift(Node):
+    """x · scale + shift with constants broadcast against one sample (None: 1 or 0)."""
+
+    scale: np.ndarray | None = None
+    shift: np.ndarray | None = None
+    op: ClassVar[str] = "ScaleShift"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("scale", "shift"):
+            value = getattr(self, key)
+            if value is not None:
+                object.__setattr__(self, key, _array(self.name, key, value, tuple(range(9))))
+        if self.scale is None and self.shift is None:
+            raise self.error("neither scale nor shift given")
+
+    def infer(self, shapes: Sequence[Shape]) -> Shape:
+        (shape,) = shapes
+        for key in ("scale", "shift"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            try:
+                out = np.broadcast_shapes(shape, value.shape)
+            except ValueError:
+                out = ()
+            if out != shape:
+                raise self.error(f"{key} {value.shape} does not broadcast to {shape}")
+        return shape
+
+
+@dataclass(frozen=True, eq=False)
+class Transpose(Node):
+    """Permutes the non-batch axes: output axis i is input axis ``perm[i]``."""
+
+    perm: tuple[int, ...] = ()
+    op: ClassVar[str] = "Transpose"
+
+    def infer(self, shapes: Sequence[Shape]) -> Shape:
+        (shape,) = shapes
+        if sorted(self.perm) != list(range(len(shape))):
+            raise self.error(f"perm {self.perm} is not a permutation of {len(shape)} axes")
+        return tuple(shape[p] for p in self.perm)
+
+
+@dataclass(frozen=True, eq=False)
+class Take(Node):
+    """Element ``index`` of non-batch ``axis``, that axis dropped (``y[:, -1]`` of a sequence)."""
+
+    axis: int = 0
+    index: int = 0
+    op: ClassVar[str] = "Take"
+
+    def infer(self, shapes: Sequence[Shape]) -> Shape:
+        (shape,) = shapes
+        if len(shape) < 2 or not 0 <= self.axis < len(shape):
+            raise self.error(f"axis {self.axis} of shape {shape} cannot be taken (2+ axes)")
+        if not -shape[self.axis] <= self.index < shape[self.axis]:
+            raise self.error(f"index {self.index} of axis {self.axis} outside shape {shape}")
+        return shape[: self.axis] + shape[self.axis + 1 :]
+
+
+@dataclass(frozen=True, eq=False)
+class Concat(Node):
+    """Concatenation of two or more tensors along the non-batch ``axis``."""
+
+    axis: int = 0
+    op: ClassVar[str] = "Concat"
+    n_inputs: ClassVar[int] = 0  # any number from 2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        if not isinstance(self.name, str) or not self.name:
+            raise GraphError(f"{self.op}: node name must be a non-empty string")
+        if len(self.inputs) < 2:
+            raise self.error(f"needs two or more inputs, got {len(self.inputs)}")
+
+    def infer(self, shapes: Sequence[Shape]) -> Shape:
+        first = shapes[0]
+        if not 0 <= self.axis < len(first):
+            raise self.error(f"axis {self.axis} outside input shape {first}")
+        for shape in shapes[1:]:
+            rest = shape[: self.axis] + shape[self.axis + 1 :]
+            if len(shape) != len(first) or rest != first[: self.axis] + first[self.axis + 1 :]:
+                raise self.error(f"input shapes {list(shapes)} differ outside axis {self.axis}")
+        return (*first[: self.axis], sum(s[self.axis] for s in shapes), *first[self.axis + 1 :])
 
 
 WEIGHT_OPS = (Dense, Conv, Lstm)

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from procedures.inference.gdpu import N_GATES, SLICE_UNITS, interleave_gates
-from procedures.inference.graph import BatchNorm, Conv, Dense, Graph, GraphError, Lstm
+from procedures.inference.graph import BatchNorm, Conv, Dense, Graph, GraphError, Gru, Lstm
 
 CORES = 64
 """Cores on the chip [LG EDT I]."""
@@ -315,6 +315,14 @@ def map_graph(graph: Graph, *, cores: Sequence[int] | None = None) -> Mapping:
     available = tuple(range(CORES)) if cores is None else tuple(int(c) for c in cores)
     if len(set(available)) != len(available) or any(not 0 <= c < CORES for c in available):
         raise MappingError(f"cores must be distinct ids in 0..{CORES - 1}, got {list(available)}")
+    for gru in (n for n in graph.nodes if isinstance(n, Gru)):
+        raise MappingError(
+            f"node {gru.name!r} (GRU): the executor does not map GRU layers: the GDPU computes "
+            "the LSTM cell only, and a GRU's reset gate multiplies the recurrent product "
+            "before its tanh, so input and hidden MVMs cannot be summed on chip as for an "
+            "LSTM; the float32 reference runs it (procedures.inference.reference), or export "
+            "the network with nn.LSTM"
+        )
     plans: list[tuple[Dense | Conv | Lstm, list[tuple[str, np.ndarray, TileSplit]]]] = []
     for node in graph.weight_nodes():
         if isinstance(node, Lstm):

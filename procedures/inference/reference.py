@@ -20,22 +20,36 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from procedures.inference.gdpu import GdpuLstmCell, interleave_gates, quantise_int8
+from procedures.inference.gdpu import (
+    GdpuLstmCell,
+    initial_lstm_state,
+    interleave_gates,
+    quantise_int8,
+)
 from procedures.inference.graph import (
     Add,
     AvgPool,
     BatchNorm,
+    Clip,
+    Concat,
     Conv,
     Dense,
     Flatten,
     GlobalAvgPool,
     Graph,
     GraphError,
+    Gru,
     Lstm,
     MaxPool,
     Node,
     Relu,
     Reshape,
+    ScaleShift,
+    Sigmoid,
+    Softmax,
+    Take,
+    Tanh,
+    Transpose,
 )
 
 Ranges = dict[str, float]
@@ -53,8 +67,8 @@ def lstm_float(
     """Float32 LSTM over x (N, T, I); ``on_gates`` sees each step's pre-activations (N, 4H)."""
     n, steps, _ = x.shape
     hid = node.hidden_size
-    h = np.zeros((n, hid), np.float32)
-    c = np.zeros((n, hid), np.float32)
+    h = _state(node.initial_h, n, hid)
+    c = _state(node.initial_c, n, hid)
     outs = []
     x_proj = x @ node.w_input.T + node.bias  # (N, T, 4H)
     for t in range(steps):
@@ -65,7 +79,62 @@ def lstm_float(
         c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(a)
         h = (_sigmoid(o) * np.tanh(c)).astype(np.float32)
         outs.append(h)
+    if node.return_cell:
+        return c.astype(np.float32)
     return np.stack(outs, axis=1) if node.return_sequences else h
+
+
+def _state(initial: np.ndarray | None, n: int, hidden: int) -> np.ndarray:
+    if initial is None:
+        return np.zeros((n, hidden), np.float32)
+    return np.broadcast_to(initial, (n, hidden)).astype(np.float32)
+
+
+def gru_float(node: Gru, x: np.ndarray) -> np.ndarray:
+    """Float32 GRU over x (N, T, I) (ONNX semantics, see :class:`Gru`)."""
+    n, steps, _ = x.shape
+    h = _state(node.initial_h, n, node.hidden_size)
+    wz, wr, wn = np.split(node.w_hidden, 3, axis=0)
+    assert node.bias_input is not None and node.bias_hidden is not None  # set on construction
+    bz, br, bn = np.split(node.bias_hidden, 3)
+    x_proj = x @ node.w_input.T + node.bias_input  # (N, T, 3H)
+    outs = []
+    for t in range(steps):
+        xz, xr, xn = np.split(x_proj[:, t], 3, axis=1)
+        z = _sigmoid(xz + h @ wz.T + bz)
+        r = _sigmoid(xr + h @ wr.T + br)
+        if node.linear_before_reset:
+            cand = np.tanh(xn + r * (h @ wn.T + bn))
+        else:
+            cand = np.tanh(xn + (r * h) @ wn.T + bn)
+        h = ((1 - z) * cand + z * h).astype(np.float32)
+        outs.append(h)
+    return np.stack(outs, axis=1) if node.return_sequences else h
+
+
+def _host_node(node: Node, inputs: Sequence[np.ndarray]) -> np.ndarray | None:
+    """The element-wise and layout nodes of exported networks (None: not one of them)."""
+    x = inputs[0]
+    if isinstance(node, Sigmoid):
+        return _sigmoid(x)
+    if isinstance(node, Tanh):
+        return np.tanh(x)
+    if isinstance(node, Clip):
+        return np.clip(x, node.low, node.high) if (node.low, node.high) != (None, None) else x
+    if isinstance(node, Softmax):
+        axis = node.axis + 1 if node.axis >= 0 else node.axis
+        shifted = np.exp(x - x.max(axis=axis, keepdims=True))
+        return (shifted / shifted.sum(axis=axis, keepdims=True)).astype(np.float32)
+    if isinstance(node, ScaleShift):
+        y = x if node.scale is None else x * node.scale
+        return y if node.shift is None else y + node.shift
+    if isinstance(node, Transpose):
+        return np.ascontiguousarray(x.transpose(0, *(p + 1 for p in node.perm)))
+    if isinstance(node, Take):
+        return np.take(x, node.index, axis=node.axis + 1)
+    if isinstance(node, Concat):
+        return np.concatenate(inputs, axis=node.axis + 1)
+    return None
 
 
 def run_node(node: Node, inputs: Sequence[np.ndarray]) -> np.ndarray:
@@ -110,6 +179,11 @@ def run_node(node: Node, inputs: Sequence[np.ndarray]) -> np.ndarray:
         return x.reshape(x.shape[0], *node.shape)
     if isinstance(node, Lstm):
         return lstm_float(node, x)
+    if isinstance(node, Gru):
+        return gru_float(node, x)
+    y = _host_node(node, inputs)
+    if y is not None:
+        return y.astype(np.float32, copy=False)
     raise GraphError(f"node {node.name!r}: no reference implementation for {node.op}")
 
 
@@ -174,8 +248,7 @@ def lstm_gdpu(node: Lstm, x: np.ndarray, gate_range: float) -> np.ndarray:
     """LSTM with int8 inputs/hidden state and the GDPU float16 cell; x (N, T, I) dequantised."""
     n, steps, _ = x.shape
     cell = GdpuLstmCell(node.hidden_size, (gate_range / 127.0,) * 4)
-    c = cell.initial_state(n)
-    h_q = np.zeros((n, node.hidden_size), np.int8)
+    c, h_q = initial_lstm_state(node, cell, n)
     lsb = np.float32(gate_range / 127.0)
     outs = []
     for t in range(steps):
@@ -184,6 +257,8 @@ def lstm_gdpu(node: Lstm, x: np.ndarray, gate_range: float) -> np.ndarray:
         q = interleave_gates(quantise_int8(z, float(lsb)))
         h_q, c = cell.step(q, c)
         outs.append(h_q.astype(np.float32) * np.float32(cell.h_lsb))
+    if node.return_cell:
+        return c.astype(np.float32)
     return np.stack(outs, axis=1) if node.return_sequences else outs[-1]
 
 
@@ -223,6 +298,7 @@ __all__ = [
     "forward",
     "forward_quantised",
     "forward_tensors",
+    "gru_float",
     "lstm_float",
     "lstm_gdpu",
     "quantised_tensors",

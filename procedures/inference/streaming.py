@@ -38,7 +38,7 @@ import numpy as np
 from drivers.ldpu import ROWS, LdpuCoefficients
 from procedures.inference.deployment import Deployment, LayerPlan
 from procedures.inference.digital import int8_round
-from procedures.inference.gdpu import GdpuLstmCell, quantise_int8
+from procedures.inference.gdpu import GdpuLstmCell, initial_lstm_state, quantise_int8
 from procedures.inference.graph import Conv, Dense, Lstm, Node
 from procedures.inference.mapping import CORE_COLS
 from procedures.inference.reference import run_node
@@ -297,8 +297,8 @@ def _lstm(deployment: Deployment, plan: LayerPlan, x: np.ndarray, host: bool) ->
     cell = GdpuLstmCell(node.hidden_size, (plan.out_lsb,) * 4)
     codes = quantise_int8(x, plan.in_lsb["input"]).reshape(n * steps, -1)
     projected = _layer_mvm(deployment, plan, "input", codes, host=host).reshape(n, steps, -1)
-    state = cell.initial_state(n)
-    h = np.zeros((n, node.hidden_size), np.int16)
+    state, h8 = initial_lstm_state(node, cell, n)
+    h = h8.astype(np.int16)
     outs = []
     offset = deployment.digital.coefficient(plan.offset)  # mapped (interleaved) order
     for t in range(steps):
@@ -309,6 +309,8 @@ def _lstm(deployment: Deployment, plan: LayerPlan, x: np.ndarray, host: bool) ->
         h8, state = cell.step(q, state)
         h = h8.astype(np.int16)
         outs.append(h.astype(np.float64) * cell.h_lsb)
+    if node.return_cell:
+        return state.astype(np.float64)
     return np.stack(outs, axis=1) if node.return_sequences else outs[-1]
 
 

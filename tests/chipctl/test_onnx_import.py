@@ -63,7 +63,7 @@ def _f32(*shape: int) -> np.ndarray:
             {"Conv", "BatchNorm", "Relu", "Add", "MaxPool", "Flatten", "Dense"},
             (1, 40),
         ),
-        ("mnist1d_lstm", {"Reshape", "LSTM", "Flatten", "Dense"}, (40,)),
+        ("mnist1d_lstm", {"Reshape", "LSTM", "Dense"}, (40,)),
     ],
 )
 def test_shipped_models_import(name: str, ops: set[str], input_shape: tuple[int, ...]) -> None:
@@ -251,16 +251,29 @@ def _error(model: onnx.ModelProto, tmp_path: Path) -> str:
     return str(info.value)
 
 
-def test_grouped_conv_is_refused_naming_the_node(tmp_path: Path) -> None:
-    node = helper.make_node("Conv", ["x", "W"], ["y"], name="depthwise3", group=2)
-    message = _error(_model([node], ["N", 2, 8], None, {"W": _f32(2, 1, 3)}), tmp_path)
-    assert "depthwise3" in message and "Conv" in message and "group" in message
+def test_grouped_conv_is_one_block_diagonal_matrix(tmp_path: Path) -> None:
+    w = _f32(4, 1, 3)  # depthwise-like: 2 groups of 1 input channel -> 2 outputs each
+    node = helper.make_node("Conv", ["x", "W"], ["y"], name="grouped3", group=2, pads=[1, 1])
+    graph = _load(_model([node], ["N", 2, 8], None, {"W": w}), tmp_path)
+    matrix = graph.weight_nodes()[0].matrix  # (4, 2·3): zeros where the groups do not meet
+    assert np.all(matrix[:2, 3:] == 0) and np.all(matrix[2:, :3] == 0)
+    x = _f32(3, 2, 8)
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1)))
+    expected = np.stack(
+        [
+            np.stack([np.sum(xp[:, o // 2, i : i + 3] * w[o, 0], axis=1) for i in range(8)], 1)
+            for o in range(4)
+        ],
+        axis=1,
+    )
+    np.testing.assert_allclose(forward(graph, x), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_unsupported_operator_names_type_and_node(tmp_path: Path) -> None:
-    node = helper.make_node("Sigmoid", ["x"], ["y"], name="squash")
+def test_unsupported_operator_names_type_node_and_what_to_do(tmp_path: Path) -> None:
+    node = helper.make_node("Sin", ["x"], ["y"], name="wave")
     message = _error(_model([node], ["N", 4], ["N", 4], {}), tmp_path)
-    assert "squash" in message and "Sigmoid" in message and "unsupported operator" in message
+    assert "wave" in message and "Sin" in message and "unsupported operator" in message
+    assert "docs/inference.md" in message
 
 
 @pytest.mark.parametrize(

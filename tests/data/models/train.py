@@ -4,7 +4,7 @@ DEVELOPMENT TOOL ONLY: needs PyTorch (CPU) and, for the dynamo exporter, onnxscr
 package nor its tests import them. From the repository root:
 
     PYTHONPATH=. python tests/data/models/train.py              # all five models
-    PYTHONPATH=. python tests/data/models/train.py --only lstm  # one of cnn1d, cnn2d, lstm, gru, mlp
+    PYTHONPATH=. python tests/data/models/train.py --only lstm  # cnn1d, cnn2d, lstm, gru or mlp
 
 These are networks as a user would bring them: **plain training** (no noise injection, no
 quantisation, no weight clipping), ordinary ``torch.nn`` layers, exported in eval mode by

@@ -1,0 +1,150 @@
+"""Layout operators: reshapes, transposes, selecting and joining (host, or free aliases)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from chipctl.onnx_import.ops_layers import HOST
+from chipctl.onnx_import.state import Converter, Value, operator
+from procedures.inference.graph import Concat, Take, Transpose
+
+RESHAPE = "host (a reshape; free where only the batch axis moves)"
+
+
+@operator("Flatten", "axis after the batch axis (all later axes into one)", RESHAPE)
+def flatten(c: Converter, node: Any) -> None:
+    a = c.check_attrs(node, ("axis",))
+    value = c.value(node, 0)
+    full = c.full_shape(value)
+    axis = int(a.get("axis", 1)) % (len(full) or 1)
+    target = (math.prod(full[:axis]), math.prod(full[axis:]))
+    c.bind(node, node.output[0], c.reshaped(node, value, target))
+
+
+@operator(
+    "Reshape",
+    "constant (or shape-only, folded) target keeping the batch axis; 0 and −1 entries",
+    RESHAPE,
+)
+def reshape(c: Converter, node: Any) -> None:
+    a = c.check_attrs(node, ("allowzero",))
+    value = c.value(node, 0)
+    spec = c.const(node, 1, "shape")
+    assert spec is not None
+    full = c.full_shape(value)
+    target = [int(v) for v in np.asarray(spec).reshape(-1)]
+    if a.get("allowzero", 0) and 0 in target:
+        raise c.fail(node, f"allowzero = 1 with a 0 in shape {target} gives an empty tensor")
+    target = [full[i] if v == 0 and i < len(full) else v for i, v in enumerate(target)]
+    if target.count(-1) > 1:
+        raise c.fail(node, f"shape {target} has two -1 entries")
+    if -1 in target:
+        known = math.prod(v for v in target if v != -1)
+        if known <= 0 or math.prod(full) % known:
+            raise c.fail(node, f"cannot reshape {full} to {target}")
+        target[target.index(-1)] = math.prod(full) // known
+    if any(v < 1 for v in target) or math.prod(target) != math.prod(full):
+        raise c.fail(node, f"cannot reshape {full} to {target}")
+    c.bind(node, node.output[0], c.reshaped(node, value, target))
+
+
+@operator("Transpose", "any perm; moving only the batch axis is free", RESHAPE)
+def transpose(c: Converter, node: Any) -> None:
+    a = c.check_attrs(node, ("perm",))
+    value = c.value(node, 0)
+    rank = len(c.shapes[value.tensor]) + 1
+    perm = [int(p) for p in a.get("perm", range(rank - 1, -1, -1))]
+    if sorted(perm) != list(range(rank)):
+        raise c.fail(node, f"perm {perm} is not a permutation of {rank} axes")
+    batch = perm.index(value.batch_axis)
+    sample = [p - (p > value.batch_axis) for p in perm if p != value.batch_axis]
+    if sample == sorted(sample):
+        c.bind(node, node.output[0], Value(value.tensor, batch))
+        return
+    out = Transpose(
+        c.unique(c.name(node)),
+        (value.tensor,),
+        c.tensor_name(node.output[0]),
+        perm=tuple(sample),
+    )
+    c.emit(node, out, batch)
+
+
+def _axes(c: Converter, node: Any) -> list[int] | None:
+    given = c.const(node, 1, "axes")
+    if given is not None:
+        return [int(v) for v in np.asarray(given).reshape(-1)]
+    attrs = c.check_attrs(node, ("axes",))
+    return [int(v) for v in attrs["axes"]] if "axes" in attrs else None
+
+
+@operator("Squeeze", "axes given (constant), not the batch axis", RESHAPE)
+def squeeze(c: Converter, node: Any) -> None:
+    value = c.value(node, 0)
+    full = c.full_shape(value)
+    axes = _axes(c, node)
+    if axes is None:
+        raise c.fail(node, "Squeeze without axes is not supported", "give the axes to squeeze")
+    axes = sorted({a % len(full) for a in axes})
+    if value.batch_axis in axes or any(full[a] != 1 for a in axes):
+        raise c.fail(node, f"cannot squeeze axes {axes} of {full} (batch axis {value.batch_axis})")
+    target = [d for i, d in enumerate(full) if i not in axes]
+    c.bind(node, node.output[0], c.reshaped(node, value, target))
+
+
+@operator("Unsqueeze", "axes given (constant)", RESHAPE)
+def unsqueeze(c: Converter, node: Any) -> None:
+    value = c.value(node, 0)
+    full = list(c.full_shape(value))
+    axes = _axes(c, node)
+    if axes is None:
+        raise c.fail(node, "axes are missing")
+    rank = len(full) + len(axes)
+    for axis in sorted(a % rank for a in axes):
+        full.insert(axis, 1)
+    c.bind(node, node.output[0], c.reshaped(node, value, full))
+
+
+@operator("Gather", "one constant index on a non-batch axis (y[:, -1])", HOST)
+def gather(c: Converter, node: Any) -> None:
+    a = c.check_attrs(node, ("axis",))
+    value = c.value(node, 0)
+    index = c.const(node, 1, "indices")
+    assert index is not None
+    if np.ndim(index) != 0:
+        raise c.fail(
+            node,
+            f"indices of shape {np.shape(index)} are not supported (one scalar index)",
+            "index with a single integer (y[:, -1]) or slice the model differently",
+        )
+    axis = c.axis(node, value, int(a.get("axis", 0)))
+    out = Take(
+        c.unique(c.name(node)),
+        (value.tensor,),
+        c.tensor_name(node.output[0]),
+        axis=axis,
+        index=int(index),
+    )
+    c.emit(node, out, value.batch_axis)
+
+
+@operator("Concat", "computed tensors along a non-batch axis", HOST)
+def concat(c: Converter, node: Any) -> None:
+    a = c.check_attrs(node, ("axis",))
+    values = [c.value(node, i) for i in range(len(node.input))]
+    if len({v.batch_axis for v in values}) != 1:
+        raise c.fail(node, "inputs have their batch axes at different positions")
+    if len(values) == 1:
+        c.bind(node, node.output[0], values[0])
+        return
+    axis = c.axis(node, values[0], int(a["axis"]))
+    out = Concat(
+        c.unique(c.name(node)),
+        tuple(v.tensor for v in values),
+        c.tensor_name(node.output[0]),
+        axis=axis,
+    )
+    c.emit(node, out, values[0].batch_axis)
