@@ -120,7 +120,9 @@ def gather(c: Converter, node: Any) -> None:
             f"indices of shape {np.shape(index)} are not supported (one scalar index)",
             "index with a single integer (y[:, -1]) or slice the model differently",
         )
-    axis = c.axis(node, value, int(a.get("axis", 0)))
+    full_axis = int(a.get("axis", 0))
+    axis = c.axis(node, value, full_axis)
+    full_axis %= len(c.shapes[value.tensor]) + 1
     out = Take(
         c.unique(c.name(node)),
         (value.tensor,),
@@ -128,7 +130,7 @@ def gather(c: Converter, node: Any) -> None:
         axis=axis,
         index=int(index),
     )
-    c.emit(node, out, value.batch_axis)
+    c.emit(node, out, value.batch_axis - (full_axis < value.batch_axis))
 
 
 @operator("Concat", "computed tensors along a non-batch axis", HOST)
