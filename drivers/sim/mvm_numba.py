@@ -10,18 +10,18 @@ the same order (no fast-math: no reassociation, no fused multiply-add), so with 
 out both kernels give identical counts (tested).
 
 Noise. The numpy kernel's Box–Muller normals (:mod:`drivers.sim.fastnormal`) cost more than the
-GEMMs of a four-phase MVM; here the normals are counter-based: normal g of a core's call comes
-from word ⌊g/2⌋ = SplitMix64(key + (⌊g/2⌋ + 1)·γ) (Steele, Lea & Flood 2014; the generator passes
-BigCrush, and this *is* its sequence, only indexed instead of iterated), with key one 64-bit word
-from the core's generator per call. The word's two 32-bit halves k1, k2 give the Box–Muller pair
-(z = √(−2 ln u1)·cos 2πu2, then ·sin), u1 = (k1 + ½)·2⁻³², u2 = k2·2⁻³², as in fastnormal,
-with ln, cos and sin as float32 polynomials (the atanh series of ln on [√½, √2), Taylor series of
-sin and cos on [−π/4, π/4]: truncation < 1e-8, below float32 rounding) so that the loop
-vectorises. g = (b·256 + row)·P + p for batch index b, row, and P = 1 normal per conversion
-(one-phase) or 4 (four-phase, p as in the numpy kernel): the noise of a read row depends only on
-the key, the row and the batch index, not on which rows are read, which inputs are zero, or how
-the batch is split over threads. Statistically the same as the numpy kernel's normals (tested:
-means, variances of counts on fixed seeds), not the same bits.
+GEMMs of a four-phase MVM; here the normals are counter-based: word w of a core's call is
+SplitMix64(key + (w + 1)·γ) (Steele, Lea & Flood 2014; the generator passes BigCrush, and this
+*is* its sequence, only indexed instead of iterated), with key one 64-bit word from the core's
+generator per call. The word's two 32-bit halves k1, k2 give the Box–Muller pair (z =
+√(−2 ln u1)·cos 2πu2, then ·sin), u1 = (k1 + ½)·2⁻³², u2 = k2·2⁻³², as in fastnormal, with ln,
+cos and sin as float32 polynomials (the atanh series of ln on [√½, √2), Taylor series of sin and
+cos on [−π/4, π/4]: truncation < 1e-7, about float32 rounding) so that the loops vectorise.
+Conversion e = b·256 + row (batch index b) takes the cos of word e (one-phase) or both normals of
+words 2e and 2e + 1 (four-phase: x+·G+, x−·G−, x+·G−, x−·G+ in that order): the noise of a read
+row depends only on the key, the row and the batch index, not on which rows are read, which
+inputs are zero, or how the batch is split over threads. Statistically the same as the numpy
+kernel's normals (tested: means and variances of counts on fixed seeds), not the same bits.
 
 Compiled with ``cache=True`` (the first call in a fresh environment compiles, about 10 s on two
 cores, ``python -m benchmarks mvm`` reports it; later processes load the cache) and ``nogil``: the
@@ -67,30 +67,49 @@ _jit: Any = numba.njit(  # numba is untyped: the compiled functions are Any
 
 
 @_jit
-def _fill_normals(key: np.uint64, first_word: int, out: np.ndarray, bits: np.ndarray) -> None:
-    """out[2j], out[2j+1] ← the Box–Muller pair of word ``first_word + j`` (module docstring).
+def _scratch(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Planar scratch of :func:`_box_muller` for ``n`` words (separate arrays, so that the
+    compiler's alias checks pass and the loops vectorise)."""
+    return (
+        np.empty(n, np.float32),  # k1 + ½, then read as int32 bits
+        np.empty(n, np.float32),  # exponent of k1 + ½
+        np.empty(n, np.int32),  # mantissa of k1 + ½, as float32 bits in [1, 2)
+        np.empty(n, np.float32),  # quadrant of the angle
+        np.empty(n, np.float32),  # position in the quadrant, [0, 1)
+    )
 
-    ``bits`` is an int32 view of a float32 scratch as long as ``out``: the exponent and
-    mantissa of k1 + ½ are read from its float32 bits.
-    """
-    n_words = out.size // 2
-    scratch = bits.view(np.float32)
-    for j in range(n_words):
-        z = key + (np.uint64(first_word + j) + np.uint64(1)) * _GAMMA
+
+@_jit
+def _box_muller(
+    key: np.uint64,
+    first_word: int,
+    step: int,
+    n: int,
+    cos_out: np.ndarray,
+    sin_out: np.ndarray,
+    scratch: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    """cos_out[j], sin_out[j] ← the Box–Muller pair of word ``first_word + step·j``, j < n
+    (module docstring)."""
+    k1, expo, mbits, quad, frac = scratch
+    for j in range(n):
+        z = key + (np.uint64(first_word + step * j) + np.uint64(1)) * _GAMMA
         z = (z ^ (z >> np.uint64(30))) * _M1
         z = (z ^ (z >> np.uint64(27))) * _M2
         z = z ^ (z >> np.uint64(31))
-        scratch[2 * j] = np.float32(np.int64(z & _LOW32)) + np.float32(0.5)  # k1 + ½
-        k2 = np.int64(z >> np.uint64(32))  # int64 → float32 converts fast, uint64 does not
-        out[2 * j] = np.float32(k2 >> 30)  # quadrant of the angle
-        out[2 * j + 1] = np.float32(k2 & 0x3FFFFFFF) * _TWO_M30  # position in the quadrant
-    for j in range(n_words):
-        word = bits[2 * j]
-        bits[2 * j + 1] = (word & 0x7FFFFF) | 0x3F800000  # the mantissa as a float in [1, 2)
-        scratch[2 * j] = np.float32(((word >> 23) & 0xFF) - 127)  # the exponent
-    for j in range(n_words):
-        e = scratch[2 * j]
-        m = scratch[2 * j + 1]
+        k1[j] = np.float32(np.int64(z & _LOW32)) + np.float32(0.5)  # int64 → float is fast
+        k2 = np.int64(z >> np.uint64(32))
+        quad[j] = np.float32(k2 >> 30)
+        frac[j] = np.float32(k2 & 0x3FFFFFFF) * _TWO_M30
+    bits = k1.view(np.int32)
+    for j in range(n):
+        word = bits[j]
+        mbits[j] = (word & 0x7FFFFF) | 0x3F800000  # the mantissa as a float in [1, 2)
+        expo[j] = np.float32(((word >> 23) & 0xFF) - 127)
+    mantissa = mbits.view(np.float32)
+    for j in range(n):
+        e = expo[j]
+        m = mantissa[j]
         if m > _SQRT2:
             m = m * np.float32(0.5)
             e = e + np.float32(1.0)
@@ -104,8 +123,8 @@ def _fill_normals(key: np.uint64, first_word: int, out: np.ndarray, bits: np.nda
         # −ln u1 = 32·ln 2 − ln(k1 + ½) = (32 − e)·ln 2 − ln m  (≥ 0 up to rounding)
         exp1 = (np.float32(32.0) - e) * _LN2 - ln_m
         radius = math.sqrt(max(np.float32(2.0) * exp1, np.float32(0.0)))
-        quadrant = np.int32(out[2 * j])
-        phi = (out[2 * j + 1] - np.float32(0.5)) * _HALF_PI  # in [−π/4, π/4)
+        quadrant = np.int32(quad[j])
+        phi = (frac[j] - np.float32(0.5)) * _HALF_PI  # in [−π/4, π/4)
         p2 = phi * phi
         sin_phi = np.float32(1.0 / 362880.0)
         sin_phi = np.float32(-1.0 / 5040.0) + p2 * sin_phi
@@ -121,22 +140,16 @@ def _fill_normals(key: np.uint64, first_word: int, out: np.ndarray, bits: np.nda
         # θ = (quadrant + ½)·π/2 + φ: cos and sin of the quadrant's middle are ±√½
         cos_mid = _SQRT_HALF * np.float32(1 - 2 * (((quadrant + 1) >> 1) & 1))
         sin_mid = _SQRT_HALF * np.float32(1 - 2 * (quadrant >> 1))
-        out[2 * j] = radius * (cos_mid * cos_phi - sin_mid * sin_phi)
-        out[2 * j + 1] = radius * (sin_mid * cos_phi + cos_mid * sin_phi)
+        cos_out[j] = radius * (cos_mid * cos_phi - sin_mid * sin_phi)
+        sin_out[j] = radius * (sin_mid * cos_phi + cos_mid * sin_phi)
 
 
 @_jit
-def _row_normals(
-    key: np.uint64, b: int, r0: int, n: int, per: int, z: np.ndarray, bits: np.ndarray
-) -> int:
-    """Normals of batch index ``b``, rows r0..r0+n, ``per`` each, into z; returns the offset
-    of the first in z (the words come in pairs of normals)."""
-    g0 = (b * ROWS + r0) * per
-    g1 = (b * ROWS + r0 + n) * per
-    w0 = g0 // 2
-    w1 = (g1 + 1) // 2
-    _fill_normals(key, w0, z[: 2 * (w1 - w0)], bits[: 2 * (w1 - w0)])
-    return g0 - 2 * w0
+def _fill_normals(key: np.uint64, first_word: int, out: np.ndarray) -> None:
+    """out[:n] ← cos, out[n:] ← sin normals of words first_word..first_word + n − 1, n =
+    out.size // 2 (for tests of the distribution)."""
+    n = out.size // 2
+    _box_muller(key, first_word, 1, n, out[:n], out[n : 2 * n], _scratch(n))
 
 
 @_jit
@@ -155,15 +168,18 @@ def _one_phase(
     pos: np.ndarray,
     neg: np.ndarray,
 ) -> int:
-    """Noise, signed-mirror ADC transfer and counters of one-phase currents (batch, n)."""
+    """Noise, signed-mirror ADC transfer and counters of one-phase currents (batch, n).
+
+    The conversion of batch index b, row r gets the cos normal of word b·256 + r."""
     nb, n = i_ua.shape
-    z = np.empty(n + 2, np.float32)
-    bits = np.empty(n + 2, np.int32)
+    z = np.empty(n, np.float32)
+    unused = np.empty(n, np.float32)
+    scratch = _scratch(n)
     n_sat = 0
     for b in range(nb):
-        off = _row_normals(key, b_first + b, r0, n, 1, z, bits)
+        _box_muller(key, (b_first + b) * ROWS + r0, 1, n, z, unused, scratch)
         for j in range(n):
-            i = i_ua[b, j] + math.sqrt(var[b, j]) * z[off + j]
+            i = i_ua[b, j] + math.sqrt(var[b, j]) * z[j]
             mag = abs(i)
             num = mag * a_mean[j] + i * a_diff[j]
             den = mag * b_mean[j] + i * b_diff[j] + np.float32(1.0)
@@ -214,16 +230,14 @@ def _four_phase(
     """
     nb = s.shape[0]
     n = s.shape[1]
-    z = np.empty(4 * n + 2, np.float32)
-    bits = np.empty(4 * n + 2, np.int32)
-    zs = np.empty((4, n), np.float32)  # the four normals of each row, one contiguous array each
+    zs = np.empty((4, n), np.float32)  # the four normals of each conversion
+    scratch = _scratch(n)
     half = np.float32(0.5)
     n_sat = 0
     for b in range(nb):
-        off = _row_normals(key, b_first + b, r0, n, 4, z, bits)
-        for j in range(n):
-            for p in range(4):
-                zs[p, j] = z[off + 4 * j + p]
+        first = 2 * ((b_first + b) * ROWS + r0)  # words 2e and 2e + 1 of conversion e
+        _box_muller(key, first, 2, n, zs[0], zs[1], scratch)
+        _box_muller(key, first + 1, 2, n, zs[2], zs[3], scratch)
         for j in range(n):
             # P: x+·G+ and x−·G−, var = (s + d)/2;  N: x+·G− and x−·G+, var = (s − d)/2
             aj, bj, cj = a[j], bnl[j], c[j]
