@@ -11,10 +11,11 @@ connects to it over TCP through pyvisa-py, exactly as it would to a remote instr
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -56,6 +57,25 @@ class Station:
 # -- the opened station ---------------------------------------------------------------------
 
 
+class _LockedResource:
+    """A VISA resource whose ``write`` and ``query`` hold ``lock`` (the rest is passed on)."""
+
+    def __init__(self, resource: Any, lock: threading.RLock) -> None:
+        self._resource = resource
+        self._lock = lock
+
+    def write(self, command: str) -> Any:
+        with self._lock:
+            return self._resource.write(command)
+
+    def query(self, command: str) -> str:
+        with self._lock:
+            return str(self._resource.query(command))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._resource, name)
+
+
 class OpenStation:
     """Connected drivers of a station: ``board``, ``smu``, ``supply``, ``chuck``, ``limits``.
 
@@ -80,6 +100,12 @@ class OpenStation:
         self.limits = station.limits
         self.rails: tuple[RailConfig, ...] = station.rails
         self.sleep: Callable[[float], None] = time.sleep
+        self.io_lock = threading.RLock()
+        """The one station lock: every instrument write or query holds it for its exchange, so a
+        front end may read the rails from another thread between a procedure's calls (a query
+        is never split by another thread's command on the same session)."""
+        for driver in (smu, supply, chuck):
+            driver.resource = cast(Any, _LockedResource(driver.resource, self.io_lock))
         self._closed = False
 
     @classmethod

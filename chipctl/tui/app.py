@@ -11,36 +11,66 @@ records reach the Procedures view the same way: the runner's subscriber posts
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast, overload
 
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.reactive import reactive
+from textual.widget import Widget
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
-from chipctl import catalog
+from chipctl import catalog, ledger
 from chipctl.runfile import new_run_path
 from chipctl.runner import RunSummary, run_procedure
 from chipctl.station import OpenStation, Station, default_station
 from chipctl.tui import data
 from chipctl.tui.screens.chip_map import ChipMapView
+from chipctl.tui.screens.confirm import ConfirmOverwrite
 from chipctl.tui.screens.core_detail import CoreDetailView
 from chipctl.tui.screens.help import HelpScreen
 from chipctl.tui.screens.procedures import ProceduresView
 from chipctl.tui.screens.runs import RunsView
 from chipctl.tui.screens.station import StationView
 from chipctl.tui.widgets.chip_map import ChipMap
-from procedures.base import Procedure, Record
+from chipctl.tui.widgets.status_bar import RunState, StatusBar
+from procedures.base import Procedure, Progress, Record, Start
 
 TABS = ("station", "chip-map", "core-detail", "procedures", "runs")
-"""Tab ids, in the order of the keys 1…5."""
+"""Tab ids, in the order of the keys F2…F6 (and Alt+1…5)."""
+
+SCREEN_KEYS = "F2…F6 or Alt+1…5"
+"""How to switch screens: never a printable key, which would type into a focused field."""
+
+WidgetT = TypeVar("WidgetT", bound=Widget)
 
 POLL_INTERVAL_S = 1.0
 FOLLOW_INTERVAL_S = 0.5
+
+
+HandlerT = TypeVar("HandlerT", bound=Callable[..., None])
+
+
+def _while_shown(handler: HandlerT) -> HandlerT:
+    """A worker message's handler that does nothing once the views are gone (a message that
+    arrives while the app shuts down)."""
+
+    @functools.wraps(handler)
+    def guarded(app: ChipctlApp, *args: Any) -> None:
+        stack = app.screen_stack
+        if stack and stack[0].query(TabbedContent):
+            handler(app, *args)
+
+    return cast(HandlerT, guarded)
+
+
+class WorkerMessage(Message):
+    """A worker's result for the app (dropped once the app is closing: no views to show it)."""
 
 
 def run_file_path(data_dir: Path, procedure: str) -> Path:
@@ -76,11 +106,11 @@ class ChipctlApp(App[None]):
     CSS_PATH = "chipctl.tcss"
     TITLE = "chipctl"
     BINDINGS = [
-        Binding("1", "show_tab('station')", "Station", show=False),
-        Binding("2", "show_tab('chip-map')", "Chip map", show=False),
-        Binding("3", "show_tab('core-detail')", "Core", show=False),
-        Binding("4", "show_tab('procedures')", "Procedures", show=False),
-        Binding("5", "show_tab('runs')", "Runs", show=False),
+        *(
+            Binding(f"f{k + 2},alt+{k + 1}", f"show_tab('{tab}')", tab, show=False)
+            for k, tab in enumerate(TABS)
+        ),
+        *(Binding(str(k + 1), "screen_keys_hint", show=False) for k in range(len(TABS))),
         Binding("question_mark", "help", "Help"),
         Binding("f1", "help", "Help", show=False),
     ]
@@ -91,38 +121,47 @@ class ChipctlApp(App[None]):
 
     # -- messages from the workers -----------------------------------------------------------
 
-    class StationOpened(Message):
+    class StationOpened(WorkerMessage):
         """The station is connected."""
 
         def __init__(self, opened: OpenStation) -> None:
             super().__init__()
             self.opened = opened
 
-    class StationClosed(Message):
+    class StationClosed(WorkerMessage):
         """The station was disconnected (rails ramped down first if they were on)."""
 
-    class StationProblem(Message):
+    class StationProblem(WorkerMessage):
         """Connecting, reading or disconnecting the station failed."""
 
         def __init__(self, text: str) -> None:
             super().__init__()
             self.text = text
 
-    class ReadingsUpdated(Message):
+    class ReadingsUpdated(WorkerMessage):
         """A fresh snapshot of the station."""
 
         def __init__(self, readings: data.StationReadings) -> None:
             super().__init__()
             self.readings = readings
 
-    class RunRecord(Message):
+    class RunRecord(WorkerMessage):
         """One record of the running procedure."""
 
         def __init__(self, record: Record) -> None:
             super().__init__()
             self.record = record
 
-    class RunFinished(Message):
+    class OverwriteAsked(WorkerMessage):
+        """A run would overwrite cores holding what ``holdings`` says: ask the operator."""
+
+        def __init__(self, procedure: str, values: dict[str, Any], holdings: str) -> None:
+            super().__init__()
+            self.procedure = procedure
+            self.values = values
+            self.holdings = holdings
+
+    class RunFinished(WorkerMessage):
         """A run ended, or could not start (``summary`` None, ``error`` says why)."""
 
         def __init__(self, procedure: str, summary: RunSummary | None, error: str = "") -> None:
@@ -131,28 +170,28 @@ class ChipctlApp(App[None]):
             self.summary = summary
             self.error = error
 
-    class MetricsLoaded(Message):
+    class MetricsLoaded(WorkerMessage):
         """Per-core metrics read from the data directory."""
 
         def __init__(self, metrics: data.ChipMetrics) -> None:
             super().__init__()
             self.metrics = metrics
 
-    class CoreDetailLoaded(Message):
+    class CoreDetailLoaded(WorkerMessage):
         """The detail of one core, read from the data directory."""
 
         def __init__(self, detail: data.CoreDetail) -> None:
             super().__init__()
             self.detail = detail
 
-    class RunsListed(Message):
+    class RunsListed(WorkerMessage):
         """The run files of the data directory."""
 
         def __init__(self, entries: list[data.RunEntry]) -> None:
             super().__init__()
             self.entries = entries
 
-    class RunPreviewLoaded(Message):
+    class RunPreviewLoaded(WorkerMessage):
         """An opened run file (read again while it is still being written)."""
 
         def __init__(self, preview: data.RunPreview | None, error: str = "") -> None:
@@ -162,38 +201,52 @@ class ChipctlApp(App[None]):
 
     # -- life cycle ---------------------------------------------------------------------------
 
-    def __init__(self, station: Station | None = None, data_dir: Path = Path("runs")) -> None:
+    def __init__(
+        self,
+        station: Station | None = None,
+        data_dir: Path = Path("runs"),
+        *,
+        poll_interval_s: float = POLL_INTERVAL_S,
+    ) -> None:
         super().__init__()
+        self.poll_interval_s = poll_interval_s
         self.station = station or default_station()
         self.data_dir = Path(data_dir)
         self.opened: OpenStation | None = None
         self.last_summary: RunSummary | None = None
+        self.last_refusal = ""
+        """Why the last run did not start ("" if none was refused)."""
         self.abort_requested = threading.Event()
         self.instruments_lock = threading.Lock()
-        """Held by a run (and by disconnect); the poll skips instruments while it is taken."""
+        """Held by a run and by disconnect: one of them at a time. The poll does not take it:
+        it reads the instruments between the run's calls (the station's ``io_lock``)."""
         self._run_idle = threading.Event()
         self._run_idle.set()
         self._followed: Path | None = None
+        self.closing = False
+        """The app is shutting down: workers' late messages find no views and are dropped."""
         self._detail_core = 0
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="▦")
         with TabbedContent(id="tabs", initial="station"):
-            with TabPane("1 Station", id="station"):
+            with TabPane("F2 Station", id="station"):
                 yield StationView(id="station-view")
-            with TabPane("2 Chip map", id="chip-map"):
+            with TabPane("F3 Chip map", id="chip-map"):
                 yield ChipMapView(id="chip-map-view")
-            with TabPane("3 Core detail", id="core-detail"):
+            with TabPane("F4 Core", id="core-detail"):
                 yield CoreDetailView(id="core-detail-view")
-            with TabPane("4 Procedures", id="procedures"):
+            with TabPane("F5 Procedures", id="procedures"):
                 yield ProceduresView(id="procedures-view")
-            with TabPane("5 Runs", id="runs"):
+            with TabPane("F6 Runs", id="runs"):
                 yield RunsView(id="runs-view")
+        yield StatusBar(id="status-bar")
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = f"{self.station.chip_id} — data in {self.data_dir}"
-        self.set_interval(POLL_INTERVAL_S, self._poll)
+        self.main_view(StatusBar).url = self.station.board_url
+        self.set_interval(self.poll_interval_s, self._poll)
         self.set_interval(FOLLOW_INTERVAL_S, self._follow)
         self.reload_data()
         self._focus_tab("station")
@@ -202,17 +255,37 @@ class ChipctlApp(App[None]):
         """Stop a running procedure, then ramp the rails down and close the station."""
         import asyncio
 
+        self.closing = True
         self.abort_requested.set()
         await asyncio.to_thread(self._run_idle.wait, 60.0)
         opened, self.opened = self.opened, None
         if opened is not None:
             await asyncio.to_thread(self._close_station, opened)
 
+    def post_message(self, message: Message) -> bool:
+        if getattr(self, "closing", False) and isinstance(message, WorkerMessage):
+            return False
+        return super().post_message(message)
+
+    @overload
+    def main_view(self, selector: type[WidgetT]) -> WidgetT: ...
+
+    @overload
+    def main_view(self, selector: str) -> Widget: ...
+
+    def main_view(self, selector: type[Widget] | str) -> Widget:
+        """The widget ``selector`` of the main screen (also while a modal screen is shown)."""
+        stack = self.screen_stack
+        return (stack[0] if stack else self).query_one(selector)
+
     # -- actions ------------------------------------------------------------------------------
 
     def action_show_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = tab
+        self.main_view(TabbedContent).active = tab
         self.call_after_refresh(self._focus_tab, tab)
+
+    def action_screen_keys_hint(self) -> None:
+        self.notify(f"screens: {SCREEN_KEYS} (digits are for typing)", timeout=4)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -224,7 +297,7 @@ class ChipctlApp(App[None]):
 
     def _focus_tab(self, tab: str) -> None:
         """Focus the main widget of ``tab`` if it is still the active one."""
-        if self.query_one(TabbedContent).active != tab:
+        if self.main_view(TabbedContent).active != tab:
             return
         target = {
             "station": "#station-view",
@@ -233,29 +306,37 @@ class ChipctlApp(App[None]):
             "procedures": "#procedure-list",
             "runs": "#runs-table",
         }[tab]
-        widget = self.query_one(target)
+        widget = self.main_view(target)
         if widget.can_focus:
             widget.focus()
 
     # -- attributes down ---------------------------------------------------------------------
 
     def watch_connected(self, connected: bool) -> None:
-        self.query_one(StationView).connected = connected
-        self.query_one(ProceduresView).connected = connected
+        self.main_view(StationView).connected = connected
+        self.main_view(ProceduresView).connected = connected
+        bar = self.main_view(StatusBar)
+        bar.connected = connected
+        if not connected:
+            bar.readings = None
 
     def watch_running(self, running: str) -> None:
-        self.query_one(StationView).busy = bool(running)
-        self.query_one(ProceduresView).running = running
+        self.main_view(StationView).busy = bool(running)
+        self.main_view(ProceduresView).running = running
+        self.main_view(StatusBar).run = RunState(running) if running else None
         self.refresh_bindings()
 
     def _state(self, text: str) -> None:
-        self.query_one(StationView).state = text
+        self.main_view(StationView).state = text
 
     # -- station ------------------------------------------------------------------------------
 
     def on_station_view_action(self, event: StationView.Action) -> None:
         if self.running:
-            self.notify(f"{self.running} is running", severity="warning")
+            self.notify(
+                f"{event.action.replace('_', ' ')} is disabled: {self.running} is running",
+                severity="warning",
+            )
             return
         if event.action == "connect" and not self.connected:
             self.running = "connect"
@@ -297,6 +378,7 @@ class ChipctlApp(App[None]):
                 )
             opened.close()
 
+    @_while_shown
     def on_chipctl_app_station_opened(self, message: StationOpened) -> None:
         self.opened = message.opened
         self.connected = True
@@ -304,16 +386,18 @@ class ChipctlApp(App[None]):
         ident = message.opened.board.identity
         self._state(f"connected: {ident.board_id} on {message.opened.board.link.url}")
         self._poll()
-        self._focus_tab(self.query_one(TabbedContent).active or "station")
+        self._focus_tab(self.main_view(TabbedContent).active or "station")
 
+    @_while_shown
     def on_chipctl_app_station_closed(self) -> None:
         self.opened = None
         self.connected = False
         self.running = ""
-        self.query_one(StationView).readings = None
+        self.main_view(StationView).readings = None
         self._state("not connected")
         self.reload_data()
 
+    @_while_shown
     def on_chipctl_app_station_problem(self, message: StationProblem) -> None:
         if self.running in ("connect", "disconnect"):
             self.running = ""
@@ -321,26 +405,25 @@ class ChipctlApp(App[None]):
         self.notify(message.text, title="Station", severity="error", timeout=8)
 
     def _poll(self) -> None:
-        if self.opened is None or self.running in ("connect", "disconnect"):
+        if self.closing or self.opened is None or self.running in ("connect", "disconnect"):
             return
         self._read_station(self.opened)
 
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def _read_station(self, opened: OpenStation) -> None:
-        instruments = self.instruments_lock.acquire(blocking=False)
         try:
-            readings = data.read_station(opened, instruments=instruments)
+            readings = data.read_station(opened, instruments=True)
         except Exception as exc:
-            self.post_message(self.StationProblem(f"reading the station: {exc}"))
+            if self.opened is opened and self.running != "disconnect":
+                self.post_message(self.StationProblem(f"reading the station: {exc}"))
             return
-        finally:
-            if instruments:
-                self.instruments_lock.release()
         self.post_message(self.ReadingsUpdated(readings))
 
+    @_while_shown
     def on_chipctl_app_readings_updated(self, message: ReadingsUpdated) -> None:
         if self.opened is not None:
-            self.query_one(StationView).readings = message.readings
+            self.main_view(StationView).readings = message.readings
+            self.main_view(StatusBar).readings = message.readings
 
     # -- procedures ---------------------------------------------------------------------------
 
@@ -350,25 +433,33 @@ class ChipctlApp(App[None]):
     def on_procedures_view_abort_requested(self) -> None:
         self.abort()
 
-    def start_run(self, procedure: str, values: dict[str, Any]) -> None:
-        """Run ``procedure`` with the form's raw ``values`` in a thread worker."""
-        if self.opened is None or self.running:
-            self.notify("connect first, and wait for the running procedure", severity="warning")
+    def start_run(self, procedure: str, values: dict[str, Any], *, overwrite: bool = False) -> None:
+        """Run ``procedure`` with the form's raw ``values`` in a thread worker.
+
+        A run that would overwrite cores the chip ledger says hold something (and the chip still
+        shows it) does not start: the operator is asked first (:class:`ConfirmOverwrite`), and
+        only ``overwrite`` (their yes) lets it through.
+        """
+        if self.opened is None:
+            self.notify(f"{procedure} is disabled: connect first (F2, c)", severity="warning")
+            return
+        if self.running:
+            self.notify(f"{procedure} is disabled: {self.running} is running", severity="warning")
             return
         self.abort_requested.clear()
         self._run_idle.clear()
         self.running = procedure
-        self.query_one(ProceduresView).log_line(f"starting {procedure} …")
-        self._run(procedure, values, self.opened)
+        self.main_view(ProceduresView).log_line(f"starting {procedure} …")
+        self._run(procedure, values, self.opened, overwrite)
 
     def abort(self) -> None:
         """Ask the running procedure to stop at its next safe point."""
         if self.running and self.running not in ("connect", "disconnect"):
             self.abort_requested.set()
-            self.query_one(ProceduresView).log_line("abort requested: stopping at a safe point")
+            self.main_view(ProceduresView).log_line("abort requested: stopping at a safe point")
 
     @work(thread=True, exclusive=True, group="run", exit_on_error=False)
-    def _run(self, name: str, values: dict[str, Any], opened: OpenStation) -> None:
+    def _run(self, name: str, values: dict[str, Any], opened: OpenStation, overwrite: bool) -> None:
         try:
             try:
                 procedure = build_procedure(name, values, opened)
@@ -377,6 +468,16 @@ class ChipctlApp(App[None]):
                 return
             path = run_file_path(self.data_dir, name)
             with self.instruments_lock:
+                cores = catalog.overwritten_cores(procedure)
+                problem = data.interlock_problem(opened) if cores else ""
+                if problem:
+                    self.post_message(self.RunFinished(name, None, f"interlock: {problem}"))
+                    return
+                held = {} if overwrite else ledger.held_cores(opened.board, cores)
+                if held:
+                    holdings = ledger.describe_holdings(held)
+                    self.post_message(self.OverwriteAsked(name, values, holdings))
+                    return
                 summary = run_procedure(
                     procedure,
                     opened.board,
@@ -384,23 +485,54 @@ class ChipctlApp(App[None]):
                     progress=False,
                     should_stop=self.abort_requested.is_set,
                     subscribers=[self._forward_record],
-                    context=catalog.RunContext(),
+                    # The ledger was read just above under the same lock, or the operator said yes.
+                    context=catalog.RunContext(overwrite_cores=True),
                 )
             self.post_message(self.RunFinished(name, summary))
+        except Exception as exc:
+            self.post_message(self.RunFinished(name, None, f"{type(exc).__name__}: {exc}"))
         finally:
             self._run_idle.set()
+
+    @_while_shown
+    def on_chipctl_app_overwrite_asked(self, message: OverwriteAsked) -> None:
+        self.running = ""
+        view = self.main_view(ProceduresView)
+        view.log_line(f"{message.procedure} not started yet: {message.holdings}")
+
+        def answered(overwrite: bool | None) -> None:
+            if overwrite:
+                view.log_line(f"overwrite confirmed by the operator; starting {message.procedure}")
+                self.start_run(message.procedure, message.values, overwrite=True)
+            else:
+                view.log_line(f"{message.procedure} not started: the cores keep what they hold")
+                self.notify("cores kept; nothing was written", title=message.procedure)
+
+        self.push_screen(ConfirmOverwrite(message.procedure, message.holdings), answered)
 
     def _forward_record(self, record: Record) -> None:
         """Runner subscriber (worker thread): the record goes to the UI as a message."""
         self.post_message(self.RunRecord(record))
 
+    @_while_shown
     def on_chipctl_app_run_record(self, message: RunRecord) -> None:
-        self.query_one(ProceduresView).add_record(message.record)
+        view = self.main_view(ProceduresView)
+        view.add_record(message.record)
+        record = message.record
+        if isinstance(record, Start):
+            self.main_view(StatusBar).run = RunState(record.procedure, 0, record.total)
+            self._list_runs()
+        elif isinstance(record, Progress) and self.running:
+            self.main_view(StatusBar).run = RunState(
+                self.running, record.done, record.total, view.eta
+            )
 
+    @_while_shown
     def on_chipctl_app_run_finished(self, message: RunFinished) -> None:
         self.running = ""
-        view = self.query_one(ProceduresView)
+        view = self.main_view(ProceduresView)
         if message.summary is None:
+            self.last_refusal = message.error
             view.log_line(f"{message.procedure} did not start: {message.error}")
             self.notify(message.error, title=f"{message.procedure} not started", severity="error")
             return
@@ -444,22 +576,26 @@ class ChipctlApp(App[None]):
         except Exception as exc:
             self.post_message(self.RunPreviewLoaded(None, f"{path.name}: {exc}"))
 
+    @_while_shown
     def on_chipctl_app_metrics_loaded(self, message: MetricsLoaded) -> None:
-        self.query_one(ChipMapView).metrics = message.metrics
+        self.main_view(ChipMapView).metrics = message.metrics
 
+    @_while_shown
     def on_chipctl_app_core_detail_loaded(self, message: CoreDetailLoaded) -> None:
         if message.detail.core == self._detail_core:
-            self.query_one(CoreDetailView).detail = message.detail
+            self.main_view(CoreDetailView).detail = message.detail
 
+    @_while_shown
     def on_chipctl_app_runs_listed(self, message: RunsListed) -> None:
-        self.query_one(RunsView).entries = message.entries
+        self.main_view(RunsView).entries = message.entries
 
+    @_while_shown
     def on_chipctl_app_run_preview_loaded(self, message: RunPreviewLoaded) -> None:
         if message.preview is None:
             self.notify(message.error, title="Run file", severity="error")
             self._followed = None
             return
-        self.query_one(RunsView).preview = message.preview
+        self.main_view(RunsView).preview = message.preview
         if message.preview.status != "running":
             if self._followed == message.preview.path:
                 self._list_runs()
@@ -477,7 +613,7 @@ class ChipctlApp(App[None]):
     def show_core(self, core: int) -> None:
         """Switch to the Core detail tab and load ``core``."""
         self._detail_core = core
-        self.query_one(ChipMap).selected = core
+        self.main_view(ChipMap).selected = core
         self._load_core_detail(core)
         self.action_show_tab("core-detail")
 

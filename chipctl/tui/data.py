@@ -10,14 +10,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from chipctl import catalog
+from chipctl import catalog, ledger
 from chipctl.runfile import RunFile, RunFileError
 from chipctl.station import OpenStation
+from drivers.errors import LimitError
 
 N_CORES = 64
 GRID = 8
@@ -110,6 +112,33 @@ def read_station(opened: OpenStation, *, instruments: bool) -> StationReadings:
         chuck_c=chuck_c,
         window_c=opened.limits.temperature_window_c,
     )
+
+
+def interlock_problem(opened: OpenStation) -> str:
+    """Why the board's pulse interlock would refuse programming now, naming the rail or the
+    chuck and its reading ("" when it would not): checked before a run that writes cores
+    starts, so a refusal writes no run file. The same tests as
+    :meth:`~chipctl.station.OpenStation.guard_programming`, reading by reading."""
+    for rail in opened.rails:
+        channel = opened.supply.channel(rail.channel)
+        volts, amps = float(channel.measured_voltage_v), float(channel.measured_current_a)
+        reading = f"reads {volts:.3f} V, {amps * 1e3:.1f} mA"
+        if not channel.output_enabled:
+            return f"rail {rail.name} is off ({reading}); power up first (F2, u)"
+        try:
+            opened.limits.check_rail(rail.channel, volts, amps)
+        except LimitError as exc:
+            return f"rail {rail.name} {reading}: {exc}"
+        if abs(volts - rail.voltage_v) > rail.readback_tolerance_v:
+            return (
+                f"rail {rail.name} {reading}, not {rail.voltage_v:g} V "
+                f"± {rail.readback_tolerance_v:g} V"
+            )
+    low, high = opened.limits.temperature_window_c
+    chuck_c = opened.temperature_c()
+    if not low <= chuck_c <= high:
+        return f"chuck reads {chuck_c:.2f} °C, outside its window {low:g}…{high:g} °C"
+    return ""
 
 
 # -- run files --------------------------------------------------------------------------------
@@ -325,11 +354,66 @@ def load_chip_metrics(data_dir: Path) -> ChipMetrics:
 # -- core detail ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class RunSource:
+    """Where a figure comes from: the run file, its status, when it was written, and why it no
+    longer describes the core (``stale``: the ledger says the core was rewritten since)."""
+
+    name: str
+    status: str
+    written: float
+    """Modification time of the run file (s since the epoch)."""
+    stale: str = ""
+
+    def text(self, now: float) -> str:
+        """``program-….h5, success, 3 min ago`` (an aborted or stale run said in capitals)."""
+        status = self.status if self.status == "success" else self.status.upper()
+        out = f"{self.name}, {status}, {age_text(now - self.written)}"
+        return f"{out}; STALE: {self.stale}" if self.stale else out
+
+
+def age_text(seconds: float) -> str:
+    """``12 s ago``, ``5 min ago``, ``3 h ago``, ``2 d ago`` (``in the future`` if negative)."""
+    if seconds < 0:
+        return "in the future"
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit} ago"
+    return f"{seconds:.0f} s ago"
+
+
+def ledger_state(chip_id: str) -> dict[int, dict[str, Any]]:
+    """The chip ledger's last entry per core ({} when the chip has none or it is unreadable)."""
+    try:
+        return ledger.Ledger.of(chip_id).state()
+    except (ledger.LedgerError, OSError):
+        return {}
+
+
+def staleness(entry: dict[str, Any] | None, path: Path, written: float) -> str:
+    """Why a run's figures of a core no longer hold: its ledger ``entry`` says another run
+    wrote the core after ``path`` was written ("" if not)."""
+    if entry is None or Path(str(entry.get("run_file", ""))).name == path.name:
+        return ""
+    try:
+        when = datetime.fromisoformat(str(entry.get("wall_time"))).timestamp()
+    except ValueError:
+        return ""
+    if when < written - 1.0:  # wall_time has whole seconds
+        return ""
+    by = Path(str(entry.get("run_file", "?"))).name
+    return (
+        f"core rewritten since by {by} ({entry.get('procedure', '?')}, {ledger.state_text(entry)})"
+    )
+
+
 @dataclass(frozen=True, eq=False)
 class CoreDetail:
     """Everything the Core detail screen shows about one core (None: no run has it)."""
 
     core: int
+    sources: dict[str, RunSource] = field(default_factory=dict)
+    """Per section (program, calibration, drift) the run it comes from."""
     program_run: str = ""
     conductance: np.ndarray | None = None
     cell_error: np.ndarray | None = None
@@ -347,7 +431,9 @@ def load_core_detail(data_dir: Path, core: int) -> CoreDetail:
     drift) from ``data_dir``: each catalog entry's core view says which section its runs fill."""
     views = {item.name: item.core_view for item in catalog.entries() if item.core_view.detail}
     sections = {view.detail_section for view in views.values()}
-    found: dict[str, Any] = {"core": core}
+    sources: dict[str, RunSource] = {}
+    found: dict[str, Any] = {"core": core, "sources": sources}
+    ledgers: dict[str, dict[int, dict[str, Any]]] = {}
     filled: set[str] = set()
     for path in reversed(run_paths(data_dir)):
         try:
@@ -356,12 +442,18 @@ def load_core_detail(data_dir: Path, core: int) -> CoreDetail:
                 if view is None or view.detail is None or view.detail_section in filled:
                     continue
                 fields = view.detail(run, core)
+                status, chip_id = run.status, str(run.metadata.get("chip_id", ""))
         except (RunFileError, KeyError, ValueError, IndexError):
             continue
         if fields is None:
             continue
         filled.add(view.detail_section)
         found[f"{view.detail_section}_run"] = path.name
+        if chip_id not in ledgers:
+            ledgers[chip_id] = ledger_state(chip_id) if chip_id else {}
+        written = path.stat().st_mtime
+        stale = staleness(ledgers[chip_id].get(core), path, written)
+        sources[view.detail_section] = RunSource(path.name, status, written, stale)
         found.update(_detail_fields(fields))
         if filled >= sections:
             break

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import numpy as np
 from rich.style import Style
 from rich.table import Table
@@ -61,6 +64,19 @@ def coefficients_table(detail: CoreDetail) -> Table:
     return table
 
 
+def sources_text(detail: CoreDetail, now: float) -> Text:
+    """``Core 0`` and, per section, the run it comes from (status, age; aborted, failed and
+    stale sources in red)."""
+    text = Text(f"Core {detail.core}", style="bold")
+    if not detail.sources:
+        text.append("  no run has this core", style="dim")
+    for section, source in detail.sources.items():
+        bad = source.status != "success" or bool(source.stale)
+        text.append(f"\n  {section}: ", style="bold")
+        text.append(source.text(now), style="bold red" if bad else "")
+    return text
+
+
 class CoreDetailView(Vertical, can_focus=True):
     """Plots and tables of ``detail`` (set by the app); ``[``/``]`` ask for another core."""
 
@@ -70,6 +86,8 @@ class CoreDetailView(Vertical, can_focus=True):
     ]
 
     detail: reactive[CoreDetail | None] = reactive(None)
+    now: Callable[[], float] = staticmethod(time.time)
+    """The clock ages are measured against (snapshot tests pin it)."""
 
     class CoreRequested(Message):
         """The operator asked for the detail of ``core``."""
@@ -100,9 +118,7 @@ class CoreDetailView(Vertical, can_focus=True):
             return
         blank = detail or CoreDetail(core=-1)
         if detail is not None:
-            sources = [s for s in (blank.program_run, blank.calibration_run, blank.drift_run) if s]
-            title = f"Core {detail.core}" + (f" — from {', '.join(sources)}" if sources else "")
-            self.query_one("#core-title", Static).update(Text(title, style="bold"))
+            self.query_one("#core-title", Static).update(sources_text(detail, self.now()))
         draw_histogram(
             self.query_one("#plot-conductance", PlotextPlot),
             blank.conductance,

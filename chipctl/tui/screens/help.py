@@ -13,7 +13,7 @@ HELP = """\
 
 | Key | Where | What |
 |---|---|---|
-| `1`…`5` | everywhere | Station, Chip map, Core detail, Procedures, Runs |
+| `F2`…`F6`, `Alt+1`…`5` | everywhere | Station, Chip map, Core detail, Procedures, Runs |
 | `?` / `F1` | everywhere | this help (`Esc` closes it) |
 | `Ctrl+Q` | everywhere | quit (a running procedure is stopped, rails ramped down) |
 | `c` / `x` | Station | connect / disconnect (rails are ramped down first) |
@@ -22,18 +22,23 @@ HELP = """\
 | `Enter`, double click | Chip map | core detail |
 | `m` | Chip map | next metric |
 | `[` / `]` | Core detail | previous / next core |
-| `F5` / `F8` | Procedures | start / abort the selected procedure |
-| `Esc` | Procedures | leave the form (then `1`…`5` switch screens again) |
+| `F9` / `F8` | Procedures | start / abort the selected procedure |
+| `Esc` | Procedures | leave the form (back to the procedure list) |
+| `y` / `n` | overwrite question | overwrite the cores / keep them (`Esc`: keep) |
 | `Enter` | Runs | open the run (followed live while it is written) |
 | `r` | Runs | list the run files again |
 
 **Procedures**: pick one on the left, fill in the form (units and limits under each field;
-a red line says what is wrong), press `F5`. Array parameters take the path of a `.npy` file.
+a red line says what is wrong), press `F9`. Array parameters take the path of a `.npy` file.
+A run that would overwrite cores the chip ledger says hold weights asks first, naming the
+cores and what they hold; `n` (the default) keeps them and writes nothing.
 Abort stops the run at its next safe point: the procedure puts the board in its safe state
 and the run file ends with status `aborted`.
 
-Every run writes a run file into the data directory; the chip map and core detail read the
-latest ones.
+The status bar under every screen shows the connection, board and chip, the rails (read
+live, also during runs), the chuck against its window, the write heads and the running
+procedure. Every run writes a run file into the data directory; the chip map and core detail
+read the latest ones and say which. Digits never switch screens: they type into fields.
 """
 
 

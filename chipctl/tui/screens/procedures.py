@@ -90,16 +90,22 @@ class LiveSignal:
         return [float(k) for k in range(n)], list(self.y)
 
 
-def rate_text(done: int, total: int, first_done: int, started: float, now: float) -> str:
-    """``done/total``, the rate in units per s and the ETA, from the start of the run."""
+def eta_text(done: int, total: int, first_done: int, started: float, now: float) -> str:
+    """The rate in units per s and the ETA, from the start of the run ("" before a rate)."""
     elapsed = now - started
-    text = f"{done}/{total} ({done / max(total, 1):.0%})"
     if elapsed <= 0 or done <= first_done:
-        return text
+        return ""
     rate = (done - first_done) / elapsed
     remaining = max(total - done, 0) / rate if rate > 0 else math.inf
     eta = "–" if not math.isfinite(remaining) else time.strftime("%H:%M:%S", time.gmtime(remaining))
-    return f"{text}  {rate:.3g}/s  ETA {eta}"
+    return f"{rate:.3g}/s  ETA {eta}"
+
+
+def rate_text(done: int, total: int, first_done: int, started: float, now: float) -> str:
+    """``done/total``, the rate in units per s and the ETA, from the start of the run."""
+    text = f"{done}/{total} ({done / max(total, 1):.0%})"
+    eta = eta_text(done, total, first_done, started, now)
+    return f"{text}  {eta}" if eta else text
 
 
 class ProceduresView(Horizontal):
@@ -110,7 +116,7 @@ class ProceduresView(Horizontal):
     """
 
     BINDINGS = [
-        Binding("f5", "start", "Start"),
+        Binding("f9", "start", "Start"),
         Binding("f8", "abort", "Abort"),
         Binding("escape", "leave_form", "Procedure list"),
     ]
@@ -135,6 +141,8 @@ class ProceduresView(Horizontal):
         self.live = LiveSignal()
         self._started = 0.0
         self._first_done = 0
+        self.eta = ""
+        """Rate and ETA of the running procedure ("" when idle or ended)."""
 
     def compose(self) -> ComposeResult:
         with ListView(id="procedure-list"):
@@ -149,7 +157,7 @@ class ProceduresView(Horizontal):
                         yield ParameterForm(cls.parameters, id=f"form-{name}")
                 yield PlotextPlot(id="live-plot")
             with Horizontal(id="run-controls"):
-                yield Button("Start F5", id="start", variant="success", compact=True)
+                yield Button("Start F9", id="start", variant="success", compact=True)
                 yield Button("Abort F8", id="abort", variant="error", compact=True)
                 yield ProgressBar(total=1, id="run-progress", show_eta=False, show_percentage=False)
                 yield Static("", id="run-rate")
@@ -225,7 +233,7 @@ class ProceduresView(Horizontal):
         self.post_message(self.StartRequested(self.selected, self.form().values()))
 
     def action_leave_form(self) -> None:
-        """Back to the procedure list (so 1…5 switch screens again)."""
+        """Back to the procedure list."""
         self.query_one("#procedure-list", ListView).focus()
 
     def action_abort(self) -> None:
@@ -252,15 +260,19 @@ class ProceduresView(Horizontal):
             if not self._first_done and record.done > 0:
                 self._first_done = record.done - 1
             bar.update(total=max(record.total, 1), progress=record.done)
-            rate = rate_text(
-                record.done, record.total, self._first_done, self._started, time.monotonic()
-            )
+            now = time.monotonic()
+            self.eta = eta_text(record.done, record.total, self._first_done, self._started, now)
+            rate = rate_text(record.done, record.total, self._first_done, self._started, now)
             self.query_one("#run-rate", Static).update(rate)
             if record.message:
                 self.log_line(record.message)
         elif isinstance(record, Stop):
             reason = f" ({record.reason})" if record.reason else ""
             self.log_line(f"■ {record.status}{reason} after {record.elapsed_s:.3g} s")
+            # No ETA survives the end: say how it ended instead.
+            self.eta = ""
+            done = f"{bar.progress:.0f}/{bar.total:.0f}" if bar.total else ""
+            self.query_one("#run-rate", Static).update(f"{done}  {record.status}".strip())
             self.live.dirty = True
 
     def _redraw_if_dirty(self) -> None:

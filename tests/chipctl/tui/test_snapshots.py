@@ -37,19 +37,19 @@ def test_station_80x24(snap_compare: Any, tmp_path: Path) -> None:
 
 def test_chip_map(snap_compare: Any, run_data: Path) -> None:
     app = ChipctlApp(data_dir=run_data)
-    assert snap_compare(app, terminal_size=(120, 40), run_before=settle("2", "m", "m", "right"))
+    assert snap_compare(app, terminal_size=(120, 40), run_before=settle("f3", "m", "m", "right"))
 
 
 def test_core_detail(snap_compare: Any, run_data: Path) -> None:
     app = ChipctlApp(data_dir=run_data)
-    assert snap_compare(app, terminal_size=(120, 40), run_before=settle("2", "enter"))
+    assert snap_compare(app, terminal_size=(120, 40), run_before=settle("f3", "enter"))
 
 
 def test_procedures_drift_form(snap_compare: Any, tmp_path: Path) -> None:
     app = ChipctlApp(data_dir=tmp_path)
 
     async def run_before(pilot: Pilot[None]) -> None:
-        await settle("4")(pilot)
+        await settle("f5")(pilot)
         pilot.app.query_one(ProceduresView).select("drift")
         await pilot.pause(0.3)
 

@@ -76,7 +76,7 @@ def test_live_signal_and_rate() -> None:
 async def test_chip_map_keys_mouse_and_metrics(run_data: Path) -> None:
     app = ChipctlApp(data_dir=run_data)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("2")
+        await pilot.press("f3")
         await app.workers.wait_for_complete()
         await pilot.pause()
         chip_map = app.query_one(ChipMap)
@@ -106,7 +106,7 @@ async def test_chip_map_keys_mouse_and_metrics(run_data: Path) -> None:
 async def test_procedures_form_refuses_invalid_input(tmp_path: Path) -> None:
     app = ChipctlApp(data_dir=tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("4")
+        await pilot.press("f5")
         view = app.query_one(ProceduresView)
         view.select("program")
         await pilot.pause()
@@ -116,14 +116,14 @@ async def test_procedures_form_refuses_invalid_input(tmp_path: Path) -> None:
         assert "above the maximum" in str(form.query_one("#error-max_iterations").render())
         assert set(form.errors()) == {"weights", "max_iterations"}
         assert app.query_one("#start").disabled  # not connected
-        await pilot.press("f5")
+        await pilot.press("f9")
         assert not app.running
 
 
 async def test_runs_screen_lists_and_opens(run_data: Path) -> None:
     app = ChipctlApp(data_dir=run_data)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("5")
+        await pilot.press("f6")
         await app.workers.wait_for_complete()
         await pilot.pause()
         table = app.query_one("#runs-table", DataTable)
