@@ -81,7 +81,6 @@ from drivers.ldpu import LdpuCoefficients
 from drivers.sim.adc import POSITIVE, AdcBank
 from drivers.sim.clock import RealTimeClock, VirtualClock
 from drivers.sim.devices import DeviceModel, HermesPcm
-from drivers.sim.ldpu import apply_ldpu
 from drivers.sim.mvm import MvmKernel, RowRange, row_range
 from drivers.sim.mvm_choice import make_kernel
 from drivers.sim.pulses import STUCK_NONE, STUCK_SET, PulseModel
@@ -504,11 +503,13 @@ class SimulatedChip:
         r0, r1 = row_range(rows)
         core_ids = np.asarray(cores).reshape(-1)
         out = np.empty(pos.shape, np.int8)
-        full = np.zeros((2, pos.shape[1], ROWS), np.uint16)  # the chain is per row: pad, slice
         for k, c in enumerate(core_ids):
-            full[0, :, r0:r1] = pos[k]
-            full[1, :, r0:r1] = neg[k]
-            out[k] = apply_ldpu(self._ldpu[int(c)], full[0], full[1])[:, r0:r1]
+            table = self._ldpu[int(c)]
+            if (r0, r1) != (0, ROWS):  # the chain is per row: the rows read
+                table = LdpuCoefficients.from_stacked(
+                    np.stack(table.arrays())[:, r0:r1], relu=table.relu
+                )
+            out[k] = self.kernel.ldpu(table, pos[k], neg[k])
         return out
 
     # ---- periphery --------------------------------------------------------------------------

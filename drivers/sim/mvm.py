@@ -64,8 +64,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from drivers.ldpu import LdpuCoefficients
 from drivers.sim.adc import POSITIVE, AdcBank, convert_inplace
 from drivers.sim.fastnormal import standard_normal_f32
+from drivers.sim.ldpu import apply_ldpu
 from drivers.sim.threads import run_in_threads
 
 ROWS = COLS = 256
@@ -105,6 +107,13 @@ class MvmKernel(Protocol):
         rows: RowRange | None = None,
     ) -> tuple[np.ndarray, np.ndarray, int]:
         """(positive counts, negative counts, saturated conversions) of a batch of MVMs."""
+        ...
+
+    def ldpu(
+        self, coefficients: LdpuCoefficients, positive: np.ndarray, negative: np.ndarray
+    ) -> np.ndarray:
+        """int8 outputs of the float16 LDPU chain for counts (batch, rows) of ``coefficients``'
+        rows (:meth:`drivers.ldpu.LdpuCoefficients.apply` is the reference)."""
         ...
 
 
@@ -290,6 +299,12 @@ class NumpyMvmKernel:
         work = self._one_phase if mode == 1 else self._four_phase
         n_sat = work(operands, adc, cores, x, pos, neg, groups, window_ns, (r0, r1))
         return pos, neg, n_sat
+
+    def ldpu(
+        self, coefficients: LdpuCoefficients, positive: np.ndarray, negative: np.ndarray
+    ) -> np.ndarray:
+        """The float16 LDPU chain in numpy (:meth:`drivers.ldpu.LdpuCoefficients.apply`)."""
+        return apply_ldpu(coefficients, positive, negative)
 
     def _one_phase(
         self,

@@ -37,6 +37,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from drivers.ldpu import LdpuCoefficients
 from drivers.sim.adc import POSITIVE, AdcBank
 from drivers.sim.mvm import (
     ROWS,
@@ -316,3 +317,94 @@ class NumbaMvmKernel(NumpyMvmKernel):
 
         n_sat = run_in_threads(work, groups, self.threads)
         return pos, neg, n_sat
+
+    def ldpu(
+        self, coefficients: LdpuCoefficients, positive: np.ndarray, negative: np.ndarray
+    ) -> np.ndarray:
+        """The float16 LDPU chain, compiled (bit-identical to the numpy one)."""
+        return apply_ldpu_compiled(coefficients, positive, negative)
+
+
+# ---- the float16 LDPU chain ----------------------------------------------------------------
+
+
+@_jit
+def _round_f16(x: np.ndarray, bits: np.ndarray) -> None:
+    """x ← float16(x) as float32, in place: round to nearest even on float16's grid, ±inf
+    beyond 65519.99…, subnormals on the 2⁻²⁴ grid, NaN kept (numpy's astype(float16)).
+
+    ``bits`` is an int32 view of ``x``."""
+    for j in range(x.size):
+        v = bits[j]
+        mag = v & 0x7FFFFFFF
+        sign = v & np.int32(-0x80000000)
+        if mag >= 0x7F800000:  # inf or NaN: unchanged
+            continue
+        if mag >= 0x477FF000:  # ≥ 65520: rounds beyond the largest float16
+            bits[j] = sign | 0x7F800000
+        elif mag < 0x38800000:  # below 2⁻¹⁴: float16 subnormal, fixed quantum 2⁻²⁴
+            x[j] = np.rint(x[j] * np.float32(2.0**24)) * np.float32(2.0**-24)
+        else:  # 10 mantissa bits of 23: round half to even at bit 13
+            mag = mag + 0xFFF + ((mag >> 13) & 1)
+            bits[j] = sign | (mag & ~0x1FFF)
+
+
+@_jit
+def _ldpu_chain(
+    coefficients: np.ndarray, relu: bool, positive: np.ndarray, negative: np.ndarray
+) -> np.ndarray:
+    """int8 (batch, n) of the float16 LDPU chain (drivers/ldpu.py) for counts (batch, n) and
+    coefficients (6, n) float32 in wire order: gain_pos, offset_pos, gain_neg, offset_neg,
+    affine_scale, affine_offset. Every operation rounded to float16, as numpy's float16."""
+    nb, n = positive.shape
+    out = np.empty((nb, n), np.int8)
+    p = np.empty(n, np.float32)
+    q = np.empty(n, np.float32)
+    pb = p.view(np.int32)
+    qb = q.view(np.int32)
+    gp, op, gn, on = coefficients[0], coefficients[1], coefficients[2], coefficients[3]
+    scale, shift = coefficients[4], coefficients[5]
+    for b in range(nb):
+        for j in range(n):
+            p[j] = np.float32(positive[b, j])
+            q[j] = np.float32(negative[b, j])
+        _round_f16(p, pb)  # the 12-bit count to float16
+        _round_f16(q, qb)
+        for j in range(n):
+            p[j] = p[j] * gp[j]
+            q[j] = q[j] * gn[j]
+        _round_f16(p, pb)
+        _round_f16(q, qb)
+        for j in range(n):
+            p[j] = p[j] + op[j]
+            q[j] = q[j] + on[j]
+        _round_f16(p, pb)
+        _round_f16(q, qb)
+        for j in range(n):
+            p[j] = p[j] - q[j]
+        _round_f16(p, pb)
+        for j in range(n):
+            p[j] = p[j] * scale[j]
+        _round_f16(p, pb)
+        for j in range(n):
+            p[j] = p[j] + shift[j]
+        _round_f16(p, pb)
+        for j in range(n):
+            y = p[j]
+            if relu:
+                y = max(y, np.float32(0.0))
+            if y != y:  # NaN (inf − inf)
+                y = np.float32(0.0)
+            y = np.rint(min(max(y, np.float32(-128.0)), np.float32(127.0)))
+            out[b, j] = np.int8(y)
+    return out
+
+
+def apply_ldpu_compiled(
+    coefficients: LdpuCoefficients, positive: np.ndarray, negative: np.ndarray
+) -> np.ndarray:
+    """The LDPU chain of :meth:`drivers.ldpu.LdpuCoefficients.apply`, compiled: int8 outputs
+    for counts (batch, rows) (tested bit-identical, overflow and NaN included)."""
+    table = np.stack([a.astype(np.float32) for a in coefficients.arrays()])
+    result: np.ndarray = _ldpu_chain(table, coefficients.relu, positive, negative)
+    return result

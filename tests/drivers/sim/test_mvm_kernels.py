@@ -10,6 +10,7 @@ import pytest
 
 from drivers.board import Board
 from drivers.errors import LimitError
+from drivers.ldpu import LdpuCoefficients
 from drivers.link.payloads import MvmRequest
 from drivers.sim import mvm, mvm_numba
 from drivers.sim.adc import AdcBank
@@ -133,3 +134,27 @@ def test_mvm_request_row_range_on_the_wire() -> None:
     assert back.rows == (2, 9) and back.cols == 3
     np.testing.assert_array_equal(back.inputs, inputs)
     assert MvmRequest.decode(plain.encode()).rows is None
+
+
+def test_compiled_float16_rounding_is_numpys() -> None:
+    bits = np.random.default_rng(11).integers(-(2**31), 2**31, 300_000).astype(np.int32)
+    x = bits.view(np.float32).copy()
+    with np.errstate(over="ignore"):
+        expected = x.astype(np.float16).astype(np.float32)
+    mvm_numba._round_f16(x, x.view(np.int32))
+    same = (expected.view(np.int32) == x.view(np.int32)) | (np.isnan(expected) & np.isnan(x))
+    assert same.all()
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 50.0, 3e4])  # 50 and 3e4 overflow float16
+@pytest.mark.parametrize("relu", [False, True])
+def test_compiled_ldpu_chain_is_the_numpy_one(scale: float, relu: bool) -> None:
+    rng = np.random.default_rng(12)
+    arrays = [np.clip(rng.normal(0.0, scale, 200), -6e4, 6e4) for _ in range(6)]
+    arrays[0][:50] = arrays[1][:50] = arrays[2][:50] = arrays[3][:50] = 0.0  # inactive rows
+    table = LdpuCoefficients.from_stacked(np.stack(arrays), relu=relu)
+    positive = rng.integers(0, 845, (64, 200)).astype(np.uint16)
+    negative = rng.integers(0, 845, (64, 200)).astype(np.uint16)
+    expected = table.apply(positive, negative)
+    np.testing.assert_array_equal(NumbaMvmKernel().ldpu(table, positive, negative), expected)
+    np.testing.assert_array_equal(NumpyMvmKernel().ldpu(table, positive, negative), expected)
