@@ -9,7 +9,7 @@ import numpy as np
 
 from chipctl.onnx_import.ops_layers import HOST
 from chipctl.onnx_import.state import Converter, Value, operator
-from procedures.inference.graph import Concat, Take, Transpose
+from procedures.inference.graph import Concat, Mean, Select, Take, Transpose
 
 RESHAPE = "host (a reshape; free where only the batch axis moves)"
 
@@ -150,3 +150,78 @@ def concat(c: Converter, node: Any) -> None:
         axis=axis,
     )
     c.emit(node, out, values[0].batch_axis)
+
+
+@operator(
+    "Slice", "constant starts/ends/axes/steps on non-batch axes (x[:, 2:-2], y[:, -3:])", HOST
+)
+def slice_(c: Converter, node: Any) -> None:
+    c.check_attrs(node, ())
+    value = c.value(node, 0)
+    full = c.full_shape(value)
+    starts, ends = (c.const(node, i, what) for i, what in ((1, "starts"), (2, "ends")))
+    axes, steps = (c.const(node, i, what) for i, what in ((3, "axes"), (4, "steps")))
+    if starts is None or ends is None:
+        raise c.fail(node, "starts and ends are missing")
+    n = np.size(starts)
+    axes = np.arange(n) if axes is None else np.asarray(axes).reshape(-1)
+    steps = np.ones(n, np.int64) if steps is None else np.asarray(steps).reshape(-1)
+    for start, end, axis, step in zip(
+        np.reshape(starts, -1), np.reshape(ends, -1), axes, steps, strict=True
+    ):
+        dim = full[int(axis) % len(full)]
+        indices = _slice_indices(int(start), int(end), int(step), dim)
+        if len(indices) == dim and int(step) == 1:
+            continue  # the whole axis (as x[:, :] exports)
+        sample_axis = c.axis(node, value, int(axis))
+        if not indices:
+            raise c.fail(node, f"slice {start}:{end}:{step} of axis {axis} ({dim}) is empty")
+        out = c.tensor_name(node.output[0])
+        c.add(
+            Select(c.unique(c.name(node)), (value.tensor,), out, axis=sample_axis, indices=indices)
+        )
+        value = Value(out, value.batch_axis)
+    c.bind(node, node.output[0], value)
+
+
+def _slice_indices(start: int, end: int, step: int, dim: int) -> tuple[int, ...]:
+    """The indices ONNX Slice takes from an axis of size ``dim`` (its clamping rules)."""
+    if step == 0:
+        return ()
+    start += dim if start < 0 else 0
+    end += dim if end < 0 else 0
+    if step > 0:
+        start, end = min(max(start, 0), dim), min(max(end, 0), dim)
+    else:
+        start, end = min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
+    return tuple(range(start, end, step))
+
+
+@operator(
+    "ReduceMean",
+    "over non-batch axes (x.mean(-1)); keepdims 0 or 1",
+    HOST,
+)
+def reduce_mean(c: Converter, node: Any) -> None:
+    a = c.check_attrs(node, ("axes", "keepdims", "noop_with_empty_axes"))
+    value = c.value(node, 0)
+    given = c.const(node, 1, "axes")
+    axes = [int(v) for v in np.reshape(given, -1)] if given is not None else a.get("axes")
+    if not axes:
+        raise c.fail(
+            node,
+            "a mean over every axis includes the batch axis",
+            "give the axes to average (the non-batch ones)",
+        )
+    rank = len(c.full_shape(value))
+    keep = bool(a.get("keepdims", 1))
+    sample_axes = tuple(sorted(c.axis(node, value, axis) for axis in axes))
+    before = sum(1 for axis in axes if axis % rank < value.batch_axis)
+    out = Mean(
+        c.unique(c.name(node)),
+        (value.tensor,),
+        c.tensor_name(node.output[0]),
+        axes=sample_axes,
+        keepdims=keep,
+    )
+    c.emit(node, out, value.batch_axis - (0 if keep else before))

@@ -632,6 +632,44 @@ class Take(Node):
 
 
 @dataclass(frozen=True, eq=False)
+class Select(Node):
+    """The elements ``indices`` (in that order) of non-batch ``axis`` (a slice ``x[:, 2:-2]``)."""
+
+    axis: int = 0
+    indices: tuple[int, ...] = ()
+    op: ClassVar[str] = "Select"
+
+    def infer(self, shapes: Sequence[Shape]) -> Shape:
+        (shape,) = shapes
+        if not 0 <= self.axis < len(shape):
+            raise self.error(f"axis {self.axis} outside shape {shape}")
+        if not self.indices or any(not 0 <= i < shape[self.axis] for i in self.indices):
+            raise self.error(f"indices {self.indices} outside axis {self.axis} of {shape}")
+        return (*shape[: self.axis], len(self.indices), *shape[self.axis + 1 :])
+
+
+@dataclass(frozen=True, eq=False)
+class Mean(Node):
+    """Mean over the non-batch ``axes``; they stay with size 1 when ``keepdims``."""
+
+    axes: tuple[int, ...] = ()
+    keepdims: bool = True
+    op: ClassVar[str] = "Mean"
+
+    def infer(self, shapes: Sequence[Shape]) -> Shape:
+        (shape,) = shapes
+        axes = set(self.axes)
+        if not axes or len(axes) != len(self.axes) or not axes <= set(range(len(shape))):
+            raise self.error(f"axes {self.axes} are not distinct axes of {shape}")
+        if self.keepdims:
+            return tuple(1 if i in axes else d for i, d in enumerate(shape))
+        out = tuple(d for i, d in enumerate(shape) if i not in axes)
+        if not out:
+            raise self.error(f"reducing every axis of {shape} leaves a scalar per sample")
+        return out
+
+
+@dataclass(frozen=True, eq=False)
 class Concat(Node):
     """Concatenation of two or more tensors along the non-batch ``axis``."""
 

@@ -41,10 +41,12 @@ from procedures.inference.graph import (
     Gru,
     Lstm,
     MaxPool,
+    Mean,
     Node,
     Relu,
     Reshape,
     ScaleShift,
+    Select,
     Sigmoid,
     Softmax,
     Take,
@@ -134,6 +136,11 @@ def _host_node(node: Node, inputs: Sequence[np.ndarray]) -> np.ndarray | None:
         return np.take(x, node.index, axis=node.axis + 1)
     if isinstance(node, Concat):
         return np.concatenate(inputs, axis=node.axis + 1)
+    if isinstance(node, Select):
+        return np.take(x, node.indices, axis=node.axis + 1)
+    if isinstance(node, Mean):
+        axes = tuple(a + 1 for a in node.axes)
+        return x.mean(axis=axes, dtype=np.float32, keepdims=node.keepdims)
     return None
 
 

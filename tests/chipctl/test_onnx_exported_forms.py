@@ -126,13 +126,12 @@ def test_lstm_constant_initial_states_and_both_outputs() -> None:
         helper.make_node("Flatten", ["yht"], ["yh"]),
         helper.make_node("Add", ["ymean", "yh"], ["y"]),
     ]
-    model = _model(nodes, ["N", steps, n_in], inits)
-    message = _error(model)  # ReduceMean is not an operator the importer has
-    assert "ReduceMean" in message and "unsupported operator" in message
+    x = _f32(3, steps, n_in)
+    _same_as_onnxruntime(_model(nodes, ["N", steps, n_in], inits), x)  # mean over steps
     nodes[6] = helper.make_node("Gather", ["Y", "first"], ["y0"], axis=0)  # (1, N, H)
     nodes.insert(7, helper.make_node("Transpose", ["y0"], ["y0t"], perm=[1, 0, 2]))
     nodes.insert(8, helper.make_node("Flatten", ["y0t"], ["ymean"]))
-    graph = _same_as_onnxruntime(_model(nodes, ["N", steps, n_in], inits), _f32(3, steps, n_in))
+    graph = _same_as_onnxruntime(_model(nodes, ["N", steps, n_in], inits), x)  # first step
     lstm = next(n for n in graph.nodes if n.op == "LSTM")
     np.testing.assert_array_equal(lstm.initial_h, h0.reshape(-1))
 
@@ -204,6 +203,31 @@ def test_element_wise_and_layout_operators() -> None:
     ]
     graph = _same_as_onnxruntime(_model(nodes, ["N", 3, 4], inits), _f32(5, 3, 4))
     assert "Transpose" in {n.op for n in graph.nodes}
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+def test_slice_and_reduce_mean(opset: int) -> None:
+    """x[:, 1:-1, ::2] and x.mean(-1) (ReduceMean's axes an attribute before opset 18)."""
+    inits = {
+        "starts": np.array([1, 0], np.int64),
+        "ends": np.array([-1, 99], np.int64),
+        "axes": np.array([1, 2], np.int64),
+        "steps": np.array([1, 2], np.int64),
+        "last": np.array([-1], np.int64),
+    }
+    mean_axes = {"axes": [-1]} if opset < 18 else {}
+    nodes = [
+        helper.make_node("Slice", ["x", "starts", "ends", "axes", "steps"], ["s"]),
+        helper.make_node(
+            "ReduceMean", ["s", "last"] if opset >= 18 else ["s"], ["m"], keepdims=0, **mean_axes
+        ),
+        helper.make_node("ReduceMean", ["s", "last"] if opset >= 18 else ["s"], ["k"], **mean_axes),
+        helper.make_node("Flatten", ["k"], ["kf"]),
+        helper.make_node("Concat", ["m", "kf"], ["y"], axis=1),
+    ]
+    model = _model(nodes, ["N", 5, 7], inits, opset=opset)
+    graph = _same_as_onnxruntime(model, _f32(3, 5, 7))
+    assert {"Select", "Mean"} <= {n.op for n in graph.nodes}
 
 
 @pytest.mark.parametrize(
