@@ -44,7 +44,6 @@ from drivers.sim.mvm import (
     CoreOperands,
     NumpyMvmKernel,
     RowRange,
-    WorkItem,
     active_columns,
     four_phase_gemms,
     one_phase_gemms,
@@ -295,12 +294,10 @@ class NumbaMvmKernel(NumpyMvmKernel):
             consts = [
                 [v[r0:r1] for v in adc.row_constants(int(c), POSITIVE, window_ns)] for c in cores
             ]
-        # Whole cores or batch pieces per thread, as the numpy kernel (its generators unused).
-        groups = self.split([np.random.default_rng(0)] * n_c, batch) if n_c else []
 
-        def work(g: int, items: list[WorkItem]) -> int:
+        def work(g: int, items: list[tuple[int, int, int]]) -> int:
             n_sat = 0
-            for k, b0, b1, _ in items:
+            for k, b0, b1 in items:
                 xk = x[k, b0:b1]
                 cols = active_columns(xk)
                 if mode == 1:
@@ -315,8 +312,25 @@ class NumbaMvmKernel(NumpyMvmKernel):
                     )
             return n_sat
 
-        n_sat = run_in_threads(work, groups, self.threads)
+        n_sat = run_in_threads(work, self.pieces(n_c, batch), self.threads)
         return pos, neg, n_sat
+
+    def pieces(self, n_cores: int, batch: int) -> list[list[tuple[int, int, int]]]:
+        """(core position, batch start, batch stop) per worker thread: every core's batch cut
+        into one piece per thread (unless the pieces would be tiny), the pieces shared out in
+        equal numbers. The noise does not depend on the split (module docstring)."""
+        parts = self.threads if batch >= 64 * self.threads else 1
+        edges = np.linspace(0, batch, parts + 1).astype(int)
+        items = [
+            (k, int(a), int(b))
+            for k in range(n_cores)
+            for a, b in zip(edges[:-1], edges[1:], strict=True)
+            if b > a
+        ]
+        groups: list[list[tuple[int, int, int]]] = [[] for _ in range(self.threads)]
+        for i, item in enumerate(items):
+            groups[i * self.threads // len(items)].append(item)
+        return groups
 
     def ldpu(
         self, coefficients: LdpuCoefficients, positive: np.ndarray, negative: np.ndarray

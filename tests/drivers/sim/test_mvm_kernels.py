@@ -29,7 +29,7 @@ def _operands(noise_rel: float, seed: int = 0) -> CoreOperands:
 
 
 def _run(kernel: Any, op: CoreOperands, x: np.ndarray, mode: int, seed: int, **kw: Any) -> Any:
-    adc = AdcBank(rng=np.random.default_rng(1), n_cores=2)
+    adc = AdcBank(rng=np.random.default_rng(1), n_cores=x.shape[0])
     rngs = [np.random.default_rng([seed, k]) for k in range(x.shape[0])]
     return kernel.run([op] * x.shape[0], adc, np.arange(x.shape[0]), x, mode, rngs,
                       window_ns=128.0, **kw)  # fmt: skip
@@ -158,3 +158,13 @@ def test_compiled_ldpu_chain_is_the_numpy_one(scale: float, relu: bool) -> None:
     expected = table.apply(positive, negative)
     np.testing.assert_array_equal(NumbaMvmKernel().ldpu(table, positive, negative), expected)
     np.testing.assert_array_equal(NumpyMvmKernel().ldpu(table, positive, negative), expected)
+
+
+@pytest.mark.parametrize("mode", [1, 4])
+def test_compiled_kernel_does_not_depend_on_the_thread_split(mode: int) -> None:
+    x = np.random.default_rng(13).integers(-127, 128, (3, 300, 256)).astype(np.int8)
+    op = _operands(0.05)
+    one = _run(NumbaMvmKernel(threads=1), op, x, mode, 14)
+    three = _run(NumbaMvmKernel(threads=3), op, x, mode, 14)
+    for a, b in zip(one, three, strict=True):
+        np.testing.assert_array_equal(a, b)
