@@ -141,6 +141,7 @@ def accuracy_table(results: Mapping[str, Any]) -> str:
     for compensation, row in accuracy.items():
         cells = "".join(f"{100 * row[label]:9.2f}" for label in labels)
         lines.append(f"  {compensation:<18} {cells}")
+    lines += _compensation_notes(results)
     estimate = results.get("estimate", {})
     if estimate:
         lines.append(
@@ -149,3 +150,29 @@ def accuracy_table(results: Mapping[str, Any]) -> str:
             f"inference; through the link {results.get('inferences_per_s', 0):.0f} inferences/s"
         )
     return "\n".join(lines)
+
+
+def _compensation_notes(results: Mapping[str, Any]) -> list[str]:
+    """What Gmax rule, recalibration and AdaBS did (procedures/infer.py's results)."""
+    notes = []
+    gmax = results.get("gmax")
+    if gmax:
+        cores = gmax["per_core"].values()
+        chosen = [c["g_max"] for c in cores]
+        worst = [c["worst_case"] for c in cores]
+        saturated = max(c["saturated_fraction"] for c in cores)
+        notes.append(
+            f"  Gmax ({gmax['rule']}): {min(chosen):.0f}-{max(chosen):.0f} counts (worst-case "
+            f"rule {min(worst):.0f}-{max(worst):.0f}); calibration inputs saturating a "
+            f"conversion: at most {100 * saturated:.2f} % on a core"
+        )
+    if "recal_core_mvms" in results:
+        notes.append(f"  recal: {results['recal_core_mvms']} core-MVMs per recalibration")
+    for label, layers in results.get("adabs", {}).items():
+        kinds = sorted({layer["kind"] for layer in layers.values()})
+        change = max(layer["scale_change_mean"] for layer in layers.values())
+        notes.append(
+            f"  adabs at {label}: {len(layers)} layers adapted ({', '.join(kinds)}), "
+            f"mean |scale change| up to {100 * change:.1f} %"
+        )
+    return notes

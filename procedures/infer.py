@@ -367,6 +367,18 @@ class Infer(Procedure):
                 start_s = float(state["start_s"])
             yield from self._program(board, executor)
             self.results["saturation_check_core_mvms"] = executor.measure_saturation()
+            self.results["gmax"] = {
+                "rule": p["gmax"],
+                "quantile": p["gmax_quantile"],
+                "per_core": {
+                    str(core): {
+                        "g_max": t.g_max,
+                        "worst_case": t.g_max_worst_case,
+                        "saturated_fraction": t.saturated_fraction,
+                    }
+                    for core, t in executor.tiles.items()
+                },
+            }
             yield Progress(1, self.total(), "programmed")
             for _ in executor.calibrate(p["calibration_inputs"], p["seed"]):
                 self.check_stop()
