@@ -4,6 +4,7 @@ for what cannot run per sample."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from chipctl.onnx_import import OnnxImportError, from_model
-from procedures.inference.graph import Graph
-from procedures.inference.reference import forward
+from procedures.inference.graph import Graph, Lstm
+from procedures.inference.reference import activation_ranges, forward, forward_quantised
 
 RNG = np.random.default_rng(15)
 
@@ -134,6 +135,36 @@ def test_lstm_constant_initial_states_and_both_outputs() -> None:
     graph = _same_as_onnxruntime(_model(nodes, ["N", steps, n_in], inits), x)  # first step
     lstm = next(n for n in graph.nodes if n.op == "LSTM")
     np.testing.assert_array_equal(lstm.initial_h, h0.reshape(-1))
+
+
+def test_lstm_initial_states_reach_the_gdpu_model() -> None:
+    """The int8/GDPU forward (what the chip computes) starts from the given states too."""
+    hid, n_in, steps = 8, 3, 3
+    h0, c0 = np.full((1, 97, hid), 0.6, np.float32), np.full((1, 97, hid), -1.5, np.float32)
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+        helper.make_node(
+            "LSTM", ["xt", "W", "R", "B", "", "h0", "c0"], ["", "", "Y_c"], hidden_size=hid
+        ),
+        helper.make_node("Transpose", ["Y_c"], ["yt"], perm=[1, 0, 2]),
+        helper.make_node("Flatten", ["yt"], ["y"]),
+    ]
+    inits = {**_lstm_inits(hid, n_in), "h0": h0, "c0": c0}
+    x = _f32(97, steps, n_in)  # the states' batch size
+    graph = _same_as_onnxruntime(_model(nodes, ["N", steps, n_in], inits), x)
+    exact = forward(graph, x)
+    chip = forward_quantised(graph, x, activation_ranges(graph, x))
+    assert np.max(np.abs(chip - exact)) < 0.05 * np.ptp(exact)
+    lstm = next(n for n in graph.nodes if isinstance(n, Lstm))
+    zero_state = dataclasses.replace(lstm, initial_h=None, initial_c=None)
+    assert (
+        np.max(
+            np.abs(
+                forward(dataclasses.replace(graph, nodes=(zero_state, *graph.nodes[1:])), x) - exact
+            )
+        )
+        > 0.2
+    )
 
 
 def test_lstm_cell_state_output() -> None:
