@@ -603,6 +603,7 @@ class ChipctlApp(App[None]):
 
     def on_chip_map_core_selected(self, message: ChipMap.CoreSelected) -> None:
         self._detail_core = message.core
+        self.main_view(ProceduresView).share_cores(str(message.core))
 
     def on_chip_map_core_opened(self, message: ChipMap.CoreOpened) -> None:
         self.show_core(message.core)

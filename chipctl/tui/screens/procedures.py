@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from typing import Any
 
@@ -16,6 +17,7 @@ from textual.reactive import reactive
 from textual.widgets import (
     Button,
     ContentSwitcher,
+    Input,
     Label,
     ListItem,
     ListView,
@@ -26,8 +28,9 @@ from textual.widgets import (
 from textual_plotext import PlotextPlot
 
 from chipctl import catalog
-from chipctl.tui.widgets.parameter_form import ParameterForm
+from chipctl.tui.widgets.parameter_form import ParameterForm, check_text
 from chipctl.tui.widgets.plots import draw_points
+from chipctl.tui.widgets.toggle import Toggle
 from procedures.base import Data, Procedure, Progress, Record, Start, Stop
 
 
@@ -101,6 +104,15 @@ def eta_text(done: int, total: int, first_done: int, started: float, now: float)
     return f"{rate:.3g}/s  ETA {eta}"
 
 
+def problem_field(parameters: tuple[str, ...], message: str) -> str:
+    """The field a build error is about: the one it names (``parameter weights: …``), else the
+    first of ``parameters``."""
+    match = re.match(r"(?:parameter )?(\w+):", message)
+    if match and match.group(1) in parameters:
+        return match.group(1)
+    return parameters[0]
+
+
 def rate_text(done: int, total: int, first_done: int, started: float, now: float) -> str:
     """``done/total``, the rate in units per s and the ETA, from the start of the run."""
     text = f"{done}/{total} ({done / max(total, 1):.0%})"
@@ -143,6 +155,9 @@ class ProceduresView(Horizontal):
         self._first_done = 0
         self.eta = ""
         """Rate and ETA of the running procedure ("" when idle or ended)."""
+        self.shared_cores = ""
+        """The cores last chosen (typed in any form, or selected on the chip map): every form
+        with a cores field shows them, so they are kept across procedures."""
 
     def compose(self) -> ComposeResult:
         with ListView(id="procedure-list"):
@@ -193,6 +208,7 @@ class ProceduresView(Horizontal):
         if name not in self.classes_by_name:
             return
         self.query_one("#forms", ContentSwitcher).current = f"form-{name}"
+        self._apply_shared_cores(name)
         cls = self.classes_by_name[name]
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         title = Text(f"{cls.title or name}", style="bold")
@@ -217,6 +233,58 @@ class ProceduresView(Horizontal):
             self.action_start()
         elif event.button.id == "abort":
             self.action_abort()
+
+    # -- forms: shared cores, files checked as they are entered -------------------------------
+
+    def share_cores(self, text: str) -> None:
+        """Keep ``text`` as the cores of every form (shown in a form's cores field when the
+        form is shown; a valid core list only)."""
+        self.shared_cores = text
+        self._apply_shared_cores(self.selected)
+
+    def _apply_shared_cores(self, name: str) -> None:
+        cls = self.classes_by_name.get(name)
+        cores = next((p for p in cls.parameters if p.name == "cores"), None) if cls else None
+        text = self.shared_cores
+        if cores is None or cores.kind != "cores" or not text or check_text(cores, text):
+            return
+        if self.form(name).cores_text() != text:
+            self.form(name).set_value("cores", text)
+
+    def _form_of(self, widget: Any) -> ParameterForm | None:
+        return next((a for a in widget.ancestors if isinstance(a, ParameterForm)), None)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        form = self._form_of(event.input)
+        if form is None:
+            return
+        if event.input.id == "param-cores" and form.id == f"form-{self.selected}":
+            self.shared_cores = event.value.strip()
+        self.check_files(form)
+
+    def on_toggle_changed(self, event: Toggle.Changed) -> None:
+        form = self._form_of(event.toggle)
+        if form is not None:
+            self.check_files(form)
+
+    def check_files(self, form: ParameterForm) -> None:
+        """Build the procedure of ``form`` without a board once its file fields are filled in
+        and valid (the arrays are loaded): a file's shape against the chosen cores, or any
+        other problem the procedure finds, shows under the field it is about."""
+        name = (form.id or "").removeprefix("form-")
+        arrays = tuple(p.name for p in form.parameters if p.kind == "array")
+        values = form.values() if arrays and not form.inline_errors() else {}
+        if not any(a in values for a in arrays) or catalog.entry(name).needs_station:
+            form.set_problems({})
+            return
+        try:
+            catalog.build(name, values)
+        except Exception as exc:  # noqa: BLE001 (any refusal is shown to the operator)
+            message = str(exc)
+            field = problem_field(arrays, message)
+            form.set_problems({field: message.removeprefix(f"parameter {field}: ")})
+        else:
+            form.set_problems({})
 
     def action_start(self) -> None:
         if self.running:

@@ -8,10 +8,32 @@ from typing import Any
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.widgets import Input, Label, Select, Static, Switch
+from textual.widgets import Input, Label, Select, Static
 
+from chipctl.tui.widgets.toggle import Toggle
 from drivers.errors import LimitError
 from procedures.base import Parameter, parse_duration
+
+DURATION_UNITS = (("w", 604800.0), ("d", 86400.0), ("h", 3600.0), ("min", 60.0), ("s", 1.0))
+"""Units of duration texts, largest first (what :func:`procedures.base.parse_duration` reads)."""
+
+NPY_MAGIC = b"\x93NUMPY"
+"""The first bytes of every .npy file."""
+
+
+def is_time(parameter: Parameter) -> bool:
+    """A duration, or a number in s: its field takes ``25s``, ``90min``, ``1h``, ``1d``, ``2w``."""
+    return parameter.kind == "duration" or (parameter.kind is float and parameter.units == "s")
+
+
+def duration_text(seconds: float) -> str:
+    """``86400`` → ``1d``, ``5400`` → ``90min``, ``25`` → ``25s``, ``0.5`` → ``0.5s``: the
+    largest unit that gives a whole number, never rounded."""
+    for unit, size in DURATION_UNITS:
+        count = seconds / size
+        if seconds and count == int(count) and abs(count) < 1e9:
+            return f"{int(count)}{unit}"
+    return f"{seconds:g}s"
 
 
 def default_text(parameter: Parameter) -> str:
@@ -21,6 +43,8 @@ def default_text(parameter: Parameter) -> str:
         return ""
     if parameter.kind == "cores" and isinstance(default, list):
         return ",".join(str(core) for core in default)
+    if is_time(parameter) and isinstance(default, int | float):
+        return duration_text(float(default))
     return str(default)
 
 
@@ -35,6 +59,12 @@ def limits_text(parameter: Parameter) -> str:
         parts.append(f"{low}…{high}")
     if parameter.kind == "array":
         parts.append(".npy")
+    if is_time(parameter):  # the limits as durations: the unit is in each of them
+        if parameter.minimum is None and parameter.maximum is None:
+            return "duration"
+        low = "0s" if parameter.minimum is None else duration_text(parameter.minimum)
+        high = "∞" if parameter.maximum is None else duration_text(parameter.maximum)
+        return f"{low}…{high}"
     return " ".join(parts)
 
 
@@ -43,7 +73,7 @@ def hint(parameter: Parameter) -> str:
     parts = [parameter.description] if parameter.description else []
     if parameter.kind == "cores":
         parts.append("cores like 0-3,8")
-    if parameter.kind == "duration":
+    if is_time(parameter):
         parts.append("a duration like 25s, 90min, 1h, 1d, 2w or seconds")
     return "; ".join(parts)
 
@@ -59,6 +89,8 @@ def parse_text(parameter: Parameter, text: str) -> Any:
             return int(text)
         except ValueError:
             raise ValueError(f"{text!r} is not a whole number") from None
+    if is_time(parameter):
+        return parse_duration(text)
     if parameter.kind is float:
         try:
             return float(text)
@@ -77,7 +109,18 @@ def check_text(parameter: Parameter, text: str) -> str:
         path = Path(text.strip()).expanduser()
         if path.suffix != ".npy":
             return "expected a .npy file"
-        return "" if path.is_file() else f"no such file: {path}"
+        if not path.is_file():
+            return f"no such file: {path}"
+        try:
+            with open(path, "rb") as handle:
+                magic = handle.read(len(NPY_MAGIC))
+        except OSError as exc:
+            return f"cannot read {path}: {exc.strerror}"
+        if magic != NPY_MAGIC:
+            return (
+                f"{path.name} is not a NumPy .npy file (no NumPy header); save it with numpy.save"
+            )
+        return ""
     try:
         parameter.validate(parse_text(parameter, text))
     except ValueError as exc:
@@ -88,7 +131,7 @@ def check_text(parameter: Parameter, text: str) -> str:
 
 
 class ParameterForm(VerticalScroll, can_focus=False):
-    """One row per parameter: label with units, an input (Switch/Select/Input), the message.
+    """One row per parameter: label with units, an input (Toggle/Select/Input), the message.
 
     ``values()`` returns the raw values (text, bool or choice; arrays as paths) of the rows
     that differ from the default; ``errors()`` the rows whose input is invalid.
@@ -99,7 +142,6 @@ class ParameterForm(VerticalScroll, can_focus=False):
     ParameterForm .row { height: 1; margin-top: 1; }
     ParameterForm .name { width: 22; text-style: bold; }
     ParameterForm .field { width: 1fr; }
-    ParameterForm Switch { height: 1; border: none; padding: 0; width: 10; }
     ParameterForm .limits { width: auto; min-width: 8; color: $text-muted; padding-left: 1; }
     ParameterForm .hint { color: $text-muted; padding-left: 22; height: auto; }
     ParameterForm .error { color: $error; padding-left: 22; height: auto; }
@@ -116,6 +158,8 @@ class ParameterForm(VerticalScroll, can_focus=False):
     def __init__(self, parameters: tuple[Parameter, ...], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.parameters = parameters
+        self.problems: dict[str, str] = {}
+        """Problems found beyond one field's text (a file's shape against the cores), by field."""
 
     def compose(self) -> ComposeResult:
         for parameter in self.parameters:
@@ -128,10 +172,10 @@ class ParameterForm(VerticalScroll, can_focus=False):
             yield Static("", classes="error ok", id=f"error-{parameter.name}", markup=False)
 
     @staticmethod
-    def _field(parameter: Parameter) -> Input | Select[Any] | Switch:
+    def _field(parameter: Parameter) -> Input | Select[Any] | Toggle:
         field_id = f"param-{parameter.name}"
         if parameter.kind is bool:
-            return Switch(bool(parameter.default), id=field_id, classes="field")
+            return Toggle(bool(parameter.default), id=field_id, classes="field")
         if parameter.choices is not None:
             options = [(str(choice), choice) for choice in parameter.choices]
             return Select(
@@ -163,6 +207,7 @@ class ParameterForm(VerticalScroll, can_focus=False):
     def _check(self, parameter: Parameter) -> str:
         widget = self.query_one(f"#param-{parameter.name}")
         message = check_text(parameter, widget.value) if isinstance(widget, Input) else ""
+        message = message or self.problems.get(parameter.name, "")
         error = self.query_one(f"#error-{parameter.name}", Static)
         error.update(message)
         error.set_class(not message, "ok")
@@ -174,8 +219,16 @@ class ParameterForm(VerticalScroll, can_focus=False):
             self._check(parameter)
             self.post_message(self.Validity(not self.errors()))
 
-    def errors(self) -> dict[str, str]:
-        """Parameter name → validation message, for every invalid input."""
+    def set_problems(self, problems: dict[str, str]) -> None:
+        """Show ``problems`` (field → message) under their fields, replacing the previous ones."""
+        changed = set(problems) | set(self.problems)
+        self.problems = dict(problems)
+        for parameter in self.parameters:
+            if parameter.name in changed:
+                self._check(parameter)
+
+    def inline_errors(self) -> dict[str, str]:
+        """Parameter name → message for every input whose text alone is invalid."""
         out = {}
         for parameter in self.parameters:
             widget = self.query_one(f"#param-{parameter.name}")
@@ -185,12 +238,17 @@ class ParameterForm(VerticalScroll, can_focus=False):
                     out[parameter.name] = message
         return out
 
+    def errors(self) -> dict[str, str]:
+        """Parameter name → validation message, for every invalid input (its text, or a
+        problem found with the other fields)."""
+        return {**self.problems, **self.inline_errors()}
+
     def values(self) -> dict[str, Any]:
         """Raw values of the inputs that are set (arrays as ``Path``, the rest as entered)."""
         out: dict[str, Any] = {}
         for parameter in self.parameters:
             widget = self.query_one(f"#param-{parameter.name}")
-            if isinstance(widget, Switch | Select):
+            if isinstance(widget, Toggle | Select):
                 out[parameter.name] = widget.value
             elif isinstance(widget, Input):
                 text = widget.value.strip()
@@ -201,10 +259,19 @@ class ParameterForm(VerticalScroll, can_focus=False):
                     out[parameter.name] = parse_text(parameter, text)
         return out
 
+    def has_cores(self) -> bool:
+        """Whether the form has a ``cores`` field."""
+        return any(p.name == "cores" and p.kind == "cores" for p in self.parameters)
+
+    def cores_text(self) -> str:
+        """The text of the ``cores`` field ("" without one)."""
+        widget = self.query_one("#param-cores") if self.has_cores() else None
+        return widget.value if isinstance(widget, Input) else ""
+
     def set_value(self, name: str, value: Any) -> None:
         """Set one input (used by tests and presets)."""
         widget = self.query_one(f"#param-{name}")
         if isinstance(widget, Input):
             widget.value = str(value)
-        elif isinstance(widget, Switch | Select):
+        elif isinstance(widget, Toggle | Select):
             widget.value = value

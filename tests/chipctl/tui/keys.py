@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from textual.pilot import Pilot
-from textual.widgets import Input, Switch
+import contextlib
+
+from textual.pilot import OutOfBounds, Pilot
+from textual.widgets import Input
 
 from chipctl.tui.app import ChipctlApp
 from chipctl.tui.screens.procedures import ProceduresView
+from chipctl.tui.widgets.toggle import Toggle
 
 
 async def choose_procedure(app: ChipctlApp, pilot: Pilot[None], name: str) -> ProceduresView:
@@ -27,7 +30,14 @@ async def choose_procedure(app: ChipctlApp, pilot: Pilot[None], name: str) -> Pr
 
 
 async def focus_field(app: ChipctlApp, pilot: Pilot[None], name: str) -> None:
-    """Tab until the field of parameter ``name`` of the shown form has the focus."""
+    """Click the field of parameter ``name`` of the shown form, or Tab until it has the focus
+    (when it is scrolled out of view)."""
+    form = app.query_one(ProceduresView).form()
+    field = form.query_one(f"#param-{name}")
+    form.scroll_to_widget(field, animate=False)
+    await pilot.pause()
+    with contextlib.suppress(OutOfBounds):
+        await pilot.click(field)
     for _ in range(80):
         if app.focused is not None and app.focused.id == f"param-{name}":
             return
@@ -46,7 +56,8 @@ async def type_into(app: ChipctlApp, pilot: Pilot[None], name: str, text: str) -
 async def switch_to(app: ChipctlApp, pilot: Pilot[None], name: str, on: bool) -> None:
     """Focus the switch ``name`` and press Space if it is not already ``on``."""
     await focus_field(app, pilot, name)
-    assert isinstance(app.focused, Switch)
+    assert isinstance(app.focused, Toggle)
     if app.focused.value != on:
         await pilot.press("space")
     await pilot.pause()
+    assert app.focused.value == on and str(app.focused.render()) == ("[on]" if on else "[off]")

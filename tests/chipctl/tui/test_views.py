@@ -7,7 +7,8 @@ import math
 from pathlib import Path
 
 import numpy as np
-from textual.widgets import DataTable, Select, TabbedContent
+import pytest
+from textual.widgets import DataTable, Input, Select, TabbedContent
 
 from chipctl import catalog
 from chipctl.tui.app import ChipctlApp
@@ -22,6 +23,7 @@ from chipctl.tui.widgets.parameter_form import check_text
 from procedures.base import Data, Start, StreamSpec
 
 from .conftest import make_weights, wait_until
+from .keys import choose_procedure, switch_to, type_into
 
 
 def test_metrics_come_from_the_latest_runs(run_data: Path) -> None:
@@ -142,3 +144,42 @@ async def test_help_screen_opens_and_closes(tmp_path: Path) -> None:
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_forms_typed_by_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files checked as they are entered, durations in time fields, [on]/[off] switches, the
+    cores kept across procedures and taken from the chip-map selection."""
+    monkeypatch.chdir(tmp_path)  # short names to type
+    text = tmp_path / "notes.npy"
+    text.write_text("not an array\n")
+    stack = tmp_path / "stack.npy"
+    np.save(stack, np.zeros((3, 256, 256)))
+    app = ChipctlApp(data_dir=tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        view = await choose_procedure(app, pilot, "program")
+        form = view.form()
+        await type_into(app, pilot, "weights", text.name)
+        assert "notes.npy is not a NumPy .npy file" in form.errors()["weights"]
+        await type_into(app, pilot, "weights", stack.name)
+        await type_into(app, pilot, "cores", "0")
+        assert "(1, 256, 256) for 1 core(s)" in form.errors()["weights"]
+        shown = str(form.query_one("#error-weights").render())
+        assert "shape (3, 256, 256)" in shown
+        await type_into(app, pilot, "cores", "4-6")
+        assert not form.errors()
+
+        drift = await choose_procedure(app, pilot, "drift")
+        assert drift.form().cores_text() == "4-6", "cores kept across procedures"
+        until = drift.form().query_one("#param-until", Input)
+        assert until.value == "1d"
+        assert drift.form().query_one("#param-t0", Input).value == "200s"
+        await type_into(app, pilot, "until", "2h")
+        assert not drift.form().errors() and drift.form().values()["until"] == 7200.0
+
+        calibrate = await choose_procedure(app, pilot, "calibrate")
+        assert str(calibrate.form().query_one("#param-program_reference").render()) == "[off]"
+        await switch_to(app, pilot, "program_reference", True)
+
+        await pilot.press("f3", "right", "right")
+        await choose_procedure(app, pilot, "drift")
+        assert drift.form().cores_text() == "2", "cores from the chip-map selection"
