@@ -87,19 +87,29 @@ def _describe_nothing(parameters: Mapping[str, Any]) -> dict[int, dict[str, Any]
 
 
 def _describe_program(parameters: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
-    """Program: the sha256 of each core's weights as programmed, from the weights parameter."""
+    """Program: the sha256 of each core's (256, 256) weights as programmed, from the weights
+    parameter; for a matrix tiled over the cores also the core's tile of it (``tile``: which
+    rows and columns of the whole matrix, and the whole matrix's sha256)."""
     from chipctl.ledger import weights_hash
+    from procedures.program_verify import weight_layout
 
-    cores = _all_cores(parameters)
-    weights = np.asarray(parameters.get("weights"))
+    layout = weight_layout(np.asarray(parameters.get("weights")), _all_cores(parameters))
+    whole = None if layout.tiling is None else weights_hash(np.asarray(parameters["weights"]))
     out = {}
-    for k, core in enumerate(cores):
-        matrix = weights if weights.ndim == 2 else weights[k]
+    for core, matrix in zip(layout.cores, layout.matrices, strict=True):
         out[core] = {
             "holds": weights_hash(matrix),
             "source": "parameter weights",
             "mode": parameters.get("mode"),
         }
+        tile = layout.tile_of(core)
+        if tile is not None:
+            out[core]["tile"] = {
+                "rows": [tile.row_start, tile.row_stop],
+                "cols": [tile.col_start, tile.col_stop],
+                "of_matrix": list(np.shape(parameters["weights"])),
+                "matrix_holds": whole,
+            }
     return out
 
 

@@ -7,11 +7,22 @@ targets (:mod:`procedures.programming.targets`), iterative program-and-verify
 Gmax) and a checkpoint, so a killed run resumes at the next group. The published method
 [LG Methods p.7-8; chip.md §2a] and GDP [GDP] are described, with their sources, in those
 modules.
+
+The ``weights`` parameter (:func:`weight_layout`): a (256, 256) matrix goes onto every core of
+``cores``; an (n_cores, 256, 256) stack gives each core its own; a matrix of any other shape
+(e.g. 784×300, larger than one core) is split over the cores exactly as the inference executor
+splits a layer (:func:`procedures.inference.mapping.split_matrix`, chip.md §2d): the fewest
+equal tiles of at most 256×256, each zero-padded in the top-left corner of its core, row tile
+by row tile, column tile by column tile, onto the cores in the order given. Too few cores is an
+error naming how many the matrix needs; cores beyond the tiles are left untouched. Each core
+gets its own Gmax and Wmax (max|W| of its tile) as in the executor; the tiling is in the run
+file (stream ``tile`` and the results' ``tiling``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -20,6 +31,7 @@ from drivers.board import Board
 from drivers.errors import LimitError
 from procedures.base import Checkpoint, Data, Parameter, Procedure, Progress, StreamSpec
 from procedures.base import declare as _p
+from procedures.inference.mapping import MatrixMapping, Tile, TileSplit, split_matrix
 from procedures.programming.gdp import GdpSettings, GdpState, gdp_refine, open_loop_program
 from procedures.programming.iterative import (
     YIELD_OK,
@@ -37,6 +49,91 @@ from procedures.programming.targets import (
 )
 
 
+@dataclass(frozen=True, eq=False)
+class WeightLayout:
+    """What each core gets of the ``weights`` parameter (:func:`weight_layout`).
+
+    ``cores`` are the cores written, ``matrices`` their (256, 256) weights in that order;
+    ``tiling`` is the split of a matrix spread over the cores (None: one matrix per core, as
+    given), with its tiles in the order of ``cores``."""
+
+    cores: tuple[int, ...]
+    matrices: np.ndarray
+    tiling: MatrixMapping | None = None
+    unused: tuple[int, ...] = ()
+    """Given cores a tiled matrix does not need (left untouched)."""
+
+    def tile_of(self, core: int) -> Tile | None:
+        """The tile ``core`` holds (None when the weights are not tiled)."""
+        if self.tiling is None:
+            return None
+        return self.tiling.tiles[self.cores.index(core)]
+
+    def describe(self) -> dict[str, Any]:
+        """The tiling as the results keep it (JSON-able); {} when not tiled."""
+        if self.tiling is None:
+            return {}
+        split = self.tiling.split
+        return {
+            "matrix_shape": [split.rows, split.cols],
+            "tiles": [split.n_row_tiles, split.n_col_tiles],
+            "tile_shape": [split.tile_rows, split.tile_cols],
+            "cores": {
+                str(t.core): {
+                    "tile": [t.row_tile, t.col_tile],
+                    "rows": [t.row_start, t.row_stop],
+                    "cols": [t.col_start, t.col_stop],
+                }
+                for t in self.tiling.tiles
+            },
+            "cores_not_used": list(self.unused),
+        }
+
+
+def weight_layout(weights: np.ndarray, cores: Sequence[int]) -> WeightLayout:
+    """Which (256, 256) weights each core of ``cores`` gets (see the module docstring).
+
+    Raises LimitError for a shape that fits none of the three forms, or a matrix that needs
+    more cores than given (naming how many)."""
+    cores = tuple(int(c) for c in cores)
+    w = np.asarray(weights)
+    if w.shape == CELL_SHAPE:
+        return WeightLayout(cores, np.broadcast_to(w, (len(cores), *CELL_SHAPE)))
+    if w.ndim == 3 and w.shape == (len(cores), *CELL_SHAPE):
+        return WeightLayout(cores, w)
+    if w.ndim != 2 or 0 in w.shape:
+        raise LimitError(
+            f"parameter weights: shape {w.shape} is neither a matrix (rows, columns), tiled over "
+            f"the cores if it is not (256, 256), nor ({len(cores)}, 256, 256) for "
+            f"{len(cores)} core(s)"
+        )
+    split: TileSplit = split_matrix(*w.shape)
+    if split.n_tiles > len(cores):
+        raise LimitError(
+            f"parameter weights: a {w.shape[0]}×{w.shape[1]} matrix is tiled into "
+            f"{split.n_tiles} tiles of {split.tile_rows}×{split.tile_cols} "
+            f"({split.n_row_tiles}×{split.n_col_tiles}) and needs {split.n_tiles} cores; "
+            f"{len(cores)} given (--cores): give {split.n_tiles}, e.g. --cores "
+            f"0-{split.n_tiles - 1}"
+        )
+    tiles = tuple(
+        Tile(
+            core=cores[r * split.n_col_tiles + c],
+            row_tile=r,
+            col_tile=c,
+            row_start=r * split.tile_rows,
+            row_stop=min((r + 1) * split.tile_rows, split.rows),
+            col_start=c * split.tile_cols,
+            col_stop=min((c + 1) * split.tile_cols, split.cols),
+        )
+        for r in range(split.n_row_tiles)
+        for c in range(split.n_col_tiles)
+    )
+    tiling = MatrixMapping("weights", "weight", w.astype(np.float32), split, tiles)
+    matrices = np.stack([tiling.core_weights(t) for t in tiles])
+    return WeightLayout(cores[: len(tiles)], matrices, tiling, cores[len(tiles) :])
+
+
 class ProgramVerify(Procedure):
     """Program weight matrices onto cores by program-and-verify (ODP/TDP), optionally GDP.
 
@@ -48,7 +145,14 @@ class ProgramVerify(Procedure):
     name: ClassVar[str] = "program"
     title: ClassVar[str] = "Program and verify"
     parameters: ClassVar[tuple[Parameter, ...]] = (
-        _p("weights", None, "array", "1", "(256, 256) for every core or (n_cores, 256, 256)"),
+        _p(
+            "weights",
+            None,
+            "array",
+            "1",
+            "(256, 256) for every core, (n_cores, 256, 256), or any other (rows, columns): "
+            "tiled over the cores like the inference executor (tiles of at most 256×256)",
+        ),
         _p("cores", [0], "cores", "", "cores to program", minimum=0, maximum=63),
         _p("mode", "tdp", str, "", "one- or two-device programming [LG]", choices=("odp", "tdp")),
         _p("gdp", False, bool, "", "GDP refinement after iterative programming [GDP]"),
@@ -72,20 +176,39 @@ class ProgramVerify(Procedure):
 
     def __init__(self, **values: Any) -> None:
         super().__init__(**values)
-        cores: list[int] = self.params["cores"]
-        weights = self.params["weights"]
-        if weights.shape == CELL_SHAPE:
-            weights = np.broadcast_to(weights, (len(cores), *CELL_SHAPE))
-        if weights.shape != (len(cores), *CELL_SHAPE):
-            raise LimitError(
-                f"parameter weights: shape {self.params['weights'].shape} is neither (256, 256) "
-                f"nor ({len(cores)}, 256, 256) for {len(cores)} core(s)"
-            )
-        self.weights = weights
+        self.layout = weight_layout(self.params["weights"], self.params["cores"])
+        self.weights = self.layout.matrices
+        cores = list(self.layout.cores)
         self.groups = [
             cores[i : i + self.params["cores_per_group"]]
             for i in range(0, len(cores), self.params["cores_per_group"])
         ]
+
+    @property
+    def cores_written(self) -> tuple[int, ...]:
+        """The cores that get weights: all given, or those a tiled matrix's tiles need."""
+        return self.layout.cores
+
+    @staticmethod
+    def summary_text(results: Mapping[str, Any]) -> str:
+        """How a tiled matrix was spread over the cores ("" when it was not tiled)."""
+        tiling = results.get("tiling")
+        if not tiling:
+            return ""
+        rows, cols = tiling["matrix_shape"]
+        n_r, n_c = tiling["tiles"]
+        t_r, t_c = tiling["tile_shape"]
+        lines = [
+            f"a {rows}×{cols} matrix in {n_r * n_c} tiles of at most {t_r}×{t_c} "
+            f"({n_r} row × {n_c} column tiles):"
+        ]
+        for core, tile in tiling["cores"].items():
+            (r0, r1), (c0, c1) = tile["rows"], tile["cols"]
+            lines.append(f"  core {core}: rows {r0}:{r1}, columns {c0}:{c1}")
+        if tiling.get("cores_not_used"):
+            unused = ", ".join(str(c) for c in tiling["cores_not_used"])
+            lines.append(f"  not needed, left untouched: core(s) {unused}")
+        return "\n".join(lines)
 
     @property
     def uses_gdp(self) -> bool:
@@ -133,7 +256,12 @@ class ProgramVerify(Procedure):
             StreamSpec("gdp_step", (), "i4", "1", "GDP step (0 = before GDP)"),
             StreamSpec("gdp_mvm_error", (), "f4", "1", "held-out ‖Y − Ŷ‖/‖Ŷ‖"),
         )
-        return live + per_core + (gdp if self.uses_gdp else ())
+        tiling = (
+            StreamSpec("tile", (6,), "i4", "1",
+                       "row tile, column tile, rows start/stop, columns start/stop of the matrix"),
+        )  # fmt: skip
+        tiled = tiling if self.layout.tiling is not None else ()
+        return live + per_core + tiled + (gdp if self.uses_gdp else ())
 
     def _units_per_group(self) -> int:
         iterative = 0 if self.params["gdp_only"] else self.params["max_iterations"] + 1
@@ -162,9 +290,11 @@ class ProgramVerify(Procedure):
         done = int(resume_from["groups_done"]) if resume_from else 0
         self.results = dict(resume_from.get("results", {})) if resume_from else {}
         self.results.setdefault("cores", {})
+        if self.layout.tiling is not None:
+            self.results["tiling"] = self.layout.describe()
         start_time = board.status().uptime_s
         read_voltage_mv = float(board.mvm_read_voltage_mv)
-        index = {core: k for k, core in enumerate(self.params["cores"])}
+        index = {core: k for k, core in enumerate(self.layout.cores)}
         per_group = self._units_per_group()
         for g in range(done, len(self.groups)):
             jobs = []
@@ -242,6 +372,16 @@ class ProgramVerify(Procedure):
             yield Data("converged_fraction", np.float32(result.converged_fraction))
             yield Data("iterations", np.int32(result.iterations))
             yield Data("pulses", np.int64(result.pulses))
+            tile = self.layout.tile_of(job.core)
+            if tile is not None:
+                yield Data(
+                    "tile",
+                    np.array(
+                        [tile.row_tile, tile.col_tile, tile.row_start, tile.row_stop,
+                         tile.col_start, tile.col_stop],
+                        np.int32,
+                    ),
+                )  # fmt: skip
             summary = self.results["cores"].setdefault(str(job.core), {})
             summary.update(
                 converged_fraction=result.converged_fraction,

@@ -19,7 +19,13 @@ from chipctl.ledger import Ledger, fingerprint_matches, state_text
 
 def _holds(entry: dict[str, Any]) -> str:
     holds = str(entry.get("holds") or f"written by {entry.get('procedure', '?')}")
-    return holds[:19] + "…" if holds.startswith("sha256:") else holds
+    holds = holds[:19] + "…" if holds.startswith("sha256:") else holds
+    tile = entry.get("tile")
+    if isinstance(tile, dict):  # a tile of a larger matrix (program, docs/programming.md)
+        (r0, r1), (c0, c1) = tile.get("rows", "??"), tile.get("cols", "??")
+        shape = "×".join(str(n) for n in tile.get("of_matrix", ()))
+        holds += f" (rows {r0}:{r1}, columns {c0}:{c1} of a {shape} matrix)"
+    return holds
 
 
 def _table(ledger: Ledger, board: Any = None) -> tuple[Any, int]:

@@ -168,7 +168,7 @@ CASES: list[Any] = [
         "program-weights-oversized",
         lambda a: ProgramVerify(weights=np.zeros((257, 256))),
         LimitError,
-        "shape (257, 256) is neither (256, 256)",
+        "a 257×256 matrix is tiled into 2 tiles of 129×256 (2×1) and needs 2 cores; 1 given",
     ),
     (
         "program-weights-too-many-cores",

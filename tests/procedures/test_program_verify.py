@@ -92,7 +92,7 @@ def _by_stream(records: list) -> dict[str, list[np.ndarray]]:
 @pytest.mark.parametrize(
     ("values", "match"),
     [
-        ({"weights": np.zeros((256, 255))}, "shape"),
+        ({"weights": np.zeros((2, 2, 256, 256))}, "shape"),  # (256, 255) is one tile now
         ({"weights": np.zeros((3, 256, 256)), "cores": [0, 1]}, "shape"),
         ({"weights": np.full((256, 256), np.nan)}, "NaN"),
         ({"weights": np.zeros((256, 256)), "cores": [64]}, "maximum"),
