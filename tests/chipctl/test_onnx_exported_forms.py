@@ -278,22 +278,34 @@ def test_what_cannot_run_per_sample_is_refused_naming_the_node(
     assert node.name in message and node.op_type in message and needle in message
 
 
-def test_bidirectional_lstm_says_what_to_do() -> None:
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+@pytest.mark.parametrize("direction", ["reverse", "bidirectional"])
+def test_reverse_and_bidirectional_layers(op: str, direction: str) -> None:
+    """One forward layer per direction; Y (T, D, N, H) and Y_h (D, N, H) both used."""
+    hid, n_in, steps = 3, 2, 5
+    d = 2 if direction == "bidirectional" else 1
+    gates = 4 if op == "LSTM" else 3
+    inits = {
+        "W": _f32(d, gates * hid, n_in),
+        "R": _f32(d, gates * hid, hid),
+        "B": _f32(d, 2 * gates * hid),
+        "h0": np.broadcast_to(_f32(d, 1, hid), (d, 97, hid)).copy(),
+    }
+    rnn = helper.make_node(
+        op, ["xt", "W", "R", "B", "", "h0"], ["Y", "Y_h"], hidden_size=hid, direction=direction
+    )
     nodes = [
         helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
-        helper.make_node(
-            "LSTM",
-            ["xt", "W", "R"],
-            ["", "Y_h"],
-            name="bi",
-            hidden_size=2,
-            direction="bidirectional",
-        ),  # fmt: skip
-        helper.make_node("Transpose", ["Y_h"], ["y"], perm=[1, 0, 2]),
+        rnn,
+        helper.make_node("Transpose", ["Y"], ["yt"], perm=[2, 0, 1, 3]),  # (N, T, D, H)
+        helper.make_node("Flatten", ["yt"], ["yf"]),
+        helper.make_node("Transpose", ["Y_h"], ["ht"], perm=[1, 0, 2]),
+        helper.make_node("Flatten", ["ht"], ["hf"]),
+        helper.make_node("Concat", ["yf", "hf"], ["y"], axis=1),
     ]
-    inits = {"W": _f32(2, 8, 3), "R": _f32(2, 8, 2)}
-    message = _error(_model(nodes, ["N", 4, 3], inits, out_rank=3))
-    assert "'bi' (LSTM)" in message and "bidirectional" in message and "export a forward" in message
+    x = _f32(97, steps, n_in)  # the initial state's batch size
+    graph = _same_as_onnxruntime(_model(nodes, ["N", steps, n_in], inits), x)
+    assert sum(n.op == op for n in graph.nodes) == d
 
 
 def test_importing_leaves_the_callers_model_unchanged(tmp_path: Path) -> None:

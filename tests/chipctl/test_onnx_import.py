@@ -279,7 +279,7 @@ def test_unsupported_operator_names_type_node_and_what_to_do(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("attrs", "extra_inputs", "needle"),
     [
-        ({"direction": "reverse"}, [], "direction"),
+        ({"input_forget": 1}, [], "input_forget"),
         ({}, ["", "", "", "P"], "peephole"),
         ({"layout": 0}, [], "layout"),
         ({"clip": 3.0}, [], "clip"),
