@@ -187,7 +187,14 @@ class Infer(Procedure):
             minimum=1,
             maximum=100,
         ),
-        _p("calibration_samples", 500, int, "", "training samples for ranges", minimum=16),
+        _p(
+            "calibration_samples",
+            500,
+            int,
+            "",
+            "calibration samples for ranges (training split, x_cal, or rows of x not scored)",
+            minimum=16,
+        ),
         _p(
             "calibration_inputs",
             512,
@@ -354,6 +361,10 @@ class Infer(Procedure):
         start_s = board.board_time_s()
         state = resume_from or {}
         if state.get("results"):
+            then = state["results"].get("data_note")
+            if then is not None and then != self.data.note:  # e.g. the .npz file was rewritten
+                raise LimitError(f"resume: the data changed since the run began: {then}; now: "
+                                 f"{self.data.note}; start a new run")  # fmt: skip
             self.results.update(state["results"])
         if state and self._board_kept_its_state(board, executor, state):
             self._restore_calibration(executor, state["streams"])

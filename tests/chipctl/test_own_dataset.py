@@ -171,3 +171,29 @@ def test_unknown_name_and_help_text(capsys: pytest.CaptureFixture[str]) -> None:
     for fragment in ("80/20", "NOT the usual split", "digits-stratified", "FILE.npz", "x_cal",
                      "--input-layout", "channels-last"):  # fmt: skip
         assert fragment in text, fragment
+
+
+def test_a_resume_refuses_a_data_file_changed_since_the_run_began(files: Path) -> None:
+    from chipctl import catalog
+    from chipctl.resume import resume_run
+    from chipctl.runner import run_procedure
+
+    data = files / "resumed.npz"
+    data.write_bytes((files / "digits.npz").read_bytes())
+    params = {"model": "digits_mlp", "dataset": str(data), "drift": "25s,1h",
+              "compensation": "none", "samples": 100}  # fmt: skip
+    path = files / "resumed.h5"
+    with Board("mockchip://?seed=1&cores=2") as board:
+        start = board.board_time_s()
+
+        def stop_at_the_second_drift_time() -> bool:  # 25 s scored, the clock then at 1 h
+            return board.board_time_s() > start + 3000
+
+        cut = run_procedure(catalog.procedure_class("infer")(**params), board, path,
+                            progress=False, should_stop=stop_at_the_second_drift_time)  # fmt: skip
+    assert cut.status == "aborted"
+    d = load_dataset("digits")
+    np.savez(data, x=d.x_test[::-1], y=d.y_test[::-1], x_cal=d.x_train)  # same name, new data
+    resumed = resume_run(path, progress=False)
+    assert resumed.status == "failed"
+    assert "the data changed since the run began" in str(resumed.reason)
