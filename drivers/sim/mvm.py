@@ -58,7 +58,7 @@ the noise depends only on that generator, never on thread timing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -127,39 +127,71 @@ def row_range(rows: RowRange | None) -> RowRange:
     return (start, stop)
 
 
-def active_columns(x: np.ndarray) -> np.ndarray | None:
-    """Input columns that are nonzero somewhere in ``x`` (batch, 256); None if all are."""
+def active_columns(x: np.ndarray) -> slice | None:
+    """The input columns that carry current: from the first to the last column that is
+    nonzero somewhere in ``x`` (batch, 256); None if that is all of them. Zero columns inside
+    the range stay in (exact zero products); a batch of zeros gives an empty range."""
     used = np.flatnonzero(np.any(x != 0, axis=0))
-    return None if used.size == COLS else used
+    if used.size == 0:
+        return slice(0, 0)
+    first, last = int(used[0]), int(used[-1]) + 1
+    return None if (first, last) == (0, COLS) else slice(first, last)
+
+
+def one_phase_inputs(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """GEMM inputs of one-phase from int8 inputs (batch, k): [x, |x|] and x², float32."""
+    k = xs.shape[1]
+    x1 = np.empty((xs.shape[0], 2 * k), np.float32)
+    x1[:, :k] = xs
+    np.abs(x1[:, :k], out=x1[:, k:])
+    return x1, np.square(x1[:, :k])
+
+
+def four_phase_inputs(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """GEMM inputs of four-phase from int8 inputs (batch, k): [x+; x−] (2·batch, k), x² and
+    x·|x|, float32."""
+    nb = xs.shape[0]
+    xf = xs.astype(np.float32)
+    x4 = np.empty((2 * nb, xs.shape[1]), np.float32)
+    np.maximum(xf, np.float32(0.0), out=x4[:nb])
+    np.subtract(x4[:nb], xf, out=x4[nb:])  # x− = max(x, 0) − x
+    sq = np.square(xf)
+    np.abs(xf, out=xf)
+    xf *= xs
+    return x4, sq, xf
 
 
 def one_phase_gemms(
-    op: CoreOperands, x: np.ndarray, rows: RowRange, cols: np.ndarray | None
+    op: CoreOperands,
+    x: np.ndarray,
+    rows: RowRange,
+    cols: slice | None,
+    inputs: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] = one_phase_inputs,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(signed mean current µA, noise variance µA²), float32 (batch, rows) for int8 ``x``.
 
     Only the active input columns ``cols`` enter the GEMMs (None: all) and only the read rows
     come out; the sums are the full ones bit for bit (the left-out products are exact zeros).
+    ``inputs`` builds the GEMM inputs (:func:`one_phase_inputs`, or a compiled equivalent).
     """
     r0, r1 = rows
-    xs = x if cols is None else x[:, cols]
-    k = xs.shape[1]
-    x1 = np.empty((x.shape[0], 2 * k), np.float32)
-    x1[:, :k] = xs
-    np.abs(x1[:, :k], out=x1[:, k:])
+    x1, sq = inputs(x if cols is None else x[:, cols])
     if cols is None:
         m1 = op.m1[:, r0:r1]
         v = op.v_sum[:, r0:r1]
     else:
-        m1 = op.m1[np.concatenate([cols, cols + COLS]), r0:r1]
+        c0, c1 = cols.start, cols.stop
+        m1 = np.concatenate([op.m1[c0:c1, r0:r1], op.m1[COLS + c0 : COLS + c1, r0:r1]])
         v = op.v_sum[cols, r0:r1]
-    i_ua = x1 @ m1
-    sq = np.square(x1[:, :k])
-    return i_ua, sq @ v
+    return x1 @ m1, sq @ v
 
 
 def four_phase_gemms(
-    op: CoreOperands, x: np.ndarray, rows: RowRange, cols: np.ndarray | None
+    op: CoreOperands,
+    x: np.ndarray,
+    rows: RowRange,
+    cols: slice | None,
+    inputs: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]] = four_phase_inputs,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Four-phase currents (2·batch, 2·rows) and variance forms (Σσ²x², Σ(σ+²−σ−²)x|x|).
 
@@ -167,25 +199,12 @@ def four_phase_gemms(
     for the n read rows. As :func:`one_phase_gemms`, only active columns and read rows.
     """
     r0, r1 = rows
-    nb = x.shape[0]
-    xs = (x if cols is None else x[:, cols]).astype(np.float32)
-    x4 = np.empty((2 * nb, xs.shape[1]), np.float32)
-    np.maximum(xs, np.float32(0.0), out=x4[:nb])
-    np.subtract(x4[:nb], xs, out=x4[nb:])  # x− = max(x, 0) − x
-    out_cols = np.r_[r0:r1, ROWS + r0 : ROWS + r1]
-    whole = (r0, r1) == (0, ROWS)
-    if cols is None:
-        m4 = op.m4 if whole else op.m4[:, out_cols]
-        v_sum, v_diff = op.v_sum[:, r0:r1], op.v_diff[:, r0:r1]
-    else:
-        m4 = op.m4[cols][:, out_cols]
-        v_sum, v_diff = op.v_sum[cols, r0:r1], op.v_diff[cols, r0:r1]
-    currents = x4 @ m4
-    sq = np.square(xs)
-    s = sq @ v_sum
-    np.abs(xs, out=sq)
-    sq *= xs
-    return currents, s, sq @ v_diff
+    x4, sq, xa = inputs(x if cols is None else x[:, cols])
+    m4 = op.m4 if cols is None else op.m4[cols]
+    if (r0, r1) != (0, ROWS):
+        m4 = np.concatenate([m4[:, r0:r1], m4[:, ROWS + r0 : ROWS + r1]], axis=1)
+    c = slice(None) if cols is None else cols
+    return x4 @ m4, sq @ op.v_sum[c, r0:r1], xa @ op.v_diff[c, r0:r1]
 
 
 @dataclass

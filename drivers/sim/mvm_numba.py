@@ -198,6 +198,39 @@ def _one_phase(
 
 
 @_jit
+def _one_phase_inputs(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`drivers.sim.mvm.one_phase_inputs` in one pass (the same floats: exact)."""
+    nb, k = xs.shape
+    x1 = np.empty((nb, 2 * k), np.float32)
+    sq = np.empty((nb, k), np.float32)
+    for b in range(nb):
+        for j in range(k):
+            v = np.float32(xs[b, j])
+            x1[b, j] = v
+            x1[b, k + j] = abs(v)
+            sq[b, j] = v * v
+    return x1, sq
+
+
+@_jit
+def _four_phase_inputs(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`drivers.sim.mvm.four_phase_inputs` in one pass (the same floats: exact)."""
+    nb, k = xs.shape
+    x4 = np.empty((2 * nb, k), np.float32)
+    sq = np.empty((nb, k), np.float32)
+    xa = np.empty((nb, k), np.float32)
+    for b in range(nb):
+        for j in range(k):
+            v = np.float32(xs[b, j])
+            plus = max(v, np.float32(0.0))
+            x4[b, j] = plus
+            x4[nb + b, j] = plus - v
+            sq[b, j] = v * v
+            xa[b, j] = abs(v) * v
+    return x4, sq, xa
+
+
+@_jit
 def _convert(
     i: np.float32, a: np.float32, b: np.float32, c: np.float32, top: np.float32
 ) -> np.float32:
@@ -301,12 +334,12 @@ class NumbaMvmKernel(NumpyMvmKernel):
                 xk = x[k, b0:b1]
                 cols = active_columns(xk)
                 if mode == 1:
-                    i_ua, var = one_phase_gemms(operands[k], xk, (r0, r1), cols)
+                    i_ua, var = one_phase_gemms(operands[k], xk, (r0, r1), cols, _one_phase_inputs)
                     n_sat += _one_phase(
                         i_ua, var, keys[k], b0, r0, *consts[k], top, pos[k, b0:b1], neg[k, b0:b1]
                     )
                 else:
-                    mk, s, d = four_phase_gemms(operands[k], xk, (r0, r1), cols)
+                    mk, s, d = four_phase_gemms(operands[k], xk, (r0, r1), cols, _four_phase_inputs)
                     n_sat += _four_phase(
                         mk, s, d, keys[k], b0, r0, *consts[k], top, pos[k, b0:b1], neg[k, b0:b1]
                     )
