@@ -89,6 +89,23 @@ def test_shipped_model_equals_onnxruntime(stem: str) -> None:
     _check(SHIPPED / f"{stem}.onnx", *SHIPPED_MODELS[stem])
 
 
+@pytest.mark.parametrize("exporter", ["", ".dynamo"])
+@pytest.mark.parametrize("form", ["recurrent", "activations", "strided2d"])
+def test_exported_forms_equal_onnxruntime(form: str, exporter: str) -> None:
+    """Untrained networks in other exporter forms (tests/data/models/forms.py) on random
+    inputs. (The dynamo export of ``recurrent`` fixed the batch at the example's 3: the
+    importer folds with that batch size, onnxruntime takes only that.)"""
+    path = EXPORTS / f"forms_{form}{exporter}.onnx"
+    graph = load_onnx(path)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    batch = session.get_inputs()[0].shape[0]
+    n = batch if isinstance(batch, int) else 50
+    x = np.random.default_rng(3).standard_normal((n, *graph.input_shape)).astype(np.float32)
+    (reference,) = session.run(None, {"x": x})
+    gap = np.max(np.abs(forward(graph, x) - reference)) / np.ptp(reference)
+    assert gap <= 1e-4, f"{path.name}: max |Δ| {gap:.2e} of the output range"
+
+
 def test_docs_operator_table_is_the_importers() -> None:
     text = (REPO / "docs" / "inference.md").read_text()
     start = text.index("<!-- onnx-operators:start")
