@@ -207,6 +207,7 @@ class SimulatedChip:
         self._mvm_seeded_at = np.full(n, np.nan)
         self._cache: list[_CoreCache | None] = [None] * n
         self._ldpu = [LdpuCoefficients.identity() for _ in range(n)]
+        self._ldpu_slices: dict[tuple[int, int, int], tuple[LdpuCoefficients, ...]] = {}
         self._read_voltage_mv = self.DEFAULT_READ_VOLTAGE_MV
         self.adc_saturation_count = 0
 
@@ -504,13 +505,23 @@ class SimulatedChip:
         core_ids = np.asarray(cores).reshape(-1)
         out = np.empty(pos.shape, np.int8)
         for k, c in enumerate(core_ids):
-            table = self._ldpu[int(c)]
-            if (r0, r1) != (0, ROWS):  # the chain is per row: the rows read
-                table = LdpuCoefficients.from_stacked(
-                    np.stack(table.arrays())[:, r0:r1], relu=table.relu
-                )
-            out[k] = self.kernel.ldpu(table, pos[k], neg[k])
+            out[k] = self.kernel.ldpu(self._ldpu_rows(int(c), r0, r1), pos[k], neg[k])
         return out
+
+    def _ldpu_rows(self, core: int, r0: int, r1: int) -> LdpuCoefficients:
+        """The LDPU coefficients of ``core``'s rows r0..r1 − 1 (the chain is per row), kept
+        until the core's coefficients change."""
+        table = self._ldpu[core]
+        if (r0, r1) == (0, ROWS):
+            return table
+        key = (core, r0, r1)
+        cached = self._ldpu_slices.get(key)
+        if cached is None or cached[0] is not table:
+            rows = LdpuCoefficients.from_stacked(
+                np.stack(table.arrays())[:, r0:r1], relu=table.relu
+            )
+            cached = self._ldpu_slices[key] = (table, rows)
+        return cached[1]
 
     # ---- periphery --------------------------------------------------------------------------
 

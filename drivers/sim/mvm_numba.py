@@ -352,7 +352,7 @@ class NumbaMvmKernel(NumpyMvmKernel):
         """(core position, batch start, batch stop) per worker thread: every core's batch cut
         into one piece per thread (unless the pieces would be tiny), the pieces shared out in
         equal numbers. The noise does not depend on the split (module docstring)."""
-        parts = self.threads if batch >= 64 * self.threads else 1
+        parts = self.threads if batch >= 512 * self.threads else 1  # small: one piece
         edges = np.linspace(0, batch, parts + 1).astype(int)
         items = [
             (k, int(a), int(b))
@@ -378,22 +378,24 @@ class NumbaMvmKernel(NumpyMvmKernel):
 @_jit
 def _round_f16(x: np.ndarray, bits: np.ndarray) -> None:
     """x ← float16(x) as float32, in place: round to nearest even on float16's grid, ±inf
-    beyond 65519.99…, subnormals on the 2⁻²⁴ grid, NaN kept (numpy's astype(float16)).
+    from 65520 on, subnormals on the 2⁻²⁴ grid, NaN kept (numpy's astype(float16)).
 
-    ``bits`` is an int32 view of ``x``."""
+    ``bits`` is an int32 view of ``x``. Two branch-free passes (they vectorise): the normal
+    range on the bits, then the subnormal range in float arithmetic (exact: powers of two)."""
     for j in range(x.size):
         v = bits[j]
         mag = v & 0x7FFFFFFF
         sign = v & np.int32(-0x80000000)
-        if mag >= 0x7F800000:  # inf or NaN: unchanged
-            continue
-        if mag >= 0x477FF000:  # ≥ 65520: rounds beyond the largest float16
-            bits[j] = sign | 0x7F800000
-        elif mag < 0x38800000:  # below 2⁻¹⁴: float16 subnormal, fixed quantum 2⁻²⁴
-            x[j] = np.rint(x[j] * np.float32(2.0**24)) * np.float32(2.0**-24)
-        else:  # 10 mantissa bits of 23: round half to even at bit 13
-            mag = mag + 0xFFF + ((mag >> 13) & 1)
-            bits[j] = sign | (mag & ~0x1FFF)
+        rounded = sign | ((mag + 0xFFF + ((mag >> 13) & 1)) & ~0x1FFF)  # half even at bit 13
+        result = v  # inf, NaN and the subnormal range: unchanged here
+        if mag < 0x7F800000 and mag >= 0x38800000:
+            result = rounded if mag < 0x477FF000 else sign | 0x7F800000  # ≥ 65520: ±inf
+        bits[j] = result
+    for j in range(x.size):
+        value = x[j]
+        if abs(value) < np.float32(2.0**-14):  # float16 subnormal: fixed quantum 2⁻²⁴
+            value = np.rint(value * np.float32(2.0**24)) * np.float32(2.0**-24)
+        x[j] = value
 
 
 @_jit
@@ -405,39 +407,44 @@ def _ldpu_chain(
     affine_scale, affine_offset. Every operation rounded to float16, as numpy's float16."""
     nb, n = positive.shape
     out = np.empty((nb, n), np.int8)
-    p = np.empty(n, np.float32)
-    q = np.empty(n, np.float32)
-    pb = p.view(np.int32)
-    qb = q.view(np.int32)
+    p = np.empty((nb, n), np.float32)
+    q = np.empty((nb, n), np.float32)
+    pf, qf = p.reshape(-1), q.reshape(-1)
+    pb, qb = pf.view(np.int32), qf.view(np.int32)
     gp, op, gn, on = coefficients[0], coefficients[1], coefficients[2], coefficients[3]
     scale, shift = coefficients[4], coefficients[5]
     for b in range(nb):
         for j in range(n):
-            p[j] = np.float32(positive[b, j])
-            q[j] = np.float32(negative[b, j])
-        _round_f16(p, pb)  # the 12-bit count to float16
-        _round_f16(q, qb)
+            p[b, j] = np.float32(positive[b, j])
+            q[b, j] = np.float32(negative[b, j])
+    _round_f16(pf, pb)  # the 12-bit counts to float16
+    _round_f16(qf, qb)
+    for b in range(nb):
         for j in range(n):
-            p[j] = p[j] * gp[j]
-            q[j] = q[j] * gn[j]
-        _round_f16(p, pb)
-        _round_f16(q, qb)
+            p[b, j] = p[b, j] * gp[j]
+            q[b, j] = q[b, j] * gn[j]
+    _round_f16(pf, pb)
+    _round_f16(qf, qb)
+    for b in range(nb):
         for j in range(n):
-            p[j] = p[j] + op[j]
-            q[j] = q[j] + on[j]
-        _round_f16(p, pb)
-        _round_f16(q, qb)
+            p[b, j] = p[b, j] + op[j]
+            q[b, j] = q[b, j] + on[j]
+    _round_f16(pf, pb)
+    _round_f16(qf, qb)
+    for i in range(pf.size):
+        pf[i] = pf[i] - qf[i]
+    _round_f16(pf, pb)
+    for b in range(nb):
         for j in range(n):
-            p[j] = p[j] - q[j]
-        _round_f16(p, pb)
+            p[b, j] = p[b, j] * scale[j]
+    _round_f16(pf, pb)
+    for b in range(nb):
         for j in range(n):
-            p[j] = p[j] * scale[j]
-        _round_f16(p, pb)
+            p[b, j] = p[b, j] + shift[j]
+    _round_f16(pf, pb)
+    for b in range(nb):
         for j in range(n):
-            p[j] = p[j] + shift[j]
-        _round_f16(p, pb)
-        for j in range(n):
-            y = p[j]
+            y = p[b, j]
             if relu:
                 y = max(y, np.float32(0.0))
             if y != y:  # NaN (inf − inf)
