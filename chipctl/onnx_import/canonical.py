@@ -126,7 +126,7 @@ def _fold(
     if any(name not in consts for name in inputs):
         return None
     try:
-        evaluator = reference_evaluator(node, opsets={"": opset})
+        evaluator = reference_evaluator(_single_node_model(node, consts, opset))
         results = evaluator.run(None, {name: consts[name] for name in inputs})
     except Exception:  # noqa: BLE001 - left in the graph; the importer names the node
         return None
@@ -135,3 +135,19 @@ def _fold(
         if name:
             outputs[name] = np.asarray(value)
     return outputs
+
+
+def _single_node_model(node: Any, consts: dict[str, np.ndarray], opset: int) -> Any:
+    """``node`` alone in a model of the file's opset (a bare node would run the newest version
+    of its operator, which differs for opsets before 13: Unsqueeze's axes, Softmax's axis)."""
+    onnx = _helpers()[0]
+    helper = onnx.helper
+    inputs = [
+        helper.make_tensor_value_info(
+            name, helper.np_dtype_to_tensor_dtype(consts[name].dtype), consts[name].shape
+        )
+        for name in dict.fromkeys(n for n in node.input if n)
+    ]
+    outputs = [onnx.ValueInfoProto(name=name) for name in node.output if name]
+    graph = helper.make_graph([node], "fold", inputs, outputs)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])

@@ -116,7 +116,10 @@ def _data_input(c: Converter) -> str:
 
 def _graph(c: Converter, input_name: str) -> Graph:
     if len(c.g.output) != 1:
-        raise OnnxImportError(f"{c.source}: exactly one graph output is supported")
+        raise OnnxImportError(
+            f"{c.source}: exactly one graph output is supported, got "
+            f"{[o.name for o in c.g.output]}; export a model that returns only the logits"
+        )
     name = c.g.output[0].name
     if name not in c.values:
         raise OnnxImportError(f"{c.source}: graph output {name!r} is not computed from the input")

@@ -67,9 +67,11 @@ def _lstm_inits(hid: int, n_in: int) -> dict[str, np.ndarray]:
     return {"W": _f32(1, 4 * hid, n_in), "R": _f32(1, 4 * hid, hid), "B": _f32(1, 8 * hid)}
 
 
-def test_lstm_layout0_as_pytorch_writes_it_with_a_shape_subgraph_zero_state() -> None:
+@pytest.mark.parametrize("opset", [11, 17])
+def test_lstm_layout0_as_pytorch_writes_it_with_a_shape_subgraph_zero_state(opset: int) -> None:
     """Transpose → LSTM(layout 0) with a zero state built from Shape/Gather/Concat/
-    ConstantOfShape → Squeeze → Transpose → Gather(last step)."""
+    ConstantOfShape → Squeeze → Transpose → Gather(last step). Before opset 13 Squeeze and
+    Unsqueeze take their axes as attributes (folded in the file's opset)."""
     hid, n_in, steps = 6, 3, 5
     inits = {
         **_lstm_inits(hid, n_in),
@@ -83,7 +85,9 @@ def test_lstm_layout0_as_pytorch_writes_it_with_a_shape_subgraph_zero_state() ->
     nodes = [
         helper.make_node("Shape", ["x"], ["shape"]),
         helper.make_node("Gather", ["shape", "zero"], ["n"], axis=0),
-        helper.make_node("Unsqueeze", ["n", "axis0"], ["n1"]),
+        helper.make_node("Unsqueeze", ["n", "axis0"], ["n1"])
+        if opset >= 13
+        else helper.make_node("Unsqueeze", ["n"], ["n1"], axes=[0]),
         helper.make_node("Concat", ["one", "n1", "hid"], ["state_shape"], axis=0),
         helper.make_node("ConstantOfShape", ["state_shape"], ["zeros"]),
         helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
@@ -94,11 +98,14 @@ def test_lstm_layout0_as_pytorch_writes_it_with_a_shape_subgraph_zero_state() ->
             name="rnn",
             hidden_size=hid,
         ),  # fmt: skip
-        helper.make_node("Squeeze", ["Y", "axis1"], ["ys"]),
+        helper.make_node("Squeeze", ["Y", "axis1"], ["ys"])
+        if opset >= 13
+        else helper.make_node("Squeeze", ["Y"], ["ys"], axes=[1]),
         helper.make_node("Transpose", ["ys"], ["yb"], perm=[1, 0, 2]),
         helper.make_node("Gather", ["yb", "last"], ["y"], axis=1),
     ]
-    graph = _same_as_onnxruntime(_model(nodes, ["N", steps, n_in], inits), _f32(4, steps, n_in))
+    model = _model(nodes, ["N", steps, n_in], inits, opset=opset)
+    graph = _same_as_onnxruntime(model, _f32(4, steps, n_in))
     assert [n.op for n in graph.nodes] == ["LSTM", "Take"]
 
 
