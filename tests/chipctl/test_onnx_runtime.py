@@ -13,8 +13,6 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import pytest
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from chipctl.datasets import load_dataset
 from chipctl.onnx_import import load_onnx, operator_table
@@ -33,13 +31,13 @@ PYTORCH_MODELS = {
         0.9820,
     ),
     "digits_cnn2d": (
-        "digits-usual",
+        "digits-stratified",
         {"Reshape", "Conv", "Relu", "MaxPool", "AvgPool", "Flatten", "Dense"},
         0.9907,
     ),
     "mnist1d_lstm": ("mnist1d", {"Reshape", "LSTM", "Take", "Dense"}, 0.9030),
     "mnist1d_gru": ("mnist1d", {"Reshape", "GRU", "Take", "Dense"}, 0.8960),
-    "digits_wide_mlp": ("digits-usual", {"Dense", "Relu"}, 0.9796),
+    "digits_wide_mlp": ("digits-stratified", {"Dense", "Relu"}, 0.9796),
 }
 SHIPPED_MODELS = {
     "digits_mlp": ("digits", {"Dense", "Relu"}, 0.9861),
@@ -54,12 +52,6 @@ SHIPPED_MODELS = {
 
 @cache
 def _test_set(name: str) -> tuple[np.ndarray, np.ndarray]:
-    if name == "digits-usual":  # the split the PyTorch models were trained on
-        bunch = load_digits()
-        x = (np.asarray(bunch.data, np.float64) / 16.0).astype(np.float32)
-        y = np.asarray(bunch.target, np.int64)
-        _, x_test, _, y_test = train_test_split(x, y, test_size=0.3, stratify=y, random_state=0)
-        return x_test, y_test
     data = load_dataset(name)
     return data.x_test, data.y_test
 

@@ -20,8 +20,8 @@ minute or less on one CPU core. After export, each file is run in onnxruntime on
 its logits must match PyTorch's (max |Δ| ≤ 1e-4 of the logit range); the float32 test accuracy
 is printed for the README.
 
-Data: ``chipctl.datasets``. MNIST-1D from ``mnist1d.data.make_dataset()`` defaults (4,000 train /
-1,000 test). Digits: scikit-learn's 1,797 images, pixel / 16, with the usual split
+Data: ``chipctl.datasets``. ``mnist1d``: ``mnist1d.data.make_dataset()`` defaults (4,000 train /
+1,000 test). ``digits-stratified``: scikit-learn's 1,797 images, pixel / 16, with the usual split
 ``train_test_split(test_size=0.3, stratify=y, random_state=0)`` (1,257 train / 540 test).
 """
 
@@ -35,30 +35,23 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.nn import functional
 
-from chipctl.datasets import load_mnist1d
+from chipctl.datasets import load_dataset
 
 HERE = Path(__file__).resolve().parent
 OPSET = 17
 
 
 def digits_usual_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Digits with pixel / 16 (as chipctl.datasets) and the usual stratified 70/30 split."""
-    bunch = load_digits()
-    x = (np.asarray(bunch.data, np.float64) / 16.0).astype(np.float32)
-    y = np.asarray(bunch.target, np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=0.3, stratify=y, random_state=0
-    )
-    return x_train, y_train, x_test, y_test
+    """Digits, pixel / 16, the usual stratified 70/30 split (``digits-stratified``)."""
+    data = load_dataset("digits-stratified")
+    return data.x_train, data.y_train, data.x_test, data.y_test
 
 
 def mnist1d_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    data = load_mnist1d()
+    data = load_dataset("mnist1d")
     return data.x_train, data.y_train, data.x_test, data.y_test
 
 
