@@ -23,6 +23,12 @@ as the crossbar sees them (rows = outputs = bit lines / ADCs, columns = inputs =
 chip.md §1.2-1.4), are given by :func:`weight_matrices`. Conv is unrolled (chip.md §2d): one MVM
 per output position, the input vector of position p being the receptive field flattened in the
 order (c_in, k_1[, k_2]), which matches ``weight.reshape(c_out, -1)``.
+
+:class:`Gru` is a weight layer of the float32 reference only (the executor's mapping refuses it:
+the GDPU computes the LSTM cell, chip.md §1.6). The other nodes run on the host in the digital
+format: batch norm, ReLU, residual Add, pooling, reshapes, and the element-wise and layout nodes
+exported networks bring (Sigmoid, Tanh, Clip, Softmax, ScaleShift, Transpose, Take, Select,
+Mean, Concat); every axis they name is a non-batch axis counted from 0.
 """
 
 from __future__ import annotations
