@@ -110,7 +110,7 @@ def own_inference_data(path: str, *, calibration_samples: int = 500) -> Inferenc
 
 
 class InferModel(Infer):
-    """Inference of an ONNX model (by shipped name or path) on a named data set."""
+    """Inference of an ONNX model (shipped name or path) on a built-in data set or an .npz file."""
 
     def load_inputs(self) -> tuple[Graph, InferenceData]:
         p = self.params
