@@ -345,14 +345,17 @@ class NumbaMvmKernel(NumpyMvmKernel):
                     )
             return n_sat
 
-        n_sat = run_in_threads(work, self.pieces(n_c, batch), self.threads)
+        n_sat = run_in_threads(work, self.pieces(n_c, batch, n), self.threads)
         return pos, neg, n_sat
 
-    def pieces(self, n_cores: int, batch: int) -> list[list[tuple[int, int, int]]]:
+    def pieces(
+        self, n_cores: int, batch: int, n_rows: int = ROWS
+    ) -> list[list[tuple[int, int, int]]]:
         """(core position, batch start, batch stop) per worker thread: every core's batch cut
-        into one piece per thread (unless the pieces would be tiny), the pieces shared out in
-        equal numbers. The noise does not depend on the split (module docstring)."""
-        parts = self.threads if batch >= 512 * self.threads else 1  # small: one piece
+        into one piece per thread (unless a piece would be under 32k conversions: a thread
+        hand-off costs more), the pieces shared out in equal numbers. The noise does not
+        depend on the split (module docstring)."""
+        parts = self.threads if batch * n_rows >= 32768 * self.threads else 1
         edges = np.linspace(0, batch, parts + 1).astype(int)
         items = [
             (k, int(a), int(b))

@@ -31,12 +31,14 @@ def executor(workers: int) -> ThreadPoolExecutor:
 def run_in_threads(work: Callable[[int, T], int], jobs: Sequence[T], workers: int) -> int:
     """Sum of ``work(g, job)`` over the non-empty ``jobs`` (g = the job's position).
 
-    One job runs in the calling thread; several run on the pool with OpenBLAS held at one
-    thread. Jobs that are falsy (empty lists) are skipped.
+    One job runs in the calling thread; several run on the pool. OpenBLAS is held at one
+    thread either way (its own threads, spinning between small GEMMs, only compete with the
+    workers and the caller). Jobs that are falsy (empty lists) are skipped.
     """
     todo = [(g, job) for g, job in enumerate(jobs) if job]
     if len(todo) == 1:
-        return int(work(*todo[0]))
+        with BlasThreads(1):
+            return int(work(*todo[0]))
     pool = executor(workers)
     with BlasThreads(1):
         return sum(f.result() for f in [pool.submit(work, g, job) for g, job in todo])
