@@ -120,8 +120,8 @@ def _results(path: Path) -> dict:
 def test_the_built_in_set_saved_as_npz_scores_the_same(
     files: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The numpy MVM kernel: the compiled one's read noise differs from one process or run to
-    # the next (seen 2026-12-06), the numpy kernel's is the same for the same seed.
+    # The numpy MVM kernel, whose noise is fixed by the seed: with the compiled kernel, the
+    # first run in a process with a cold numba cache once scored differently from the second.
     run = [*RUN[2:], "--board", "mockchip://?seed=1&kernel=numpy"]
     scores = {}
     for k, dataset in enumerate(("digits", str(files / "digits.npz"))):
