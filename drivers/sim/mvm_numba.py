@@ -7,7 +7,14 @@ what follows them (noise draw, noise scaling, the ADC transfer f = a·i/(1 + b·
 counter floor, the split into positive and negative counter) runs in one compiled loop per output
 row block instead of a dozen numpy passes over every element, in the same float32 operations in
 the same order (no fast-math: no reassociation, no fused multiply-add), so with the noise left
-out both kernels give identical counts (tested).
+out both kernels give identical counts (tested). The GEMM inputs ([x+; x−], x², x·|x|) are built
+in one compiled pass, exact like numpy's.
+
+The float16 LDPU chain (:meth:`NumbaMvmKernel.ldpu`) is compiled as well: numba has no float16
+arithmetic on the CPU, so :func:`_round_f16` rounds float32 to the float16 grid on the bits (half
+to even, ±inf from 65520 on, subnormals on the 2⁻²⁴ grid, NaN kept), tested bit-identical to
+numpy's ``astype(float16)`` on random bit patterns and the chain to
+:meth:`drivers.ldpu.LdpuCoefficients.apply`.
 
 Noise. The numpy kernel's Box–Muller normals (:mod:`drivers.sim.fastnormal`) cost more than the
 GEMMs of a four-phase MVM; here the normals are counter-based: word w of a core's call is
@@ -23,9 +30,10 @@ row depends only on the key, the row and the batch index, not on which rows are 
 inputs are zero, or how the batch is split over threads. Statistically the same as the numpy
 kernel's normals (tested: means and variances of counts on fixed seeds), not the same bits.
 
-Compiled with ``cache=True`` (the first call in a fresh environment compiles, about 10 s on two
-cores, ``python -m benchmarks mvm`` reports it; later processes load the cache) and ``nogil``: the
-worker threads of :mod:`drivers.sim.threads` run it in parallel, one core or batch piece each.
+Compiled with ``cache=True`` (the first call in a fresh environment compiles, 4–13 s on the
+shared two-core machine, ``python -m benchmarks mvm`` reports it; later processes load the cache
+in under a second) and ``nogil``: the worker threads of :mod:`drivers.sim.threads` run it in
+parallel, one core or batch piece each (:meth:`NumbaMvmKernel.pieces`).
 """
 
 from __future__ import annotations
