@@ -130,3 +130,34 @@ def test_a_large_matrix_programmed_from_the_cli(
     assert main(["chip", "status"]) == 0
     status = capsys.readouterr().out  # a table: a long cell wraps at its spaces
     assert all(f in status for f in ("rows 0:150,", "150:300", "140:280", "300×280 matrix"))
+
+
+def test_a_tiled_run_resumes_with_its_tiling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chipctl.resume import resume_run
+    from chipctl.runner import run_procedure
+    from procedures.base import Checkpoint, Record
+
+    monkeypatch.setenv("CHIPCTL_CALIBRATION_DIR", str(tmp_path / "store"))
+    w = _matrix(300, 280, seed=5)
+    checkpoints: list[Record] = []
+
+    def count(record: Record) -> None:
+        if isinstance(record, Checkpoint):
+            checkpoints.append(record)
+
+    procedure = ProgramVerify(weights=w, cores=[0, 1, 2, 3], cores_per_group=2, max_iterations=8)
+    path = tmp_path / "cut.h5"
+    with Board("mockchip://?seed=6&cores=4") as board:
+        cut = run_procedure(procedure, board, path, progress=False, subscribers=[count],
+                            should_stop=lambda: bool(checkpoints))  # fmt: skip
+    assert cut.status == "aborted"
+    resumed = resume_run(path, progress=False)
+    assert resumed.status == "success", resumed.reason
+    with RunFile.open(path) as run:
+        assert [int(c) for c in run.stream("core")] == [0, 1, 2, 3]
+        assert np.asarray(run.stream("tile"))[:, 2:].tolist() == [
+            [0, 150, 0, 140], [0, 150, 140, 280], [150, 300, 0, 140], [150, 300, 140, 280]
+        ]  # fmt: skip
+        assert run.results["tiling"]["matrix_shape"] == [300, 280]
