@@ -45,10 +45,11 @@ import numpy as np
 
 from chipctl.errors import ChipctlError
 from procedures.base import parse_duration
+from procedures.inference.compensation import COMPENSATIONS as INFER_COMPENSATIONS
 
 KINDS = ("mvm", "inference")
 MODES = ("odp", "tdp")
-COMPENSATIONS = {"mvm": ("none", "gdc"), "inference": ("none", "gdc", "adabs")}
+COMPENSATIONS = {"mvm": ("none", "gdc"), "inference": INFER_COMPENSATIONS}
 DATASETS = ("digits", "mnist1d")
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 """Where bare model names (``"digits_mlp"``) are looked up: the shipped ONNX models."""
