@@ -116,8 +116,19 @@ class Infer(Procedure):
     name: ClassVar[str] = "infer"
     title: ClassVar[str] = "Neural-network inference"
     resumable: ClassVar[bool] = True
-    resume_streams: ClassVar[tuple[str, ...]] = ("cal_core", "cal_fit", "gdc_inputs", "gdc_outputs")
-    """Streams a resumed run gets back: the per-tile calibration (too large for a checkpoint)."""
+    resume_streams: ClassVar[tuple[str, ...]] = (
+        "cal_core",
+        "cal_fit",
+        "gdc_inputs",
+        "gdc_outputs",
+        "core",
+        "replicas",
+        "g_max",
+        "g_max_worst_case",
+        "saturated_fraction",
+    )
+    """Streams a resumed run gets back: the per-tile calibration (too large for a checkpoint)
+    and the allocation rows (a tile's copies decide its input vectors)."""
     parameters: ClassVar[tuple[Parameter, ...]] = (
         _p("model", "mnist1d_cnn", str, "", "model: a shipped model name or an ONNX file"),
         _p(
@@ -544,7 +555,14 @@ class Infer(Procedure):
             state.reference_inputs = np.asarray(streams["gdc_inputs"][k], np.int8)
             state.reference_outputs = np.asarray(streams["gdc_outputs"][k], np.float64)
             state.alpha = 1.0
-            # Programming figures come back from the results (allocation rows are in the file).
+        # The programmed layout: without its copies a replicated tile would get its input once.
+        allocated = [int(c) for c in np.asarray(streams["core"])]
+        for k, core in enumerate(allocated):
+            state = executor.tiles[core]
+            state.replicas = int(streams["replicas"][k])
+            state.g_max = float(streams["g_max"][k])
+            state.g_max_worst_case = float(streams["g_max_worst_case"][k])
+            state.saturated_fraction = float(streams["saturated_fraction"][k])
         executor.mark_calibrated()
 
     def _allocation_records(self, executor: ChipExecutor) -> Iterator[Data]:
