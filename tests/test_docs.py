@@ -177,6 +177,9 @@ SCREENSHOTS = {
     "test_core_detail.svg": "tui-core-detail.svg",
     "test_procedures_drift_form.svg": "tui-procedures-drift-form.svg",
     "test_help_80x24.svg": "tui-help.svg",
+    "test_running_station_80x24.svg": "tui-station-running.svg",
+    "test_running_procedures_100x30.svg": "tui-procedures-running-100x30.svg",
+    "test_running_procedures_160x50.svg": "tui-procedures-running-160x50.svg",
 }
 
 

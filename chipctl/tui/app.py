@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast, overload
 
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.message import Message
@@ -48,6 +48,10 @@ SCREEN_KEYS = "F2…F6 or Alt+1…5"
 """How to switch screens: never a printable key, which would type into a focused field."""
 
 WidgetT = TypeVar("WidgetT", bound=Widget)
+
+NARROW_COLUMNS = 120
+"""Below this width the screens use their narrow layouts (chipctl.tcss)."""
+TINY_COLUMNS = 90
 
 POLL_INTERVAL_S = 1.0
 FOLLOW_INTERVAL_S = 0.5
@@ -207,9 +211,12 @@ class ChipctlApp(App[None]):
         data_dir: Path = Path("runs"),
         *,
         poll_interval_s: float = POLL_INTERVAL_S,
+        scales: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
         super().__init__()
         self.poll_interval_s = poll_interval_s
+        self.scales = {**data.SCALES, **(scales or {})}
+        """The chip map's colour scale per metric (absolute; :data:`chipctl.tui.data.SCALES`)."""
         self.station = station or default_station()
         self.data_dir = Path(data_dir)
         self.opened: OpenStation | None = None
@@ -246,6 +253,8 @@ class ChipctlApp(App[None]):
     def on_mount(self) -> None:
         self.sub_title = f"{self.station.chip_id} — data in {self.data_dir}"
         self.main_view(StatusBar).url = self.station.board_url
+        self.main_view(ChipMap).scales = self.scales
+        self._adapt_layout(self.size.width)
         self.set_interval(self.poll_interval_s, self._poll)
         self.set_interval(FOLLOW_INTERVAL_S, self._follow)
         self.reload_data()
@@ -283,6 +292,15 @@ class ChipctlApp(App[None]):
     def action_show_tab(self, tab: str) -> None:
         self.main_view(TabbedContent).active = tab
         self.call_after_refresh(self._focus_tab, tab)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._adapt_layout(event.size.width)
+
+    def _adapt_layout(self, width: int) -> None:
+        """Screen classes ``narrow`` (< 120 columns) and ``tiny`` (< 90) for the stylesheet."""
+        for screen in self.screen_stack:
+            screen.set_class(width < NARROW_COLUMNS, "narrow")
+            screen.set_class(width < TINY_COLUMNS, "tiny")
 
     def action_screen_keys_hint(self) -> None:
         self.notify(f"screens: {SCREEN_KEYS} (digits are for typing)", timeout=4)

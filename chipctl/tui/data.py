@@ -300,6 +300,21 @@ METRICS: tuple[Metric, ...] = (
 
 METRIC_BY_KEY = {metric.key: metric for metric in METRICS}
 
+SCALES: dict[str, tuple[float, float]] = {
+    # rms weight error / full scale: programming reaches σ ≈ 4 % of Gmax (chip.md [JO Fig 4a])
+    "weight_error": (0.0, 0.1),
+    "mvm_error": (0.0, 0.25),
+    # calibration residual in counts: the verify tolerance is 5 counts (chip.md [LG §IV])
+    "calibration_residual": (0.0, 5.0),
+    # α̂ ≤ 1 as conductances drift down; 0.5 is half the programmed scale lost
+    "drift_compensation": (0.5, 1.0),
+    # > 99 % of cells pass on 63 of 64 cores (chip.md [LG §IV])
+    "yield": (0.95, 1.0),
+}
+"""The chip map's colour scales: absolute (the same value is the same colour on every chip and
+every day), from good to bad end as each metric's ``low_is_good`` says. The app takes others
+(``ChipctlApp(scales=...)``); values outside a scale get its end colours and are flagged."""
+
 
 @dataclass(frozen=True, eq=False)
 class ChipMetrics:

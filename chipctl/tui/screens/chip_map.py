@@ -62,7 +62,8 @@ class ChipMapView(Vertical):
 
     def _update(self) -> None:
         chip_map = self.query_one(ChipMap)
-        self.query_one("#chip-legend", Static).update(legend_text(self.metrics, chip_map.metric))
+        legend = legend_text(self.metrics, chip_map.metric, chip_map.scales)
+        self.query_one("#chip-legend", Static).update(legend)
         core = chip_map.selected
         line = Text(f"core {core} (row {core // 8}, column {core % 8}): ", style="bold")
         parts = []

@@ -20,6 +20,10 @@ from textual_plotext import PlotextPlot
 from chipctl.tui.data import YIELD_CODES, CoreDetail, Series
 from chipctl.tui.widgets.plots import draw_histogram, draw_series
 
+RESET_BELOW_COUNTS = 5.0
+"""Conductances under 5 counts are the RESET population (the yield cut |G_RESET| < 5 counts,
+chip.md [LG §IV]); the histogram counts them apart."""
+
 YIELD_COLOURS = ("#1a9850", "#d73027", "#fc8d59", "#fee08b", "#7b3294")
 """Colour per yield code (ok, stuck-high, weak, unconverged, no fit)."""
 
@@ -83,6 +87,10 @@ class CoreDetailView(Vertical, can_focus=True):
     BINDINGS = [
         Binding("left_square_bracket", "step(-1)", "Previous core"),
         Binding("right_square_bracket", "step(1)", "Next core"),
+        Binding("down", "scroll_down", "Scroll", show=False),
+        Binding("up", "scroll_up", "Scroll", show=False),
+        Binding("pagedown", "page_down", "Page", show=False),
+        Binding("pageup", "page_up", "Page", show=False),
     ]
 
     detail: reactive[CoreDetail | None] = reactive(None)
@@ -122,14 +130,16 @@ class CoreDetailView(Vertical, can_focus=True):
         draw_histogram(
             self.query_one("#plot-conductance", PlotextPlot),
             blank.conductance,
-            "Conductance",
-            "counts",
+            "G",
+            "ADC counts (log count axis)",
+            apart_below=RESET_BELOW_COUNTS,
+            apart_name="RESET",
         )
         draw_histogram(
             self.query_one("#plot-error", PlotextPlot),
             blank.cell_error,
             "Cell error",
-            "counts",
+            "ADC counts (log count axis)",
         )
         self.query_one("#core-yield", Static).update(yield_map_text(blank.yield_map))
         gains = [blank.coefficients[k] for k in ("gain_pos", "gain_neg") if k in blank.coefficients]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -135,6 +136,8 @@ class ProceduresView(Horizontal):
 
     connected: reactive[bool] = reactive(False)
     running: reactive[str] = reactive("")
+    clock: Callable[[], float] = staticmethod(time.monotonic)
+    """The clock of rates and ETAs (snapshot tests pin it)."""
 
     class StartRequested(Message):
         """Run ``procedure`` with the form's raw ``values`` (arrays as paths)."""
@@ -175,7 +178,7 @@ class ProceduresView(Horizontal):
                 yield Button("Start F9", id="start", variant="success", compact=True)
                 yield Button("Abort F8", id="abort", variant="error", compact=True)
                 yield ProgressBar(total=1, id="run-progress", show_eta=False, show_percentage=False)
-                yield Static("", id="run-rate")
+            yield Static("", id="run-rate")
             yield RichLog(id="run-log", max_lines=500, wrap=True, markup=False)
 
     def on_mount(self) -> None:
@@ -218,7 +221,8 @@ class ProceduresView(Horizontal):
     def watch_connected(self) -> None:
         self._controls()
 
-    def watch_running(self) -> None:
+    def watch_running(self, running: str) -> None:
+        self.set_class(bool(running), "running")
         self._controls()
 
     def _controls(self) -> None:
@@ -317,7 +321,7 @@ class ProceduresView(Horizontal):
         bar = self.query_one("#run-progress", ProgressBar)
         if isinstance(record, Start):
             self.live = LiveSignal.from_start(record)
-            self._started, self._first_done = time.monotonic(), 0
+            self._started, self._first_done = self.clock(), 0
             bar.update(total=max(record.total, 1), progress=0)
             self.query_one("#run-rate", Static).update("")
             self.log_line(f"▶ {record.procedure} started on {record.metadata.get('board_url')}")
@@ -328,7 +332,7 @@ class ProceduresView(Horizontal):
             if not self._first_done and record.done > 0:
                 self._first_done = record.done - 1
             bar.update(total=max(record.total, 1), progress=record.done)
-            now = time.monotonic()
+            now = self.clock()
             self.eta = eta_text(record.done, record.total, self._first_done, self._started, now)
             rate = rate_text(record.done, record.total, self._first_done, self._started, now)
             self.query_one("#run-rate", Static).update(rate)

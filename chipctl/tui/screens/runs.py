@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable, Static
@@ -52,12 +52,14 @@ class RunsView(Horizontal):
         table: DataTable[Any] = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield table
         with Vertical(id="run-detail"):
-            yield Static("Select a run and press Enter.", id="run-meta", classes="panel")
+            with VerticalScroll(id="run-meta-scroll", classes="panel"):
+                yield Static("Select a run and press Enter.", id="run-meta")
             yield PlotextPlot(id="run-plot")
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("run file", "procedure", "status", "started")
+        # The long file name last: a narrow terminal scrolls it, never the time or status.
+        table.add_columns("started", "status", "procedure", "run file")
         draw_series(self.query_one("#run-plot", PlotextPlot), None, "Default plot")
 
     def action_refresh(self) -> None:
@@ -72,10 +74,10 @@ class RunsView(Horizontal):
         for entry in entries:
             status = Text(entry.status, style=STATUS_STYLES.get(entry.status, "dim"))
             table.add_row(
-                entry.name,
-                entry.procedure,
-                status,
                 short_time(entry.start_time),
+                status,
+                entry.procedure,
+                entry.name,
                 key=str(entry.path),
             )
         if entries:
@@ -113,8 +115,9 @@ def _metadata(preview: RunPreview) -> Table:
     table.add_row("chip", preview.chip_id)
     table.add_row("start", short_time(preview.start_time))
     table.add_row("end", short_time(preview.end_time) or "–")
+    # Wrapped, never cut: the pane scrolls.
     parameters = ", ".join(f"{k}={v}" for k, v in preview.parameters.items())
-    table.add_row("parameters", Text(parameters, overflow="ellipsis"))
+    table.add_row("parameters", Text(parameters))
     streams = ", ".join(f"{name}[{rows}]" for name, rows, _ in preview.streams)
-    table.add_row("streams", Text(streams, overflow="ellipsis"))
+    table.add_row("streams", Text(streams))
     return table

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 from rich.color import Color
@@ -14,7 +15,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from chipctl.tui.data import GRID, METRIC_BY_KEY, N_CORES, ChipMetrics, Metric
+from chipctl.tui.data import GRID, METRIC_BY_KEY, N_CORES, SCALES, ChipMetrics, Metric
 
 UNKNOWN = Color.parse("#4a4a4a")
 """Colour of a core whose metric is unknown."""
@@ -102,6 +103,9 @@ class ChipMap(Widget, can_focus=True):
             super().__init__()
             self.core = core
 
+    scales: Mapping[str, tuple[float, float]] = SCALES
+    """Colour scale per metric (absolute; the app may give others)."""
+
     def _cell_size(self) -> tuple[int, int]:
         width = max(4, (self.size.width - 1) // GRID)
         height = max(1, (self.size.height - 1) // GRID)
@@ -110,7 +114,7 @@ class ChipMap(Widget, can_focus=True):
     def render(self) -> Text:
         metric = METRIC_BY_KEY[self.metric]
         values = self.metrics.values[self.metric]
-        span = value_range(values)
+        span = self.scales.get(self.metric) or value_range(values)
         width, height = self._cell_size()
         text = Text(no_wrap=True, overflow="crop")
         for row in range(GRID):
@@ -177,11 +181,14 @@ class ChipMap(Widget, can_focus=True):
         self.refresh()
 
 
-def legend_text(metrics: ChipMetrics, metric_key: str) -> Text:
-    """The legend: the colour ramp with its range, the unknown colour and the source run."""
+def legend_text(
+    metrics: ChipMetrics, metric_key: str, scales: Mapping[str, tuple[float, float]] = SCALES
+) -> Text:
+    """The legend: the colour ramp with its (absolute) scale, the unknown colour, how many
+    cores lie outside the scale, and the source run."""
     metric = METRIC_BY_KEY[metric_key]
     values = metrics.values[metric_key]
-    span = value_range(values)
+    span = scales.get(metric_key) or value_range(values)
     text = Text()
     text.append(metric.title, style="bold")
     if metric.units and metric.units != "1":
@@ -199,7 +206,12 @@ def legend_text(metrics: ChipMetrics, metric_key: str) -> Text:
         for step in range(12):
             text.append(" ", Style(bgcolor=ramp_colour(step / 11)))
         text.append(f" {format_value(metric, last)}  ")
-        text.append("(good → bad)  ", style="dim")
+        fixed = "fixed scale" if metric_key in scales else "scale of these values"
+        text.append(f"(good → bad, {fixed})  ", style="dim")
+        finite = values[np.isfinite(values)]
+        outside = int(np.count_nonzero((finite < low) | (finite > high)))
+        if metric_key in scales and outside:
+            text.append(f"{outside} outside: end colours  ", style="bold yellow")
     text.append("  ", Style(bgcolor=UNKNOWN))
     text.append(" unknown")
     known = int(np.isfinite(values).sum())

@@ -58,20 +58,41 @@ def draw_points(
 
 
 def draw_histogram(
-    plot: PlotextPlot, values: np.ndarray | None, title: str, x_label: str, bins: int = 30
+    plot: PlotextPlot,
+    values: np.ndarray | None,
+    title: str,
+    x_label: str,
+    bins: int = 30,
+    *,
+    apart_below: float | None = None,
+    apart_name: str = "",
 ) -> None:
-    """Bar chart of the histogram of ``values`` (finite values only)."""
+    """Histogram of ``values`` (finite values only) on a log count axis, so a few hundred
+    outliers show next to tens of thousands. ``apart_below``: values with ``|v|`` under it
+    (the RESET population of a conductance map) are counted in the title, not binned, so
+    they do not squash the programmed ones into one bar."""
     if values is None:
         draw_message(plot, title, "no run has this core")
         return
-    centres, counts = histogram_counts(values, bins)
+    array = np.asarray(values, np.float64).reshape(-1)
+    array = array[np.isfinite(array)]
+    if apart_below is not None:
+        apart = int(np.count_nonzero(np.abs(array) < apart_below))
+        array = array[np.abs(array) >= apart_below]
+        title = f"{title}; {apart_name} |v|<{apart_below:g}: {apart} apart"
+    centres, counts = histogram_counts(array, bins)
     if not centres:
         draw_message(plot, title, "no finite values")
         return
     plt = plot.plt
     plt.clear_figure()
     plt.title(title)
-    plt.bar([f"{c:.3g}" for c in centres], counts, width=0.8)
+    # plotext's log scale fails on its own bar bottoms (0): the bars are log10(1 + n), ticked
+    # with the device counts they stand for.
+    heights = np.log10(1.0 + np.asarray(counts, np.float64))
+    plt.bar([f"{c:.3g}" for c in centres], heights.tolist(), width=0.8)
+    decades = range(int(np.ceil(heights.max())) + 1) if heights.size else range(1)
+    plt.yticks([float(np.log10(1 + 10.0**k)) for k in decades], [f"{10**k:g}" for k in decades])
     step = max(1, len(centres) // 4)
     plt.xticks(list(range(1, len(centres) + 1, step)), [f"{c:.3g}" for c in centres[::step]])
     plt.xlabel(x_label)

@@ -97,7 +97,7 @@ class StatusBar(Static):
 
     DEFAULT_CSS = """
     StatusBar {
-        dock: bottom; height: auto; padding: 0 1;
+        height: auto; padding: 0 1;
         background: $panel; border-top: hkey $primary-darken-2;
     }
     """

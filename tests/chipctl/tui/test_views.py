@@ -130,7 +130,7 @@ async def test_runs_screen_lists_and_opens(run_data: Path) -> None:
         await pilot.pause()
         table = app.query_one("#runs-table", DataTable)
         assert table.row_count == 4
-        assert table.get_row_at(0)[0] == "characterize-d.h5"
+        assert table.get_row_at(0)[3] == "characterize-d.h5"
         await pilot.press("down", "enter")
         await wait_until(pilot, lambda: app.query_one(RunsView).preview is not None)
         preview = app.query_one(RunsView).preview
