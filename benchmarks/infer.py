@@ -7,7 +7,8 @@ through the board link in the chosen MVM mode, float16 LDPU, 25 s after programm
 ``ratio`` = baseline time / chip time (issue 16 targets: >= 0.1 each, >= 0.2 for the CNN).
 Best of ``INFER_REPEATS`` (default 3) timings each. ``INFER_KERNELS`` (default "numba,numpy")
 names the simulator's MVM kernels to run (``mockchip://?kernel=...``); ``calls_per_inference``
-counts the board's MVM calls of one forward pass over the samples, divided by the samples.
+counts the board's MVM calls of one forward pass over the samples, divided by the samples;
+``cpu_ratio`` compares process CPU times instead of wall times (steadier on a shared machine).
 
 Why a ratio is low, per model: the simulator computes every core-MVM over the full 256 × 256
 array with per-phase ADC conversions and read noise (``python -m benchmarks mvm``), while the
@@ -21,7 +22,7 @@ import os
 
 import numpy as np
 
-from benchmarks._timing import best_single_s
+from benchmarks._timing import best_single_cpu_s, best_single_s
 from chipctl.inference import inference_data, model_path
 from chipctl.onnx_import import load_onnx
 from drivers.board import Board
@@ -54,6 +55,7 @@ def measure(
         board.advance_clock(25.0)  # scored 25 s after programming, as `infer` does first
         executor.forward(x[:16])  # loads the LDPUs
         chip_s = best_single_s(lambda: executor.forward(x), repeats)
+        chip_cpu_s = best_single_cpu_s(lambda: executor.forward(x), repeats)
         calls = 0
         mvm = board.mvm
 
@@ -69,11 +71,13 @@ def measure(
             np.mean(executor.forward(x)[graph.output_name].argmax(1) == data.y_test[: len(x)])
         )
     numpy_s = best_single_s(lambda: forward(graph, x), max(repeats, 5))
+    numpy_cpu_s = best_single_cpu_s(lambda: forward(graph, x), max(repeats, 5))
     return {
         "samples": len(x),
         "chip_per_s": len(x) / chip_s,
         "numpy_per_s": len(x) / numpy_s,
         "ratio": numpy_s / chip_s,
+        "cpu_ratio": numpy_cpu_s / chip_cpu_s,
         "calls_per_inference": calls / len(x),
         "chip_accuracy": accuracy,
     }
