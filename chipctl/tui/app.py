@@ -230,6 +230,9 @@ class ChipctlApp(App[None]):
         self._run_idle = threading.Event()
         self._run_idle.set()
         self._followed: Path | None = None
+        self._opened_run: Path | None = None
+        self._signal = ""
+        """The stream the operator chose to plot on the Runs screen ("" for the default)."""
         self.closing = False
         """The app is shutting down: workers' late messages find no views and are dropped."""
         self._detail_core = 0
@@ -590,7 +593,7 @@ class ChipctlApp(App[None]):
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
     def _read_run(self, path: Path) -> None:
         try:
-            self.post_message(self.RunPreviewLoaded(data.read_run(path)))
+            self.post_message(self.RunPreviewLoaded(data.read_run(path, self._signal)))
         except Exception as exc:
             self.post_message(self.RunPreviewLoaded(None, f"{path.name}: {exc}"))
 
@@ -644,8 +647,16 @@ class ChipctlApp(App[None]):
 
     def open_run(self, path: Path) -> None:
         """Show run file ``path`` on the Runs tab; follow it while it is being written."""
+        if path != self._opened_run:
+            self._signal = ""
+        self._opened_run = path
         self._followed = path
         self._read_run(path)
+
+    def on_runs_view_stream_chosen(self, message: RunsView.StreamChosen) -> None:
+        self._signal = message.signal
+        if self._opened_run is not None:
+            self._read_run(self._opened_run)
 
     def _follow(self) -> None:
         if self._followed is not None:

@@ -189,6 +189,16 @@ class Series:
     x_label: str
     y_label: str
     log_x: bool = False
+    points_only: bool = False
+    """The x values are ids (cores, rails): draw markers, never a line joining them."""
+
+
+GDC_SUFFIX = "_gdc"
+"""A stream ``X_gdc`` is ``X`` after global drift compensation; plots show both."""
+
+ID_STREAMS = ("rail", "core")
+"""Streams whose values name a thing: a scalar signal recorded row by row for several of them
+is drawn as one curve per value, and as an axis they give markers, not lines."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -205,6 +215,10 @@ class RunPreview:
     parameters: dict[str, str]
     streams: tuple[tuple[str, int, str], ...]
     plot: Series | None
+    signal: str = ""
+    """The stream plotted (the run's default signal unless the operator chose another)."""
+    plottable: tuple[str, ...] = ()
+    """The streams the operator may choose to plot instead."""
 
 
 def _describe(value: Any) -> str:
@@ -216,12 +230,20 @@ def _describe(value: Any) -> str:
 
 
 def default_series(run: RunFile) -> Series | None:
-    """The run's default plot (``/entry/data`` signal against its axis) as curves.
-
-    Scalar rows give one curve; vector rows (one value per core) give one curve per column
-    (at most 8); larger rows are reduced to their mean. A time axis in s is drawn as log10.
-    """
+    """The run's default plot (``/entry/data`` signal against its axis) as curves."""
     signal, axis = run.default_plot
+    return run_series(run, signal, axis)
+
+
+def run_series(run: RunFile, signal: str, axis: str | None) -> Series | None:
+    """Stream ``signal`` of a run against stream ``axis`` (or the row number) as curves.
+
+    Scalar rows give one curve, or one per rail or core when the run records them row by row
+    (a ``rail`` or ``core`` stream of the same length: power-up ramps each rail in turn);
+    vector rows (one value per core) give one curve per column (at most 8); larger rows are
+    reduced to their mean. A time axis in s is drawn as log10; an id axis (core, rail) as
+    markers.
+    """
     if not signal or signal not in run.streams:
         return None
     values = np.asarray(run.stream(signal), np.float64)
@@ -249,17 +271,78 @@ def default_series(run: RunFile) -> Series | None:
         if units == "s" and n and np.all(x > 0):
             x, log_x = np.log10(x), True
             x_label = f"log10 {x_label}"
+    if len(ys) == 1:
+        x, ys, labels = _split_by_id(run, signal, axis, x, ys[0], labels)
+    uncompensated = signal.removesuffix(GDC_SUFFIX)
+    if uncompensated != signal and uncompensated in run.streams and len(ys) == 1:
+        # Drift is shown without and with compensation: the GDC error alone (~0.1 %) hides
+        # the ~25 % it corrects.
+        before = np.asarray(run.stream(uncompensated), np.float64)
+        if before.shape[0] >= len(ys[0]):
+            before = before.reshape(before.shape[0], -1).mean(axis=1)[: len(ys[0])]
+            ys, labels = [before, ys[0]], ["uncompensated", "with GDC"]
     units = run.units(signal)
     y_label = f"{signal} ({units})" if units not in ("", "1") else signal
-    return Series(x, tuple(ys), tuple(labels), x_label, y_label, log_x)
+    points_only = axis in ID_STREAMS
+    return Series(x, tuple(ys), tuple(labels), x_label, y_label, log_x, points_only)
 
 
-def read_run(path: Path) -> RunPreview:
-    """Metadata, parameters, streams and default plot of the run file ``path``."""
+def declared_split(procedure: str) -> tuple[str, tuple[str, ...]] | None:
+    """The procedure's ``plot_series``: the stream whose values tell its curves apart, and
+    their names (infer: one line per compensation)."""
+    try:
+        return catalog.procedure_class(procedure).plot_series
+    except catalog.CatalogError:
+        return None
+
+
+def _split_by_id(
+    run: RunFile, signal: str, axis: str | None, x: np.ndarray, y: np.ndarray, labels: list[str]
+) -> tuple[np.ndarray, list[np.ndarray], list[str]]:
+    """One curve per value of the procedure's ``plot_series`` stream, or per rail or core (NaN
+    elsewhere, so no line joins two of them), when the run records it row by row."""
+    declared = declared_split(run.procedure)
+    candidates = [declared] if declared else []
+    candidates += [(name, ()) for name in ID_STREAMS]
+    for name, names in candidates:
+        if name in (axis, signal) or name not in run.streams:
+            continue
+        ids = np.asarray(run.stream(name), np.float64)
+        if ids.ndim != 1 or ids.shape[0] < y.shape[0]:
+            continue
+        ids = ids[: y.shape[0]]
+        values = np.unique(ids[np.isfinite(ids)])
+        if not 1 < values.size <= 8:
+            continue
+        curves = [np.where(ids == value, y, np.nan) for value in values]
+        return x, curves, [_curve_name(signal, name, names, value) for value in values]
+    return x, [y], labels
+
+
+def _curve_name(signal: str, name: str, names: tuple[str, ...], value: float) -> str:
+    if names and 0 <= int(value) < len(names):
+        return names[int(value)]
+    return f"{signal} {name} {value:g}"
+
+
+def plottable_streams(run: RunFile) -> tuple[str, ...]:
+    """The streams of a run that can be plotted (numbers with at least one row)."""
+    out = []
+    for info in run.stream_info():
+        if info.rows and np.dtype(info.dtype).kind in "biuf":
+            out.append(info.name)
+    return tuple(out)
+
+
+def read_run(path: Path, signal: str = "") -> RunPreview:
+    """Metadata, parameters, streams and the plot of the run file ``path``: stream ``signal``
+    against the default plot's axis ("" or a stream the run lacks: the default plot)."""
     with RunFile.open(path, live=True) as run:
         meta = run.metadata
         parameters = {name: _describe(v) for name, v in run.parameters.items()}
         streams = tuple((s.name, s.rows, s.units) for s in run.stream_info())
+        default_signal, axis = run.default_plot
+        chosen = signal if signal in run.streams and signal != axis else default_signal
         return RunPreview(
             path=path,
             procedure=str(meta.get("procedure", "")),
@@ -270,7 +353,9 @@ def read_run(path: Path) -> RunPreview:
             chip_id=str(meta.get("chip_id", "")),
             parameters=parameters,
             streams=streams,
-            plot=default_series(run),
+            plot=run_series(run, chosen, axis),
+            signal=chosen,
+            plottable=tuple(s for s in plottable_streams(run) if s != axis),
         )
 
 

@@ -29,6 +29,7 @@ from textual.widgets import (
 from textual_plotext import PlotextPlot
 
 from chipctl import catalog
+from chipctl.tui.data import GDC_SUFFIX, ID_STREAMS
 from chipctl.tui.widgets.parameter_form import ParameterForm, check_text
 from chipctl.tui.widgets.plots import draw_points
 from chipctl.tui.widgets.toggle import Toggle
@@ -40,17 +41,36 @@ def procedure_classes() -> dict[str, type[Procedure]]:
     return catalog.available()
 
 
+Curve = tuple[str, list[float], list[float]]
+"""(label, x, y) of one live curve."""
+
+
 class LiveSignal:
     """The running procedure's main signal (its default plot), collected from Data records.
 
-    Vector rows are reduced to their mean; an axis in s is shown as log10; an axis that does
-    not grow monotonically (iterations restarting per group) is replaced by the row number.
+    One curve per rail, core or compensation when the run says which row is which (the
+    procedure's ``plot_series``, or a ``rail``/``core`` stream: at most 8 curves); else one per
+    column of vector rows (at most 8), else their mean. A ``X_gdc`` signal is drawn with ``X``
+    (uncompensated) beside it. An axis in s is shown as log10; an axis that does not grow
+    monotonically (iterations restarting per group) is replaced by the row number.
     """
 
-    def __init__(self, signal: str = "", axis: str | None = None, axis_units: str = "") -> None:
+    def __init__(
+        self,
+        signal: str = "",
+        axis: str | None = None,
+        axis_units: str = "",
+        split: tuple[str, tuple[str, ...]] | None = None,
+    ) -> None:
         self.signal, self.axis, self.axis_units = signal, axis, axis_units
+        self.split = split
+        self.companion = signal.removesuffix(GDC_SUFFIX) if signal.endswith(GDC_SUFFIX) else ""
         self.x: list[float] = []
         self.y: list[float] = []
+        """Mean of each signal row."""
+        self.rows: list[np.ndarray] = []
+        self.before: list[float] = []
+        self.ids: list[float] = []
         self.dirty = False
 
     @classmethod
@@ -58,40 +78,91 @@ class LiveSignal:
         """The live plot of a run: its default-plot signal and axis, from the Start record."""
         signal, axis = start.default_plot
         units = {spec.name: spec.units for spec in start.streams}
-        return cls(signal, axis if axis in units else None, units.get(axis or "", ""))
+        split: tuple[str, tuple[str, ...]] | None = None
+        try:
+            declared = catalog.procedure_class(start.procedure).plot_series
+        except catalog.CatalogError:
+            declared = None
+        if declared is not None and declared[0] in units:
+            split = declared
+        else:
+            split = next(((s, ()) for s in ID_STREAMS if s in units and s != axis), None)
+        return cls(signal, axis if axis in units else None, units.get(axis or "", ""), split)
 
     def add(self, record: Data) -> None:
-        """Take the rows of a Data record if it is the signal or the axis stream."""
+        """Take the rows of a Data record if it is one of the streams the plot needs."""
         values = np.asarray(record.values, np.float64)
         rows = values if record.rows else values[np.newaxis]
         if record.stream == self.signal:
-            self.y.extend(float(np.mean(row)) for row in rows)
+            for row in rows:
+                self.rows.append(np.ravel(row))
+                self.y.append(float(np.mean(row)))
             self.dirty = True
         elif record.stream == self.axis:
             self.x.extend(float(np.mean(row)) for row in rows)
+        elif record.stream == self.companion:
+            self.before.extend(float(np.mean(row)) for row in rows)
+        elif self.split is not None and record.stream == self.split[0]:
+            self.ids.extend(float(np.ravel(row)[0]) for row in rows)
+
+    def _split_values(self) -> list[float]:
+        n = len(self.y)
+        if self.split is None or len(self.ids) < n:
+            return []
+        values = sorted(set(self.ids[:n]))
+        return values if 1 < len(values) <= 8 else []
 
     @property
     def x_label(self) -> str:
         """Label of the x axis (``log10 time (s)`` for a time axis, ``row`` without one)."""
         if self.axis is None or not self._axis_usable():
             return "row"
-        return f"log10 {self.axis} (s)" if self.axis_units == "s" else self.axis
+        return f"log10 {self.axis} (s)" if self._log_x() else self.axis
 
     def _axis_usable(self) -> bool:
-        n = min(len(self.x), len(self.y))
-        return n == len(self.y) and all(
-            b > a for a, b in zip(self.x[:n], self.x[1:n], strict=False)
-        )
+        n = len(self.y)
+        if len(self.x) < n:
+            return False
+        if self._split_values():  # each curve's own x only has to be there
+            return True
+        return all(b > a for a, b in zip(self.x[:n], self.x[1:n], strict=False))
+
+    def _log_x(self) -> bool:
+        return self.axis_units == "s" and all(v > 0 for v in self.x[: len(self.y)])
+
+    def _xs(self) -> list[float]:
+        n = len(self.y)
+        if self.axis is None or not self._axis_usable():
+            return [float(k) for k in range(n)]
+        x = self.x[:n]
+        return [math.log10(v) for v in x] if self._log_x() else list(x)
+
+    def curves(self) -> list[Curve]:
+        """The curves to draw."""
+        n = len(self.y)
+        x = self._xs()
+        split = self._split_values()
+        if split and self.split is not None:
+            name, names = self.split
+            out = []
+            for value in split:
+                index = [k for k in range(n) if self.ids[k] == value]
+                label = names[int(value)] if 0 <= int(value) < len(names) else f"{name} {value:g}"
+                out.append((label, [x[k] for k in index], [self.y[k] for k in index]))
+            return out
+        widths = {row.size for row in self.rows}
+        if len(widths) == 1 and 1 < widths.pop() <= 8:
+            columns = np.vstack(self.rows)
+            return [
+                (f"{self.signal}[{k}]", x, columns[:, k].tolist()) for k in range(columns.shape[1])
+            ]
+        if self.companion and len(self.before) >= n:
+            return [("uncompensated", x, self.before[:n]), ("with GDC", x, list(self.y))]
+        return [(self.signal, x, list(self.y))]
 
     def points(self) -> tuple[list[float], list[float]]:
-        """(x, y) to draw."""
-        n = len(self.y)
-        if self.axis is not None and self._axis_usable():
-            x = self.x[:n]
-            if self.axis_units == "s" and all(v > 0 for v in x):
-                x = [math.log10(v) for v in x]
-            return x, self.y[:n]
-        return [float(k) for k in range(n)], list(self.y)
+        """(x, mean y) of every row, as one curve."""
+        return self._xs(), list(self.y)
 
 
 def eta_text(done: int, total: int, first_done: int, started: float, now: float) -> str:
@@ -185,7 +256,7 @@ class ProceduresView(Horizontal):
         self.set_interval(0.25, self._redraw_if_dirty)
         self._show(self.selected)
         self._controls()
-        draw_points(self.query_one("#live-plot", PlotextPlot), [], [], "Live signal", "")
+        draw_points(self.query_one("#live-plot", PlotextPlot), [], "Live signal", "")
 
     @property
     def selected(self) -> str:
@@ -351,6 +422,6 @@ class ProceduresView(Horizontal):
         if not self.live.dirty:
             return
         self.live.dirty = False
-        x, y = self.live.points()
         title = self.live.signal or "Live signal"
-        draw_points(self.query_one("#live-plot", PlotextPlot), x, y, title, self.live.x_label)
+        curves = self.live.curves() if self.live.y else []
+        draw_points(self.query_one("#live-plot", PlotextPlot), curves, title, self.live.x_label)

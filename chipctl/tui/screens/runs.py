@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Label, Select, Static
 from textual_plotext import PlotextPlot
 
 from chipctl.tui.data import RunEntry, RunPreview
@@ -48,13 +48,30 @@ class RunsView(Horizontal):
     class Refresh(Message):
         """List the run files again."""
 
+    class StreamChosen(Message):
+        """Plot stream ``signal`` of the opened run ("" for its default plot)."""
+
+        def __init__(self, signal: str) -> None:
+            super().__init__()
+            self.signal = signal
+
     def compose(self) -> ComposeResult:
         table: DataTable[Any] = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield table
         with Vertical(id="run-detail"):
             with VerticalScroll(id="run-meta-scroll", classes="panel"):
                 yield Static("Select a run and press Enter.", id="run-meta")
+            with Horizontal(id="run-stream-row"):
+                yield Label("plot ", id="run-stream-label")
+                yield Select[str]([], prompt="stream", compact=True, id="run-stream")
             yield PlotextPlot(id="run-plot")
+
+    _options: tuple[tuple[str, str], ...] = ()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        if event.select.id == "run-stream" and isinstance(event.value, str):
+            self.post_message(self.StreamChosen(event.value))
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -92,6 +109,15 @@ class RunsView(Horizontal):
         if not self.children or preview is None:
             return
         self.query_one("#run-meta", Static).update(_metadata(preview))
+        select: Select[str] = self.query_one("#run-stream", Select)
+        options = tuple((name, name) for name in preview.plottable)
+        if self._options != options:
+            self._options = options
+            with self.prevent(Select.Changed):
+                select.set_options(options)
+        if preview.signal in preview.plottable and select.value != preview.signal:
+            with self.prevent(Select.Changed):
+                select.value = preview.signal
         title = f"{preview.path.name}" + (" (live)" if preview.status == "running" else "")
         draw_series(self.query_one("#run-plot", PlotextPlot), preview.plot, title)
 

@@ -35,24 +35,34 @@ def draw_series(plot: PlotextPlot, series: Series | None, title: str) -> None:
         n = min(len(series.x), len(y))
         finite = np.isfinite(y[:n])
         x, y_finite = series.x[:n][finite], y[:n][finite]
-        if x.size:
-            plt.plot(x.tolist(), y_finite.tolist(), label=label if len(series.ys) > 1 else None)
+        if not x.size:
+            continue
+        label_or_none = label if len(series.ys) > 1 else None
+        if series.points_only:
+            plt.scatter(x.tolist(), y_finite.tolist(), label=label_or_none)
+        else:
+            plt.plot(x.tolist(), y_finite.tolist(), label=label_or_none)
     plt.xlabel(series.x_label)
     plt.ylabel(series.y_label)
     plot.refresh()
 
 
 def draw_points(
-    plot: PlotextPlot, x: Sequence[float], y: Sequence[float], title: str, x_label: str
+    plot: PlotextPlot,
+    curves: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+    title: str,
+    x_label: str,
 ) -> None:
-    """One live curve (the running procedure's signal)."""
-    if not x:
+    """The live curves (label, x, y) of the running procedure, with a legend when several."""
+    if not any(x for _, x, _ in curves):
         draw_message(plot, title, "waiting for data")
         return
     plt = plot.plt
     plt.clear_figure()
     plt.title(title)
-    plt.plot(list(x), list(y), marker="braille")
+    for label, x, y in curves:
+        if x:
+            plt.plot(list(x), list(y), marker="braille", label=label if len(curves) > 1 else None)
     plt.xlabel(x_label)
     plot.refresh()
 

@@ -11,6 +11,8 @@ import pytest
 from textual.widgets import DataTable, Input, Select, TabbedContent
 
 from chipctl import catalog
+from chipctl.runner import run_procedure
+from chipctl.station import default_station
 from chipctl.tui.app import ChipctlApp
 from chipctl.tui.data import load_chip_metrics, load_core_detail, read_run
 from chipctl.tui.screens.chip_map import ChipMapView
@@ -70,8 +72,31 @@ def test_live_signal_and_rate() -> None:
     for t in (10.0, 100.0):
         live.add(Data("time", t))
         live.add(Data("err", np.array([1.0, 3.0])))
-    x, y = live.points()
-    assert x == [1.0, 2.0] and y == [2.0, 2.0] and live.x_label == "log10 time (s)"
+    assert live.curves() == [("err[0]", [1.0, 2.0], [1.0, 1.0]), ("err[1]", [1.0, 2.0], [3.0, 3.0])]
+    assert live.points() == ([1.0, 2.0], [2.0, 2.0]) and live.x_label == "log10 time (s)"
+    # infer: accuracy against drift time, one line per compensation (its plot_series).
+    streams = tuple(
+        StreamSpec(n, (), "f8", u)
+        for n, u in (("drift_time", "s"), ("compensation", "1"), ("accuracy", "1"))
+    )
+    infer = LiveSignal.from_start(Start("infer", {}, streams, ("accuracy", "drift_time"), {}, 4))
+    for t, comp, acc in ((60.0, 0, 0.9), (60.0, 1, 0.95), (3600.0, 0, 0.8), (3600.0, 1, 0.94)):
+        for name, value in (("drift_time", t), ("compensation", comp), ("accuracy", acc)):
+            infer.add(Data(name, value))
+    lines = {label: (x, y) for label, x, y in infer.curves()}
+    assert set(lines) == {"none", "gdc"} and lines["gdc"][1] == [0.95, 0.94]
+    assert infer.x_label == "log10 drift_time (s)"
+    # drift: the GDC error drawn with the uncompensated one.
+    streams = (
+        StreamSpec("time", (), "f8", "s"),
+        StreamSpec("e", (), "f8", "1"),
+        StreamSpec("e_gdc", (), "f8", "1"),
+    )
+    drift = LiveSignal.from_start(Start("drift", {}, streams, ("e_gdc", "time"), {}, 2))
+    for t, e, g in ((10.0, 0.2, 0.001), (100.0, 0.25, 0.002)):
+        for name, value in (("time", t), ("e", e), ("e_gdc", g)):
+            drift.add(Data(name, value))
+    assert [label for label, _, _ in drift.curves()] == ["uncompensated", "with GDC"]
     assert rate_text(3, 10, 1, 0.0, 2.0) == "3/10 (30%)  1/s  ETA 00:00:07"
 
 
@@ -132,9 +157,18 @@ async def test_runs_screen_lists_and_opens(run_data: Path) -> None:
         assert table.row_count == 4
         assert table.get_row_at(0)[3] == "characterize-d.h5"
         await pilot.press("down", "enter")
-        await wait_until(pilot, lambda: app.query_one(RunsView).preview is not None)
-        preview = app.query_one(RunsView).preview
+        runs = app.query_one(RunsView)
+        await wait_until(pilot, lambda: runs.preview is not None)
+        preview = runs.preview
         assert preview is not None and preview.procedure == "drift"
+        default = preview.signal
+        assert default and len(preview.plottable) > 1
+        # The operator picks another stream to plot (Select: click, arrow, Enter).
+        await pilot.click("#run-stream")
+        await pilot.press("down", "enter")
+        await wait_until(pilot, lambda: bool(runs.preview and runs.preview.signal != default))
+        assert runs.preview is not None and runs.preview.plot is not None
+        assert runs.preview.plot.y_label.startswith(runs.preview.signal)
 
 
 async def test_help_screen_opens_and_closes(tmp_path: Path) -> None:
@@ -183,3 +217,19 @@ async def test_forms_typed_by_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         await pilot.press("f3", "right", "right")
         await choose_procedure(app, pilot, "drift")
         assert drift.form().cores_text() == "2", "cores from the chip-map selection"
+
+
+def test_plots_one_trace_per_rail_and_markers_over_ids(run_data: Path, tmp_path: Path) -> None:
+    path = tmp_path / "power_up.h5"
+    with default_station().open() as opened:
+        procedure = catalog.build("power_up", {}, station=opened)
+        assert run_procedure(procedure, opened.board, path, progress=False).status == "success"
+    plot = read_run(path).plot
+    assert plot is not None and plot.labels == tuple(f"voltage rail {k}" for k in (1, 2, 3))
+    rows = [np.isfinite(y) for y in plot.ys]
+    assert all(r.any() for r in rows) and not (rows[0] & rows[1]).any(), "rails kept apart"
+    calibrate = read_run(run_data / "calibrate-b.h5").plot
+    assert calibrate is not None and calibrate.points_only, "no line across core ids"
+    drift = read_run(run_data / "drift-c.h5", "no-such-stream")
+    assert drift.signal == "scale_error_gdc", "an unknown stream falls back to the default"
+    assert drift.plot is not None and drift.plot.labels == ("uncompensated", "with GDC")
