@@ -1,19 +1,23 @@
 """Inference throughput through ``mockchip://`` against the float32 numpy forward pass.
 
-For each shipped model: programmed and calibrated once on ``mockchip://?seed=1``, then the
-test samples (``INFER_SAMPLES``, default 1000 or the whole test set if smaller) are streamed
-through the board link in the chosen MVM mode, float16 LDPU, 25 s after programming. The baseline is
+For each shipped model and three plainly trained ones (``tests/data/models``, named ``own_…``):
+programmed and calibrated once on ``mockchip://?seed=1``, then the test samples
+(``INFER_SAMPLES``, default 1000 or the whole test set if smaller) are streamed through the
+board link in the chosen MVM mode, float16 LDPU, 25 s after programming. The baseline is
 ``procedures.inference.reference.forward`` on the same samples, measured in the same run.
-``ratio`` = baseline time / chip time (issue 16 targets: >= 0.1 each, >= 0.2 for the CNN).
-Best of ``INFER_REPEATS`` (default 3) timings each. ``INFER_KERNELS`` (default "numba,numpy")
-names the simulator's MVM kernels to run (``mockchip://?kernel=...``); ``calls_per_inference``
-counts the board's MVM calls of one forward pass over the samples, divided by the samples;
-``cpu_ratio`` compares process CPU times instead of wall times (steadier on a shared machine).
+``ratio`` = baseline time / chip time (issue 16 targets: >= 0.1 each, >= 0.2 for the CNN);
+``cpu_ratio`` compares process CPU times instead (steadier on a shared machine). Best of
+``INFER_REPEATS`` (default 3) timings each.
 
-Why a ratio is low, per model: the simulator computes every core-MVM over the full 256 × 256
-array with per-phase ADC conversions and read noise (``python -m benchmarks mvm``), while the
-software forward multiplies the layer's own small matrices; the MLP's 64 × 128 layer is 1/8 of
-a core and the LSTM's hidden step is one 64-column MVM per time step.
+Environment: ``INFER_MODES`` (default "4,1"), ``INFER_KERNELS`` (default "numba,numpy": the
+simulator's MVM kernels, ``mockchip://?kernel=...``), ``INFER_MODELS`` (default all; e.g.
+``mnist1d_cnn,digits_wide_mlp``). ``calls_per_inference``: the board's MVM calls of one forward
+pass over the samples, divided by the samples.
+
+Why a ratio stays low: a small network's numpy forward is a few small matrix products, while
+each analog layer is a round trip through the board protocol with 8-bit PWM inputs, per-phase
+ADC conversions, read noise and the float16 LDPU; the MLPs' forward in numpy takes about 0.1 ms
+for all their test samples, less than one MVM round trip.
 """
 
 from __future__ import annotations
@@ -32,7 +36,16 @@ from procedures.inference.executor import ChipExecutor
 from procedures.inference.mapping import map_graph
 from procedures.inference.reference import forward
 
-MODELS = (("mnist1d_cnn", "mnist1d"), ("mnist1d_lstm", "mnist1d"), ("digits_mlp", "digits"))
+MODELS = (
+    ("mnist1d_cnn", "mnist1d"),
+    ("mnist1d_lstm", "mnist1d"),
+    ("digits_mlp", "digits"),
+    # plainly trained networks as a user brings them (tests/data/models/README.md): the
+    # peer's kind of 1-D CNN, an LSTM, an MLP wider than a core (320 rows over two cores)
+    ("tests/data/models/mnist1d_resnet_cnn.onnx", "mnist1d"),
+    ("tests/data/models/mnist1d_lstm.onnx", "mnist1d"),
+    ("tests/data/models/digits_wide_mlp.onnx", "digits-stratified"),
+)
 
 
 def measure(
@@ -89,10 +102,16 @@ def run_from_env() -> dict:
     modes = [int(m) for m in os.environ.get("INFER_MODES", "4,1").split(",")]
     kernels = os.environ.get("INFER_KERNELS", "numba,numpy").split(",")
     figures: dict = {"target_ratio": 0.1, "target_ratio_cnn": 0.2}
+    chosen = os.environ.get("INFER_MODELS", "")
     for model, dataset in MODELS:
+        name = model.rsplit("/", 1)[-1].removesuffix(".onnx")
+        if chosen and name not in chosen.split(","):
+            continue
+        if "/" in model:
+            name = f"own_{name}"
         for mode in modes:
             for kernel in kernels:
-                figures[f"{model}_{mode}phase_{kernel}"] = measure(
+                figures[f"{name}_{mode}phase_{kernel}"] = measure(
                     model, dataset, samples, mode, repeats, kernel
                 )
     return figures
