@@ -359,11 +359,12 @@ class NumbaMvmKernel(NumpyMvmKernel):
     def pieces(
         self, n_cores: int, batch: int, n_rows: int = ROWS
     ) -> list[list[tuple[int, int, int]]]:
-        """(core position, batch start, batch stop) per worker thread: every core's batch cut
-        into one piece per thread (unless a piece would be under 32k conversions: a thread
-        hand-off costs more), the pieces shared out in equal numbers. The noise does not
-        depend on the split (module docstring)."""
-        parts = self.threads if batch * n_rows >= 32768 * self.threads else 1
+        """(core position, batch start, batch stop) per worker thread: whole cores when they
+        share out evenly, else every core's batch cut into one piece per thread (unless a piece
+        would be under 32k conversions: a thread hand-off costs more), the pieces shared out in
+        equal numbers. The noise does not depend on the split (module docstring)."""
+        even = n_cores % self.threads == 0
+        parts = 1 if even or batch * n_rows < 32768 * self.threads else self.threads
         edges = np.linspace(0, batch, parts + 1).astype(int)
         items = [
             (k, int(a), int(b))
