@@ -66,7 +66,7 @@ from procedures.inference.data import (
 )
 from procedures.inference.digital import number_format
 from procedures.inference.executor import ChipExecutor
-from procedures.inference.graph import Graph, Lstm
+from procedures.inference.graph import Graph, Gru, Lstm
 from procedures.inference.mapping import CostEstimate, map_graph
 from procedures.inference.reference import forward, forward_quantised, forward_tensors
 from procedures.programming.gdp import GdpSettings
@@ -279,10 +279,11 @@ class Infer(Procedure):
                 f"AdaBS needs {needed} calibration samples, {data.name} has "
                 f"{data.x_calibration.shape[0]}"
             )
-        if "adabs" in self.compensations and all(lm.op == Lstm.op for lm in self.mapping.layers):
+        recurrent = (Lstm.op, Gru.op)
+        if "adabs" in self.compensations and all(lm.op in recurrent for lm in self.mapping.layers):
             raise LimitError(
                 "adabs: the network has no analog layer with a per-channel affine (LSTM gates "
-                "go to the GDPU); choose gdc, gdc-column or recal"
+                "go to the GDPU, GRU gates to the host); choose gdc, gdc-column or recal"
             )
         self._adabs_reference: dict[str, ChannelStatistics] = {}
         # Shapes are checked now, not after programming.

@@ -4,7 +4,11 @@
 
 **From the float32 model** (no board): the int8 range of every tensor (:func:`tensor_ranges`),
 and, per tile, the grid lsb_ps = max|W_tile·x|/127 of a tile that emits partial sums and the
-typical int8 input vectors the layer will see (:func:`use_calibration_data`).
+typical int8 input vectors the layer will see (:func:`use_calibration_data`). A recurrent
+layer's hidden matrix sees h_{t−1} from the layer's own initial state on: h_0 (given or zero),
+then the float32 model's hidden states. The gate range of an LSTM is that of its gate
+pre-activations (the GDPU's int8 input); a GRU's is that of every sum its host-side gates form
+(z and r pre-activations, the candidate's input and recurrent parts and their sum).
 
 **Calibration** (per tile, right after programming, :func:`calibrate`). ``calibration_inputs``
 random int8 inputs (30 % zeros, [LG §IV]) on the tile's used columns, raw counts P, N; per used
@@ -19,6 +23,7 @@ R₀ of 64 fixed inputs for global drift compensation (:mod:`procedures.inferenc
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 
@@ -26,10 +31,10 @@ from drivers.errors import LimitError
 from procedures.calibrate import fit_adc
 from procedures.inference.deployment import Deployment
 from procedures.inference.gdpu import quantise_int8
-from procedures.inference.graph import Conv, Dense, Graph, Lstm
-from procedures.inference.mapping import CORE_COLS
+from procedures.inference.graph import Conv, Dense, Graph, Gru, Lstm
+from procedures.inference.mapping import CORE_COLS, AnalogNode, analog_layers
 from procedures.inference.reference import _gate_range as gate_range
-from procedures.inference.reference import forward_tensors, lstm_float
+from procedures.inference.reference import forward_tensors, gru_float, lstm_float
 from procedures.inference.streaming import raw_counts
 
 GDC_INPUTS = 64
@@ -38,15 +43,18 @@ GDC_INPUTS = 64
 
 def tensor_ranges(graph: Graph, x: np.ndarray, percentile: float = 100.0) -> dict[str, float]:
     """int8 range (the ``percentile`` of |value|, float units) of *every* tensor of ``graph``
-    over calibration inputs ``x``, plus ``"<lstm>.gates"`` for LSTM gate pre-activations.
-    Zero ranges become 1."""
+    over calibration inputs ``x``, plus ``"<layer>.gates"`` for LSTM and GRU gates (module
+    docstring). Zero ranges become 1."""
     if not 0 < percentile <= 100:
         raise LimitError(f"range percentile must be in (0, 100], got {percentile}")
     values = forward_tensors(graph, x)
     ranges = {k: float(np.percentile(np.abs(v), percentile)) for k, v in values.items()}
-    for node in graph.weight_nodes():
+    for node in analog_layers(graph):
         if isinstance(node, Lstm):
             ranges[f"{node.name}.gates"] = gate_range(node, values[node.inputs[0]], percentile)
+        elif isinstance(node, Gru):
+            sums = gru_gate_sums(node, values[node.inputs[0]])
+            ranges[f"{node.name}.gates"] = float(np.percentile(np.abs(sums), percentile))
     return {k: (v if v > 0 else 1.0) for k, v in ranges.items()}
 
 
@@ -77,9 +85,7 @@ def use_calibration_data(
     deployment.stale = True
 
 
-def _software_inputs(
-    node: Dense | Conv | Lstm, part: str, values: dict[str, np.ndarray]
-) -> np.ndarray:
+def _software_inputs(node: AnalogNode, part: str, values: dict[str, np.ndarray]) -> np.ndarray:
     """The float32 model's input vectors of one matrix of ``node`` (samples, cols)."""
     x = values[node.inputs[0]]
     if isinstance(node, Conv):
@@ -88,19 +94,35 @@ def _software_inputs(
         return x
     if part == "input":
         return x.reshape(-1, node.input_size)
-    hs: list[np.ndarray] = []
-    seq = Lstm(
-        node.name,
-        node.inputs,
-        node.output,
-        w_input=node.w_input,
-        w_hidden=node.w_hidden,
-        bias=node.bias,
-        return_sequences=True,
-    )
-    hs.append(np.zeros((x.shape[0], 1, node.hidden_size), np.float32))
-    hs.append(lstm_float(seq, x)[:, :-1])
-    return np.concatenate(hs, axis=1).reshape(-1, node.hidden_size)
+    return previous_hidden(node, x).reshape(-1, node.hidden_size)
+
+
+def previous_hidden(node: Lstm | Gru, x: np.ndarray) -> np.ndarray:
+    """h_{t−1} at every step t of the float32 layer on x (N, T, I): (N, T, H), starting at the
+    layer's initial state (given or zero)."""
+    n, hidden = x.shape[0], node.hidden_size
+    h0 = np.zeros((n, 1, hidden), np.float32)
+    if node.initial_h is not None:
+        h0[:] = node.initial_h
+    if isinstance(node, Lstm):
+        seq = lstm_float(replace(node, return_sequences=True, return_cell=False), x)
+    else:
+        seq = gru_float(replace(node, return_sequences=True), x)
+    return np.concatenate([h0, seq[:, :-1]], axis=1)
+
+
+def gru_gate_sums(node: Gru, x: np.ndarray) -> np.ndarray:
+    """Every sum a GRU's host-side gates form on x (N, T, I), side by side: the z and r
+    pre-activations, the candidate's input part W_n·x + b_Wn, its recurrent part R_n·h + b_Rn
+    and their reset-gated sum (``linear_before_reset``, the form the executor maps)."""
+    hidden = node.hidden_size
+    assert node.bias_input is not None and node.bias_hidden is not None
+    xp = x @ node.w_input.T + node.bias_input
+    hp = previous_hidden(node, x) @ node.w_hidden.T + node.bias_hidden
+    zr = xp[..., : 2 * hidden] + hp[..., : 2 * hidden]
+    r = 1.0 / (1.0 + np.exp(-zr[..., hidden:]))
+    candidate = xp[..., 2 * hidden :] + r * hp[..., 2 * hidden :]
+    return np.concatenate([zr, xp[..., 2 * hidden :], hp[..., 2 * hidden :], candidate], -1)
 
 
 def calibrate(deployment: Deployment, n_inputs: int = 512, seed: int = 0) -> Iterator[int]:

@@ -34,8 +34,9 @@ p = 0.015^(1/n) over n batches:
   channel back onto them: y' = μ₀ + (y − μ)·σ₀/σ, i.e. scale a·r and offset
   b + a·(μ₀ − r·μ + (r − 1)·bias) with r = σ₀/σ. A channel with σ₀ or σ of zero (dead on the
   calibration data) keeps r = 1 and only its mean moves.
-* LSTM layers are not adapted (their gate pre-activations go to the GDPU, which has no
-  per-channel affine); a network with nothing to adapt is refused (:func:`adaptable_layers`).
+* LSTM and GRU layers are not adapted (their gate pre-activations go to the GDPU, which has
+  no per-channel affine, or to the host gates); a network with nothing to adapt is refused
+  (:func:`adaptable_layers`).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ import numpy as np
 
 from drivers.errors import LimitError
 from procedures.inference.deployment import Deployment, LayerPlan
-from procedures.inference.graph import BatchNorm, Lstm
+from procedures.inference.graph import BatchNorm
 from procedures.inference.streaming import forward, raw_counts
 
 ADABS_MOMENTUM_BASE = 0.015
@@ -134,12 +135,12 @@ def compensate(deployment: Deployment, method: str) -> dict[int, float]:
 
 
 def adaptable_layers(deployment: Deployment) -> list[str]:
-    """The analog layers AdaBS adapts (all but LSTMs); refused when there are none."""
-    names = [n for n, p in deployment.plans.items() if not isinstance(p.node, Lstm)]
+    """The analog layers AdaBS adapts (all but LSTMs and GRUs); refused when there are none."""
+    names = [n for n, p in deployment.plans.items() if not p.recurrent]
     if not names:
         raise LimitError(
             "adabs: no analog layer with a per-channel affine (LSTM gates go to the GDPU, "
-            "which has none); choose gdc, gdc-column or recal"
+            "which has none; GRU gates to the host); choose gdc, gdc-column or recal"
         )
     return names
 

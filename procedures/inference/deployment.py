@@ -18,8 +18,16 @@ from drivers.board import Board
 from drivers.errors import LimitError
 from drivers.ldpu import ROWS
 from procedures.inference.digital import NumberFormat
-from procedures.inference.graph import Conv, Dense, Graph, Lstm, Relu
-from procedures.inference.mapping import CORE_COLS, LayerMapping, Mapping, MatrixMapping, Tile
+from procedures.inference.graph import Conv, Dense, Graph, GraphError, Gru, Lstm, Relu
+from procedures.inference.mapping import (
+    CORE_COLS,
+    AnalogNode,
+    LayerMapping,
+    Mapping,
+    MatrixMapping,
+    Tile,
+    analog_layers,
+)
 from procedures.inference.reference import check_ranges
 from procedures.programming.gmax import G_MAX_RULES
 
@@ -85,12 +93,21 @@ class TileState:
         self.alpha = 1.0
 
 
+def hidden_range(node: Lstm | Gru) -> float:
+    """Range of a recurrent layer's hidden state h (its int8 grid is this/127): 1 for an LSTM
+    (h = o·tanh(c), the GDPU's output grid); for a GRU h_t = (1 − z)·n + z·h_{t−1} with
+    |n| < 1 stays within max(1, max|h_0|)."""
+    if isinstance(node, Gru) and node.initial_h is not None and node.initial_h.size:
+        return max(1.0, float(np.max(np.abs(node.initial_h))))
+    return 1.0
+
+
 @dataclass
 class LayerPlan:
     """How one analog layer's outputs are produced and where they go."""
 
     mapping: LayerMapping
-    node: Dense | Conv | Lstm
+    node: AnalogNode
     output: str
     relu: bool
     scale: np.ndarray
@@ -102,7 +119,12 @@ class LayerPlan:
     def partial(self) -> bool:
         """Whether the layer's tiles emit partial sums added off-core."""
         m = self.mapping
-        return m.op == Lstm.op or any(mm.split.n_col_tiles > 1 for mm in m.matrices)
+        return self.recurrent or any(mm.split.n_col_tiles > 1 for mm in m.matrices)
+
+    @property
+    def recurrent(self) -> bool:
+        """An LSTM or GRU: input and hidden products summed per time step off-core."""
+        return isinstance(self.node, Lstm | Gru)
 
 
 class Deployment:
@@ -164,6 +186,13 @@ class Deployment:
         if outside:
             raise LimitError(f"the mapping uses cores {outside}, the board has {n_cores}")
         check_ranges(graph, ranges, list(graph.shapes))
+        missing = [
+            f"{n.name}.gates"
+            for n in analog_layers(graph)
+            if isinstance(n, Gru) and f"{n.name}.gates" not in ranges
+        ]
+        if missing:
+            raise GraphError(f"activation ranges missing for {missing} (tensor_ranges adds them)")
         self.board = board
         self.graph = graph
         self.mapping = mapping
@@ -196,18 +225,18 @@ class Deployment:
 
     def _plan(self, lm: LayerMapping) -> LayerPlan:
         node = self.graph.node(lm.node)
-        assert isinstance(node, Dense | Conv | Lstm)
+        assert isinstance(node, Dense | Conv | Lstm | Gru)
         output, relu = lm.output, False
         consumers = self.graph.consumers(output)
         if (
-            not isinstance(node, Lstm)
+            not isinstance(node, Lstm | Gru)
             and len(consumers) == 1
             and isinstance(consumers[0], Relu)
             and output != self.graph.output_name
         ):
             output, relu = consumers[0].output, True
-        if isinstance(node, Lstm):
-            in_lsb = {"input": self.lsb(node.inputs[0]), "hidden": 1.0 / 127.0}
+        if isinstance(node, Lstm | Gru):
+            in_lsb = {"input": self.lsb(node.inputs[0]), "hidden": hidden_range(node) / 127.0}
             out_lsb = self.ranges[f"{node.name}.gates"] / 127.0
         else:
             in_lsb = {"weight": self.lsb(node.inputs[0])}

@@ -14,8 +14,13 @@
   I, A, F, O across groups of 4 neighbouring bit lines (row 4j + g = gate g of unit j,
   chip.md §1.6); their row tiles hold whole groups of 4 (≤ 64 hidden units per core, one GDPU
   slice).
+  GRU: the input matrix (3H, I) and the hidden matrix (3H, H), rows gate-major Z, R, N as in the
+  graph, mapped separately like the LSTM's. Both emit partial sums that stay apart: the reset
+  gate multiplies the recurrent product R_n·h + b_Rn before the tanh (``linear_before_reset``,
+  PyTorch's form), which the GDPU's fixed LSTM cell cannot compute (chip.md §1.6), so the gates
+  and element-wise products run on the host (:func:`procedures.inference.streaming.forward`).
 * Tiles go to cores in this order: layers in graph order; within a layer its matrices (Dense /
-  Conv: ``weight``; LSTM: ``input`` then ``hidden``); within a matrix row tile by row tile, and
+  Conv: ``weight``; LSTM, GRU: ``input`` then ``hidden``); within a matrix row tile by row tile, and
   within a row tile column tile by column tile; cores in increasing id from the given list
   (default 0..63). A model that needs more cores than given is a :class:`MappingError` saying
   how many more.
@@ -40,6 +45,9 @@ import numpy as np
 
 from procedures.inference.gdpu import N_GATES, SLICE_UNITS, interleave_gates
 from procedures.inference.graph import BatchNorm, Conv, Dense, Graph, GraphError, Gru, Lstm
+
+AnalogNode = Dense | Conv | Lstm | Gru
+"""The node types whose matrices go onto the cores."""
 
 CORES = 64
 """Cores on the chip [LG EDT I]."""
@@ -207,7 +215,7 @@ class LayerMapping:
         return sum(len(m.tiles) for m in self.matrices)
 
     def matrix(self, part: str) -> MatrixMapping:
-        """The mapped matrix ``part`` ("weight"; LSTM: "input", "hidden")."""
+        """The mapped matrix ``part`` ("weight"; LSTM, GRU: "input", "hidden")."""
         for m in self.matrices:
             if m.part == part:
                 return m
@@ -226,7 +234,8 @@ class CostEstimate:
       4-phase): the MVM-only figure the chip's TOPS/W counts;
     * energy_j = Σ_s n_s·L_s·E_step/core, with E_step/core = 0.97/8 µJ (1-phase), 1.51/8 µJ
       (4-phase) for Dense/Conv (ResNet-9 layer incl. LDPU and links) and 3.46/32 µJ, 5.24/32 µJ
-      for LSTM steps (incl. GDPU);
+      for LSTM steps (incl. GDPU); a GRU step counts as a layer step (no GDPU; its gates on the
+      host are not counted);
     * time_s = Σ_s L_s·t_step, t_step = 1131 / 1518 ns (layer incl. LDPU + links) or 1043 /
       1430 ns (LSTM step): tiles of a layer run in parallel, layers and positions one after the
       other, no pipelining, and the off-chip activation traffic through the FPGA is excluded.
@@ -315,36 +324,26 @@ def map_graph(graph: Graph, *, cores: Sequence[int] | None = None) -> Mapping:
     available = tuple(range(CORES)) if cores is None else tuple(int(c) for c in cores)
     if len(set(available)) != len(available) or any(not 0 <= c < CORES for c in available):
         raise MappingError(f"cores must be distinct ids in 0..{CORES - 1}, got {list(available)}")
-    for gru in (n for n in graph.nodes if isinstance(n, Gru)):
-        raise MappingError(
-            f"node {gru.name!r} (GRU): the executor does not map GRU layers: the GDPU computes "
-            "the LSTM cell only, and a GRU's reset gate multiplies the recurrent product "
-            "before its tanh, so input and hidden MVMs cannot be summed on chip as for an "
-            "LSTM; the float32 reference runs it (procedures.inference.reference), or export "
-            "the network with nn.LSTM"
-        )
-    plans: list[tuple[Dense | Conv | Lstm, list[tuple[str, np.ndarray, TileSplit]]]] = []
-    for node in graph.weight_nodes():
+    plans: list[tuple[AnalogNode, list[tuple[str, np.ndarray, TileSplit]]]] = []
+    for node in analog_layers(graph):
         if isinstance(node, Lstm):
+            # Gate rows interleaved, whole groups of 4 per tile (one GDPU slice per 64 units).
             mats = [
                 (part, interleave_gates(m.T).T)
                 for part, m in (("input", node.w_input), ("hidden", node.w_hidden))
             ]
-            plans.append(
-                (
-                    node,
-                    [
-                        (
-                            p,
-                            m,
-                            split_matrix(
-                                *m.shape, max_rows=SLICE_UNITS * N_GATES, row_multiple=N_GATES
-                            ),
-                        )
-                        for p, m in mats
-                    ],
+            lstm_split = {"max_rows": SLICE_UNITS * N_GATES, "row_multiple": N_GATES}
+            plans.append((node, [(p, m, split_matrix(*m.shape, **lstm_split)) for p, m in mats]))
+        elif isinstance(node, Gru):
+            if not node.linear_before_reset:
+                raise MappingError(
+                    f"node {node.name!r} (GRU): linear_before_reset = 0 puts the reset gate "
+                    "before the recurrent product (R_n·(r ⊙ h)), a second hidden MVM per step "
+                    "that the executor does not map; export with linear_before_reset = 1 "
+                    "(PyTorch's nn.GRU does)"
                 )
-            )
+            mats = [("input", node.w_input), ("hidden", node.w_hidden)]
+            plans.append((node, [(p, m, split_matrix(*m.shape)) for p, m in mats]))
         else:
             m = node.weight if isinstance(node, Dense) else node.matrix
             plans.append((node, [("weight", m, split_matrix(*m.shape))]))
@@ -383,9 +382,28 @@ def map_graph(graph: Graph, *, cores: Sequence[int] | None = None) -> Mapping:
     return Mapping(tuple(layers), available)
 
 
-def _layer(
-    graph: Graph, node: Dense | Conv | Lstm, matrices: tuple[MatrixMapping, ...]
-) -> LayerMapping:
+def analog_layers(graph: Graph) -> list[AnalogNode]:
+    """The layers whose matrices go onto the cores (Dense, Conv, LSTM, GRU), in graph order."""
+    return [n for n in graph.nodes if isinstance(n, Dense | Conv | Lstm | Gru)]
+
+
+def _layer(graph: Graph, node: AnalogNode, matrices: tuple[MatrixMapping, ...]) -> LayerMapping:
+    if isinstance(node, Gru):
+        rows = 3 * node.hidden_size
+        assert node.bias_input is not None and node.bias_hidden is not None
+        input_side = node.bias_input.astype(np.float64).copy()
+        input_side[: 2 * node.hidden_size] += node.bias_hidden[: 2 * node.hidden_size]
+        return LayerMapping(
+            node=node.name,
+            op=node.op,
+            matrices=matrices,
+            affine_scale=np.ones(rows, np.float32),
+            affine_offset=input_side.astype(np.float32),
+            folded_batchnorm=None,
+            output=node.output,
+            steps=graph.shapes[node.inputs[0]][0],
+            row_order=np.arange(rows),
+        )
     if isinstance(node, Lstm):
         rows = N_GATES * node.hidden_size
         order = interleave_gates(np.arange(rows))

@@ -24,6 +24,14 @@ Residual adds, pooling, unfolded batch norm and unfused ReLU run on the host in 
 format; layer-to-layer activations leave the chip through the FPGA anyway [LG §V]. LSTM gate
 pre-activations go to the GDPU model (``procedures.inference.gdpu``) as int8.
 
+**GRU.** The GDPU computes the LSTM cell only (chip.md §1.6), and a GRU's reset gate multiplies
+the recurrent product before the candidate's tanh: n = tanh(W_n·x + b_Wn + r ⊙ (R_n·h + b_Rn))
+(``linear_before_reset``, PyTorch's form). So the two products run on the cores as an LSTM's do
+(input W·x for all steps at once, hidden R·h once per step, each as partial sums), and the host
+forms the gates in the digital format: z, r = σ(·) of the summed pre-activations, the candidate,
+h_t = n + z ⊙ (h_{t−1} − n). The host keeps h in the digital format; its int8 code (grid
+max(1, |h_0|)/127) is the next step's hidden input and the layer's output.
+
 **Digital format.** ``float16`` uses the board's LDPU (``mvm(output="ldpu")``, int8 out);
 ``fixed`` asks for raw counts and runs the same chain on the host in fixed point
 (:mod:`procedures.inference.digital`), as the near-memory unit of [NMPU] would.
@@ -39,7 +47,7 @@ from drivers.ldpu import ROWS, LdpuCoefficients
 from procedures.inference.deployment import Deployment, LayerPlan
 from procedures.inference.digital import int8_round
 from procedures.inference.gdpu import GdpuLstmCell, initial_lstm_state, quantise_int8
-from procedures.inference.graph import Conv, Dense, Lstm, Node
+from procedures.inference.graph import Conv, Dense, Gru, Lstm, Node
 from procedures.inference.mapping import CORE_COLS
 from procedures.inference.reference import run_node
 
@@ -238,7 +246,7 @@ def forward(
     """Run a batch through the chip; returns the output tensor (float, dequantised) under
     the graph's output name, and with ``keep`` every tensor.
 
-    ``observe(plan, pre)`` (AdaBS) sees each non-LSTM analog layer's outputs W·x + b before
+    ``observe(plan, pre)`` (AdaBS) sees each non-recurrent analog layer's outputs W·x + b before
     its affine and may change the plan's affine before the layer's outputs are formed (host
     LDPU).
     """
@@ -269,7 +277,9 @@ def _analog(
     host = deployment.digital.name != "float16" or observe is not None
     if isinstance(node, Lstm):
         return _lstm(deployment, plan, x, host)
-    obs = observe  # every non-LSTM layer (AdaBS adapts layers without batch norm too)
+    if isinstance(node, Gru):
+        return _gru(deployment, plan, x, host)
+    obs = observe  # every non-recurrent layer (AdaBS adapts layers without batch norm too)
     codes = quantise_int8(x, plan.in_lsb["weight"])
     n = x.shape[0]
     positions = 1
@@ -314,12 +324,45 @@ def _lstm(deployment: Deployment, plan: LayerPlan, x: np.ndarray, host: bool) ->
     return np.stack(outs, axis=1) if node.return_sequences else outs[-1]
 
 
+def _gru(deployment: Deployment, plan: LayerPlan, x: np.ndarray, host: bool) -> np.ndarray:
+    """A GRU: its products on the cores, its gates on the host (module docstring)."""
+    node = plan.node
+    assert isinstance(node, Gru) and node.bias_hidden is not None
+    n, steps, _ = x.shape
+    hid = node.hidden_size
+    fmt = deployment.digital
+    lsb, h_lsb = plan.out_lsb, plan.in_lsb["hidden"]
+    unit = 1.0 / 127.0  # grid of the gates' outputs in [-1, 1]
+    codes = quantise_int8(x, plan.in_lsb["input"]).reshape(n * steps, -1)
+    projected = _layer_mvm(deployment, plan, "input", codes, host=host).reshape(n, steps, -1)
+    input_bias = fmt.coefficient(plan.offset)  # b_W + (b_Rz, b_Rr, 0)
+    recurrent_bias = fmt.coefficient(node.bias_hidden[2 * hid :].astype(np.float64))
+    h = np.zeros((n, hid))
+    if node.initial_h is not None:
+        h[:] = fmt.value(node.initial_h.astype(np.float64), h_lsb)
+    h_codes = quantise_int8(h, h_lsb).astype(np.int16)
+    outs = []
+    for t in range(steps):
+        recurrent = _layer_mvm(deployment, plan, "hidden", h_codes, host=host)
+        xp = fmt.value(projected[:, t] + input_bias, lsb)
+        zr = fmt.value(xp[:, : 2 * hid] + recurrent[:, : 2 * hid], lsb)
+        gate = fmt.value(0.5 + 0.5 * np.tanh(0.5 * zr), unit)  # σ, as the GDPU forms it
+        z, r = gate[:, :hid], gate[:, hid:]
+        hn = fmt.value(recurrent[:, 2 * hid :] + recurrent_bias, lsb)
+        pre = fmt.value(xp[:, 2 * hid :] + fmt.value(r * hn, lsb), lsb)
+        cand = fmt.value(np.tanh(pre), unit)
+        h = fmt.value(cand + fmt.value(z * fmt.value(h - cand, unit), unit), unit)
+        h_codes = quantise_int8(h, h_lsb).astype(np.int16)
+        outs.append(h_codes.astype(np.float64) * h_lsb)
+    return np.stack(outs, axis=1) if node.return_sequences else outs[-1]
+
+
 def _digital_node(deployment: Deployment, node: Node, inputs: list[np.ndarray]) -> np.ndarray:
     """A non-analog node on the host in the digital format."""
     y = run_node(node, [v.astype(np.float32) for v in inputs]).astype(np.float64)
     return deployment.digital.value(y, deployment.lsb(node.output))
 
 
-def _bias(node: Dense | Conv | Lstm, rows: int) -> np.ndarray:
+def _bias(node: Dense | Conv | Lstm | Gru, rows: int) -> np.ndarray:
     bias = getattr(node, "bias", None)
     return np.zeros(rows) if bias is None else np.asarray(bias, np.float64)
