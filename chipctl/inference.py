@@ -76,7 +76,7 @@ def own_inference_data(path: str, *, calibration_samples: int = 500) -> Inferenc
     sorted by class), and they are left out of scoring; they may be at most half of ``x``.
     The returned data's ``note`` says which, and the run's results keep it.
     """
-    if not Path(path).exists() and not path.endswith(".npz"):
+    if not path.strip() or (not Path(path).exists() and not path.endswith(".npz")):
         raise LimitError(
             f"data set {path!r}: not a built-in data set ({', '.join(DATASETS)}) and no such "
             "file; give one of those or an .npz file with arrays x and y"

@@ -164,6 +164,8 @@ def test_channels_last_samples_with_input_layout_equal_the_built_in(files: Path)
 def test_unknown_name_and_help_text(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(LimitError, match="not a built-in data set .*digits-stratified"):
         InferModel(model="digits_mlp", dataset="cifar10")
+    with pytest.raises(LimitError, match="data set '': not a built-in data set"):
+        InferModel(model="digits_mlp", dataset="")
     with pytest.raises(SystemExit):
         main(["infer", "--help"])
     text = " ".join(capsys.readouterr().out.split())
