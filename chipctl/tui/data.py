@@ -363,98 +363,6 @@ def read_run(path: Path, signal: str = "") -> RunPreview:
 
 
 @dataclass(frozen=True)
-class Metric:
-    """A per-core quantity the chip map can colour by."""
-
-    key: str
-    title: str
-    units: str
-    low_is_good: bool
-    categorical: bool = False
-
-
-METRICS: tuple[Metric, ...] = (
-    Metric("programmed", "Programmed", "", low_is_good=False, categorical=True),
-    Metric("weight_error", "Weight error (rms / full scale)", "1", low_is_good=True),
-    Metric("mvm_error", "MVM error ε_total", "1", low_is_good=True),
-    Metric("calibration_residual", "Calibration residual (rms)", "counts", low_is_good=True),
-    Metric("drift_compensation", "Drift compensation factor α̂", "1", low_is_good=False),
-    Metric("yield", "Yield (cells ok)", "1", low_is_good=False),
-)
-"""The chip map's metrics, in the order the metric selector lists them."""
-
-METRIC_BY_KEY = {metric.key: metric for metric in METRICS}
-
-SCALES: dict[str, tuple[float, float]] = {
-    # rms weight error / full scale: programming reaches σ ≈ 4 % of Gmax (chip.md [JO Fig 4a])
-    "weight_error": (0.0, 0.1),
-    "mvm_error": (0.0, 0.25),
-    # calibration residual in counts: the verify tolerance is 5 counts (chip.md [LG §IV])
-    "calibration_residual": (0.0, 5.0),
-    # α̂ ≤ 1 as conductances drift down; 0.5 is half the programmed scale lost
-    "drift_compensation": (0.5, 1.0),
-    # > 99 % of cells pass on 63 of 64 cores (chip.md [LG §IV])
-    "yield": (0.95, 1.0),
-}
-"""The chip map's colour scales: absolute (the same value is the same colour on every chip and
-every day), from good to bad end as each metric's ``low_is_good`` says. The app takes others
-(``ChipctlApp(scales=...)``); values outside a scale get its end colours and are flagged."""
-
-
-@dataclass(frozen=True, eq=False)
-class ChipMetrics:
-    """Per-core values of every metric (NaN = unknown) and the run file each came from."""
-
-    values: dict[str, np.ndarray]
-    sources: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def empty(cls) -> ChipMetrics:
-        """Metrics with every core unknown (NaN)."""
-        values = {m.key: np.full(N_CORES, np.nan) for m in METRICS}
-        return cls(values)
-
-    def value(self, metric: str, core: int) -> float:
-        """The value of ``metric`` on ``core`` (NaN if unknown)."""
-        return float(self.values[metric][core])
-
-
-def metrics_from_run(run: RunFile) -> dict[str, dict[int, float]]:
-    """Metric → {core: value} that one run file contributes (its catalog entry's core view)."""
-    try:
-        reader = catalog.entry(run.procedure).core_view.metrics
-    except catalog.CatalogError:
-        return {}
-    return reader(run) if reader is not None else {}
-
-
-def load_chip_metrics(data_dir: Path) -> ChipMetrics:
-    """Per-core metrics from the run files of ``data_dir``; a later run overrides an earlier one.
-
-    Cores never seen in a program run count as not programmed (0), every other unknown is NaN.
-    """
-    metrics = ChipMetrics.empty()
-    paths = run_paths(data_dir)
-    if paths:
-        metrics.values["programmed"][:] = 0.0
-    for path in paths:
-        try:
-            with RunFile.open(path, live=True) as run:
-                contributions = metrics_from_run(run)
-        except (RunFileError, KeyError, ValueError):
-            continue
-        for key, per_core in contributions.items():
-            for core, value in per_core.items():
-                if 0 <= core < N_CORES and math.isfinite(value):
-                    metrics.values[key][core] = value
-                    metrics.sources[key] = path.name
-    return metrics
-
-
-# -- core detail ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
 class RunSource:
     """Where a figure comes from: the run file, its status, when it was written, and why it no
     longer describes the core (``stale``: the ledger says the core was rewritten since)."""
@@ -505,6 +413,136 @@ def staleness(entry: dict[str, Any] | None, path: Path, written: float) -> str:
     return (
         f"core rewritten since by {by} ({entry.get('procedure', '?')}, {ledger.state_text(entry)})"
     )
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A per-core quantity the chip map can colour by."""
+
+    key: str
+    title: str
+    units: str
+    low_is_good: bool
+    categorical: bool = False
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("programmed", "Programmed", "", low_is_good=False, categorical=True),
+    Metric("weight_error", "Weight error (rms / full scale)", "1", low_is_good=True),
+    Metric("mvm_error", "MVM error ε_total", "1", low_is_good=True),
+    Metric("calibration_residual", "Calibration residual (rms)", "counts", low_is_good=True),
+    Metric("drift_compensation", "Drift compensation factor α̂", "1", low_is_good=False),
+    Metric("yield", "Yield (cells ok)", "1", low_is_good=False),
+)
+"""The chip map's metrics, in the order the metric selector lists them."""
+
+METRIC_BY_KEY = {metric.key: metric for metric in METRICS}
+
+SCALES: dict[str, tuple[float, float]] = {
+    # rms weight error / full scale: programming reaches σ ≈ 4 % of Gmax (chip.md [JO Fig 4a])
+    "weight_error": (0.0, 0.1),
+    "mvm_error": (0.0, 0.25),
+    # calibration residual in counts: the verify tolerance is 5 counts (chip.md [LG §IV])
+    "calibration_residual": (0.0, 5.0),
+    # α̂ ≤ 1 as conductances drift down; 0.5 is half the programmed scale lost
+    "drift_compensation": (0.5, 1.0),
+    # > 99 % of cells pass on 63 of 64 cores (chip.md [LG §IV])
+    "yield": (0.95, 1.0),
+}
+"""The chip map's colour scales: absolute (the same value is the same colour on every chip and
+every day), from good to bad end as each metric's ``low_is_good`` says. The app takes others
+(``ChipctlApp(scales=...)``); values outside a scale get its end colours and are flagged."""
+
+
+@dataclass(frozen=True, eq=False)
+class ChipMetrics:
+    """Per-core values of every metric (NaN = unknown) and the run file each came from."""
+
+    values: dict[str, np.ndarray]
+    sources: dict[str, str] = field(default_factory=dict)
+    cells: dict[str, dict[int, RunSource]] = field(default_factory=dict)
+    """Per metric and core the run its value comes from (status, age)."""
+    invalidated: dict[str, int] = field(default_factory=dict)
+    """Per metric how many cores' values were dropped: the chip ledger says another run
+    rewrote the core after the run they came from."""
+    ledger_cores: dict[int, str] = field(default_factory=dict)
+    """Per core what the chip ledger says it holds now (``programmed``, ``partially
+    programmed (run aborted)``...), for the chip of the run files; empty without a ledger."""
+
+    @classmethod
+    def empty(cls) -> ChipMetrics:
+        """Metrics with every core unknown (NaN)."""
+        values = {m.key: np.full(N_CORES, np.nan) for m in METRICS}
+        return cls(values)
+
+    def value(self, metric: str, core: int) -> float:
+        """The value of ``metric`` on ``core`` (NaN if unknown)."""
+        return float(self.values[metric][core])
+
+
+def metrics_from_run(run: RunFile) -> dict[str, dict[int, float]]:
+    """Metric → {core: value} that one run file contributes (its catalog entry's core view)."""
+    try:
+        reader = catalog.entry(run.procedure).core_view.metrics
+    except catalog.CatalogError:
+        return {}
+    return reader(run) if reader is not None else {}
+
+
+def load_chip_metrics(data_dir: Path) -> ChipMetrics:
+    """Per-core metrics from the run files of ``data_dir``; a later run overrides an earlier one.
+
+    With a chip ledger for the runs' chip, "programmed" is what the ledger says (yes for a
+    finished programming, no for a partial one, unknown for a core it never saw), and a value
+    from a run older than the core's last ledger entry by another run is dropped (counted in
+    ``invalidated``). Without one, cores never seen in a program run count as not programmed.
+    """
+    metrics = ChipMetrics.empty()
+    paths = run_paths(data_dir)
+    if paths:
+        metrics.values["programmed"][:] = 0.0
+    ledgers: dict[str, dict[int, dict[str, Any]]] = {}
+    chip_ids: list[str] = []
+    for path in paths:
+        try:
+            with RunFile.open(path, live=True) as run:
+                contributions = metrics_from_run(run)
+                status, chip_id = run.status, str(run.metadata.get("chip_id", ""))
+        except (RunFileError, KeyError, ValueError):
+            continue
+        if chip_id not in ledgers:
+            ledgers[chip_id] = ledger_state(chip_id) if chip_id else {}
+            chip_ids.append(chip_id)
+        written = path.stat().st_mtime
+        for key, per_core in contributions.items():
+            for core, value in per_core.items():
+                if not (0 <= core < N_CORES and math.isfinite(value)):
+                    continue
+                stale = staleness(ledgers[chip_id].get(core), path, written)
+                cell = metrics.cells.setdefault(key, {})
+                if stale:
+                    metrics.values[key][core] = math.nan
+                    metrics.invalidated[key] = metrics.invalidated.get(key, 0) + 1
+                    cell.pop(core, None)
+                    continue
+                metrics.values[key][core] = value
+                metrics.sources[key] = path.name
+                cell[core] = RunSource(path.name, status, written)
+    state = ledgers.get(chip_ids[-1], {}) if chip_ids else {}
+    if state:
+        programmed = metrics.values["programmed"]
+        programmed[:] = math.nan
+        for core, entry in state.items():
+            if 0 <= core < N_CORES:
+                text = ledger.state_text(entry)
+                programmed[core] = 1.0 if text == "programmed" else 0.0
+                metrics.ledger_cores[core] = text
+        metrics.sources["programmed"] = f"the chip ledger of {chip_ids[-1]}"
+        metrics.cells.pop("programmed", None)
+    return metrics
+
+
+# -- core detail ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, eq=False)

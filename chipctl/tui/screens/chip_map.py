@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -9,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import Select, Static
 
-from chipctl.tui.data import METRIC_BY_KEY, METRICS, ChipMetrics
+from chipctl.tui.data import METRIC_BY_KEY, METRICS, ChipMetrics, age_text
 from chipctl.tui.widgets.chip_map import ChipMap, format_value, legend_text
 
 
@@ -23,6 +26,8 @@ class ChipMapView(Vertical):
     BINDINGS = [Binding("m", "next_metric", "Metric")]
 
     metrics: reactive[ChipMetrics] = reactive(ChipMetrics.empty, always_update=True)
+    now: Callable[[], float] = staticmethod(time.time)
+    """The clock ages are measured against (snapshot tests pin it)."""
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="chip-map-top"):
@@ -69,7 +74,14 @@ class ChipMapView(Vertical):
         parts = []
         for metric in METRICS:
             value = self.metrics.value(metric.key, core)
-            parts.append(f"{metric.key.replace('_', ' ')} {format_value(metric, value)}")
+            part = f"{metric.key.replace('_', ' ')} {format_value(metric, value)}"
+            source = self.metrics.cells.get(metric.key, {}).get(core)
+            if source is not None:
+                flag = "" if source.status == "success" else f", {source.status.upper()}"
+                part += f" ({source.name}{flag}, {age_text(self.now() - source.written)})"
+            elif metric.key == "programmed" and core in self.metrics.ledger_cores:
+                part += f" (ledger: {self.metrics.ledger_cores[core]})"
+            parts.append(part)
         line.append("; ".join(parts))
         line.append("  — Enter: core detail", style="dim")
         self.query_one("#core-line", Static).update(line)

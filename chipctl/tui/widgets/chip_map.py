@@ -219,4 +219,10 @@ def legend_text(
     text.append(f"\n{known}/{N_CORES} cores known")
     if source:
         text.append(f"; latest from {source}", style="dim")
+    dropped = metrics.invalidated.get(metric_key, 0)
+    if dropped:
+        text.append(
+            f"; {dropped} value(s) dropped: the ledger says those cores were rewritten since",
+            style="bold yellow",
+        )
     return text

@@ -15,6 +15,15 @@ from chipctl.runner import run_procedure
 from drivers.board import Board
 
 
+@pytest.fixture(autouse=True)
+def own_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test its own calibration store, so its chip ledger: every simulated chip is
+    SIM-HERMES-0001, and what other tests programmed must not show up as this one's."""
+    store = tmp_path / "calibration-store"
+    monkeypatch.setenv("CHIPCTL_CALIBRATION_DIR", str(store))
+    return store
+
+
 def make_weights(path: Path, seed: int = 0) -> Path:
     """A (256, 256) weights file."""
     np.save(path, np.random.default_rng(seed).normal(size=(256, 256)))
@@ -43,7 +52,9 @@ def run_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("drift-c.h5", "drift", {"cores": [0], "until": 1000.0, "points": 5, "sample": 64}),
         ("characterize-d.h5", "characterize", {"weights": weights, "cores": [0], "n_inputs": 256}),
     ]
-    with Board("mockchip://?seed=1") as board:
+    # The fixture's own ledger, so a test sees the same chip map whether or not it made them.
+    with pytest.MonkeyPatch.context() as patch, Board("mockchip://?seed=1") as board:
+        patch.setenv("CHIPCTL_CALIBRATION_DIR", str(tmp_path_factory.mktemp("fixture-store")))
         for number, (name, procedure, values) in enumerate(runs):
             path = directory / name
             summary = run_procedure(catalog.build(procedure, values), board, path, progress=False)

@@ -20,6 +20,7 @@ from textual.pilot import Pilot
 
 from chipctl.tui.app import ChipctlApp
 from chipctl.tui.data import RailReading, StationReadings
+from chipctl.tui.screens.chip_map import ChipMapView
 from chipctl.tui.screens.core_detail import CoreDetailView
 from chipctl.tui.screens.procedures import ProceduresView
 from chipctl.tui.screens.station import StationView
@@ -37,6 +38,7 @@ def pinned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A fresh, empty chip ledger and a fixed clock for the ages of core detail."""
     monkeypatch.setenv("CHIPCTL_CALIBRATION_DIR", str(tmp_path / "calibration"))
     monkeypatch.setattr(CoreDetailView, "now", staticmethod(lambda: float(FIXTURE_TIME)))
+    monkeypatch.setattr(ChipMapView, "now", staticmethod(lambda: float(FIXTURE_TIME)))
     yield
 
 

@@ -11,6 +11,7 @@ import pytest
 from textual.widgets import DataTable, Input, Select, TabbedContent
 
 from chipctl import catalog
+from chipctl.ledger import Ledger
 from chipctl.runner import run_procedure
 from chipctl.station import default_station
 from chipctl.tui.app import ChipctlApp
@@ -233,3 +234,28 @@ def test_plots_one_trace_per_rail_and_markers_over_ids(run_data: Path, tmp_path:
     drift = read_run(run_data / "drift-c.h5", "no-such-stream")
     assert drift.signal == "scale_error_gdc", "an unknown stream falls back to the default"
     assert drift.plot is not None and drift.plot.labels == ("uncompensated", "with GDC")
+
+
+def test_ledger_invalidates_metrics_of_rewritten_cores(run_data: Path, own_ledger: Path) -> None:
+    """Core 0 rewritten (per the ledger) after the fixture's runs: its figures are dropped from
+    the chip map and flagged stale in core detail; "programmed" is what the ledger says."""
+    later = "2030-01-01T00:00:00+00:00"
+    Ledger.of("SIM-HERMES-0001", own_ledger).append(
+        [
+            {"core": 0, "event": "end", "finished": False, "status": "aborted",
+             "procedure": "program", "run_file": "runs/elsewhere.h5", "wall_time": later},
+            {"core": 1, "event": "end", "finished": True, "status": "success",
+             "procedure": "program", "run_file": str(run_data / "program-a.h5"),
+             "wall_time": "2023-11-14T22:13:20+00:00"},
+        ]
+    )  # fmt: skip
+    metrics = load_chip_metrics(run_data)
+    assert math.isnan(metrics.value("mvm_error", 0)) and metrics.invalidated["mvm_error"] == 1
+    assert math.isnan(metrics.value("weight_error", 0)) and metrics.value("weight_error", 1) > 0
+    assert metrics.value("programmed", 0) == 0 and metrics.value("programmed", 1) == 1
+    assert math.isnan(metrics.value("programmed", 5)), "a core the ledger never saw is unknown"
+    assert metrics.ledger_cores[0] == "partially programmed (run aborted)"
+    assert metrics.cells["weight_error"][1].name == "program-a.h5"
+    detail = load_core_detail(run_data, 0)
+    assert "rewritten since by elsewhere.h5" in detail.sources["program"].stale
+    assert not load_core_detail(run_data, 1).sources["program"].stale
