@@ -382,6 +382,8 @@ class ProceduresView(Horizontal):
     def action_abort(self) -> None:
         if self.running:
             self.post_message(self.AbortRequested())
+        else:
+            self.notify("abort is disabled: nothing is running")
 
     def log_line(self, text: str) -> None:
         """Append a line to the run log."""

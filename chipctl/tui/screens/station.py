@@ -86,6 +86,18 @@ class StationView(Vertical, can_focus=True):
         button = self.query_one(f"#{action}", Button)
         if not button.disabled:
             self.post_message(self.Action(action))
+            return
+        self.notify(f"{action.replace('_', ' ')} is disabled: {self.why_disabled(action)}")
+
+    def why_disabled(self, action: str) -> str:
+        """Why the button of ``action`` is disabled now (for the toast a key press gets)."""
+        if self.busy:
+            return "wait for the running procedure (or abort it: F5, F8)"
+        if action == "connect":
+            return "already connected"
+        if not self.connected:
+            return "connect first (c)"
+        return "the rails are already on"
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

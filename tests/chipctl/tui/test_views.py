@@ -175,6 +175,11 @@ async def test_runs_screen_lists_and_opens(run_data: Path) -> None:
 async def test_help_screen_opens_and_closes(tmp_path: Path) -> None:
     app = ChipctlApp(data_dir=tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("u", "x")  # disabled keys say why
+        await pilot.pause()
+        messages = [n.message for n in app._notifications]
+        assert "power up is disabled: connect first (c)" in messages
+        assert "disconnect is disabled: connect first (c)" in messages
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
