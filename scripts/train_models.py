@@ -20,9 +20,10 @@ seeds; each analog layer (Linear, Conv1d, the LSTM's input and hidden matrices) 
 Evaluation and export use the clean float32 weights. The ONNX files are written with
 ``onnx.helper`` (opset 17) from the trained weights, so their operator set is exactly what
 ``chipctl.onnx_import`` documents (Gemm, Conv, BatchNormalization, Relu, Add, MaxPool, Flatten,
-Reshape, LSTM with layout = 1); after writing, each file is imported with ``chipctl.onnx_import``
-and run through ``procedures.inference.reference.forward`` on the test set, and the logits must
-match the PyTorch eval-mode logits (max |Δ| < 1e-3 of the logit range).
+Reshape, Transpose, LSTM with layout = 0 between Transposes, the form PyTorch exports and
+onnxruntime runs); after writing, each file is imported with ``chipctl.onnx_import`` and run
+through ``procedures.inference.reference.forward`` on the test set, and the logits must match
+the PyTorch eval-mode logits (max |Δ| < 1e-3 of the logit range).
 """
 
 from __future__ import annotations
@@ -402,7 +403,15 @@ def export_lstm(model: Mnist1dLstm, path: Path) -> None:
         w.init("lstm.R", onnx_order(lstm.weight_hh)),
         w.init("lstm.B", bias),
     ]
-    w.node("LSTM", ins, "lstm", n_out=2, hidden_size=hid, layout=1)
+    # layout = 0 (sequence first) with a Transpose on each side, the form PyTorch exports and
+    # onnxruntime's CPU LSTM takes (it refuses layout = 1); Y is unused and left out.
+    seq_first, y_h = f"{x}.seq_first", "lstm_out1.seq_first"
+    w.nodes += [
+        helper.make_node("Transpose", [x], [seq_first], name="lstm.in", perm=[1, 0, 2]),
+        helper.make_node("LSTM", [seq_first, *ins[1:]], ["", y_h], name="lstm", hidden_size=hid),
+        # Y_h: (1, N, H) -> (N, 1, H)
+        helper.make_node("Transpose", [y_h], ["lstm_out1"], name="lstm.out1", perm=[1, 0, 2]),
+    ]
     h = w.node("Flatten", ["lstm_out1"], "flatten", axis=1)
     out = w.linear(h, model.fc, "fc")
     w.save(path, ["N", 40], out, "MNIST-1D LSTM(64), 10 steps of 4 samples, HW-aware trained")
