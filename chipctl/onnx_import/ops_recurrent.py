@@ -1,4 +1,5 @@
-"""LSTM and GRU, one layer, any direction (matrices on the cores, LSTM cells in the GDPU).
+"""LSTM and GRU, one layer, any direction (matrices on the cores; LSTM cells in the GDPU, GRU
+gates on the host).
 
 A graph LSTM/GRU node runs forward over a (T, I) sequence. Other directions are composed from
 it: ``reverse`` runs it over the time-reversed sequence (a :class:`Select` of the steps in
@@ -229,7 +230,7 @@ def lstm(c: Converter, node: Any) -> None:
     "GRU",
     "forward, reverse or bidirectional, layout 0 or 1, default activations, no clip, "
     "linear_before_reset 0 or 1; initial_h zero, absent or constant; Y and/or Y_h",
-    "float32 reference only; `chipctl infer` refuses it (see the notes)",
+    "cores (input and hidden matrices) + host (gates, element-wise products; see the notes)",
 )
 def gru(c: Converter, node: Any) -> None:
     a = _common(c, node, ("linear_before_reset",))
