@@ -17,6 +17,18 @@ by row tile, column tile by column tile, onto the cores in the order given. Too 
 error naming how many the matrix needs; cores beyond the tiles are left untouched. Each core
 gets its own Gmax and Wmax (max|W| of its tile) as in the executor; the tiling is in the run
 file (stream ``tile`` and the results' ``tiling``).
+
+Gmax (:meth:`ProgramVerify.g_max_for`): ``g_max_counts`` if given, else the mode's nominal Gmax
+(80 ODP / 160 TDP [LG §IV]) lowered by one of two rules (:mod:`procedures.programming.gmax`):
+``worst-case`` keeps every bit-line current under the ADC limit for full-scale inputs on every
+column; ``workload`` keeps the ``gmax_quantile`` of the line currents that the given
+``gmax_inputs`` drive under it (never below the worst case). ``auto`` (the default) is
+``workload`` when ``gmax_inputs`` are given, else ``worst-case`` (the behaviour before the
+workload rule). ``gmax_inputs`` are (n, columns of the matrix) int8 codes, checked before the
+board; each core gets its tile's columns, zero-padded to 256. With inputs, the saturation they
+cause is measured on each core after its group is programmed, and the chosen Gmax, the
+worst-case Gmax and the saturated fraction are kept per core (streams ``g_max_worst_case`` and
+``saturated_fraction``; results ``cores``).
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ from procedures.base import Checkpoint, Data, Parameter, Procedure, Progress, St
 from procedures.base import declare as _p
 from procedures.inference.mapping import MatrixMapping, Tile, TileSplit, split_matrix
 from procedures.programming.gdp import GdpSettings, GdpState, gdp_refine, open_loop_program
+from procedures.programming.gmax import G_MAX_RULES, saturated_fraction, workload_g_max
 from procedures.programming.iterative import (
     YIELD_OK,
     CoreProgram,
@@ -41,6 +54,7 @@ from procedures.programming.iterative import (
 )
 from procedures.programming.targets import (
     CELL_SHAPE,
+    COLS,
     DEVICE_SHAPE,
     G_MAX_ODP_COUNTS,
     G_MAX_TDP_COUNTS,
@@ -134,6 +148,57 @@ def weight_layout(weights: np.ndarray, cores: Sequence[int]) -> WeightLayout:
     return WeightLayout(cores[: len(tiles)], matrices, tiling, cores[len(tiles) :])
 
 
+INPUT_CODE_LIMIT = 127
+"""Largest |input code| of an MVM: int8 without −128 [chip.md §1.4]."""
+G_MAX_CHOICES = ("auto", *G_MAX_RULES)
+
+
+def core_inputs(inputs: np.ndarray, layout: WeightLayout) -> np.ndarray:
+    """Each core's slice of the ``gmax_inputs``, (n_cores, n, 256) int8 in the order of
+    ``layout.cores``: a tiled matrix's core gets its tile's columns at the left of the core
+    (where its weights are), zero elsewhere (zero inputs drive no current); an untiled core
+    gets all 256 columns.
+
+    Raises LimitError (naming ``gmax_inputs``, the shape expected and what to do) for an empty
+    set, a shape that does not match the weights' columns, NaNs, non-integer values or codes
+    outside −127..127; nothing is clipped."""
+    x = np.asarray(inputs)
+    if layout.tiling is None:
+        n_cols, weights = COLS, "(256, 256) per core"
+    else:
+        n_cols = layout.tiling.split.cols
+        weights = f"a {layout.tiling.split.rows}×{n_cols} matrix"
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] != n_cols:
+        what = "empty" if x.size == 0 else f"shape {x.shape}"
+        raise LimitError(
+            f"parameter gmax_inputs: {what}; expected (n, {n_cols}), one input vector per row "
+            f"and one column per column of the weights ({weights})"
+        )
+    if not np.all(np.isfinite(x)):
+        raise LimitError("parameter gmax_inputs: contains NaN or infinite values; give int8 codes")
+    if not np.array_equal(x, np.rint(x)):
+        example = float(x.ravel()[np.flatnonzero(x.ravel() != np.rint(x.ravel()))[0]])
+        raise LimitError(
+            f"parameter gmax_inputs: holds non-integer values (e.g. {example:g}); expected "
+            f"int8 input codes, integers in -{INPUT_CODE_LIMIT}..{INPUT_CODE_LIMIT} (save them "
+            "with dtype int8): quantize the inputs as the layer would, x·127/max|x|"
+        )
+    if np.abs(x).max() > INPUT_CODE_LIMIT:
+        raise LimitError(
+            f"parameter gmax_inputs: codes from {x.min():g} to {x.max():g}; expected int8 input "
+            f"codes in -{INPUT_CODE_LIMIT}..{INPUT_CODE_LIMIT} (nothing is clipped: rescale them)"
+        )
+    codes = x.astype(np.int8)
+    out = np.zeros((len(layout.cores), x.shape[0], COLS), np.int8)
+    for k, core in enumerate(layout.cores):
+        tile = layout.tile_of(core)
+        if tile is None:
+            out[k] = codes
+        else:
+            out[k, :, : tile.col_stop - tile.col_start] = codes[:, tile.col_start : tile.col_stop]
+    return out
+
+
 class ProgramVerify(Procedure):
     """Program weight matrices onto cores by program-and-verify (ODP/TDP), optionally GDP.
 
@@ -162,6 +227,32 @@ class ProgramVerify(Procedure):
             "max_iterations", 30, int, "1", "partial-pulse iterations [LG]", minimum=1, maximum=1000
         ),
         _p("g_max_counts", 0.0, float, "counts", "Gmax; 0 = automatic", minimum=0, maximum=4095),
+        _p(
+            "gmax",
+            "auto",
+            str,
+            "",
+            "automatic Gmax per core: for the gmax_inputs' line currents (workload) or for "
+            "full-scale inputs (worst-case); auto = workload if gmax_inputs are given",
+            choices=G_MAX_CHOICES,
+        ),
+        _p(
+            "gmax_inputs",
+            np.zeros((0, 0)),
+            "array",
+            "1",
+            "(n, columns of the weights) int8 input codes the cores will see (-127..127); "
+            "for the workload Gmax and the measured saturation",
+        ),
+        _p(
+            "gmax_quantile",
+            99.9,
+            float,
+            "%",
+            "gmax_inputs kept under the line limit (gmax workload)",
+            minimum=50.0,
+            maximum=100.0,
+        ),
         _p("line_current_limit_ua", 100.0, float, "uA", "bit-line limit [KA]", minimum=1.0),
         _p("mvm_mode", 4, int, "1", "MVM mode for the line-current limit", choices=(1, 4)),
         _p("us_per_count", US_PER_COUNT, float, "uS", "µS per count (UNCONFIRMED)", minimum=1e-4),
@@ -178,11 +269,37 @@ class ProgramVerify(Procedure):
         super().__init__(**values)
         self.layout = weight_layout(self.params["weights"], self.params["cores"])
         self.weights = self.layout.matrices
+        given = np.asarray(self.params["gmax_inputs"])
+        # The default (0, 0) means "no inputs"; any other array is checked as inputs.
+        self.inputs = None if given.shape == (0, 0) else core_inputs(given, self.layout)
+        self.g_max_rule = self._g_max_rule()
         cores = list(self.layout.cores)
         self.groups = [
             cores[i : i + self.params["cores_per_group"]]
             for i in range(0, len(cores), self.params["cores_per_group"])
         ]
+
+    def _g_max_rule(self) -> str:
+        """The Gmax rule in use: ``fixed`` (g_max_counts given), ``workload`` or ``worst-case``
+        (``auto`` resolved by whether inputs are given); LimitError for a combination that
+        cannot be honoured."""
+        rule, has_inputs = self.params["gmax"], self.inputs is not None
+        if self.params["g_max_counts"] > 0:
+            if rule != "auto":
+                raise LimitError(
+                    f"parameter gmax {rule!r} chooses Gmax automatically, but g_max_counts "
+                    f"{self.params['g_max_counts']:g} fixes it: give one of the two"
+                )
+            return "fixed"
+        if rule == "workload" and not has_inputs:
+            raise LimitError(
+                "parameter gmax 'workload' needs the inputs the cores will see: give "
+                "gmax_inputs (--gmax-inputs FILE.npy, (n, columns) int8 codes), or use "
+                "--gmax worst-case"
+            )
+        if rule == "auto":
+            return "workload" if has_inputs else "worst-case"
+        return str(rule)
 
     @property
     def cores_written(self) -> tuple[int, ...]:
@@ -260,8 +377,14 @@ class ProgramVerify(Procedure):
             StreamSpec("tile", (6,), "i4", "1",
                        "row tile, column tile, rows start/stop, columns start/stop of the matrix"),
         )  # fmt: skip
+        workload = (
+            StreamSpec("g_max_worst_case", (), "f4", "counts", "Gmax of full-scale inputs"),
+            StreamSpec("saturated_fraction", (), "f4", "1",
+                       "gmax_inputs that saturate a conversion on the core (measured)"),
+        )  # fmt: skip
         tiled = tiling if self.layout.tiling is not None else ()
-        return live + per_core + tiled + (gdp if self.uses_gdp else ())
+        measured = workload if self.inputs is not None else ()
+        return live + per_core + measured + tiled + (gdp if self.uses_gdp else ())
 
     def _units_per_group(self) -> int:
         iterative = 0 if self.params["gdp_only"] else self.params["max_iterations"] + 1
@@ -270,19 +393,30 @@ class ProgramVerify(Procedure):
     def total(self) -> int:
         return len(self.groups) * self._units_per_group()
 
-    def g_max_for(self, weights: np.ndarray, read_voltage_mv: float) -> float:
-        """Gmax of one core in counts (explicit, or automatic with the line-current limit)."""
-        if self.params["g_max_counts"] > 0:
-            return float(self.params["g_max_counts"])
+    def g_max_for(
+        self, weights: np.ndarray, read_voltage_mv: float, inputs: np.ndarray | None = None
+    ) -> tuple[float, float]:
+        """Gmax of one core in counts by the run's rule (:meth:`_g_max_rule`), and the
+        worst-case rule's Gmax for comparison; ``inputs`` are the core's (n, 256) codes."""
         base = G_MAX_ODP_COUNTS if self.params["mode"] == "odp" else G_MAX_TDP_COUNTS
-        return line_limited_g_max(
-            weights,
-            g_max_counts=base,
-            mvm_mode=self.params["mvm_mode"],
-            line_current_limit_ua=self.params["line_current_limit_ua"],
-            read_voltage_mv=read_voltage_mv,
-            us_per_count=self.params["us_per_count"],
-        )
+        limits = {
+            "g_max_counts": base,
+            "mvm_mode": self.params["mvm_mode"],
+            "line_current_limit_ua": self.params["line_current_limit_ua"],
+            "read_voltage_mv": read_voltage_mv,
+            "us_per_count": self.params["us_per_count"],
+        }
+        worst = line_limited_g_max(weights, **limits)
+        if self.g_max_rule == "fixed":
+            return float(self.params["g_max_counts"]), worst
+        if self.g_max_rule == "workload":
+            if inputs is None:
+                raise LimitError("the workload Gmax rule needs the core's inputs")
+            chosen = workload_g_max(
+                weights, inputs, quantile=self.params["gmax_quantile"], **limits
+            )
+            return chosen, worst
+        return worst, worst
 
     def execute(
         self, board: Board, *, resume_from: dict[str, Any] | None = None
@@ -300,13 +434,19 @@ class ProgramVerify(Procedure):
             jobs = []
             for core in self.groups[g]:
                 w = self.weights[index[core]]
-                g_max = self.g_max_for(w, read_voltage_mv)
+                x = None if self.inputs is None else self.inputs[index[core]]
+                g_max, g_max_worst_case = self.g_max_for(w, read_voltage_mv, x)
                 w_max = float(np.abs(w).max()) or 1.0
                 targets = (w * (g_max / w_max)).astype(np.float32)
                 job = CoreProgram(core, targets, self.params["mode"], self.settings())
                 job.g_max, job.w_max = g_max, w_max
+                self.results["cores"].setdefault(str(core), {}).update(
+                    g_max_rule=self.g_max_rule, g_max_worst_case_counts=g_max_worst_case
+                )
                 jobs.append(job)
             yield from self._program(board, g, jobs, g * per_group)
+            if self.inputs is not None:
+                self._measure_saturation(board, self.groups[g], index)
             yield from self._core_records(jobs)
             chip_time = board.status().uptime_s - start_time
             self.results["chip_time_s"] = chip_time + float(self.results.get("chip_time_s", 0.0))
@@ -359,6 +499,18 @@ class ProgramVerify(Procedure):
             st.job.reads[:] = st.g_est
             self.results["cores"].setdefault(str(st.job.core), {})["gdp_mvm_error"] = st.errors
 
+    def _measure_saturation(self, board: Board, cores: list[int], index: dict[int, int]) -> None:
+        """Run each just-programmed core's inputs through it and keep the fraction that
+        saturates a conversion (:func:`~procedures.programming.gmax.saturated_fraction`)."""
+        assert self.inputs is not None
+        x = self.inputs[[index[core] for core in cores]]
+        fractions, spent = saturated_fraction(board, cores, x, self.params["mvm_mode"])
+        for core, fraction in zip(cores, fractions, strict=True):
+            self.results["cores"][str(core)]["saturated_fraction"] = float(fraction)
+        self.results["saturation_core_mvms"] = spent + int(
+            self.results.get("saturation_core_mvms", 0)
+        )
+
     def _core_records(self, jobs: list[CoreProgram]) -> Iterator[Data]:
         for job in jobs:
             result = job.result()
@@ -372,6 +524,10 @@ class ProgramVerify(Procedure):
             yield Data("converged_fraction", np.float32(result.converged_fraction))
             yield Data("iterations", np.int32(result.iterations))
             yield Data("pulses", np.int64(result.pulses))
+            summary = self.results["cores"].setdefault(str(job.core), {})
+            if self.inputs is not None:
+                yield Data("g_max_worst_case", np.float32(summary["g_max_worst_case_counts"]))
+                yield Data("saturated_fraction", np.float32(summary["saturated_fraction"]))
             tile = self.layout.tile_of(job.core)
             if tile is not None:
                 yield Data(
@@ -382,7 +538,6 @@ class ProgramVerify(Procedure):
                         np.int32,
                     ),
                 )  # fmt: skip
-            summary = self.results["cores"].setdefault(str(job.core), {})
             summary.update(
                 converged_fraction=result.converged_fraction,
                 iterations=result.iterations,
