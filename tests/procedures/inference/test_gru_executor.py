@@ -121,15 +121,16 @@ def test_gru_on_the_chip_follows_the_float32_model(
     assert executor.plans["gru"].partial and executor.plans["gru"].recurrent
     values = executor.forward(x, keep=True)
     reference = forward_tensors(executor.graph, x)
-    # 10 % measured for h (int8 inputs, int8 partial sums, 12 steps of analog noise)
-    assert _relative_error(values["h"], reference["h"]) < 0.15
-    assert _relative_error(values["y"], reference["y"]) < 0.15
+    # 7.0 % (h) and 6.4 % (y) measured (int8 inputs and partial sums, 12 steps of analog
+    # noise); leaving out b_Rn gives 18 %, swapping z and 1 − z 98 %.
+    assert _relative_error(values["h"], reference["h"]) < 0.12
+    assert _relative_error(values["y"], reference["y"]) < 0.12
     executor.digital = FixedPoint()
     try:
         fixed = executor.forward(x)["y"]
     finally:
         executor.digital = Float16()
-    assert _relative_error(fixed, reference["y"]) < 0.15
+    assert _relative_error(fixed, reference["y"]) < 0.12  # 6.2 % measured
 
 
 def test_adabs_leaves_the_gru_alone(deployed: tuple[ChipExecutor, np.ndarray]) -> None:
