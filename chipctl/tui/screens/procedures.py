@@ -241,9 +241,12 @@ class ProceduresView(Horizontal):
             yield Static(id="procedure-title")
             with Horizontal(id="procedure-body"):
                 initial = next(iter(self.classes_by_name), "")
+                # Forms are mounted when first shown: all of them at once are thousands of
+                # widgets, and every layout pass (every key press) walks them.
                 with ContentSwitcher(initial=f"form-{initial}", id="forms"):
-                    for name, cls in self.classes_by_name.items():
-                        yield ParameterForm(cls.parameters, id=f"form-{name}")
+                    if initial:
+                        parameters = self.classes_by_name[initial].parameters
+                        yield ParameterForm(parameters, id=f"form-{initial}")
                 yield PlotextPlot(id="live-plot")
             with Horizontal(id="run-controls"):
                 yield Button("Start F9", id="start", variant="success", compact=True)
@@ -281,8 +284,14 @@ class ProceduresView(Horizontal):
     def _show(self, name: str) -> None:
         if name not in self.classes_by_name:
             return
-        self.query_one("#forms", ContentSwitcher).current = f"form-{name}"
-        self._apply_shared_cores(name)
+        switcher = self.query_one("#forms", ContentSwitcher)
+        if switcher.query(f"#form-{name}"):
+            self._apply_shared_cores(name)
+        else:
+            parameters = self.classes_by_name[name].parameters
+            texts = {"cores": self.shared_cores} if self._shareable(name) else {}
+            switcher.mount(ParameterForm(parameters, texts, id=f"form-{name}"))
+        switcher.current = f"form-{name}"
         cls = self.classes_by_name[name]
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         title = Text(f"{cls.title or name}", style="bold")
@@ -317,14 +326,23 @@ class ProceduresView(Horizontal):
         self.shared_cores = text
         self._apply_shared_cores(self.selected)
 
-    def _apply_shared_cores(self, name: str) -> None:
+    def _shareable(self, name: str) -> bool:
+        """Whether the shared cores are a valid value of procedure ``name``'s cores field."""
         cls = self.classes_by_name.get(name)
         cores = next((p for p in cls.parameters if p.name == "cores"), None) if cls else None
         text = self.shared_cores
-        if cores is None or cores.kind != "cores" or not text or check_text(cores, text):
-            return
-        if self.form(name).cores_text() != text:
-            self.form(name).set_value("cores", text)
+        return (
+            cores is not None
+            and cores.kind == "cores"
+            and bool(text)
+            and not check_text(cores, text)
+        )
+
+    def _apply_shared_cores(self, name: str) -> None:
+        form = self.form(name)
+        shown = form.cores_text() if form.query("#param-cores") else self.shared_cores
+        if self._shareable(name) and shown != self.shared_cores:
+            form.set_value("cores", self.shared_cores)
 
     def _form_of(self, widget: Any) -> ParameterForm | None:
         return next((a for a in widget.ancestors if isinstance(a, ParameterForm)), None)

@@ -155,9 +155,16 @@ class ParameterForm(VerticalScroll, can_focus=False):
             super().__init__()
             self.valid = valid
 
-    def __init__(self, parameters: tuple[Parameter, ...], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        parameters: tuple[Parameter, ...],
+        texts: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.parameters = parameters
+        self.texts = dict(texts or {})
+        """Initial texts of some inputs (instead of their defaults)."""
         self.problems: dict[str, str] = {}
         """Problems found beyond one field's text (a file's shape against the cores), by field."""
 
@@ -165,14 +172,14 @@ class ParameterForm(VerticalScroll, can_focus=False):
         for parameter in self.parameters:
             with Horizontal(classes="row"):
                 yield Label(parameter.name, classes="name")
-                yield self._field(parameter)
+                yield self._field(parameter, self.texts.get(parameter.name))
                 yield Label(limits_text(parameter), classes="limits", markup=False)
             if hint(parameter):
                 yield Static(hint(parameter), classes="hint", markup=False)
             yield Static("", classes="error ok", id=f"error-{parameter.name}", markup=False)
 
     @staticmethod
-    def _field(parameter: Parameter) -> Input | Select[Any] | Toggle:
+    def _field(parameter: Parameter, text: str | None = None) -> Input | Select[Any] | Toggle:
         field_id = f"param-{parameter.name}"
         if parameter.kind is bool:
             return Toggle(bool(parameter.default), id=field_id, classes="field")
@@ -188,7 +195,7 @@ class ParameterForm(VerticalScroll, can_focus=False):
             )
         placeholder = "path/to/file.npy" if parameter.kind == "array" else ""
         return Input(
-            default_text(parameter),
+            default_text(parameter) if text is None else text,
             placeholder=placeholder,
             compact=True,
             id=field_id,
@@ -265,7 +272,8 @@ class ParameterForm(VerticalScroll, can_focus=False):
 
     def cores_text(self) -> str:
         """The text of the ``cores`` field ("" without one)."""
-        widget = self.query_one("#param-cores") if self.has_cores() else None
+        found = self.query("#param-cores") if self.has_cores() else None
+        widget = found.first() if found else None
         return widget.value if isinstance(widget, Input) else ""
 
     def set_value(self, name: str, value: Any) -> None:
