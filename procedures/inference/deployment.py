@@ -138,7 +138,9 @@ class Deployment:
             (:func:`~procedures.inference.calibration.tensor_ranges`).
         digital: the number format of the digital post-processing.
         mvm_mode: 1 or 4 (four-phase is the more accurate [LG p.3]).
-        batch: inputs per MVM frame and core (the frame limit may lower it).
+        batch: inputs per MVM frame and core (the frame limit may lower it). 8192 rather than
+            2048 cuts the MNIST-1D CNN's MVM calls from 91 to 25 per 1000 inferences at the
+            same simulated speed (fewer round trips is what a real link's latency needs).
         max_replicas: most copies of a narrow tile across the core's unused columns (1 = no
             replication; see :mod:`procedures.inference.tile_programming`).
         min_g_max_fraction: fewer copies when more would push the line-limited Gmax below this
@@ -167,7 +169,7 @@ class Deployment:
         digital: NumberFormat,
         *,
         mvm_mode: int = 4,
-        batch: int = 2048,
+        batch: int = 8192,
         max_replicas: int = 64,
         min_g_max_fraction: float = 0.5,
         g_max_rule: str = "workload",
