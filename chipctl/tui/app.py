@@ -12,6 +12,7 @@ records reach the Procedures view the same way: the runner's subscriber posts
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any, Literal, TypeVar, cast, overload
 from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
@@ -40,6 +42,8 @@ from chipctl.tui.screens.station import StationView
 from chipctl.tui.widgets.chip_map import ChipMap
 from chipctl.tui.widgets.status_bar import RunState, StatusBar
 from procedures.base import Procedure, Progress, Record, Start
+
+log = logging.getLogger(__name__)
 
 TABS = ("station", "chip-map", "core-detail", "procedures", "runs")
 """Tab ids, in the order of the keys F2…F6 (and Alt+1…5)."""
@@ -67,8 +71,13 @@ def _while_shown(handler: HandlerT) -> HandlerT:
     @functools.wraps(handler)
     def guarded(app: ChipctlApp, *args: Any) -> None:
         stack = app.screen_stack
-        if stack and stack[0].query(TabbedContent):
+        if not (stack and stack[0].query(TabbedContent)):
+            return
+        try:
             handler(app, *args)
+        except NoMatches:
+            # The views are fixed; one is missing only while the app dismantles them.
+            log.debug("%s arrived while the views were being removed", handler.__name__)
 
     return cast(HandlerT, guarded)
 
