@@ -308,24 +308,10 @@ class ProgramVerify(Procedure):
 
     @staticmethod
     def summary_text(results: Mapping[str, Any]) -> str:
-        """How a tiled matrix was spread over the cores ("" when it was not tiled)."""
-        tiling = results.get("tiling")
-        if not tiling:
-            return ""
-        rows, cols = tiling["matrix_shape"]
-        n_r, n_c = tiling["tiles"]
-        t_r, t_c = tiling["tile_shape"]
-        lines = [
-            f"a {rows}×{cols} matrix in {n_r * n_c} tiles of at most {t_r}×{t_c} "
-            f"({n_r} row × {n_c} column tiles):"
-        ]
-        for core, tile in tiling["cores"].items():
-            (r0, r1), (c0, c1) = tile["rows"], tile["cols"]
-            lines.append(f"  core {core}: rows {r0}:{r1}, columns {c0}:{c1}")
-        if tiling.get("cores_not_used"):
-            unused = ", ".join(str(c) for c in tiling["cores_not_used"])
-            lines.append(f"  not needed, left untouched: core(s) {unused}")
-        return "\n".join(lines)
+        """How a tiled matrix was spread over the cores and, with ``gmax_inputs``, each core's
+        Gmax against the worst case and the saturation measured ("" for neither)."""
+        parts = [_tiling_text(results.get("tiling")), _gmax_text(results)]
+        return "\n".join(part for part in parts if part)
 
     @property
     def uses_gdp(self) -> bool:
@@ -426,6 +412,11 @@ class ProgramVerify(Procedure):
         self.results.setdefault("cores", {})
         if self.layout.tiling is not None:
             self.results["tiling"] = self.layout.describe()
+        self.results["gmax"] = {
+            "rule": self.g_max_rule,
+            "quantile": self.params["gmax_quantile"],
+            "inputs": 0 if self.inputs is None else int(self.inputs.shape[1]),
+        }
         start_time = board.status().uptime_s
         read_voltage_mv = float(board.mvm_read_voltage_mv)
         index = {core: k for k, core in enumerate(self.layout.cores)}
@@ -546,3 +537,41 @@ class ProgramVerify(Procedure):
                 w_max=w_max,
                 yield_fraction=float(np.mean(result.yield_map == YIELD_OK)),
             )
+
+
+def _tiling_text(tiling: Mapping[str, Any] | None) -> str:
+    """The summary lines of a tiled matrix ("" when not tiled)."""
+    if not tiling:
+        return ""
+    rows, cols = tiling["matrix_shape"]
+    n_r, n_c = tiling["tiles"]
+    t_r, t_c = tiling["tile_shape"]
+    lines = [
+        f"a {rows}×{cols} matrix in {n_r * n_c} tiles of at most {t_r}×{t_c} "
+        f"({n_r} row × {n_c} column tiles):"
+    ]
+    for core, tile in tiling["cores"].items():
+        (r0, r1), (c0, c1) = tile["rows"], tile["cols"]
+        lines.append(f"  core {core}: rows {r0}:{r1}, columns {c0}:{c1}")
+    if tiling.get("cores_not_used"):
+        unused = ", ".join(str(c) for c in tiling["cores_not_used"])
+        lines.append(f"  not needed, left untouched: core(s) {unused}")
+    return "\n".join(lines)
+
+
+def _gmax_text(results: Mapping[str, Any]) -> str:
+    """Per core: Gmax, the worst-case Gmax and the measured saturation ("" without inputs)."""
+    gmax = results.get("gmax")
+    if not gmax or not gmax.get("inputs"):
+        return ""
+    rule = gmax["rule"]
+    how = f"{gmax['quantile']:g} % of" if rule == "workload" else "checked on"
+    lines = [f"Gmax ({rule} rule, {how} {gmax['inputs']} input vectors):"]
+    for core, summary in results.get("cores", {}).items():
+        if "saturated_fraction" in summary:
+            lines.append(
+                f"  core {core}: {summary['g_max_counts']:.1f} counts (worst case "
+                f"{summary['g_max_worst_case_counts']:.1f}), "
+                f"{summary['saturated_fraction']:.1%} of the inputs saturate"
+            )
+    return "\n".join(lines)

@@ -72,7 +72,9 @@ def test_workload_gmax_from_the_command_line(
     x = _relu_codes(96)
     np.save(tmp_path / "x.npy", x)
     code, out = _program(tmp_path, "--gmax-inputs", str(tmp_path / "x.npy"))
-    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "Gmax (workload rule, 99.9 % of 96 input vectors):" in printed.out
     with RunFile.open(out) as run:
         cores = [int(c) for c in run.stream("core")]
         g_max = np.asarray(run.stream("g_max"), np.float64)
@@ -101,6 +103,7 @@ def test_workload_gmax_from_the_command_line(
         assert summary["g_max_worst_case_counts"] == pytest.approx(worst[k], rel=1e-6)
         assert summary["saturated_fraction"] == pytest.approx(saturated[k], abs=1e-6)
     assert g_max[0] < 0.9 * g_max[1]  # the denser columns on core 0 drive more current
+    assert f"core 1: {g_max[1]:.1f} counts (worst case {worst[1]:.1f})" in printed.out
     # The rule keeps 99.9 % of the inputs under the (gain-spread-lowered) limit: measured on the
     # chip, at most a few of the 96 inputs saturate a conversion.
     assert saturated.max() <= 2 / 96
