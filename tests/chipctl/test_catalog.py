@@ -132,7 +132,7 @@ async def test_a_new_procedure_is_a_tui_entry(tmp_path: Path) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("c")
         await wait_until(pilot, lambda: app.connected)
-        await pilot.press("4")
+        await pilot.press("f5")
         view = app.query_one(ProceduresView)
         assert "tally" in view.classes_by_name
         view.select("tally")
@@ -141,11 +141,11 @@ async def test_a_new_procedure_is_a_tui_entry(tmp_path: Path) -> None:
         view.form().set_value("settle", "90min")
         await pilot.pause()
         assert not view.form().errors()
-        await pilot.press("f5")
+        await pilot.press("f9")
         await wait_until(pilot, lambda: app.last_summary is not None and not app.running, 60)
         summary = app.last_summary
         assert summary is not None and summary.status == "success", summary
-        await pilot.press("1", "x")
+        await pilot.press("f2", "x")
         await wait_until(pilot, lambda: not app.connected, timeout_s=30)
         await app.workers.wait_for_complete()
     assert _rows(summary.path)[0] == [0, 1]
