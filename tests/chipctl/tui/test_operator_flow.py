@@ -18,6 +18,7 @@ from chipctl.tui.app import ChipctlApp
 from chipctl.tui.screens.confirm import ConfirmOverwrite
 from chipctl.tui.screens.core_detail import CoreDetailView
 from chipctl.tui.screens.procedures import ProceduresView
+from chipctl.tui.screens.runs import RunsView
 from chipctl.tui.screens.station import StationView
 from chipctl.tui.widgets.status_bar import StatusBar
 
@@ -120,6 +121,12 @@ async def test_operator_flow(tmp_path: Path) -> None:
         assert app.opened is not None
         assert not app.opened.board.status().status_register & 0x2, "write heads left on"
         assert "ETA" not in str(app.query_one("#run-rate").render())
+        # The runs list caught up by itself (no r pressed).
+        runs = app.query_one(RunsView)
+        await wait_until(
+            pilot,
+            lambda: any(e.path == aborted.path and e.status == "aborted" for e in runs.entries),
+        )
 
         # Core detail of core 0 flags the aborted run: as the source of its program figures if
         # it got that far on core 0, else as the run that rewrote the core since (ledger).
