@@ -13,6 +13,11 @@
     [[step]]
     procedure = "program"
     weights = "weights.npy"          # "array" parameters: a .npy file, relative to the recipe
+
+    [[step]]
+    procedure = "infer"
+    model = "net.onnx"               # text naming a file (FILE_SUFFIXES, or with a "/"):
+    dataset = "data/test.npz"        # relative to the recipe too, whatever the current folder
     overwrite_cores = true           # optional: may reprogram cores the chip ledger says
                                      # hold weights (default false: refused)
 
@@ -53,6 +58,8 @@ from procedures.base import Procedure
 
 log = logging.getLogger(__name__)
 
+FILE_SUFFIXES = (".onnx", ".npz", ".npy", ".h5")
+"""A text parameter whose value ends so (or holds a "/") names a file: relative to the recipe."""
 TOP_LEVEL_KEYS = {"board", "out_dir", "overwrite", "station", "step"}
 STEP_KEYS = {"procedure", "out", "calibration_dir", "overwrite_cores"}
 """Keys of a step that are not procedure parameters (``out``: the run file name;
@@ -189,6 +196,13 @@ def _station(path: Path, value: Any, board: Any) -> Station | None:
         raise RecipeError(f"{path}: key 'station': {exc}") from None
 
 
+def _names_a_file(value: Any) -> bool:
+    """Whether a text parameter's value is a file path (by its suffix or a folder in it)."""
+    if not isinstance(value, str) or not value or "://" in value:
+        return False
+    return value.endswith(FILE_SUFFIXES) or "/" in value or "\\" in value
+
+
 def _step(path: Path, number: int, raw: Any, out_dir: Path, stamp: str) -> Step:
     where = f"{path}: step {number}"
     if not isinstance(raw, Mapping):
@@ -216,6 +230,14 @@ def _step(path: Path, number: int, raw: Any, out_dir: Path, stamp: str) -> Step:
                 value = catalog.load_npy(path.parent / value)
             except ValueError as exc:
                 raise RecipeError(f"{where}: key {key!r}: {exc}") from None
+        elif parameter.kind is str and _names_a_file(value):
+            file = path.parent / Path(value).expanduser()
+            if not file.is_file():
+                raise RecipeError(
+                    f"{where}: key {key!r}: no such file {file} (relative paths are from the "
+                    "recipe's folder)"
+                )
+            value = str(file.resolve())
         values[key] = value
     try:
         parameters = catalog.convert(cls, values, base_dir=path.parent)

@@ -14,6 +14,7 @@
     compensation = ["none", "gdc"]   # measured within each point ("adabs": inference only)
     drift = ["25s", "1h", "1d"]  # times after programming, measured within each point
     # models = ["digits_mlp", {path = "my.onnx", dataset = "mnist1d"}]   # inference only
+    # (a dataset: digits, digits-stratified, mnist1d, or an .npz file next to the spec)
 
     [settings]                   # fixed for every point (see MVM_SETTINGS, INFERENCE_SETTINGS)
     cores = 2
@@ -43,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from chipctl.datasets import DATASETS, DatasetError, load_npz
 from chipctl.errors import ChipctlError
 from procedures.base import parse_duration
 from procedures.inference.compensation import COMPENSATIONS as INFER_COMPENSATIONS
@@ -50,7 +52,6 @@ from procedures.inference.compensation import COMPENSATIONS as INFER_COMPENSATIO
 KINDS = ("mvm", "inference")
 MODES = ("odp", "tdp")
 COMPENSATIONS = {"mvm": ("none", "gdc"), "inference": INFER_COMPENSATIONS}
-DATASETS = ("digits", "mnist1d")
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 """Where bare model names (``"digits_mlp"``) are looked up: the shipped ONNX models."""
 
@@ -85,8 +86,8 @@ INFERENCE_SETTINGS: dict[str, Setting] = {
     "dataset": Setting(
         "",
         str,
-        description="data set of models given as bare names or paths",
-        choices=("", *DATASETS),
+        description="data set of models given as bare names or paths: a built-in one "
+        "(chipctl.datasets.DATASETS) or an .npz file, relative to the spec's folder",
     ),
     "input_seed": Setting(
         0, int, 0, None, "seed of the inference procedure (calibration inputs, AdaBS batches)"
@@ -120,7 +121,8 @@ class Point:
         gdp: GDP refinement after program-and-verify.
         model: model label ("" for kind mvm).
         model_path: absolute ONNX path ("" for kind mvm).
-        dataset: data set of the model ("" for kind mvm).
+        dataset: data set of the model: a built-in name or an .npz file's absolute path ("" for
+            kind mvm).
         drift: drift time labels as given, e.g. ("25s", "1h", "1d").
         drift_s: the same in seconds, ascending.
         compensation: compensations measured at every drift time.
@@ -300,6 +302,8 @@ def parse_spec(text: str, path: str | Path = "<spec>") -> Spec:
     )
     drift, drift_s = _drift(path, grid.get("drift"))
     settings = _settings(path, kind, data.get("settings", {}))
+    if settings.get("dataset"):
+        _dataset(path, "settings.dataset", settings["dataset"])  # checked even if unused
     models = _models(path, kind, grid.get("models"), settings)
     sample = _integer(path, "sample", data.get("sample", 0), 0)
     sample_seed = _integer(path, "sample_seed", data.get("sample_seed", 0), 0)
@@ -443,15 +447,37 @@ def _models(path: Path, kind: str, value: Any, settings: Mapping[str, Any]) -> t
                 f"{path}: key 'grid.models': {entry!r} is not a model name, a path "
                 "or a {path, dataset} table"
             )
-        if dataset not in DATASETS:
+        if not isinstance(dataset, str) or not dataset:
             raise SpecError(
-                f"{path}: key 'grid.models': model {label!r} needs a data set "
-                f"{list(DATASETS)} (its dataset or settings.dataset)"
+                f"{path}: key 'grid.models': model {label!r} needs a data set: one of "
+                f"{list(DATASETS)} or an .npz file (its dataset or settings.dataset)"
             )
+        dataset = _dataset(path, "grid.models", dataset)
         models.append(Model(label, str(_model_file(path, label)), dataset))
     if len({m.label for m in models}) != len(models):
         raise SpecError(f"{path}: key 'grid.models': models repeat")
     return tuple(models)
+
+
+def _dataset(path: Path, key: str, value: str) -> str:
+    """A built-in data set's name as given, or an .npz file's absolute path: relative paths
+    are from the spec's folder (as model paths), and the file is checked whole now
+    (:func:`chipctl.datasets.load_npz`), before any point runs."""
+    if value in DATASETS:
+        return value
+    file = Path(value).expanduser()
+    file = file if file.is_absolute() else path.parent / file
+    if not file.exists() and file.suffix != ".npz":
+        raise SpecError(
+            f"{path}: key '{key}': data set {value!r} is not a built-in one "
+            f"({', '.join(DATASETS)}) and no such file in {path.parent}; give one of those or "
+            "an .npz file with arrays x and y"
+        )
+    try:
+        load_npz(file)
+    except DatasetError as exc:
+        raise SpecError(f"{path}: key '{key}': data set {exc}") from None
+    return str(file.resolve())
 
 
 def _model_file(path: Path, label: str) -> Path:
