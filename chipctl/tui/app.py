@@ -7,6 +7,14 @@ worker posts one of the nested messages below with its result (``post_message`` 
 thread-safe); the app's handler sets the views' reactive attributes. A running procedure's
 records reach the Procedures view the same way: the runner's subscriber posts
 :class:`ChipctlApp.RunRecord` for every record.
+
+Two checks run in the run worker before anything reaches the board: the pulse interlock
+(:func:`chipctl.tui.data.interlock_problem`: a refusal names the rail and its reading and
+writes no run file) and the chip ledger (:func:`chipctl.ledger.held_cores`): a run that would
+overwrite cores holding a recorded programming posts :class:`ChipctlApp.OverwriteAsked`, and
+only the operator's yes (:class:`~chipctl.tui.screens.confirm.ConfirmOverwrite`) starts it.
+The station poll reads the rails also during runs, between the procedure's instrument
+queries (``OpenStation.io_lock``), for the status bar.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ WidgetT = TypeVar("WidgetT", bound=Widget)
 NARROW_COLUMNS = 120
 """Below this width the screens use their narrow layouts (chipctl.tcss)."""
 TINY_COLUMNS = 90
+"""Below this width the screens use their tiny layouts (80×24 terminals)."""
 
 POLL_INTERVAL_S = 1.0
 FOLLOW_INTERVAL_S = 0.5
