@@ -181,3 +181,36 @@ def test_saturation_is_measured_where_the_gmax_is_too_high(
         worst = np.asarray(run.stream("g_max_worst_case"), np.float64)
         assert run.results["cores"]["1"]["g_max_rule"] == "fixed"
     assert worst.max() < 160 and saturated.min() == 1.0
+
+
+def test_a_cut_run_resumes_with_its_inputs(tmp_path: Path) -> None:
+    from chipctl.resume import resume_run
+    from chipctl.runner import run_procedure
+    from procedures.base import Checkpoint, Record
+    from procedures.program_verify import ProgramVerify
+
+    checkpoints: list[Record] = []
+
+    def count(record: Record) -> None:
+        if isinstance(record, Checkpoint):
+            checkpoints.append(record)
+
+    x = _relu_codes(32)
+    procedure = ProgramVerify(weights=_weights(), cores=[0, 1], cores_per_group=1,
+                              max_iterations=4, gmax_inputs=x)  # fmt: skip
+    path = tmp_path / "cut.h5"
+    with Board(URL) as board:
+        cut = run_procedure(procedure, board, path, progress=False, subscribers=[count],
+                            should_stop=lambda: bool(checkpoints))  # fmt: skip
+    assert cut.status == "aborted"
+    resumed = resume_run(path, progress=False)
+    assert resumed.status == "success", resumed.reason
+    with RunFile.open(path) as run:
+        assert [int(c) for c in run.stream("core")] == [0, 1]
+        g_max = np.asarray(run.stream("g_max"), np.float64)
+        worst = np.asarray(run.stream("g_max_worst_case"), np.float64)
+        assert np.all(g_max > 1.5 * worst)
+        assert np.asarray(run.stream("saturated_fraction")).shape == (2,)
+        cores = run.results["cores"]
+    assert all(cores[c]["g_max_rule"] == "workload" and "saturated_fraction" in cores[c]
+               for c in ("0", "1"))  # fmt: skip
