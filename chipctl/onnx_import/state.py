@@ -53,10 +53,13 @@ OPERATORS: dict[str, Operator] = {}
 
 
 def operator(name: str, supported: str, runs_on: str) -> Callable[[Handler], Handler]:
-    """Register ``handler`` for ONNX operator ``name`` with its documentation row."""
+    """Register ``handler`` for ONNX operator ``name`` with its documentation row, which is
+    also the handler's docstring unless it has its own (one text for the table and the API)."""
 
     def register(handler: Handler) -> Handler:
         OPERATORS[name] = Operator(name, handler, supported, runs_on)
+        if not handler.__doc__:
+            handler.__doc__ = f"ONNX ``{name}``: {supported}; runs on: {runs_on}."
         return handler
 
     return register

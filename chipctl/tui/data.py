@@ -190,7 +190,8 @@ class Series:
     y_label: str
     log_x: bool = False
     points_only: bool = False
-    """The x values are ids (cores, rails): draw markers, never a line joining them."""
+    """Whether the x values are ids such as core or rail numbers: then markers are drawn,
+    never a line joining them."""
 
 
 GDC_SUFFIX = "_gdc"
