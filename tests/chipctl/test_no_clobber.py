@@ -189,4 +189,6 @@ def test_a_live_run_is_never_replaced_and_sigterm_stops_it_resumably(
     assert f"chipctl resume: success; run file: {out}" in stdout
     with RunFile.open(out) as run:
         assert run.status == "success" and run.metadata["resume_count"] == 1
-        assert len(run.checkpoints) == 20
+        # Every schedule point is measured or, when several passed at once on a loaded
+        # machine, counted as skipped (drift's rule: the latest of them is measured once).
+        assert len(run.checkpoints) + run.results.get("skipped_points", 0) == 20
