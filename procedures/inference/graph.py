@@ -394,8 +394,33 @@ class Reshape(Node):
         return self.shape
 
 
+class _Recurrent(Node):
+    """What the recurrent layers share: a (T, I) sequence in, the last h (H,) or every h out.
+    The fields are the subclasses' (dataclass fields are declared there)."""
+
+    w_input: np.ndarray
+    w_hidden: np.ndarray
+    return_sequences: bool
+
+    @property
+    def hidden_size(self) -> int:
+        """H, the number of hidden units."""
+        return int(self.w_hidden.shape[1])
+
+    @property
+    def input_size(self) -> int:
+        """I, the input features per time step."""
+        return int(self.w_input.shape[1])
+
+    def infer(self, shapes: Sequence[Shape]) -> Shape:
+        (shape,) = shapes
+        if len(shape) != 2 or shape[1] != self.input_size:
+            raise self.error(f"input shape {shape} is not (T, {self.input_size})")
+        return (shape[0], self.hidden_size) if self.return_sequences else (self.hidden_size,)
+
+
 @dataclass(frozen=True, eq=False)
-class Lstm(Node):
+class Lstm(_Recurrent):
     """Single-layer, forward LSTM on a (T, I) sequence.
 
     ``w_input`` (4H, I), ``w_hidden`` (4H, H), ``bias`` (4H,) (input and recurrent biases
@@ -437,22 +462,6 @@ class Lstm(Node):
             raise self.error("return_cell and return_sequences exclude each other")
         _initial_states(self, rows // 4)
 
-    @property
-    def hidden_size(self) -> int:
-        """H, the number of hidden units."""
-        return int(self.w_hidden.shape[1])
-
-    @property
-    def input_size(self) -> int:
-        """I, the input features per time step."""
-        return int(self.w_input.shape[1])
-
-    def infer(self, shapes: Sequence[Shape]) -> Shape:
-        (shape,) = shapes
-        if len(shape) != 2 or shape[1] != self.input_size:
-            raise self.error(f"input shape {shape} is not (T, {self.input_size})")
-        return (shape[0], self.hidden_size) if self.return_sequences else (self.hidden_size,)
-
 
 def _initial_states(node: Lstm | Gru, hidden: int) -> None:
     for key in ("initial_h", "initial_c"):
@@ -469,7 +478,7 @@ GRU_GATES = ("Z", "R", "N")
 
 
 @dataclass(frozen=True, eq=False)
-class Gru(Node):
+class Gru(_Recurrent):
     """Single-layer, forward GRU on a (T, I) sequence (ONNX GRU semantics).
 
     ``w_input`` (3H, I), ``w_hidden`` (3H, H), ``bias_input`` and ``bias_hidden`` (3H,), rows
@@ -508,22 +517,6 @@ class Gru(Node):
         object.__setattr__(self, "linear_before_reset", bool(self.linear_before_reset))
         object.__setattr__(self, "return_sequences", bool(self.return_sequences))
         _initial_states(self, rows // 3)
-
-    @property
-    def hidden_size(self) -> int:
-        """H, the number of hidden units."""
-        return int(self.w_hidden.shape[1])
-
-    @property
-    def input_size(self) -> int:
-        """I, the input features per time step."""
-        return int(self.w_input.shape[1])
-
-    def infer(self, shapes: Sequence[Shape]) -> Shape:
-        (shape,) = shapes
-        if len(shape) != 2 or shape[1] != self.input_size:
-            raise self.error(f"input shape {shape} is not (T, {self.input_size})")
-        return (shape[0], self.hidden_size) if self.return_sequences else (self.hidden_size,)
 
 
 # -- host (digital) operations added for exported networks -------------------------------------
