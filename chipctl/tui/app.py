@@ -15,6 +15,12 @@ overwrite cores holding a recorded programming posts :class:`ChipctlApp.Overwrit
 only the operator's yes (:class:`~chipctl.tui.screens.confirm.ConfirmOverwrite`) starts it.
 The station poll reads the rails also during runs, between the procedure's instrument
 queries (``OpenStation.io_lock``), for the status bar.
+
+The chip ledger is checked against the chip (:func:`chipctl.tui.data.check_ledger_on_chip`, a
+few verify reads per core, in a worker holding ``instruments_lock`` as runs do) on connect and
+after every run of a procedure that may overwrite cores. The per-core verdicts
+(``chip_verdicts``, None while not checked) go down to the chip map and core detail: a core
+whose ledger entry the chip does not match is not shown programmed.
 """
 
 from __future__ import annotations
@@ -192,6 +198,14 @@ class ChipctlApp(App[None]):
             self.summary = summary
             self.error = error
 
+    class ChipChecked(WorkerMessage):
+        """The chip ledger's cores checked against the chip (verdict per core)."""
+
+        def __init__(self, opened: OpenStation, verdicts: dict[int, str]) -> None:
+            super().__init__()
+            self.opened = opened
+            self.verdicts = verdicts
+
     class MetricsLoaded(WorkerMessage):
         """Per-core metrics read from the data directory."""
 
@@ -254,6 +268,9 @@ class ChipctlApp(App[None]):
         self.closing = False
         """The app is shutting down: workers' late messages find no views and are dropped."""
         self._detail_core = 0
+        self.chip_verdicts: dict[int, str] | None = None
+        """Per core of the chip ledger whether the chip matches it (None: not checked)."""
+        self.metrics = data.ChipMetrics.empty()
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="▦")
@@ -425,6 +442,7 @@ class ChipctlApp(App[None]):
         ident = message.opened.board.identity
         self._state(f"connected: {ident.board_id} on {message.opened.board.link.url}")
         self._poll()
+        self._check_chip(message.opened)
         self._focus_tab(self.main_view(TabbedContent).active or "station")
 
     @_while_shown
@@ -432,6 +450,7 @@ class ChipctlApp(App[None]):
         self.opened = None
         self.connected = False
         self.running = ""
+        self._show_verdicts(None)
         self.main_view(StationView).readings = None
         self._state("not connected")
         self.reload_data()
@@ -587,6 +606,41 @@ class ChipctlApp(App[None]):
         self.notify(f"{summary.status}{reason}", title=message.procedure, severity=severity)
         self._poll()
         self.reload_data()
+        try:
+            wrote_cores = catalog.entry(message.procedure).may_overwrite
+        except catalog.CatalogError:
+            wrote_cores = True
+        if wrote_cores and self.opened is not None:
+            self._check_chip(self.opened)
+
+    # -- the chip ledger against the chip ---------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="chip-check", exit_on_error=False)
+    def _check_chip(self, opened: OpenStation) -> None:
+        try:
+            with self.instruments_lock:
+                verdicts = data.check_ledger_on_chip(opened.board)
+        except Exception as exc:
+            self.post_message(self.StationProblem(f"checking the chip ledger: {exc}"))
+            return
+        self.post_message(self.ChipChecked(opened, verdicts))
+
+    @_while_shown
+    def on_chipctl_app_chip_checked(self, message: ChipChecked) -> None:
+        if message.opened is self.opened:
+            self._show_verdicts(message.verdicts)
+
+    def _show_verdicts(self, verdicts: dict[int, str] | None) -> None:
+        self.chip_verdicts = verdicts
+        self.main_view(ChipMapView).verdicts = verdicts
+        self._show_chip_state()
+
+    def _show_chip_state(self) -> None:
+        """Core detail's line on what the shown core holds (ledger and chip check)."""
+        core = self._detail_core
+        verdict = None if self.chip_verdicts is None else self.chip_verdicts.get(core)
+        text = data.chip_state_text(self.metrics.ledger_cores.get(core), verdict)
+        self.main_view(CoreDetailView).chip_state = text
 
     # -- data directory: metrics, core detail, runs -----------------------------------------
 
@@ -598,7 +652,8 @@ class ChipctlApp(App[None]):
 
     @work(thread=True, exclusive=True, group="metrics", exit_on_error=False)
     def _load_metrics(self) -> None:
-        self.post_message(self.MetricsLoaded(data.load_chip_metrics(self.data_dir)))
+        metrics = data.load_chip_metrics(self.data_dir, self.station.chip_id)
+        self.post_message(self.MetricsLoaded(metrics))
 
     @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
     def _load_core_detail(self, core: int) -> None:
@@ -617,11 +672,14 @@ class ChipctlApp(App[None]):
 
     @_while_shown
     def on_chipctl_app_metrics_loaded(self, message: MetricsLoaded) -> None:
+        self.metrics = message.metrics
         self.main_view(ChipMapView).metrics = message.metrics
+        self._show_chip_state()
 
     @_while_shown
     def on_chipctl_app_core_detail_loaded(self, message: CoreDetailLoaded) -> None:
         if message.detail.core == self._detail_core:
+            self._show_chip_state()
             self.main_view(CoreDetailView).detail = message.detail
 
     @_while_shown

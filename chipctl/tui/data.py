@@ -8,8 +8,8 @@ widgets inside messages.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import numpy as np
 from chipctl import catalog, ledger
 from chipctl.runfile import RunFile, RunFileError
 from chipctl.station import OpenStation
+from drivers.board import Board
 from drivers.errors import LimitError
 
 N_CORES = 64
@@ -416,6 +417,70 @@ def staleness(entry: dict[str, Any] | None, path: Path, written: float) -> str:
     )
 
 
+MATCHES = "matches"
+DOES_NOT_MATCH = "does not match"
+CANNOT_TELL = "cannot tell"
+NOT_CHECKED = "not checked"
+"""The verdicts of checking a core's ledger entry against the chip (its fingerprint)."""
+
+
+def check_ledger_on_chip(board: Board, store_dir: Path | None = None) -> dict[int, str]:
+    """Per core of the chip ledger of ``board``'s chip whether the chip still shows what the
+    ledger recorded: :data:`MATCHES`, :data:`DOES_NOT_MATCH` or :data:`CANNOT_TELL` (no
+    fingerprint: a run that never ended). A few verify reads per core
+    (:func:`chipctl.ledger.fingerprint_matches`); the caller holds the board.
+
+    Every simulated chip of a seed has the same chip id, so a fresh ``mockchip://`` chip finds
+    the ledger of earlier ones: only this check tells their history from its content.
+    """
+    state = ledger.Ledger.of(board.identity.chip_id, store_dir).state()
+    verdicts: dict[int, str] = {}
+    for core, entry in state.items():
+        if not 0 <= core < board.identity.n_cores:
+            continue
+        found = ledger.fingerprint_matches(board, core, entry.get("fingerprint") or {})
+        verdicts[core] = {True: MATCHES, False: DOES_NOT_MATCH, None: CANNOT_TELL}[found]
+    return verdicts
+
+
+def chip_state_text(ledger_text: str | None, verdict: str | None) -> str:
+    """What a core holds, as the ledger says (``ledger_text``) and as checked on the chip
+    (``verdict``; None: not checked, e.g. while disconnected). "" when the ledger has nothing."""
+    if not ledger_text:
+        return ""
+    if verdict is None or verdict == NOT_CHECKED:
+        return f"{ledger_text} (per ledger, not checked on the chip)"
+    if verdict == DOES_NOT_MATCH:
+        return f"ledger says {ledger_text}, chip does not match"
+    if verdict == CANNOT_TELL:
+        return f"{ledger_text} (per ledger; the chip check cannot tell)"
+    return f"{ledger_text} (checked: the chip matches the ledger)"
+
+
+def checked_metrics(metrics: ChipMetrics, verdicts: Mapping[int, str] | None) -> ChipMetrics:
+    """``metrics`` with the chip check applied: a core whose ledger entry the chip does not
+    match is not programmed; every ledger-derived state says whether it was checked
+    (``verdicts`` None: not checked, e.g. while disconnected)."""
+    if not metrics.ledger_cores:
+        return metrics
+    programmed = metrics.values["programmed"].copy()
+    texts: dict[int, str] = {}
+    mismatched = 0
+    for core, text in metrics.ledger_cores.items():
+        verdict = None if verdicts is None else verdicts.get(core, NOT_CHECKED)
+        if verdict == DOES_NOT_MATCH:
+            programmed[core] = 0.0
+            mismatched += 1
+        texts[core] = chip_state_text(text, verdict)
+    return replace(
+        metrics,
+        values={**metrics.values, "programmed": programmed},
+        ledger_cores=texts,
+        ledger_checked=verdicts is not None,
+        ledger_mismatched=mismatched,
+    )
+
+
 @dataclass(frozen=True)
 class Metric:
     """A per-core quantity the chip map can colour by."""
@@ -469,6 +534,10 @@ class ChipMetrics:
     ledger_cores: dict[int, str] = field(default_factory=dict)
     """Per core what the chip ledger says it holds now (``programmed``, ``partially
     programmed (run aborted)``...), for the chip of the run files; empty without a ledger."""
+    ledger_checked: bool = False
+    """Whether "programmed" was checked against the chip (:func:`checked_metrics`)."""
+    ledger_mismatched: int = 0
+    """Cores the ledger says hold something the chip does not show (shown not programmed)."""
 
     @classmethod
     def empty(cls) -> ChipMetrics:
@@ -490,13 +559,14 @@ def metrics_from_run(run: RunFile) -> dict[str, dict[int, float]]:
     return reader(run) if reader is not None else {}
 
 
-def load_chip_metrics(data_dir: Path) -> ChipMetrics:
+def load_chip_metrics(data_dir: Path, chip_id: str = "") -> ChipMetrics:
     """Per-core metrics from the run files of ``data_dir``; a later run overrides an earlier one.
 
     With a chip ledger for the runs' chip, "programmed" is what the ledger says (yes for a
     finished programming, no for a partial one, unknown for a core it never saw), and a value
     from a run older than the core's last ledger entry by another run is dropped (counted in
     ``invalidated``). Without one, cores never seen in a program run count as not programmed.
+    ``chip_id``: the chip whose ledger says what is programmed (default: the runs' chip).
     """
     metrics = ChipMetrics.empty()
     paths = run_paths(data_dir)
@@ -529,7 +599,8 @@ def load_chip_metrics(data_dir: Path) -> ChipMetrics:
                 metrics.values[key][core] = value
                 metrics.sources[key] = path.name
                 cell[core] = RunSource(path.name, status, written)
-    state = ledgers.get(chip_ids[-1], {}) if chip_ids else {}
+    chip = chip_id or (chip_ids[-1] if chip_ids else "")
+    state = (ledgers[chip] if chip in ledgers else ledger_state(chip)) if chip else {}
     if state:
         programmed = metrics.values["programmed"]
         programmed[:] = math.nan
@@ -538,7 +609,7 @@ def load_chip_metrics(data_dir: Path) -> ChipMetrics:
                 text = ledger.state_text(entry)
                 programmed[core] = 1.0 if text == "programmed" else 0.0
                 metrics.ledger_cores[core] = text
-        metrics.sources["programmed"] = f"the chip ledger of {chip_ids[-1]}"
+        metrics.sources["programmed"] = f"the chip ledger of {chip}"
         metrics.cells.pop("programmed", None)
     return metrics
 

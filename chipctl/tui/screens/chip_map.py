@@ -12,20 +12,23 @@ from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import Select, Static
 
-from chipctl.tui.data import METRIC_BY_KEY, METRICS, ChipMetrics, age_text
+from chipctl.tui.data import METRIC_BY_KEY, METRICS, ChipMetrics, age_text, checked_metrics
 from chipctl.tui.widgets.chip_map import ChipMap, format_value, legend_text
 
 
 class ChipMapView(Vertical):
     """The metric selector, the grid, the legend and a line about the selected core.
 
-    Attribute (set by the app): ``metrics``. The grid's messages (``ChipMap.CoreSelected``,
-    ``ChipMap.CoreOpened``) bubble up to the app.
+    Attributes (set by the app): ``metrics`` (from the run files and the chip ledger) and
+    ``verdicts`` (the chip check of the ledger's cores, None while not checked); the grid
+    shows them combined (:func:`chipctl.tui.data.checked_metrics`). The grid's messages
+    (``ChipMap.CoreSelected``, ``ChipMap.CoreOpened``) bubble up to the app.
     """
 
     BINDINGS = [Binding("m", "next_metric", "Metric")]
 
     metrics: reactive[ChipMetrics] = reactive(ChipMetrics.empty, always_update=True)
+    verdicts: reactive[dict[int, str] | None] = reactive(None, always_update=True)
     now: Callable[[], float] = staticmethod(time.time)
     """The clock ages are measured against (snapshot tests pin it)."""
 
@@ -43,13 +46,24 @@ class ChipMapView(Vertical):
         yield Static(id="chip-legend")
         yield Static(id="core-line")
 
-    def watch_metrics(self, metrics: ChipMetrics) -> None:
+    def watch_metrics(self) -> None:
+        self._show()
+
+    def watch_verdicts(self) -> None:
+        self._show()
+
+    def _show(self) -> None:
         if self.children:
-            self.query_one(ChipMap).metrics = metrics
+            self.query_one(ChipMap).metrics = self.shown
             self._update()
 
+    @property
+    def shown(self) -> ChipMetrics:
+        """The metrics as the grid shows them: the chip check applied."""
+        return checked_metrics(self.metrics, self.verdicts)
+
     def on_mount(self) -> None:
-        self._update()
+        self._show()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "metric" and isinstance(event.value, str):
@@ -67,20 +81,21 @@ class ChipMapView(Vertical):
 
     def _update(self) -> None:
         chip_map = self.query_one(ChipMap)
-        legend = legend_text(self.metrics, chip_map.metric, chip_map.scales)
+        shown = chip_map.metrics
+        legend = legend_text(shown, chip_map.metric, chip_map.scales)
         self.query_one("#chip-legend", Static).update(legend)
         core = chip_map.selected
         line = Text(f"core {core} (row {core // 8}, column {core % 8}): ", style="bold")
         parts = []
         for metric in METRICS:
-            value = self.metrics.value(metric.key, core)
+            value = shown.value(metric.key, core)
             part = f"{metric.key.replace('_', ' ')} {format_value(metric, value)}"
-            source = self.metrics.cells.get(metric.key, {}).get(core)
+            source = shown.cells.get(metric.key, {}).get(core)
             if source is not None:
                 flag = "" if source.status == "success" else f", {source.status.upper()}"
                 part += f" ({source.name}{flag}, {age_text(self.now() - source.written)})"
-            elif metric.key == "programmed" and core in self.metrics.ledger_cores:
-                part += f" (ledger: {self.metrics.ledger_cores[core]})"
+            elif metric.key == "programmed" and core in shown.ledger_cores:
+                part += f" (ledger: {shown.ledger_cores[core]})"
             parts.append(part)
         line.append("; ".join(parts))
         line.append("  — Enter: core detail", style="dim")

@@ -68,10 +68,14 @@ def coefficients_table(detail: CoreDetail) -> Table:
     return table
 
 
-def sources_text(detail: CoreDetail, now: float) -> Text:
-    """``Core 0`` and, per section, the run it comes from (status, age; aborted, failed and
-    stale sources in red)."""
+def sources_text(detail: CoreDetail, now: float, chip_state: str = "") -> Text:
+    """``Core 0``, what the chip ledger says it holds and whether the chip matches
+    (``chip_state``; one that does not match in red), and per section the run it comes from
+    (status, age; aborted, failed and stale sources in red)."""
     text = Text(f"Core {detail.core}", style="bold")
+    if chip_state:
+        text.append("\n  holds: ", style="bold")
+        text.append(chip_state, style="bold red" if "does not match" in chip_state else "")
     if not detail.sources:
         text.append("  no run has this core", style="dim")
     for section, source in detail.sources.items():
@@ -94,6 +98,9 @@ class CoreDetailView(Vertical, can_focus=True):
     ]
 
     detail: reactive[CoreDetail | None] = reactive(None)
+    chip_state: reactive[str] = reactive("")
+    """What the chip ledger says the core holds and whether the chip matches (set by the app:
+    :func:`chipctl.tui.data.chip_state_text`)."""
     now: Callable[[], float] = staticmethod(time.time)
     """The clock ages are measured against (snapshot tests pin it)."""
 
@@ -121,12 +128,20 @@ class CoreDetailView(Vertical, can_focus=True):
         core = 0 if self.detail is None else (self.detail.core + delta) % 64
         self.post_message(self.CoreRequested(core))
 
+    def watch_chip_state(self) -> None:
+        if self.children and self.detail is not None:
+            self._title(self.detail)
+
+    def _title(self, detail: CoreDetail) -> None:
+        title = sources_text(detail, self.now(), self.chip_state)
+        self.query_one("#core-title", Static).update(title)
+
     def watch_detail(self, detail: CoreDetail | None) -> None:
         if not self.children:
             return
         blank = detail or CoreDetail(core=-1)
         if detail is not None:
-            self.query_one("#core-title", Static).update(sources_text(detail, self.now()))
+            self._title(detail)
         draw_histogram(
             self.query_one("#plot-conductance", PlotextPlot),
             blank.conductance,

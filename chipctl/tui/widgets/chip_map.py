@@ -219,6 +219,17 @@ def legend_text(
     text.append(f"\n{known}/{N_CORES} cores known")
     if source:
         text.append(f"; latest from {source}", style="dim")
+    if metric_key == "programmed" and metrics.ledger_cores:
+        if not metrics.ledger_checked:
+            text.append("; per ledger, not checked on the chip", style="bold yellow")
+        elif metrics.ledger_mismatched:
+            text.append(
+                f"; {metrics.ledger_mismatched} core(s) not shown programmed: "
+                "ledger says programmed, chip does not match",
+                style="bold yellow",
+            )
+        else:
+            text.append("; checked on the chip", style="dim")
     dropped = metrics.invalidated.get(metric_key, 0)
     if dropped:
         text.append(
