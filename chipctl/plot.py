@@ -70,13 +70,27 @@ def _series(run: RunData, rows: int) -> tuple[np.ndarray, tuple[str, ...]] | Non
     try:
         declared = catalog.procedure_class(run.procedure).plot_series
     except catalog.CatalogError:
-        return None
+        declared = None
+    if declared is None and "rail" in run.streams:
+        declared = ("rail", ())  # power runs: one line per rail, named as the run recorded
     if declared is None or declared[0] not in run.streams:
         return None
     codes = np.asarray(run.streams[declared[0]].values)
     if codes.ndim != 1 or len(codes) != rows:
         return None
-    return codes.astype(np.int64), declared[1]
+    codes = codes.astype(np.int64)
+    if declared[0] == "rail":
+        return codes, _rail_labels(run, codes)
+    return codes, declared[1]
+
+
+def _rail_labels(run: RunData, channels: np.ndarray) -> tuple[str, ...]:
+    """Label per supply output 0…max: the rail names the power run recorded
+    (``results["rail_names"]``), ``rail N`` for run files written before it did."""
+    recorded = run.results.get("rail_names")
+    names = recorded if isinstance(recorded, dict) else {}
+    top = int(channels.max()) if channels.size else -1
+    return tuple(str(names.get(str(n), f"rail {n}")) for n in range(top + 1))
 
 
 def _log_axis(x: np.ndarray, label: str) -> bool:

@@ -164,6 +164,11 @@ class _PowerProcedure(Procedure):
     def total(self) -> int:
         return len(self.station.rails)
 
+    def _record_rail_names(self) -> None:
+        """``results["rail_names"]``: supply output (as text, a JSON key) → rail name, so plots
+        label the ``rail`` stream's values with the names (a run file stores only channels)."""
+        self.results["rail_names"] = {str(r.channel): r.name for r in self.station.rails}
+
     def metadata(self, board: Board) -> dict[str, Any]:
         meta = super().metadata(board)
         meta["rails"] = [rail.name for rail in self.station.rails]
@@ -219,6 +224,7 @@ class PowerUp(_PowerProcedure):
         self, board: Board, *, resume_from: dict[str, Any] | None = None
     ) -> Iterator[Progress | Data | Checkpoint]:
         self._t0 = time.monotonic()
+        self._record_rail_names()
         limits = self.station.limits
         rails = list(self.station.rails)
         sequence: list[str] = []
@@ -252,6 +258,7 @@ class PowerDown(_PowerProcedure):
         self, board: Board, *, resume_from: dict[str, Any] | None = None
     ) -> Iterator[Progress | Data | Checkpoint]:
         self._t0 = time.monotonic()
+        self._record_rail_names()
         rails = list(reversed(list(self.station.rails)))
         sequence: list[str] = []
         self.results["sequence"] = sequence

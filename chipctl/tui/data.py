@@ -317,13 +317,33 @@ def _split_by_id(
         if not 1 < values.size <= 8:
             continue
         curves = [np.where(ids == value, y, np.nan) for value in values]
-        return x, curves, [_curve_name(signal, name, names, value) for value in values]
+        named = rail_names(run.results) if name == "rail" else {}
+        return x, curves, [_curve_name(signal, name, names, value, named) for value in values]
     return x, [y], labels
 
 
-def _curve_name(signal: str, name: str, names: tuple[str, ...], value: float) -> str:
+def rail_names(results: Mapping[str, Any]) -> dict[int, str]:
+    """Supply output → rail name as a power run records it (``results["rail_names"]``); {}
+    for run files written before it did (or still running): their curves say ``rail N``."""
+    recorded = results.get("rail_names")
+    if not isinstance(recorded, Mapping):
+        return {}
+    names = {}
+    for channel, name in recorded.items():
+        try:
+            names[int(channel)] = str(name)
+        except ValueError:
+            continue
+    return names
+
+
+def _curve_name(
+    signal: str, name: str, names: tuple[str, ...], value: float, named: Mapping[int, str]
+) -> str:
     if names and 0 <= int(value) < len(names):
         return names[int(value)]
+    if int(value) in named:
+        return f"{signal} {named[int(value)]}"
     return f"{signal} {name} {value:g}"
 
 
