@@ -164,14 +164,19 @@ class _PowerProcedure(Procedure):
     def total(self) -> int:
         return len(self.station.rails)
 
+    def rail_names(self) -> dict[str, str]:
+        """Supply output (as text, a JSON key) → rail name: the ``rail`` stream stores only
+        the outputs, so plots take the names from here (the Start record's metadata while the
+        run goes on, ``results["rail_names"]`` in the run file)."""
+        return {str(rail.channel): rail.name for rail in self.station.rails}
+
     def _record_rail_names(self) -> None:
-        """``results["rail_names"]``: supply output (as text, a JSON key) → rail name, so plots
-        label the ``rail`` stream's values with the names (a run file stores only channels)."""
-        self.results["rail_names"] = {str(r.channel): r.name for r in self.station.rails}
+        self.results["rail_names"] = self.rail_names()
 
     def metadata(self, board: Board) -> dict[str, Any]:
         meta = super().metadata(board)
         meta["rails"] = [rail.name for rail in self.station.rails]
+        meta["rail_names"] = self.rail_names()
         return meta
 
     def _step(self, rail: RailSettings, volts: float) -> Iterator[Data]:

@@ -12,6 +12,8 @@ from chipctl.plot import figure_for
 from chipctl.runner import run_procedure
 from chipctl.station import default_station
 from chipctl.tui.data import read_run
+from chipctl.tui.screens.procedures import LiveSignal
+from procedures.base import Data, Record, Start
 
 
 def test_power_up_plots_name_the_rails_and_old_files_say_rail_n(tmp_path: Path) -> None:
@@ -20,9 +22,20 @@ def test_power_up_plots_name_the_rails_and_old_files_say_rail_n(tmp_path: Path) 
         opened.sleep = lambda seconds: None
         names = [rail.name for rail in opened.rails]
         procedure = catalog.build("power_up", {}, station=opened)
-        summary = run_procedure(procedure, opened.board, path, progress=False)
+        records: list[Record] = []
+        summary = run_procedure(
+            procedure, opened.board, path, progress=False, subscribers=[records.append]
+        )
     assert summary.status == "success", summary.reason
     assert len(set(names)) == 3
+
+    # The live plot names the rails from the Start record, the finished file from its results.
+    start = next(r for r in records if isinstance(r, Start))
+    live = LiveSignal.from_start(start)
+    for record in records:
+        if isinstance(record, Data):
+            live.add(record)
+    assert [label for label, _, _ in live.curves()] == names
 
     preview = read_run(path)
     assert preview.plot is not None

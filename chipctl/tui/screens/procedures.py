@@ -29,7 +29,7 @@ from textual.widgets import (
 from textual_plotext import PlotextPlot
 
 from chipctl import catalog
-from chipctl.tui.data import GDC_SUFFIX, ID_STREAMS
+from chipctl.tui.data import GDC_SUFFIX, ID_STREAMS, rail_names
 from chipctl.tui.widgets.parameter_form import ParameterForm, check_text
 from chipctl.tui.widgets.plots import draw_points
 from chipctl.tui.widgets.toggle import Toggle
@@ -87,6 +87,10 @@ class LiveSignal:
             split = declared
         else:
             split = next(((s, ()) for s in ID_STREAMS if s in units and s != axis), None)
+        named = rail_names(start.metadata)
+        if split is not None and split[0] == "rail" and named:
+            # Power runs say which output is which rail: name the curves after them.
+            split = ("rail", tuple(named.get(n, f"rail {n}") for n in range(max(named) + 1)))
         return cls(signal, axis if axis in units else None, units.get(axis or "", ""), split)
 
     def add(self, record: Data) -> None:
