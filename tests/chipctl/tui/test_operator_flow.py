@@ -14,6 +14,7 @@ from textual.widgets import Input, TabbedContent
 
 from chipctl.runfile import RunFile
 from chipctl.station import default_station
+from chipctl.tui import data
 from chipctl.tui.app import ChipctlApp
 from chipctl.tui.screens.confirm import ConfirmOverwrite
 from chipctl.tui.screens.core_detail import CoreDetailView
@@ -81,6 +82,8 @@ async def test_operator_flow(tmp_path: Path) -> None:
         await wait_until(pilot, lambda: app.last_summary is not powered and not app.running, 60)
         programmed = app.last_summary
         assert programmed is not None and programmed.status == "success"
+        # The run wrote cores: the ledger is checked against the chip again, and matches.
+        await wait_until(pilot, lambda: (app.chip_verdicts or {}).get(0) == data.MATCHES)
         before = core_counts(app, 0)
 
         # Calibrate with reference programming on core 0: asked, refused, nothing written.
