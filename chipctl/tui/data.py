@@ -469,12 +469,12 @@ def chip_state_text(ledger_text: str | None, verdict: str | None) -> str:
     if not ledger_text:
         return ""
     if verdict is None or verdict == NOT_CHECKED:
-        return f"{ledger_text} (per ledger, not checked on the chip)"
+        return f"{ledger_text}, per ledger, not checked on the chip"
     if verdict == DOES_NOT_MATCH:
         return f"ledger says {ledger_text}, chip does not match"
     if verdict == CANNOT_TELL:
-        return f"{ledger_text} (per ledger; the chip check cannot tell)"
-    return f"{ledger_text} (checked: the chip matches the ledger)"
+        return f"{ledger_text}, per ledger; the chip check cannot tell"
+    return f"{ledger_text}, per ledger; the chip matches"
 
 
 def checked_metrics(metrics: ChipMetrics, verdicts: Mapping[int, str] | None) -> ChipMetrics:

@@ -95,7 +95,7 @@ class ChipMapView(Vertical):
                 flag = "" if source.status == "success" else f", {source.status.upper()}"
                 part += f" ({source.name}{flag}, {age_text(self.now() - source.written)})"
             elif metric.key == "programmed" and core in shown.ledger_cores:
-                part += f" (ledger: {shown.ledger_cores[core]})"
+                part += f" ({shown.ledger_cores[core]})"
             parts.append(part)
         line.append("; ".join(parts))
         line.append("  — Enter: core detail", style="dim")

@@ -224,8 +224,8 @@ def legend_text(
             text.append("; per ledger, not checked on the chip", style="bold yellow")
         elif metrics.ledger_mismatched:
             text.append(
-                f"; {metrics.ledger_mismatched} core(s) not shown programmed: "
-                "ledger says programmed, chip does not match",
+                f"; {metrics.ledger_mismatched} core(s) where the chip does not match the "
+                "ledger: not shown programmed",
                 style="bold yellow",
             )
         else:

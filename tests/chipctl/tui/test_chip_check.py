@@ -19,6 +19,7 @@ from chipctl.tui import data
 from chipctl.tui.app import ChipctlApp
 from chipctl.tui.screens.chip_map import ChipMapView
 from chipctl.tui.screens.core_detail import CoreDetailView
+from chipctl.tui.widgets.chip_map import ChipMap
 from drivers.board import Board
 from drivers.sim.board_model import BoardOptions
 from drivers.sim.server import SimServer
@@ -58,14 +59,16 @@ async def test_a_fresh_chip_does_not_show_the_ledger_as_programmed(
         # Disconnected: the ledger's word, said to be unchecked.
         assert view.shown.value("programmed", 0) == 1.0
         assert "per ledger, not checked on the chip" in _text(app, "#chip-legend")
+        assert "programmed, per ledger, not checked on the chip" in _text(app, "#core-line")
 
         await pilot.press("f2", "c")
         await wait_until(pilot, lambda: app.chip_verdicts is not None)
         assert app.chip_verdicts == {0: data.DOES_NOT_MATCH}
         await pilot.press("f3")
-        await wait_until(pilot, lambda: view.shown.value("programmed", 0) == 0.0)
+        grid = app.query_one(ChipMap)
+        await wait_until(pilot, lambda: grid.metrics.value("programmed", 0) == 0.0)
         legend = _text(app, "#chip-legend")
-        assert "1 core(s) not shown programmed" in legend and "chip does not match" in legend
+        assert "1 core(s) where the chip does not match the ledger" in legend
 
         await pilot.press("enter")  # core 0 is selected: its detail says why
         detail = app.query_one(CoreDetailView)
@@ -97,4 +100,4 @@ async def test_a_core_really_programmed_matches(
         await wait_until(pilot, lambda: detail.detail is not None and detail.detail.core == 1)
         await pilot.pause()
         title = _text(app, "#core-title")
-        assert "programmed (checked: the chip matches the ledger)" in title
+        assert "programmed, per ledger; the chip matches" in title
