@@ -101,3 +101,21 @@ async def test_a_core_really_programmed_matches(
         await pilot.pause()
         title = _text(app, "#core-title")
         assert "programmed, per ledger; the chip matches" in title
+
+
+def test_a_run_that_never_ended_cannot_be_told_and_is_labelled_so(own_ledger: Path) -> None:
+    # A 'start' line alone: the run died while writing core 2; no fingerprint was taken.
+    entry = {"event": "start", "core": 2, "procedure": "program", "run_file": "p.h5"}
+    Ledger.of("SIM-HERMES-0001", own_ledger).append([{**entry, "chip_id": "SIM-HERMES-0001"}])
+    with Board("mockchip://?seed=1&cores=4") as board:
+        verdicts = data.check_ledger_on_chip(board)
+    assert verdicts == {2: data.CANNOT_TELL}
+    metrics = data.load_chip_metrics(own_ledger / "no-runs", "SIM-HERMES-0001")
+    shown = data.checked_metrics(metrics, verdicts)
+    assert shown.value("programmed", 2) == 0.0 and shown.ledger_mismatched == 0
+    assert shown.ledger_cores[2] == (
+        "partially programmed (run did not end), per ledger; the chip check cannot tell"
+    )
+    unchecked = data.checked_metrics(metrics, None)
+    assert unchecked.ledger_cores[2].endswith("per ledger, not checked on the chip")
+    assert not unchecked.ledger_checked
