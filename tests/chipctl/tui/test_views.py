@@ -228,10 +228,11 @@ async def test_forms_typed_by_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_plots_one_trace_per_rail_and_markers_over_ids(run_data: Path, tmp_path: Path) -> None:
     path = tmp_path / "power_up.h5"
     with default_station().open() as opened:
+        names = tuple(f"voltage {rail.name}" for rail in opened.rails)
         procedure = catalog.build("power_up", {}, station=opened)
         assert run_procedure(procedure, opened.board, path, progress=False).status == "success"
     plot = read_run(path).plot
-    assert plot is not None and plot.labels == tuple(f"voltage rail {k}" for k in (1, 2, 3))
+    assert plot is not None and plot.labels == names, "one curve per rail, named"
     rows = [np.isfinite(y) for y in plot.ys]
     assert all(r.any() for r in rows) and not (rows[0] & rows[1]).any(), "rails kept apart"
     calibrate = read_run(run_data / "calibrate-b.h5").plot
