@@ -11,9 +11,9 @@ out both kernels give identical counts (tested). The GEMM inputs ([x+; x−], x�
 in one compiled pass, exact like numpy's.
 
 The float16 LDPU chain (:meth:`NumbaMvmKernel.ldpu`) is compiled as well: numba has no float16
-arithmetic on the CPU, so :func:`_round_f16` rounds float32 to the float16 grid on the bits (half
-to even, ±inf from 65520 on, subnormals on the 2⁻²⁴ grid, NaN kept), tested bit-identical to
-numpy's ``astype(float16)`` on random bit patterns and the chain to
+arithmetic on the CPU, so :func:`drivers.float16.round_float16` rounds float32 to the float16
+grid on the bits (half to even, ±inf from 65520 on, subnormals on the 2⁻²⁴ grid, NaN kept),
+tested bit-identical to numpy's ``astype(float16)`` on random bit patterns and the chain to
 :meth:`drivers.ldpu.LdpuCoefficients.apply`.
 
 Noise. The numpy kernel's Box–Muller normals (:mod:`drivers.sim.fastnormal`) cost more than the
@@ -45,6 +45,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from drivers.float16 import round_float16
 from drivers.ldpu import LdpuCoefficients
 from drivers.sim.adc import POSITIVE, AdcBank
 from drivers.sim.mvm import (
@@ -388,29 +389,6 @@ class NumbaMvmKernel(NumpyMvmKernel):
 
 
 @_jit
-def _round_f16(x: np.ndarray, bits: np.ndarray) -> None:
-    """x ← float16(x) as float32, in place: round to nearest even on float16's grid, ±inf
-    from 65520 on, subnormals on the 2⁻²⁴ grid, NaN kept (numpy's astype(float16)).
-
-    ``bits`` is an int32 view of ``x``. Two branch-free passes (they vectorise): the normal
-    range on the bits, then the subnormal range in float arithmetic (exact: powers of two)."""
-    for j in range(x.size):
-        v = bits[j]
-        mag = v & 0x7FFFFFFF
-        sign = v & np.int32(-0x80000000)
-        rounded = sign | ((mag + 0xFFF + ((mag >> 13) & 1)) & ~0x1FFF)  # half even at bit 13
-        result = v  # inf, NaN and the subnormal range: unchanged here
-        if mag < 0x7F800000 and mag >= 0x38800000:
-            result = rounded if mag < 0x477FF000 else sign | 0x7F800000  # ≥ 65520: ±inf
-        bits[j] = result
-    for j in range(x.size):
-        value = x[j]
-        if abs(value) < np.float32(2.0**-14):  # float16 subnormal: fixed quantum 2⁻²⁴
-            value = np.rint(value * np.float32(2.0**24)) * np.float32(2.0**-24)
-        x[j] = value
-
-
-@_jit
 def _ldpu_chain(
     coefficients: np.ndarray, relu: bool, positive: np.ndarray, negative: np.ndarray
 ) -> np.ndarray:
@@ -429,31 +407,31 @@ def _ldpu_chain(
         for j in range(n):
             p[b, j] = np.float32(positive[b, j])
             q[b, j] = np.float32(negative[b, j])
-    _round_f16(pf, pb)  # the 12-bit counts to float16
-    _round_f16(qf, qb)
+    round_float16(pf, pb)  # the 12-bit counts to float16
+    round_float16(qf, qb)
     for b in range(nb):
         for j in range(n):
             p[b, j] = p[b, j] * gp[j]
             q[b, j] = q[b, j] * gn[j]
-    _round_f16(pf, pb)
-    _round_f16(qf, qb)
+    round_float16(pf, pb)
+    round_float16(qf, qb)
     for b in range(nb):
         for j in range(n):
             p[b, j] = p[b, j] + op[j]
             q[b, j] = q[b, j] + on[j]
-    _round_f16(pf, pb)
-    _round_f16(qf, qb)
+    round_float16(pf, pb)
+    round_float16(qf, qb)
     for i in range(pf.size):
         pf[i] = pf[i] - qf[i]
-    _round_f16(pf, pb)
+    round_float16(pf, pb)
     for b in range(nb):
         for j in range(n):
             p[b, j] = p[b, j] * scale[j]
-    _round_f16(pf, pb)
+    round_float16(pf, pb)
     for b in range(nb):
         for j in range(n):
             p[b, j] = p[b, j] + shift[j]
-    _round_f16(pf, pb)
+    round_float16(pf, pb)
     for b in range(nb):
         for j in range(n):
             y = p[b, j]

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from procedures.inference.gdpu_kernel import lstm_step
 from procedures.inference.graph import GraphError, Lstm
 
 N_GATES = 4
@@ -162,7 +163,8 @@ class GdpuLstmCell:
         return np.zeros((batch, self.hidden_size), dtype=np.float16)
 
     def step(self, gates: np.ndarray, cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One time step.
+        """One time step (compiled: :mod:`procedures.inference.gdpu_kernel`, bit-identical to
+        :meth:`step_numpy`).
 
         Args:
             gates: int8 (batch, 4H) gate pre-activations, interleaved (4j + g).
@@ -171,6 +173,21 @@ class GdpuLstmCell:
         Returns:
             (h, cell): int8 (batch, H) hidden output and the new float16 cell state.
         """
+        q = self._check(gates, cell)
+        h_q, new_cell = lstm_step(
+            np.ascontiguousarray(q.reshape(q.shape[0], self.hidden_size, N_GATES)),
+            cell.astype(np.float32),
+            self.in_scale.astype(np.float32),
+            POST_SCALE.astype(np.float32),
+            POST_OFFSET.astype(np.float32),
+            TANH_BREAKPOINTS.astype(np.float32),
+            TANH_SLOPES.astype(np.float32),
+            TANH_OFFSETS.astype(np.float32),
+            np.float32(np.float16(1.0 / self.h_lsb)),
+        )
+        return h_q, new_cell.astype(np.float16)
+
+    def _check(self, gates: np.ndarray, cell: np.ndarray) -> np.ndarray:
         q = np.asarray(gates)
         h = self.hidden_size
         if q.dtype != np.int8 or q.ndim != 2 or q.shape[1] != N_GATES * h:
@@ -179,6 +196,13 @@ class GdpuLstmCell:
             )
         if cell.shape != (q.shape[0], h) or cell.dtype != np.float16:
             raise GraphError(f"GDPU cell state must be float16 ({q.shape[0]}, {h})")
+        return q
+
+    def step_numpy(self, gates: np.ndarray, cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`step` in numpy float16 (the readable form, and the reference the compiled
+        step is tested against)."""
+        q = self._check(gates, cell)
+        h = self.hidden_size
         z = q.reshape(q.shape[0], h, N_GATES)  # [unit, gate]
         x = _fma16(z.astype(np.float16), self.in_scale, np.float16(0))
         t = tanh_lut(x)

@@ -10,6 +10,7 @@ import pytest
 
 from drivers.board import Board
 from drivers.errors import LimitError
+from drivers.float16 import round_float16
 from drivers.ldpu import LdpuCoefficients
 from drivers.link.payloads import MvmRequest
 from drivers.sim import mvm, mvm_numba
@@ -141,7 +142,7 @@ def test_compiled_float16_rounding_is_numpys() -> None:
     x = bits.view(np.float32).copy()
     with np.errstate(over="ignore"):
         expected = x.astype(np.float16).astype(np.float32)
-    mvm_numba._round_f16(x, x.view(np.int32))
+    round_float16(x, x.view(np.int32))
     same = (expected.view(np.int32) == x.view(np.int32)) | (np.isnan(expected) & np.isnan(x))
     assert same.all()
 

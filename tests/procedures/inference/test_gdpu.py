@@ -82,3 +82,27 @@ def test_cell_validates_its_inputs() -> None:
         cell.step(np.zeros((1, 8), np.float32), cell.initial_state(1))
     with pytest.raises(GraphError, match="gate_lsb"):
         GdpuLstmCell(2, (0.0, 1.0, 1.0, 1.0))
+
+
+@pytest.mark.parametrize("gate_lsb", [(0.02, 0.03, 0.05, 0.01), (0.3,) * 4, (1e-3,) * 4])
+def test_the_compiled_step_is_bit_identical_to_numpy(gate_lsb: tuple[float, ...]) -> None:
+    """Every gate code, cell states from tiny to beyond float16's range (inf), NaN cells,
+    several steps in a row: the compiled step and the numpy float16 step agree bit for bit."""
+    rng = np.random.default_rng(4)
+    cell_model = GdpuLstmCell(8, gate_lsb, h_lsb=1 / 127)
+    gates = rng.integers(-128, 128, (600, 32)).astype(np.int8)
+    gates[:256, 0] = np.arange(-128, 128)  # every code through the LUT
+    scale = np.logspace(-6, 5, 600)[:, None]
+    with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN on purpose
+        cell = (rng.standard_normal((600, 8)) * scale).astype(np.float16)
+    cell[0, :3] = [np.inf, -np.inf, np.nan]
+    c_fast, c_ref = cell.copy(), cell.copy()
+    for _ in range(3):
+        h_fast, c_fast = cell_model.step(gates, c_fast)
+        with np.errstate(over="ignore", invalid="ignore"):
+            h_ref, c_ref = cell_model.step_numpy(gates, c_ref)
+        assert h_fast.dtype == h_ref.dtype == np.int8
+        np.testing.assert_array_equal(h_fast, h_ref)
+        assert c_fast.dtype == np.float16
+        np.testing.assert_array_equal(c_fast.view(np.uint16), c_ref.view(np.uint16))
+        gates = np.roll(gates, 1, axis=0)

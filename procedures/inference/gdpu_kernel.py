@@ -1,0 +1,99 @@
+"""The GDPU LSTM cell step compiled: the same float16 operations as
+:meth:`procedures.inference.gdpu.GdpuLstmCell.step_numpy`, in the same order, each rounded to
+float16 by :func:`drivers.float16.round_float16` (float32 arithmetic in between, as numpy's
+float16 operations and the module's ``_fma16`` do), so the results are bit-identical (tested).
+
+numpy converts to and from float16 in software, one element at a time; in the executor's LSTM
+forward pass those conversions took 0.16 of 0.52 s per 1000 samples. Here the values stay
+float32 on float16's grid and are rounded in place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from drivers.float16 import jit, round_float16
+
+
+@jit
+def _round(x: np.ndarray) -> None:
+    flat = x.reshape(-1)
+    round_float16(flat, flat.view(np.int32))
+
+
+@jit
+def _tanh_lut(
+    x: np.ndarray, breakpoints: np.ndarray, slopes: np.ndarray, offsets: np.ndarray
+) -> np.ndarray:
+    """slope·x + offset of x's bin (bin = breakpoints ≤ x; NaN in the last bin, as numpy's
+    searchsorted puts it), rounded to float16."""
+    flat = x.reshape(-1)
+    out = np.empty_like(flat)
+    n_bp = breakpoints.size
+    for k in range(flat.size):
+        v = flat[k]
+        b = n_bp
+        if not np.isnan(v):
+            b = 0
+            while b < n_bp and breakpoints[b] <= v:
+                b += 1
+        out[k] = slopes[b] * v + offsets[b]
+    _round(out)
+    return out.reshape(x.shape)
+
+
+@jit
+def lstm_step(
+    gates: np.ndarray,
+    cell: np.ndarray,
+    in_scale: np.ndarray,
+    post_scale: np.ndarray,
+    post_offset: np.ndarray,
+    breakpoints: np.ndarray,
+    slopes: np.ndarray,
+    offsets: np.ndarray,
+    out_scale: np.float32,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One step: int8 gates (batch, H, 4) [unit, gate I A F O], float32 cell (batch, H) on the
+    float16 grid; the float32 constants are float16 values. Returns (int8 h, new cell)."""
+    nb, h, n_gates = gates.shape
+    x = np.empty((nb, h, n_gates), np.float32)
+    for b in range(nb):
+        for j in range(h):
+            for g in range(n_gates):
+                x[b, j, g] = np.float32(gates[b, j, g]) * in_scale[g] + np.float32(0.0)
+    _round(x)
+    t = _tanh_lut(x, breakpoints, slopes, offsets)
+    for b in range(nb):
+        for j in range(h):
+            for g in range(n_gates):
+                t[b, j, g] = t[b, j, g] * post_scale[g] + post_offset[g]
+    _round(t)
+    forget = np.empty((nb, h), np.float32)
+    for b in range(nb):
+        for j in range(h):
+            forget[b, j] = t[b, j, 2] * cell[b, j]
+    _round(forget)
+    new_cell = np.empty((nb, h), np.float32)
+    for b in range(nb):
+        for j in range(h):
+            new_cell[b, j] = t[b, j, 0] * t[b, j, 1] + forget[b, j]
+    _round(new_cell)
+    out = _tanh_lut(new_cell, breakpoints, slopes, offsets)
+    for b in range(nb):
+        for j in range(h):
+            out[b, j] = t[b, j, 3] * out[b, j]
+    _round(out)
+    for b in range(nb):
+        for j in range(h):
+            out[b, j] = out[b, j] * out_scale + np.float32(0.0)
+    _round(out)
+    h_q = np.empty((nb, h), np.int8)
+    for b in range(nb):
+        for j in range(h):
+            v = np.rint(out[b, j])
+            if np.isnan(v):
+                h_q[b, j] = 0  # numpy's conversion of NaN to int8 on the reference machine
+            else:
+                h_q[b, j] = np.int8(min(max(v, np.float32(-127.0)), np.float32(127.0)))
+    return h_q, new_cell
