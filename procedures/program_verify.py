@@ -43,7 +43,7 @@ from drivers.board import Board
 from drivers.errors import LimitError
 from procedures.base import Checkpoint, Data, Parameter, Procedure, Progress, StreamSpec
 from procedures.base import declare as _p
-from procedures.inference.mapping import MatrixMapping, Tile, TileSplit, split_matrix
+from procedures.inference.mapping import MatrixMapping, Tile, TileSplit, place_tiles, split_matrix
 from procedures.programming.gdp import GdpSettings, GdpState, gdp_refine, open_loop_program
 from procedures.programming.gmax import G_MAX_RULES, saturated_fraction, workload_g_max
 from procedures.programming.iterative import (
@@ -130,19 +130,7 @@ def weight_layout(weights: np.ndarray, cores: Sequence[int]) -> WeightLayout:
             f"{len(cores)} given (--cores): give {split.n_tiles}, e.g. --cores "
             f"0-{split.n_tiles - 1}"
         )
-    tiles = tuple(
-        Tile(
-            core=cores[r * split.n_col_tiles + c],
-            row_tile=r,
-            col_tile=c,
-            row_start=r * split.tile_rows,
-            row_stop=min((r + 1) * split.tile_rows, split.rows),
-            col_start=c * split.tile_cols,
-            col_stop=min((c + 1) * split.tile_cols, split.cols),
-        )
-        for r in range(split.n_row_tiles)
-        for c in range(split.n_col_tiles)
-    )
+    tiles = place_tiles(split, iter(cores))
     tiling = MatrixMapping("weights", "weight", w.astype(np.float32), split, tiles)
     matrices = np.stack([tiling.core_weights(t) for t in tiles])
     return WeightLayout(cores[: len(tiles)], matrices, tiling, cores[len(tiles) :])

@@ -100,3 +100,16 @@ class FaultInjector:
         if damaged is not frame:
             self.counters.frames_corrupted_out += 1
         return damaged, delay
+
+
+def as_received(faults: FaultInjector | None, replies: list[bytes]) -> list[tuple[bytes, float]]:
+    """The board's replies as the host receives them, each with its delay in seconds (lost
+    ones left out); unchanged without ``faults``. One rule for every simulated transport."""
+    if faults is None:
+        return [(reply, 0.0) for reply in replies]
+    received = []
+    for reply in replies:
+        damaged, delay = faults.outgoing(reply)
+        if damaged is not None:
+            received.append((damaged, delay))
+    return received

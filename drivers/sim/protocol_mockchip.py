@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from serial.serialutil import PortNotOpenError, SerialBase, SerialException
 
 from drivers.sim.board_model import BoardOptions, SimulatedBoard
-from drivers.sim.faults import FaultInjector
+from drivers.sim.faults import FaultInjector, as_received
 
 
 class Serial(SerialBase):
@@ -92,13 +92,7 @@ class Serial(SerialBase):
         replies = self.board.receive(raw)
         now = time.monotonic()
         with self._rx_lock:
-            for reply in replies:
-                delay = 0.0
-                if self.faults is not None:
-                    damaged, delay = self.faults.outgoing(reply)
-                    if damaged is None:
-                        continue
-                    reply = damaged
+            for reply, delay in as_received(self.faults, replies):
                 self._rx.append((now + delay, reply))
             self._rx_lock.notify_all()
         return len(data)

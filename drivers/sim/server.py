@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from drivers.link.protocol import ErrorCode, FrameDecoder, encode_error
 from drivers.sim.board_model import BoardOptions, SimulatedBoard
 from drivers.sim.child import announced_child
-from drivers.sim.faults import FaultInjector
+from drivers.sim.faults import FaultInjector, as_received
 
 log = logging.getLogger(__name__)
 
@@ -209,13 +209,7 @@ class SimServer:
         if self.faults is not None:
             data = self.faults.incoming(data)
         replies = self.board.receive(data)
-        for reply in replies:
-            delay = 0.0
-            if self.faults is not None:
-                damaged, delay = self.faults.outgoing(reply)
-                if damaged is None:
-                    continue
-                reply = damaged
+        for reply, delay in as_received(self.faults, replies):
             if delay:
                 time.sleep(delay)
             connection.settimeout(self.idle_timeout_s)

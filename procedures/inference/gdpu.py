@@ -79,6 +79,13 @@ TANH_SLOPES, TANH_OFFSETS = _lut_lines(TANH_BREAKPOINTS)
 """The 18 (slope, offset) pairs of the LUT bins, float16."""
 
 
+_COMPILED_CONSTANTS = tuple(
+    v.astype(np.float32)
+    for v in (POST_SCALE, POST_OFFSET, TANH_BREAKPOINTS, TANH_SLOPES, TANH_OFFSETS)
+)
+"""The float16 constants as the compiled step takes them (float32 holding float16 values)."""
+
+
 def _fma16(a: np.ndarray, b: object, c: object) -> np.ndarray:
     """float16 fused multiply-add: a·b + c with one rounding to float16 (via float32; the
     product of two float16 values is exact in float32)."""
@@ -178,11 +185,7 @@ class GdpuLstmCell:
             np.ascontiguousarray(q.reshape(q.shape[0], self.hidden_size, N_GATES)),
             cell.astype(np.float32),
             self.in_scale.astype(np.float32),
-            POST_SCALE.astype(np.float32),
-            POST_OFFSET.astype(np.float32),
-            TANH_BREAKPOINTS.astype(np.float32),
-            TANH_SLOPES.astype(np.float32),
-            TANH_OFFSETS.astype(np.float32),
+            *_COMPILED_CONSTANTS,
             np.float32(np.float16(1.0 / self.h_lsb)),
         )
         return h_q, new_cell.astype(np.float16)

@@ -38,7 +38,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -146,6 +146,23 @@ class Tile:
     def shape(self) -> tuple[int, int]:
         """Used (unpadded) rows and columns."""
         return self.row_stop - self.row_start, self.col_stop - self.col_start
+
+
+def place_tiles(split: TileSplit, cores: Iterator[int]) -> tuple[Tile, ...]:
+    """The tiles of ``split`` in allocation order (row tiles outer), each on the next core."""
+    return tuple(
+        Tile(
+            core=next(cores),
+            row_tile=r,
+            col_tile=c,
+            row_start=r * split.tile_rows,
+            row_stop=min((r + 1) * split.tile_rows, split.rows),
+            col_start=c * split.tile_cols,
+            col_stop=min((c + 1) * split.tile_cols, split.cols),
+        )
+        for r in range(split.n_row_tiles)
+        for c in range(split.n_col_tiles)
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -361,23 +378,10 @@ def map_graph(graph: Graph, *, cores: Sequence[int] | None = None) -> Mapping:
     for node, parts in plans:
         matrices = []
         for part, matrix, split in parts:
-            tiles = []
-            for r in range(split.n_row_tiles):
-                for c in range(split.n_col_tiles):
-                    tiles.append(
-                        Tile(
-                            core=next(next_core),
-                            row_tile=r,
-                            col_tile=c,
-                            row_start=r * split.tile_rows,
-                            row_stop=min((r + 1) * split.tile_rows, split.rows),
-                            col_start=c * split.tile_cols,
-                            col_stop=min((c + 1) * split.tile_cols, split.cols),
-                        )
-                    )
+            tiles = place_tiles(split, next_core)
             frozen = np.array(matrix, np.float32)
             frozen.setflags(write=False)
-            matrices.append(MatrixMapping(node.name, part, frozen, split, tuple(tiles)))
+            matrices.append(MatrixMapping(node.name, part, frozen, split, tiles))
         layers.append(_layer(graph, node, tuple(matrices)))
     return Mapping(tuple(layers), available)
 
