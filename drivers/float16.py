@@ -40,3 +40,28 @@ def round_float16(x: np.ndarray, bits: np.ndarray) -> None:
         if abs(value) < np.float32(2.0**-14):  # float16 subnormal: fixed quantum 2⁻²⁴
             value = np.rint(value * np.float32(2.0**24)) * np.float32(2.0**-24)
         x[j] = value
+
+
+@jit
+def round_float16_from64(x: np.ndarray, out: np.ndarray) -> None:
+    """out ← float16(x) as float64 for float64 ``x`` (flat arrays; ``out`` may be ``x``):
+    numpy's ``x.astype(np.float16).astype(np.float64)``, rounded once from the double (going
+    through float32 would round twice and differ at ties). NaN and ±inf kept.
+
+    The normal range is rounded on the bits at bit 42 (float16 keeps 10 of double's 52
+    mantissa bits); the subnormal range (|x| < 2⁻¹⁴) on the fixed 2⁻²⁴ quantum."""
+    bits = x.view(np.int64)
+    out_bits = out.view(np.int64)
+    for j in range(x.size):
+        v = bits[j]
+        mag = v & 0x7FFFFFFFFFFFFFFF
+        sign = v ^ mag
+        if mag >= 0x7FF0000000000000:  # inf, NaN
+            out_bits[j] = v
+        elif mag >= 0x40EFFE0000000000:  # ≥ 65520: ±inf
+            out_bits[j] = sign | 0x7FF0000000000000
+        elif mag >= 0x3F10000000000000:  # float16 normal: half to even at bit 42
+            half = np.int64(0x1FFFFFFFFFF) + ((mag >> 42) & 1)
+            out_bits[j] = sign | ((mag + half) & ~np.int64(0x3FFFFFFFFFF))
+        else:
+            out[j] = np.rint(x[j] * 16777216.0) * 2.0**-24

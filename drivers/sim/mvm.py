@@ -23,8 +23,10 @@ The kernels keep the same physics, not the same bit pattern of the noise.
 
 Work only where current flows [chip.md §1.3]: a column (input line) whose input is zero for the
 whole batch drives no current and adds no read noise, so the GEMMs leave it out (its products
-are exact zeros, so the sums over the others are bit-identical); rows the host does not read
-are not converted. The noise a read row gets depends only on the generator, the row and the
+are exact zeros, so the sums over the others are bit-identical); columns that carry the same
+inputs for the whole batch (a narrow matrix copied across a core) enter the GEMMs once with
+their conductances summed (:func:`active_columns`); rows the host does not read are not
+converted. The noise a read row gets depends only on the generator, the row and the
 batch index, never on which inputs are zero or which other rows are read (tested).
 
 Physics [LG p.3; KA; chip.md §1.3-1.4]: inputs are 8-bit PWM (sign + 7 bit, |x|/127 of the
@@ -127,15 +129,61 @@ def row_range(rows: RowRange | None) -> RowRange:
     return (start, stop)
 
 
-def active_columns(x: np.ndarray) -> slice | None:
-    """The input columns that carry current: from the first to the last column that is
-    nonzero somewhere in ``x`` (batch, 256); None if that is all of them. Zero columns inside
-    the range stay in (exact zero products); a batch of zeros gives an empty range."""
+@dataclass(frozen=True)
+class Columns:
+    """The input columns that enter the GEMMs of one batch (:func:`active_columns`).
+
+    ``take`` selects the columns whose inputs the GEMMs see: a range when no column repeats
+    another, else one column per set of repeats. ``members`` and ``starts`` then list every
+    nonzero column grouped by set (``np.add.reduceat`` order), and an operand's rows are summed
+    per set: Σ_c x_c·M_c = x·Σ_{c∈set} M_c when the columns of a set carry the same inputs.
+    """
+
+    take: slice | np.ndarray
+    members: np.ndarray | None = None
+    starts: np.ndarray | None = None
+
+    def rows_of(self, matrix: np.ndarray) -> np.ndarray:
+        """The operand rows (one per input column, axis 0) the GEMMs use."""
+        if self.members is None or self.starts is None:
+            return matrix[self.take]
+        return np.add.reduceat(matrix[self.members], self.starts, axis=0)
+
+
+_PROBE_SAMPLES = 16  # batch rows compared first: distinct columns almost never agree on all
+
+
+def active_columns(x: np.ndarray) -> Columns | None:
+    """The input columns that carry current in ``x`` (batch, 256); None if all of them, each
+    different. A column zero for the whole batch is left out (its products are exact zeros, so
+    the sums over the others are bit-identical). Columns that carry the same inputs for the
+    whole batch (the executor copies a narrow matrix onto a core several times and its inputs
+    with it) enter the GEMMs once, with their operand rows summed: the same sums in another
+    float32 order (tested: within a count where a sum lands on a count boundary)."""
     used = np.flatnonzero(np.any(x != 0, axis=0))
     if used.size == 0:
-        return slice(0, 0)
+        return Columns(slice(0, 0))
     first, last = int(used[0]), int(used[-1]) + 1
-    return None if (first, last) == (0, COLS) else slice(first, last)
+    plain = None if (first, last) == (0, COLS) else Columns(slice(first, last))
+    probe = x[np.linspace(0, x.shape[0] - 1, min(x.shape[0], _PROBE_SAMPLES)).astype(int)]
+    if _distinct(probe[:, used]).size == used.size:
+        return plain  # no two columns agree even on the probe: no repeats (the usual case)
+    inverse = _distinct(x[:, used], inverse=True)
+    n_sets = int(inverse.max()) + 1
+    if n_sets == used.size:
+        return plain
+    order = np.argsort(inverse, kind="stable")
+    starts = np.searchsorted(inverse[order], np.arange(n_sets))
+    members = used[order]
+    return Columns(take=members[starts], members=members, starts=starts)
+
+
+def _distinct(columns: np.ndarray, inverse: bool = False) -> np.ndarray:
+    """The first index of each distinct column of ``columns`` (samples, k), or with ``inverse``
+    the set number of every column (sets numbered in order of the column bytes)."""
+    as_bytes = np.ascontiguousarray(columns.T).view(np.dtype((np.void, columns.shape[0])))
+    _, first, back = np.unique(as_bytes.ravel(), return_index=True, return_inverse=True)
+    return back.ravel() if inverse else first
 
 
 def one_phase_inputs(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -161,36 +209,49 @@ def four_phase_inputs(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return x4, sq, xf
 
 
+def gemm_operands(
+    op: CoreOperands, mode: int, rows: RowRange, cols: Columns | None
+) -> tuple[np.ndarray, ...]:
+    """The right-hand GEMM matrices of one core for the read ``rows`` and the active columns
+    ``cols`` (:func:`active_columns`; None: all), made once per call and core: one-phase
+    (m1, v_sum), four-phase (m4, v_sum, v_diff)."""
+    r0, r1 = rows
+    if mode == 1:
+        if cols is None:
+            return op.m1[:, r0:r1], op.v_sum[:, r0:r1]
+        m1 = np.concatenate([cols.rows_of(op.m1[:COLS, r0:r1]), cols.rows_of(op.m1[COLS:, r0:r1])])
+        return m1, cols.rows_of(op.v_sum[:, r0:r1])
+    if cols is None:
+        m4, v_sum, v_diff = op.m4, op.v_sum[:, r0:r1], op.v_diff[:, r0:r1]
+    else:
+        m4 = cols.rows_of(op.m4)
+        v_sum, v_diff = cols.rows_of(op.v_sum[:, r0:r1]), cols.rows_of(op.v_diff[:, r0:r1])
+    if (r0, r1) != (0, ROWS):
+        m4 = np.concatenate([m4[:, r0:r1], m4[:, ROWS + r0 : ROWS + r1]], axis=1)
+    return m4, v_sum, v_diff
+
+
 def one_phase_gemms(
-    op: CoreOperands,
+    matrices: tuple[np.ndarray, ...],
     x: np.ndarray,
-    rows: RowRange,
-    cols: slice | None,
+    cols: Columns | None,
     inputs: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] = one_phase_inputs,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(signed mean current µA, noise variance µA²), float32 (batch, rows) for int8 ``x``.
 
-    Only the active input columns ``cols`` enter the GEMMs (None: all) and only the read rows
-    come out; the sums are the full ones bit for bit (the left-out products are exact zeros).
-    ``inputs`` builds the GEMM inputs (:func:`one_phase_inputs`, or a compiled equivalent).
+    ``matrices`` from :func:`gemm_operands` for the same ``cols``: only the active input
+    columns enter the GEMMs and only the read rows come out. ``inputs`` builds the GEMM inputs
+    (:func:`one_phase_inputs`, or a compiled equivalent).
     """
-    r0, r1 = rows
-    x1, sq = inputs(x if cols is None else x[:, cols])
-    if cols is None:
-        m1 = op.m1[:, r0:r1]
-        v = op.v_sum[:, r0:r1]
-    else:
-        c0, c1 = cols.start, cols.stop
-        m1 = np.concatenate([op.m1[c0:c1, r0:r1], op.m1[COLS + c0 : COLS + c1, r0:r1]])
-        v = op.v_sum[cols, r0:r1]
-    return x1 @ m1, sq @ v
+    m1, v_sum = matrices
+    x1, sq = inputs(x if cols is None else x[:, cols.take])
+    return x1 @ m1, sq @ v_sum
 
 
 def four_phase_gemms(
-    op: CoreOperands,
+    matrices: tuple[np.ndarray, ...],
     x: np.ndarray,
-    rows: RowRange,
-    cols: slice | None,
+    cols: Columns | None,
     inputs: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]] = four_phase_inputs,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Four-phase currents (2·batch, 2·rows) and variance forms (Σσ²x², Σ(σ+²−σ−²)x|x|).
@@ -198,13 +259,9 @@ def four_phase_gemms(
     Rows [:batch] are the x+ conversions, [batch:] the x− ones; columns [:n] are G+, [n:] G−
     for the n read rows. As :func:`one_phase_gemms`, only active columns and read rows.
     """
-    r0, r1 = rows
-    x4, sq, xa = inputs(x if cols is None else x[:, cols])
-    m4 = op.m4 if cols is None else op.m4[cols]
-    if (r0, r1) != (0, ROWS):
-        m4 = np.concatenate([m4[:, r0:r1], m4[:, ROWS + r0 : ROWS + r1]], axis=1)
-    c = slice(None) if cols is None else cols
-    return x4 @ m4, sq @ op.v_sum[c, r0:r1], xa @ op.v_diff[c, r0:r1]
+    m4, v_sum, v_diff = matrices
+    x4, sq, xa = inputs(x if cols is None else x[:, cols.take])
+    return x4 @ m4, sq @ v_sum, xa @ v_diff
 
 
 @dataclass
@@ -316,7 +373,13 @@ class NumpyMvmKernel:
         neg = np.empty((n_c, batch, r1 - r0), np.uint16)
         groups = self.split(rngs, batch)
         work = self._one_phase if mode == 1 else self._four_phase
-        n_sat = work(operands, adc, cores, x, pos, neg, groups, window_ns, (r0, r1))
+        # per core over the whole batch: the same columns whatever the thread split
+        columns = [active_columns(x[k]) for k in range(n_c)]
+        matrices = [
+            gemm_operands(op, mode, (r0, r1), cols)
+            for op, cols in zip(operands, columns, strict=True)
+        ]
+        n_sat = work(matrices, adc, cores, x, columns, pos, neg, groups, window_ns, (r0, r1))
         return pos, neg, n_sat
 
     def ldpu(
@@ -327,10 +390,11 @@ class NumpyMvmKernel:
 
     def _one_phase(
         self,
-        operands: Sequence[CoreOperands],
+        matrices: Sequence[tuple[np.ndarray, ...]],
         adc: AdcBank,
         cores: np.ndarray,
         x: np.ndarray,
+        columns: Sequence[Columns | None],
         pos: np.ndarray,
         neg: np.ndarray,
         groups: list[list[WorkItem]],
@@ -345,7 +409,7 @@ class NumpyMvmKernel:
             n_sat = 0
             for k, b0, b1, gen in items:
                 xk = x[k, b0:b1]
-                i_ua, num = one_phase_gemms(operands[k], xk, rows, active_columns(xk))
+                i_ua, num = one_phase_gemms(matrices[k], xk, columns[k])
                 z = standard_normal_f32(gen, np.empty((b1 - b0, ROWS), np.float32))[:, r0:r1]
                 np.sqrt(num, out=num)
                 num *= z
@@ -375,10 +439,11 @@ class NumpyMvmKernel:
 
     def _four_phase(
         self,
-        operands: Sequence[CoreOperands],
+        matrices: Sequence[tuple[np.ndarray, ...]],
         adc: AdcBank,
         cores: np.ndarray,
         x: np.ndarray,
+        columns: Sequence[Columns | None],
         pos: np.ndarray,
         neg: np.ndarray,
         groups: list[list[WorkItem]],
@@ -398,7 +463,7 @@ class NumpyMvmKernel:
             for k, b0, b1, gen in items:
                 nb = b1 - b0
                 xk = x[k, b0:b1]
-                mk, s, d = four_phase_gemms(operands[k], xk, rows, active_columns(xk))
+                mk, s, d = four_phase_gemms(matrices[k], xk, columns[k])
                 upper = mk[:nb]  # x+ rows: [:, :n] = x+·G+ (P), [:, n:] = x+·G− (N)
                 lower = mk[nb:]  # x− rows: [:, :n] = x−·G+ (N), [:, n:] = x−·G− (P)
                 z = standard_normal_f32(gen, np.empty((4, nb, ROWS), np.float32))[:, :, r0:r1]

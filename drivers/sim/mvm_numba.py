@@ -55,6 +55,7 @@ from drivers.sim.mvm import (
     RowRange,
     active_columns,
     four_phase_gemms,
+    gemm_operands,
     one_phase_gemms,
     row_range,
 )
@@ -69,6 +70,9 @@ _SQRT2 = np.float32(math.sqrt(2.0))
 _HALF_PI = np.float32(math.pi / 2)
 _SQRT_HALF = np.float32(math.sqrt(0.5))
 _TWO_M30 = np.float32(2.0**-30)
+BATCH_BLOCK = 256
+"""Batch rows per GEMM-and-pass block: a four-phase block's GEMM outputs (about 1.5 MB at 256
+rows) are still in cache when the compiled pass reads them."""
 
 _jit: Any = numba.njit(  # numba is untyped: the compiled functions are Any
     cache=True, nogil=True, fastmath=False, error_model="numpy"
@@ -337,21 +341,28 @@ class NumbaMvmKernel(NumpyMvmKernel):
                 [v[r0:r1] for v in adc.row_constants(int(c), POSITIVE, window_ns)] for c in cores
             ]
 
+        # per core over the whole batch: the same columns whatever the thread split
+        columns = [active_columns(x[k]) for k in range(n_c)]
+        matrices = [
+            gemm_operands(op, mode, (r0, r1), cols)
+            for op, cols in zip(operands, columns, strict=True)
+        ]
+
         def work(g: int, items: list[tuple[int, int, int]]) -> int:
             n_sat = 0
-            for k, b0, b1 in items:
-                xk = x[k, b0:b1]
-                cols = active_columns(xk)
-                if mode == 1:
-                    i_ua, var = one_phase_gemms(operands[k], xk, (r0, r1), cols, _one_phase_inputs)
-                    n_sat += _one_phase(
-                        i_ua, var, keys[k], b0, r0, *consts[k], top, pos[k, b0:b1], neg[k, b0:b1]
-                    )
-                else:
-                    mk, s, d = four_phase_gemms(operands[k], xk, (r0, r1), cols, _four_phase_inputs)
-                    n_sat += _four_phase(
-                        mk, s, d, keys[k], b0, r0, *consts[k], top, pos[k, b0:b1], neg[k, b0:b1]
-                    )
+            for k, first, last in items:
+                cols = columns[k]
+                # in blocks of the batch whose GEMM outputs stay in cache for the pass after
+                for b0 in range(first, last, BATCH_BLOCK):
+                    b1 = min(b0 + BATCH_BLOCK, last)
+                    xk = x[k, b0:b1]
+                    out = (pos[k, b0:b1], neg[k, b0:b1])
+                    if mode == 1:
+                        i_ua, var = one_phase_gemms(matrices[k], xk, cols, _one_phase_inputs)
+                        n_sat += _one_phase(i_ua, var, keys[k], b0, r0, *consts[k], top, *out)
+                    else:
+                        mk, s, d = four_phase_gemms(matrices[k], xk, cols, _four_phase_inputs)
+                        n_sat += _four_phase(mk, s, d, keys[k], b0, r0, *consts[k], top, *out)
             return n_sat
 
         n_sat = run_in_threads(work, self.pieces(n_c, batch, n), self.threads)
@@ -381,8 +392,22 @@ class NumbaMvmKernel(NumpyMvmKernel):
     def ldpu(
         self, coefficients: LdpuCoefficients, positive: np.ndarray, negative: np.ndarray
     ) -> np.ndarray:
-        """The float16 LDPU chain, compiled (bit-identical to the numpy one)."""
-        return apply_ldpu_compiled(coefficients, positive, negative)
+        """The float16 LDPU chain, compiled (bit-identical to the numpy one), the batch split
+        over the worker threads when it is large enough to pay for the hand-off."""
+        if positive.ndim != 2 or positive.size < 65536 or self.threads == 1:
+            return apply_ldpu_compiled(coefficients, positive, negative)
+        table = coefficient_table(coefficients)
+        out = np.empty(positive.shape, np.int8)
+        edges = np.linspace(0, positive.shape[0], self.threads + 1).astype(int)
+
+        def work(g: int, piece: tuple[int, int]) -> int:
+            a, b = piece
+            out[a:b] = _ldpu_chain(table, coefficients.relu, positive[a:b], negative[a:b])
+            return 0
+
+        pieces = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+        run_in_threads(work, pieces, self.threads)
+        return out
 
 
 # ---- the float16 LDPU chain ----------------------------------------------------------------
@@ -394,47 +419,44 @@ def _ldpu_chain(
 ) -> np.ndarray:
     """int8 (batch, n) of the float16 LDPU chain (drivers/ldpu.py) for counts (batch, n) and
     coefficients (6, n) float32 in wire order: gain_pos, offset_pos, gain_neg, offset_neg,
-    affine_scale, affine_offset. Every operation rounded to float16, as numpy's float16."""
+    affine_scale, affine_offset. Every operation rounded to float16, as numpy's float16.
+
+    One output row at a time through two row buffers that stay in the first-level cache (the
+    whole-array passes of before were bound by memory on large batches)."""
     nb, n = positive.shape
     out = np.empty((nb, n), np.int8)
-    p = np.empty((nb, n), np.float32)
-    q = np.empty((nb, n), np.float32)
-    pf, qf = p.reshape(-1), q.reshape(-1)
-    pb, qb = pf.view(np.int32), qf.view(np.int32)
+    p = np.empty(n, np.float32)
+    q = np.empty(n, np.float32)
+    pb, qb = p.view(np.int32), q.view(np.int32)
     gp, op, gn, on = coefficients[0], coefficients[1], coefficients[2], coefficients[3]
     scale, shift = coefficients[4], coefficients[5]
     for b in range(nb):
         for j in range(n):
-            p[b, j] = np.float32(positive[b, j])
-            q[b, j] = np.float32(negative[b, j])
-    round_float16(pf, pb)  # the 12-bit counts to float16
-    round_float16(qf, qb)
-    for b in range(nb):
+            p[j] = np.float32(positive[b, j])
+            q[j] = np.float32(negative[b, j])
+        round_float16(p, pb)  # the 12-bit counts to float16
+        round_float16(q, qb)
         for j in range(n):
-            p[b, j] = p[b, j] * gp[j]
-            q[b, j] = q[b, j] * gn[j]
-    round_float16(pf, pb)
-    round_float16(qf, qb)
-    for b in range(nb):
+            p[j] = p[j] * gp[j]
+            q[j] = q[j] * gn[j]
+        round_float16(p, pb)
+        round_float16(q, qb)
         for j in range(n):
-            p[b, j] = p[b, j] + op[j]
-            q[b, j] = q[b, j] + on[j]
-    round_float16(pf, pb)
-    round_float16(qf, qb)
-    for i in range(pf.size):
-        pf[i] = pf[i] - qf[i]
-    round_float16(pf, pb)
-    for b in range(nb):
+            p[j] = p[j] + op[j]
+            q[j] = q[j] + on[j]
+        round_float16(p, pb)
+        round_float16(q, qb)
         for j in range(n):
-            p[b, j] = p[b, j] * scale[j]
-    round_float16(pf, pb)
-    for b in range(nb):
+            p[j] = p[j] - q[j]
+        round_float16(p, pb)
         for j in range(n):
-            p[b, j] = p[b, j] + shift[j]
-    round_float16(pf, pb)
-    for b in range(nb):
+            p[j] = p[j] * scale[j]
+        round_float16(p, pb)
         for j in range(n):
-            y = p[b, j]
+            p[j] = p[j] + shift[j]
+        round_float16(p, pb)
+        for j in range(n):
+            y = p[j]
             if relu:
                 y = max(y, np.float32(0.0))
             if y != y:  # NaN (inf − inf)
@@ -449,6 +471,11 @@ def apply_ldpu_compiled(
 ) -> np.ndarray:
     """The LDPU chain of :meth:`drivers.ldpu.LdpuCoefficients.apply`, compiled: int8 outputs
     for counts (batch, rows) (tested bit-identical, overflow and NaN included)."""
-    table = np.stack([a.astype(np.float32) for a in coefficients.arrays()])
+    table = coefficient_table(coefficients)
     result: np.ndarray = _ldpu_chain(table, coefficients.relu, positive, negative)
     return result
+
+
+def coefficient_table(coefficients: LdpuCoefficients) -> np.ndarray:
+    """The coefficients as :func:`_ldpu_chain` takes them: float32 (6, rows), wire order."""
+    return np.stack([a.astype(np.float32) for a in coefficients.arrays()])

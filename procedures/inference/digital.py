@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from drivers.float16 import round_float16_from64
 from drivers.ldpu import COEFFICIENT_FIELDS, LdpuCoefficients
 from procedures.inference.graph import GraphError
 
@@ -63,16 +64,24 @@ class Float16(NumberFormat):
     name = "float16"
 
     def coefficient(self, values: np.ndarray) -> np.ndarray:
-        return np.asarray(values, np.float64).astype(np.float16).astype(np.float64)
+        return _to_float16_grid(values)
 
     def value(self, values: np.ndarray, lsb: float) -> np.ndarray:
-        with np.errstate(over="ignore"):
-            return np.asarray(values, np.float64).astype(np.float16).astype(np.float64)
+        return _to_float16_grid(values)
 
     def ldpu(
         self, coefficients: LdpuCoefficients, positive: np.ndarray, negative: np.ndarray
     ) -> np.ndarray:
         return coefficients.apply(positive, negative).astype(np.float64)
+
+
+def _to_float16_grid(values: np.ndarray) -> np.ndarray:
+    """float64 on float16's grid: ``astype(float16).astype(float64)`` (overflow to ±inf), compiled
+    (numpy converts to float16 one element at a time in software; bit-identical, tested)."""
+    v = np.ascontiguousarray(values, np.float64)
+    out = np.empty(v.shape)
+    round_float16_from64(v.reshape(-1), out.reshape(-1))
+    return out
 
 
 @dataclass(frozen=True)

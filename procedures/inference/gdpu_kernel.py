@@ -32,11 +32,11 @@ def _tanh_lut(
     n_bp = breakpoints.size
     for k in range(flat.size):
         v = flat[k]
-        b = n_bp
-        if not np.isnan(v):
-            b = 0
-            while b < n_bp and breakpoints[b] <= v:
-                b += 1
+        b = 0
+        for m in range(n_bp):  # sorted: the count of breakpoints <= v is the bin (no branches)
+            b += breakpoints[m] <= v
+        if v != v:
+            b = n_bp
         out[k] = slopes[b] * v + offsets[b]
     _round(out)
     return out.reshape(x.shape)
@@ -57,18 +57,23 @@ def lstm_step(
     """One step: int8 gates (batch, H, 4) [unit, gate I A F O], float32 cell (batch, H) on the
     float16 grid; the float32 constants are float16 values. Returns (int8 h, new cell)."""
     nb, h, n_gates = gates.shape
-    x = np.empty((nb, h, n_gates), np.float32)
+    # The gates' transform depends only on the int8 code and the gate: 256 × 4 values, made
+    # once per step with the very operations below and then looked up.
+    codes = np.empty((256, n_gates), np.float32)
+    for c in range(256):
+        for g in range(n_gates):
+            codes[c, g] = np.float32(c - 128) * in_scale[g] + np.float32(0.0)
+    _round(codes)
+    table = _tanh_lut(codes, breakpoints, slopes, offsets)
+    for c in range(256):
+        for g in range(n_gates):
+            table[c, g] = table[c, g] * post_scale[g] + post_offset[g]
+    _round(table)
+    t = np.empty((nb, h, n_gates), np.float32)
     for b in range(nb):
         for j in range(h):
             for g in range(n_gates):
-                x[b, j, g] = np.float32(gates[b, j, g]) * in_scale[g] + np.float32(0.0)
-    _round(x)
-    t = _tanh_lut(x, breakpoints, slopes, offsets)
-    for b in range(nb):
-        for j in range(h):
-            for g in range(n_gates):
-                t[b, j, g] = t[b, j, g] * post_scale[g] + post_offset[g]
-    _round(t)
+                t[b, j, g] = table[np.int32(gates[b, j, g]) + 128, g]
     forget = np.empty((nb, h), np.float32)
     for b in range(nb):
         for j in range(h):

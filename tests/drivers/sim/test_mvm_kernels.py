@@ -10,7 +10,7 @@ import pytest
 
 from drivers.board import Board
 from drivers.errors import LimitError
-from drivers.float16 import round_float16
+from drivers.float16 import round_float16, round_float16_from64
 from drivers.ldpu import LdpuCoefficients
 from drivers.link.payloads import MvmRequest
 from drivers.sim import mvm, mvm_numba
@@ -93,6 +93,35 @@ def test_row_range_and_zero_skipping_keep_the_rows_read_bit_identical(
         np.testing.assert_array_equal(part[counter], dense[counter][:, :, 3:70])
 
 
+@pytest.mark.parametrize("kernel_type", KERNELS)
+@pytest.mark.parametrize("mode", [1, 4])
+def test_repeated_input_columns_enter_once_with_the_same_counts(
+    kernel_type: type, mode: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 40-column matrix copied 5 times (as the executor replicates a narrow layer): its
+    inputs repeat, the GEMMs see 40 columns with summed conductances. Same noise draws; the
+    sums differ only in float32 order, so a count moves by at most 1, and rarely."""
+    rng = np.random.default_rng(16)
+    x = np.zeros((2, 300, 256), np.int8)
+    x[:, :, :40] = rng.integers(-127, 128, (2, 300, 40))
+    x[:, :, 40:200] = np.tile(x[:, :, :40], 4)
+    x[1, :, 7] = 0  # a zero column inside a set of repeats
+    x[1, :5, 47] = 3  # almost a repeat: differs in a few samples only
+    plan = mvm.active_columns(x[0])
+    assert plan is not None and plan.members is not None and len(plan.take) == 40
+    plan1 = mvm.active_columns(x[1])
+    # column 7 left out; its copy 47 stands alone, 87, 127 and 167 remain a set
+    assert plan1 is not None and len(plan1.take) == 41 and 7 not in plan1.take
+    op = _operands(0.05)
+    merged = _run(kernel_type(), op, x, mode, 17)
+    for module in (mvm, mvm_numba):
+        monkeypatch.setattr(module, "active_columns", lambda x: None)  # every column computed
+    dense = _run(kernel_type(), op, x, mode, 17)
+    for counter in (0, 1):
+        moved = np.abs(merged[counter].astype(int) - dense[counter].astype(int))
+        assert moved.max() <= 1 and np.mean(moved) < 2e-3
+
+
 def test_kernel_choice_by_name_environment_and_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(KERNEL_ENV, raising=False)
     assert isinstance(make_kernel(), NumbaMvmKernel)
@@ -145,6 +174,25 @@ def test_compiled_float16_rounding_is_numpys() -> None:
     round_float16(x, x.view(np.int32))
     same = (expected.view(np.int32) == x.view(np.int32)) | (np.isnan(expected) & np.isnan(x))
     assert same.all()
+
+
+def test_compiled_float16_rounding_of_doubles_is_numpys() -> None:
+    """Rounded once from the double, as numpy does (via float32 would differ at ties)."""
+    rng = np.random.default_rng(15)
+    random_bits = rng.integers(-(2**63), 2**63 - 1, 300_000, dtype=np.int64).view(np.float64)
+    ties = (np.arange(-70_000, 70_000) + 0.5) * 1.0  # ties at the integers' grid and above 2048
+    quanta = np.arange(-5000, 5000) * 2.0**-25  # subnormal ties
+    near_float32_ties = np.float32(1.0 + 2.0**-11) + np.arange(-3, 4) * 2.0**-40  # 1 + half a step
+    edges = np.array([65519.99, 65520.0, -65520.0, 65504.0, 2.0**-14, 2.0**-14 - 2.0**-26])
+    specials = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e300, -1e-300])
+    normals = [rng.normal(0, scale, 50_000) for scale in (1.0, 1e-5, 7e4)]
+    x = np.concatenate([random_bits, *normals, ties, quanta, near_float32_ties, edges, specials])
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected = x.astype(np.float16).astype(np.float64)
+    out = np.empty_like(x)
+    round_float16_from64(x, out)
+    same = (expected.view(np.int64) == out.view(np.int64)) | (np.isnan(expected) & np.isnan(out))
+    assert same.all(), x[~same][:5]
 
 
 @pytest.mark.parametrize("scale", [1e-3, 1.0, 50.0, 3e4])  # 50 and 3e4 overflow float16

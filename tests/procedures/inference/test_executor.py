@@ -177,6 +177,19 @@ def test_fixed_point_rounding_rules() -> None:
         number_format("bfloat16")
 
 
+def test_float16_format_rounds_as_numpy_float16() -> None:
+    """The compiled rounding of the host's float16 steps equals numpy's float16, shapes,
+    overflow to ±inf, NaN and non-contiguous inputs included."""
+    x = np.random.default_rng(3).normal(0.0, 3e4, (40, 30))[:, ::2]
+    x[0, :3] = [np.nan, 7e4, -1e-9]
+    with np.errstate(over="ignore"):
+        expected = x.astype(np.float16).astype(np.float64)
+    for rounded in (Float16().value(x, 1.0), Float16().coefficient(x)):
+        assert rounded.shape == x.shape and rounded.dtype == np.float64
+        np.testing.assert_array_equal(rounded, expected)
+    assert Float16().value(np.float64(1.0 + 2.0**-11), 1.0) == 1.0  # a tie, to even
+
+
 def test_quantise_saturates_at_127_lsb() -> None:
     assert quantise(np.array([0.0, 1.004, -300.0, 300.0]), 1.0).tolist() == [0, 1, -127, 127]
 
