@@ -60,6 +60,7 @@ the noise depends only on that generator, never on thread timing.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -70,7 +71,7 @@ from drivers.ldpu import LdpuCoefficients
 from drivers.sim.adc import POSITIVE, AdcBank, convert_inplace
 from drivers.sim.fastnormal import standard_normal_f32
 from drivers.sim.ldpu import apply_ldpu
-from drivers.sim.threads import run_in_threads
+from drivers.sim.threads import BlasThreads, run_in_threads
 
 ROWS = COLS = 256
 DEVICES = 4
@@ -147,9 +148,23 @@ class Columns:
         """The operand rows (one per input column, axis 0) the GEMMs use."""
         if self.members is None or self.starts is None:
             return matrix[self.take]
-        return np.add.reduceat(matrix[self.members], self.starts, axis=0)
+        # the sets' sums as one product with a 0/1 matrix (numpy's reduceat along rows is slow)
+        sizes = np.diff(np.append(self.starts, self.members.size))
+        onehot = np.zeros((self.starts.size, COLS), matrix.dtype)
+        onehot[np.repeat(np.arange(self.starts.size), sizes), self.members] = 1
+        return onehot @ matrix
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """Equal for equal selections (to reuse the summed operands)."""
+        if isinstance(self.take, slice):
+            return (self.take.start, self.take.stop)
+        members = b"" if self.members is None else self.members.tobytes()
+        starts = b"" if self.starts is None else self.starts.tobytes()
+        return (self.take.tobytes(), members, starts)
 
 
+_REMEMBERED_SELECTIONS = 32  # summed operand sets kept per kernel (a few MB at most)
 _PROBE_SAMPLES = 16  # batch rows compared first: distinct columns almost never agree on all
 
 
@@ -160,30 +175,48 @@ def active_columns(x: np.ndarray) -> Columns | None:
     whole batch (the executor copies a narrow matrix onto a core several times and its inputs
     with it) enter the GEMMs once, with their operand rows summed: the same sums in another
     float32 order (tested: within a count where a sum lands on a count boundary)."""
+    return columns_from_sets(column_sets(x))
+
+
+def column_sets(x: np.ndarray) -> np.ndarray:
+    """For each column of ``x`` (batch, 256): −1 if it is zero for the whole batch, else the
+    first column whose inputs equal its own for the whole batch (itself if none)."""
+    sets = np.full(x.shape[1], -1, np.int64)
     used = np.flatnonzero(np.any(x != 0, axis=0))
+    sets[used] = used
+    if used.size < 2:
+        return sets
+    probe = x[np.linspace(0, x.shape[0] - 1, min(x.shape[0], _PROBE_SAMPLES)).astype(int)]
+    first = _first_equal(probe[:, used])
+    if np.all(first == np.arange(used.size)):
+        return sets  # no two columns agree even on the probe: no repeats (the usual case)
+    if not np.array_equal(x[:, used], x[:, used[first]]):
+        first = _first_equal(x[:, used])  # agree on the probe, not everywhere: whole columns
+    sets[used] = used[first]
+    return sets
+
+
+def _first_equal(columns: np.ndarray) -> np.ndarray:
+    """For each column of ``columns`` (samples, k): the position of the first equal column."""
+    as_bytes = np.ascontiguousarray(columns.T).view(np.dtype((np.void, columns.shape[0])))
+    _, first, back = np.unique(as_bytes.ravel(), return_index=True, return_inverse=True)
+    result: np.ndarray = first[back.ravel()]
+    return result
+
+
+def columns_from_sets(sets: np.ndarray) -> Columns | None:
+    """The :class:`Columns` of :func:`column_sets`' answer: sets in the order of their first
+    column, members in column order (the same order whichever way the sets were found)."""
+    used = np.flatnonzero(sets >= 0)
     if used.size == 0:
         return Columns(slice(0, 0))
     first, last = int(used[0]), int(used[-1]) + 1
-    plain = None if (first, last) == (0, COLS) else Columns(slice(first, last))
-    probe = x[np.linspace(0, x.shape[0] - 1, min(x.shape[0], _PROBE_SAMPLES)).astype(int)]
-    if _distinct(probe[:, used]).size == used.size:
-        return plain  # no two columns agree even on the probe: no repeats (the usual case)
-    inverse = _distinct(x[:, used], inverse=True)
-    n_sets = int(inverse.max()) + 1
-    if n_sets == used.size:
-        return plain
-    order = np.argsort(inverse, kind="stable")
-    starts = np.searchsorted(inverse[order], np.arange(n_sets))
-    members = used[order]
-    return Columns(take=members[starts], members=members, starts=starts)
-
-
-def _distinct(columns: np.ndarray, inverse: bool = False) -> np.ndarray:
-    """The first index of each distinct column of ``columns`` (samples, k), or with ``inverse``
-    the set number of every column (sets numbered in order of the column bytes)."""
-    as_bytes = np.ascontiguousarray(columns.T).view(np.dtype((np.void, columns.shape[0])))
-    _, first, back = np.unique(as_bytes.ravel(), return_index=True, return_inverse=True)
-    return back.ravel() if inverse else first
+    reps = np.flatnonzero(sets == np.arange(sets.size))
+    if reps.size == used.size:
+        return None if (first, last) == (0, COLS) else Columns(slice(first, last))
+    members = used[np.argsort(sets[used], kind="stable")]
+    starts = np.searchsorted(sets[members], reps)
+    return Columns(take=reps, members=members, starts=starts)
 
 
 def one_phase_inputs(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -283,6 +316,26 @@ class NumpyMvmKernel:
 
     def __init__(self, threads: int = 2) -> None:
         self.threads = max(1, int(threads))
+        self._matrices: dict[
+            tuple[object, ...], tuple[weakref.ref[CoreOperands], tuple[np.ndarray, ...]]
+        ] = {}
+
+    def matrices(
+        self, op: CoreOperands, mode: int, rows: RowRange, cols: Columns | None
+    ) -> tuple[np.ndarray, ...]:
+        """:func:`gemm_operands`, remembered for summed columns: a recurrent layer asks for the
+        same selection at every step (kept while the chip keeps the core's operands)."""
+        if cols is None or cols.members is None:
+            return gemm_operands(op, mode, rows, cols)  # views and slices: nothing to save
+        key = (id(op), mode, rows, cols.key)
+        hit = self._matrices.get(key)
+        if hit is not None and hit[0]() is op:
+            return hit[1]
+        if len(self._matrices) >= _REMEMBERED_SELECTIONS:
+            self._matrices.pop(next(iter(self._matrices)))
+        made = gemm_operands(op, mode, rows, cols)
+        self._matrices[key] = (weakref.ref(op), made)
+        return made
 
     # ---- operands ---------------------------------------------------------------------------
 
@@ -375,10 +428,11 @@ class NumpyMvmKernel:
         work = self._one_phase if mode == 1 else self._four_phase
         # per core over the whole batch: the same columns whatever the thread split
         columns = [active_columns(x[k]) for k in range(n_c)]
-        matrices = [
-            gemm_operands(op, mode, (r0, r1), cols)
-            for op, cols in zip(operands, columns, strict=True)
-        ]
+        with BlasThreads(1):  # small GEMMs: OpenBLAS's own threads only wait on each other
+            matrices = [
+                self.matrices(op, mode, (r0, r1), cols)
+                for op, cols in zip(operands, columns, strict=True)
+            ]
         n_sat = work(matrices, adc, cores, x, columns, pos, neg, groups, window_ns, (r0, r1))
         return pos, neg, n_sat
 

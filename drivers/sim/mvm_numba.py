@@ -50,16 +50,16 @@ from drivers.ldpu import LdpuCoefficients
 from drivers.sim.adc import POSITIVE, AdcBank
 from drivers.sim.mvm import (
     ROWS,
+    Columns,
     CoreOperands,
     NumpyMvmKernel,
     RowRange,
-    active_columns,
+    columns_from_sets,
     four_phase_gemms,
-    gemm_operands,
     one_phase_gemms,
     row_range,
 )
-from drivers.sim.threads import run_in_threads
+from drivers.sim.threads import BlasThreads, run_in_threads
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -310,6 +310,45 @@ def _four_phase(
     return n_sat
 
 
+_FNV_PRIME = np.uint64(0x100000001B3)
+
+
+@_jit
+def _column_sets(x: np.ndarray) -> np.ndarray:
+    """:func:`drivers.sim.mvm.column_sets` compiled: one pass hashes every column (FNV-1a over
+    the batch) and flags the nonzero ones; a column whose hash equals an earlier set's is
+    compared with it element by element, so the answer is exact and the same as numpy's."""
+    nb, nc = x.shape
+    hashes = np.full(nc, np.uint64(0xCBF29CE484222325))
+    nonzero = np.zeros(nc, np.bool_)
+    for b in range(nb):
+        for c in range(nc):
+            v = x[b, c]
+            hashes[c] = (hashes[c] ^ np.uint64(np.uint8(v))) * _FNV_PRIME
+            nonzero[c] |= v != 0
+    sets = np.full(nc, -1, np.int64)
+    for c in range(nc):
+        if not nonzero[c]:
+            continue
+        sets[c] = c
+        for r in range(c):
+            if sets[r] == r and hashes[r] == hashes[c]:
+                same = True
+                for b in range(nb):
+                    if x[b, r] != x[b, c]:
+                        same = False
+                        break
+                if same:
+                    sets[c] = r
+                    break
+    return sets
+
+
+def active_columns(x: np.ndarray) -> Columns | None:
+    """:func:`drivers.sim.mvm.active_columns` with the sets found by compiled code."""
+    return columns_from_sets(_column_sets(np.ascontiguousarray(x)))
+
+
 class NumbaMvmKernel(NumpyMvmKernel):
     """The compiled MVM kernel (module docstring); operands and thread split as the numpy one."""
 
@@ -343,10 +382,11 @@ class NumbaMvmKernel(NumpyMvmKernel):
 
         # per core over the whole batch: the same columns whatever the thread split
         columns = [active_columns(x[k]) for k in range(n_c)]
-        matrices = [
-            gemm_operands(op, mode, (r0, r1), cols)
-            for op, cols in zip(operands, columns, strict=True)
-        ]
+        with BlasThreads(1):  # small GEMMs: OpenBLAS's own threads only wait on each other
+            matrices = [
+                self.matrices(op, mode, (r0, r1), cols)
+                for op, cols in zip(operands, columns, strict=True)
+            ]
 
         def work(g: int, items: list[tuple[int, int, int]]) -> int:
             n_sat = 0

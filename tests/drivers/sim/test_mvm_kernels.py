@@ -122,6 +122,26 @@ def test_repeated_input_columns_enter_once_with_the_same_counts(
         assert moved.max() <= 1 and np.mean(moved) < 2e-3
 
 
+def test_compiled_column_sets_are_numpys() -> None:
+    """Zero columns, repeats, near-repeats (equal on the probe rows only) and a batch of one."""
+    rng = np.random.default_rng(18)
+    cases = []
+    for batch in (1, 7, 300):
+        x = rng.integers(-3, 4, (batch, 256)).astype(np.int8)  # few values: chance repeats
+        x[:, 100:140] = x[:, 20:60]
+        x[:, 200:] = 0
+        x[batch // 2, 130] += 1  # a near-repeat, different in one sample only
+        cases.append(x)
+    cases.append(np.zeros((5, 256), np.int8))
+    cases.append(rng.integers(-127, 128, (64, 256)).astype(np.int8))
+    for x in cases:
+        np.testing.assert_array_equal(mvm_numba._column_sets(x), mvm.column_sets(x))
+        sets = mvm.column_sets(x)
+        for c in np.flatnonzero(sets >= 0):  # the definition, checked directly
+            assert np.array_equal(x[:, c], x[:, sets[c]])
+            assert not any(np.array_equal(x[:, c], x[:, r]) for r in range(sets[c]))
+
+
 def test_kernel_choice_by_name_environment_and_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(KERNEL_ENV, raising=False)
     assert isinstance(make_kernel(), NumbaMvmKernel)
