@@ -52,16 +52,17 @@ def round_float16_from64(x: np.ndarray, out: np.ndarray) -> None:
     mantissa bits); the subnormal range (|x| < 2⁻¹⁴) on the fixed 2⁻²⁴ quantum."""
     bits = x.view(np.int64)
     out_bits = out.view(np.int64)
-    for j in range(x.size):
+    for j in range(x.size):  # two branch-free passes, as round_float16 (they vectorise)
         v = bits[j]
         mag = v & 0x7FFFFFFFFFFFFFFF
         sign = v ^ mag
-        if mag >= 0x7FF0000000000000:  # inf, NaN
-            out_bits[j] = v
-        elif mag >= 0x40EFFE0000000000:  # ≥ 65520: ±inf
-            out_bits[j] = sign | 0x7FF0000000000000
-        elif mag >= 0x3F10000000000000:  # float16 normal: half to even at bit 42
-            half = np.int64(0x1FFFFFFFFFF) + ((mag >> 42) & 1)
-            out_bits[j] = sign | ((mag + half) & ~np.int64(0x3FFFFFFFFFF))
-        else:
-            out[j] = np.rint(x[j] * 16777216.0) * 2.0**-24
+        rounded = sign | ((mag + 0x1FFFFFFFFFF + ((mag >> 42) & 1)) & ~np.int64(0x3FFFFFFFFFF))
+        result = v  # inf, NaN and the subnormal range: unchanged here
+        if mag < 0x7FF0000000000000 and mag >= 0x3F10000000000000:
+            result = rounded if mag < 0x40EFFE0000000000 else sign | 0x7FF0000000000000
+        out_bits[j] = result
+    for j in range(x.size):
+        value = out[j]
+        if abs(value) < 2.0**-14:  # float16 subnormal: fixed quantum 2⁻²⁴
+            value = np.rint(value * 16777216.0) * 2.0**-24
+        out[j] = value

@@ -47,6 +47,7 @@ from drivers.ldpu import ROWS, LdpuCoefficients
 from procedures.inference.deployment import Deployment, LayerPlan
 from procedures.inference.digital import int8_round
 from procedures.inference.gdpu import GdpuLstmCell, initial_lstm_state, quantise_int8
+from procedures.inference.gdpu_kernel import gate_codes
 from procedures.inference.graph import Conv, Dense, Gru, Lstm, Node
 from procedures.inference.mapping import CORE_COLS
 from procedures.inference.reference import run_node
@@ -189,10 +190,11 @@ def _layer_mvm(
     mm = plan.mapping.matrix(part)
     cores = [t.core for t in mm.tiles]
     x = np.zeros((len(cores), codes.shape[0], CORE_COLS), np.int8)
+    codes8 = codes.astype(np.int8, copy=False)  # int8 values in a wider type: copies are casts
     for i, tile in enumerate(mm.tiles):
         width = tile.shape[1]
         for j in range(deployment.tiles[tile.core].replicas):
-            x[i, :, j * width : (j + 1) * width] = codes[:, tile.col_start : tile.col_stop]
+            x[i, :, j * width : (j + 1) * width] = codes8[:, tile.col_start : tile.col_stop]
     outputs, counts = _tile_outputs(deployment, cores, x, use_board_ldpu=not host)
     rows_total = mm.matrix.shape[0]
     if observe is not None and counts is not None and not plan.partial:
@@ -217,10 +219,15 @@ def _layer_mvm(
     # The sums live on the grid of the finest partial sum they add (the tensor they belong
     # to: W·x in float units), not on the layer output's grid.
     grid = min(deployment.tiles[t.core].partial_lsb for t in mm.tiles)
+    written = np.zeros(rows_total, bool)
     for tile, q in zip(mm.tiles, outputs, strict=True):
         lsb = deployment.tiles[tile.core].partial_lsb
-        block = total[:, tile.row_start : tile.row_stop]
-        block[:] = fmt.value(block + q[:, : tile.shape[0]].astype(np.float64) * lsb, grid)
+        rows = slice(tile.row_start, tile.row_stop)
+        value = q[:, : tile.shape[0]] * lsb  # float64 (q is int8 or float64)
+        if written[rows].any() or q.dtype != np.int8:
+            value += total[:, rows]  # a later tile of the same rows; or 0 + (−0.0) is +0.0
+        total[:, rows] = fmt.value(value, grid)  # the first tile: 0 + v is v, no add needed
+        written[rows] = True
     return total
 
 
@@ -311,11 +318,15 @@ def _lstm(deployment: Deployment, plan: LayerPlan, x: np.ndarray, host: bool) ->
     h = h8.astype(np.int16)
     outs = []
     offset = deployment.digital.coefficient(plan.offset)  # mapped (interleaved) order
+    fused = deployment.digital.name == "float16"  # the float16 steps below, compiled
     for t in range(steps):
         hidden = _layer_mvm(deployment, plan, "hidden", h, host=host)
-        total = deployment.digital.value(projected[:, t] + hidden, plan.out_lsb)
-        gates = deployment.digital.value(total + offset, plan.out_lsb)
-        q = int8_round(gates / plan.out_lsb).clip(-127, 127).astype(np.int8)
+        if fused:
+            q = gate_codes(projected[:, t], hidden, offset, plan.out_lsb)
+        else:
+            total = deployment.digital.value(projected[:, t] + hidden, plan.out_lsb)
+            gates = deployment.digital.value(total + offset, plan.out_lsb)
+            q = int8_round(gates / plan.out_lsb).clip(-127, 127).astype(np.int8)
         h8, state = cell.step(q, state)
         h = h8.astype(np.int16)
         outs.append(h.astype(np.float64) * cell.h_lsb)

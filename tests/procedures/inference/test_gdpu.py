@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from procedures.inference import gdpu
+from procedures.inference.digital import Float16, int8_round
 from procedures.inference.gdpu import (
     GdpuLstmCell,
     deinterleave_gates,
@@ -13,6 +14,7 @@ from procedures.inference.gdpu import (
     quantise_int8,
     tanh_lut,
 )
+from procedures.inference.gdpu_kernel import gate_codes
 from procedures.inference.graph import GraphError, Lstm
 from procedures.inference.reference import lstm_float
 
@@ -106,3 +108,22 @@ def test_the_compiled_step_is_bit_identical_to_numpy(gate_lsb: tuple[float, ...]
         assert c_fast.dtype == np.float16
         np.testing.assert_array_equal(c_fast.view(np.uint16), c_ref.view(np.uint16))
         gates = np.roll(gates, 1, axis=0)
+
+
+def test_fused_gate_codes_are_the_float16_steps() -> None:
+    """streaming._lstm's compiled gate step equals its numpy float16 steps bit for bit, with
+    sums that overflow float16, NaN from inf − inf, ties and a strided input."""
+    rng = np.random.default_rng(21)
+    projected = rng.normal(0.0, 60.0, (300, 3, 256))[:, 1]  # a time step of (batch, steps, 4H)
+    hidden = rng.integers(-127, 128, (300, 256)).astype(np.float64)
+    offset = Float16().coefficient(rng.normal(0.0, 20.0, 256))
+    projected[0, :4] = [np.inf, -np.inf, 7e4, 0.5]
+    hidden[0, :4] = [-np.inf, 1.0, 0.0, 0.0]
+    lsb = 0.37
+    fmt = Float16()
+    with np.errstate(invalid="ignore"):  # inf − inf
+        total = fmt.value(projected + hidden, lsb)
+        gates = fmt.value(total + offset, lsb)
+        expected = int8_round(gates / lsb).clip(-127, 127).astype(np.int8)
+    assert expected[0, 0] == 0 and expected[0, 1] == -127 and expected[0, 2] == 127
+    np.testing.assert_array_equal(gate_codes(projected, hidden, offset, lsb), expected)
