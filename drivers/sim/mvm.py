@@ -60,6 +60,7 @@ the noise depends only on that generator, never on thread timing.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -319,6 +320,7 @@ class NumpyMvmKernel:
         self._matrices: dict[
             tuple[object, ...], tuple[weakref.ref[CoreOperands], tuple[np.ndarray, ...]]
         ] = {}
+        self._matrices_lock = threading.Lock()
 
     def matrices(
         self, op: CoreOperands, mode: int, rows: RowRange, cols: Columns | None
@@ -328,13 +330,15 @@ class NumpyMvmKernel:
         if cols is None or cols.members is None:
             return gemm_operands(op, mode, rows, cols)  # views and slices: nothing to save
         key = (id(op), mode, rows, cols.key)
-        hit = self._matrices.get(key)
-        if hit is not None and hit[0]() is op:
-            return hit[1]
-        if len(self._matrices) >= _REMEMBERED_SELECTIONS:
-            self._matrices.pop(next(iter(self._matrices)))
+        with self._matrices_lock:  # worker threads of one call ask for different cores
+            hit = self._matrices.get(key)
+            if hit is not None and hit[0]() is op:
+                return hit[1]
         made = gemm_operands(op, mode, rows, cols)
-        self._matrices[key] = (weakref.ref(op), made)
+        with self._matrices_lock:
+            if len(self._matrices) >= _REMEMBERED_SELECTIONS:
+                self._matrices.pop(next(iter(self._matrices)))
+            self._matrices[key] = (weakref.ref(op), made)
         return made
 
     # ---- operands ---------------------------------------------------------------------------

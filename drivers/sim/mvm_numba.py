@@ -310,29 +310,40 @@ def _four_phase(
     return n_sat
 
 
-_FNV_PRIME = np.uint64(0x100000001B3)
+_FNV_PRIME = np.uint32(0x01000193)
 
 
 @_jit
 def _column_sets(x: np.ndarray) -> np.ndarray:
-    """:func:`drivers.sim.mvm.column_sets` compiled: one pass hashes every column (FNV-1a over
-    the batch) and flags the nonzero ones; a column whose hash equals an earlier set's is
-    compared with it element by element, so the answer is exact and the same as numpy's."""
+    """:func:`drivers.sim.mvm.column_sets` compiled: one pass hashes every column (32-bit FNV-1a
+    over the batch, which vectorises across the columns) and flags the nonzero ones; a column
+    whose hash equals an earlier set's is compared with it element by element, so the answer
+    is exact and the same as numpy's."""
     nb, nc = x.shape
-    hashes = np.full(nc, np.uint64(0xCBF29CE484222325))
-    nonzero = np.zeros(nc, np.bool_)
+    hashes = np.full(nc, np.uint32(0x811C9DC5))
+    bits = np.zeros(nc, np.int8)  # OR of a column's inputs: zero only if they all are
     for b in range(nb):
         for c in range(nc):
             v = x[b, c]
-            hashes[c] = (hashes[c] ^ np.uint64(np.uint8(v))) * _FNV_PRIME
-            nonzero[c] |= v != 0
+            hashes[c] = (hashes[c] ^ np.uint32(np.uint8(v))) * _FNV_PRIME
+            bits[c] |= v
     sets = np.full(nc, -1, np.int64)
+    # open addressing on the hash: each slot holds a set's first column
+    size = 1
+    while size < 2 * nc:
+        size *= 2
+    table = np.full(size, -1, np.int64)
     for c in range(nc):
-        if not nonzero[c]:
+        if bits[c] == 0:
             continue
-        sets[c] = c
-        for r in range(c):
-            if sets[r] == r and hashes[r] == hashes[c]:
+        slot = np.int64(hashes[c]) & (size - 1)
+        while True:
+            r = table[slot]
+            if r < 0:  # a new set
+                table[slot] = c
+                sets[c] = c
+                break
+            if hashes[r] == hashes[c]:
                 same = True
                 for b in range(nb):
                     if x[b, r] != x[b, c]:
@@ -341,6 +352,7 @@ def _column_sets(x: np.ndarray) -> np.ndarray:
                 if same:
                     sets[c] = r
                     break
+            slot = (slot + 1) & (size - 1)
     return sets
 
 
@@ -380,32 +392,39 @@ class NumbaMvmKernel(NumpyMvmKernel):
                 [v[r0:r1] for v in adc.row_constants(int(c), POSITIVE, window_ns)] for c in cores
             ]
 
-        # per core over the whole batch: the same columns whatever the thread split
-        columns = [active_columns(x[k]) for k in range(n_c)]
+        pieces = self.pieces(n_c, batch, n)
+        selections: dict[int, tuple[Columns | None, tuple[np.ndarray, ...]]] = {}
+
+        def selection(k: int) -> tuple[Columns | None, tuple[np.ndarray, ...]]:
+            """Columns and GEMM matrices of core k, over its whole batch (the same whatever the
+            thread split)."""
+            cols = active_columns(x[k])
+            return cols, self.matrices(operands[k], mode, (r0, r1), cols)
+
+        # a core whose batch is split over threads: found once, before; whole cores: in the
+        # worker threads, in parallel
+        split = {k for group in pieces for k, first, last in group if (first, last) != (0, batch)}
         with BlasThreads(1):  # small GEMMs: OpenBLAS's own threads only wait on each other
-            matrices = [
-                self.matrices(op, mode, (r0, r1), cols)
-                for op, cols in zip(operands, columns, strict=True)
-            ]
+            selections.update({k: selection(k) for k in sorted(split)})
 
         def work(g: int, items: list[tuple[int, int, int]]) -> int:
             n_sat = 0
             for k, first, last in items:
-                cols = columns[k]
+                cols, matrices = selections[k] if k in selections else selection(k)
                 # in blocks of the batch whose GEMM outputs stay in cache for the pass after
                 for b0 in range(first, last, BATCH_BLOCK):
                     b1 = min(b0 + BATCH_BLOCK, last)
                     xk = x[k, b0:b1]
                     out = (pos[k, b0:b1], neg[k, b0:b1])
                     if mode == 1:
-                        i_ua, var = one_phase_gemms(matrices[k], xk, cols, _one_phase_inputs)
+                        i_ua, var = one_phase_gemms(matrices, xk, cols, _one_phase_inputs)
                         n_sat += _one_phase(i_ua, var, keys[k], b0, r0, *consts[k], top, *out)
                     else:
-                        mk, s, d = four_phase_gemms(matrices[k], xk, cols, _four_phase_inputs)
+                        mk, s, d = four_phase_gemms(matrices, xk, cols, _four_phase_inputs)
                         n_sat += _four_phase(mk, s, d, keys[k], b0, r0, *consts[k], top, *out)
             return n_sat
 
-        n_sat = run_in_threads(work, self.pieces(n_c, batch, n), self.threads)
+        n_sat = run_in_threads(work, pieces, self.threads)
         return pos, neg, n_sat
 
     def pieces(
