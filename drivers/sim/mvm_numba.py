@@ -24,11 +24,12 @@ generator per call. The word's two 32-bit halves k1, k2 give the Box–Muller pa
 √(−2 ln u1)·cos 2πu2, then ·sin), u1 = (k1 + ½)·2⁻³², u2 = k2·2⁻³², as in fastnormal, with ln,
 cos and sin as float32 polynomials (the atanh series of ln on [√½, √2), Taylor series of sin and
 cos on [−π/4, π/4]: truncation < 1e-7, about float32 rounding) so that the loops vectorise.
-Conversion e = b·256 + row (batch index b) takes the cos of word e (one-phase) or both normals of
-words 2e and 2e + 1 (four-phase: x+·G+, x−·G−, x+·G−, x−·G+ in that order): the noise of a read
-row depends only on the key, the row and the batch index, not on which rows are read, which
-inputs are zero, or how the batch is split over threads. Statistically the same as the numpy
-kernel's normals (tested: means and variances of counts on fixed seeds), not the same bits.
+Conversion e = b·256 + row (batch index b) takes the cos (even row) or the sin (odd row) of
+word ⌊e/2⌋ (one-phase) or both normals of words 2e and 2e + 1 (four-phase: x+·G+, x−·G−,
+x+·G−, x−·G+ in that order): the noise of a read row depends only on the key, the row and the
+batch index, not on which rows are read, which inputs are zero, or how the batch is split over
+threads. Statistically the same as the numpy kernel's normals (tested: means and variances of
+counts on fixed seeds), not the same bits.
 
 Compiled with ``cache=True`` (the first call in a fresh environment compiles, 4–13 s on the
 shared two-core machine, ``python -m benchmarks mvm`` reports it; later processes load the cache
@@ -183,14 +184,21 @@ def _one_phase(
 ) -> int:
     """Noise, signed-mirror ADC transfer and counters of one-phase currents (batch, n).
 
-    The conversion of batch index b, row r gets the cos normal of word b·256 + r."""
+    The conversion of batch index b, row r gets word b·128 + r // 2: its cos normal for an
+    even row, its sin normal for an odd one (both normals of every pair used)."""
     nb, n = i_ua.shape
+    first_word = r0 // 2
+    words = (r0 + n - 1) // 2 - first_word + 1
+    even = np.empty(words, np.float32)
+    odd = np.empty(words, np.float32)
     z = np.empty(n, np.float32)
-    unused = np.empty(n, np.float32)
-    scratch = _scratch(n)
+    scratch = _scratch(words)
     n_sat = 0
     for b in range(nb):
-        _box_muller(key, (b_first + b) * ROWS + r0, 1, n, z, unused, scratch)
+        _box_muller(key, (b_first + b) * (ROWS // 2) + first_word, 1, words, even, odd, scratch)
+        for j in range(n):
+            w = (r0 + j) // 2 - first_word
+            z[j] = even[w] if (r0 + j) % 2 == 0 else odd[w]
         for j in range(n):
             i = i_ua[b, j] + math.sqrt(var[b, j]) * z[j]
             mag = abs(i)
