@@ -214,11 +214,15 @@ def _layer_mvm(
         for tile, q in zip(mm.tiles, outputs, strict=True):
             out[:, tile.row_start : tile.row_stop] = q[:, : tile.shape[0]]
         return out
-    total = np.zeros((codes.shape[0], rows_total))
     fmt = deployment.digital
     # The sums live on the grid of the finest partial sum they add (the tensor they belong
     # to: W·x in float units), not on the layer output's grid.
     grid = min(deployment.tiles[t.core].partial_lsb for t in mm.tiles)
+    if len(mm.tiles) == 1 and mm.tiles[0].shape[0] == rows_total and outputs[0].dtype == np.int8:
+        # one tile holds the whole matrix: its partial value is the sum (0 + v is v)
+        lsb = deployment.tiles[mm.tiles[0].core].partial_lsb
+        return fmt.value(outputs[0][:, :rows_total] * lsb, grid)
+    total = np.zeros((codes.shape[0], rows_total))
     written = np.zeros(rows_total, bool)
     for tile, q in zip(mm.tiles, outputs, strict=True):
         lsb = deployment.tiles[tile.core].partial_lsb
