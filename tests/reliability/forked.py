@@ -1,8 +1,10 @@
 """``chipctl`` commands in processes forked from a forkserver, to be SIGKILLed (issues 8, 18.9).
 
 The forkserver imports chipctl once (:data:`PRELOAD`), which saves the ~0.7 s interpreter
-start per command; a command runs ``chipctl.cli.main(argv)`` (what ``python -m chipctl`` runs)
-with its output in a log file, and a kill is a real SIGKILL of that process.
+start per command, and loads the simulator's compiled kernels once
+(:mod:`tests.reliability.warm`, another ~0.35 s per command); a command runs
+``chipctl.cli.main(argv)`` (what ``python -m chipctl`` runs) with its output in a log file, and
+a kill is a real SIGKILL of that process.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ PRELOAD = [
     "chipctl.inference", "chipctl.onnx_import", "chipctl.datasets", "sklearn.datasets", "onnx",
     "procedures.program_verify", "procedures.calibrate",
     "procedures.characterize", "procedures.snapshot", "procedures.drift", "procedures.infer",
-    "drivers.sim.protocol_mockchip", "h5py",
+    "drivers.sim.protocol_mockchip", "h5py", "tests.reliability.warm",
 ]  # fmt: skip
 """Modules the forkserver imports once for every forked command."""
 

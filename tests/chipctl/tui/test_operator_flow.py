@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 from textual.widgets import Input, TabbedContent
 
 from chipctl.runfile import RunFile
@@ -35,12 +36,15 @@ def core_counts(app: ChipctlApp, core: int) -> np.ndarray:
     return np.asarray(board.verify_read(core, rows, cols, devices), np.float64)
 
 
-async def test_operator_flow(tmp_path: Path) -> None:
+@pytest.mark.slow
+async def test_operator_flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data_dir = tmp_path / "runs"
-    weights = make_weights(tmp_path / "w.npy")
-    # Rails ramped at 2 V/s (the default station: 10 V/s) so the power-up lasts seconds.
+    monkeypatch.chdir(tmp_path)  # a short weights name to type (each key press ~0.15 s)
+    weights = make_weights(Path("w.npy"))
+    # Rails ramped at 4 V/s (the default station: 10 V/s) so the power-up lasts seconds (~7 s,
+    # ~70 readings of the status bar at its 0.1 s poll).
     station = default_station()
-    station = replace(station, limits=replace(station.limits, ramp_rate_v_per_s=2.0))
+    station = replace(station, limits=replace(station.limits, ramp_rate_v_per_s=4.0))
     app = ChipctlApp(station, data_dir=data_dir, poll_interval_s=0.1)
     async with app.run_test(size=(120, 40)) as pilot:
         bar = app.query_one(StatusBar)
@@ -155,6 +159,7 @@ async def test_operator_flow(tmp_path: Path) -> None:
     assert procedures == ["power_down", "power_up", "program", "program"]
 
 
+@pytest.mark.slow
 async def test_digits_never_switch_screens_or_leave_a_field(tmp_path: Path) -> None:
     """The trap of the old 1…5 keys: a digit meant to switch screens typed into the field."""
     app = ChipctlApp(data_dir=tmp_path)

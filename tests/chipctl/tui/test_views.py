@@ -186,6 +186,7 @@ async def test_help_screen_opens_and_closes(tmp_path: Path) -> None:
         assert not isinstance(app.screen, HelpScreen)
 
 
+@pytest.mark.slow
 async def test_forms_typed_by_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Files checked as they are entered, durations in time fields, [on]/[off] switches, the
     cores kept across procedures and taken from the chip-map selection."""
