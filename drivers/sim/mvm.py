@@ -137,8 +137,9 @@ class Columns:
 
     ``take`` selects the columns whose inputs the GEMMs see: a range when no column repeats
     another, else one column per set of repeats. ``members`` and ``starts`` then list every
-    nonzero column grouped by set (``np.add.reduceat`` order), and an operand's rows are summed
-    per set: Σ_c x_c·M_c = x·Σ_{c∈set} M_c when the columns of a set carry the same inputs.
+    nonzero column grouped by set (set i is ``members[starts[i]:starts[i + 1]]``), and an
+    operand's rows are summed per set: Σ_c x_c·M_c = x·Σ_{c∈set} M_c when the columns of a set
+    carry the same inputs.
     """
 
     take: slice | np.ndarray
