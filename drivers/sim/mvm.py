@@ -166,8 +166,22 @@ class Columns:
         return (self.take.tobytes(), members, starts)
 
 
-_REMEMBERED_SELECTIONS = 32  # summed operand sets kept per kernel (a few MB at most)
+_REMEMBERED_BYTES = 8 * 2**20
+"""Summed operand matrices kept per kernel at most (a 64-column four-phase set is 256 kB)."""
 _PROBE_SAMPLES = 16  # batch rows compared first: distinct columns almost never agree on all
+
+
+@dataclass(frozen=True)
+class _Remembered:
+    """A core's last column selection, and its summed GEMM matrices once asked for twice."""
+
+    operands: weakref.ref[CoreOperands]
+    selection: tuple[object, ...]
+    matrices: tuple[np.ndarray, ...] | None
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self.matrices is None else sum(m.nbytes for m in self.matrices)
 
 
 def active_columns(x: np.ndarray) -> Columns | None:
@@ -318,28 +332,34 @@ class NumpyMvmKernel:
 
     def __init__(self, threads: int = 2) -> None:
         self.threads = max(1, int(threads))
-        self._matrices: dict[
-            tuple[object, ...], tuple[weakref.ref[CoreOperands], tuple[np.ndarray, ...]]
-        ] = {}
+        # per (core operands, mode, rows): the last selection asked for, and its summed
+        # matrices once it was asked for twice in a row
+        self._matrices: dict[tuple[object, ...], _Remembered] = {}
         self._matrices_lock = threading.Lock()
 
     def matrices(
         self, op: CoreOperands, mode: int, rows: RowRange, cols: Columns | None
     ) -> tuple[np.ndarray, ...]:
-        """:func:`gemm_operands`, remembered for summed columns: a recurrent layer asks for the
-        same selection at every step (kept while the chip keeps the core's operands)."""
+        """:func:`gemm_operands`, remembered for summed columns that a core is asked for again:
+        a recurrent layer asks for the same selection at every step. Kept while the chip keeps
+        the core's operands, at most :data:`_REMEMBERED_BYTES` in all, oldest dropped first."""
         if cols is None or cols.members is None:
             return gemm_operands(op, mode, rows, cols)  # views and slices: nothing to save
-        key = (id(op), mode, rows, cols.key)
+        slot, selection = (id(op), mode, rows), cols.key
         with self._matrices_lock:  # worker threads of one call ask for different cores
-            hit = self._matrices.get(key)
-            if hit is not None and hit[0]() is op:
-                return hit[1]
+            last = self._matrices.pop(slot, None)
+            if last is not None and (last.operands() is not op or last.selection != selection):
+                last = None
+            if last is not None and last.matrices is not None:
+                self._matrices[slot] = last  # the newest again
+                return last.matrices
         made = gemm_operands(op, mode, rows, cols)
         with self._matrices_lock:
-            if len(self._matrices) >= _REMEMBERED_SELECTIONS:
+            # the first time only the selection is noted: a one-off costs no memory
+            kept = made if last is not None else None
+            self._matrices[slot] = _Remembered(weakref.ref(op), selection, kept)
+            while sum(entry.nbytes for entry in self._matrices.values()) > _REMEMBERED_BYTES:
                 self._matrices.pop(next(iter(self._matrices)))
-            self._matrices[key] = (weakref.ref(op), made)
         return made
 
     # ---- operands ---------------------------------------------------------------------------
