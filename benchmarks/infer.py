@@ -15,10 +15,10 @@ simulator's MVM kernels, ``mockchip://?kernel=...``), ``INFER_MODELS`` (default 
 ``mnist1d_cnn,digits_wide_mlp``). ``calls_per_inference``: the board's MVM calls of one forward
 pass over the samples, divided by the samples.
 
-Why a ratio stays low: a small network's numpy forward is a few small matrix products, while
-each analog layer is a round trip through the board protocol with 8-bit PWM inputs, per-phase
-ADC conversions, read noise and the float16 LDPU; the MLPs' forward in numpy takes about 0.1 ms
-for all their test samples, less than one MVM round trip.
+Why a ratio stays low (figures in docs/inference.md, "Throughput"): every output row costs four
+noisy conversions and the float16 LDPU in four-phase, six matrix products where numpy has one;
+the MLPs' numpy forward over their test sets takes about 0.1 ms, less than the fixed cost of
+two MVM round trips through the board protocol; an LSTM's steps are sequential round trips.
 """
 
 from __future__ import annotations
