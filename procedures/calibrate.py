@@ -124,16 +124,30 @@ def fit_adc(
     a = a / scale
     gram = np.einsum("nrk,nrl->rkl", a, a)
     rhs = np.einsum("nrk,nr->rk", a, t)
-    if np.any(np.linalg.det(gram) <= 0):
-        raise LimitError(
-            "calibration: a row's outputs do not vary (all-zero reference weights or inputs?)"
-        )
+    singular = np.linalg.det(gram) <= 0
+    if np.any(singular):
+        raise LimitError(_singular_fit_message(int(np.flatnonzero(singular)[0]), p, n, mode))
     coef = np.linalg.solve(gram, rhs[..., None])[..., 0] / scale
     fitted = np.einsum("nrk,rk->nr", a * scale, coef)
     rms = np.sqrt(np.mean((t - fitted) ** 2, axis=0))
     if mode == 4:
         return coef[:, 0], coef[:, 0].copy(), coef[:, 1], rms
     return coef[:, 0], coef[:, 1], coef[:, 2], rms
+
+
+def _singular_fit_message(row: int, p: np.ndarray, n: np.ndarray, mode: int) -> str:
+    """Why row ``row``'s calibration fit has no unique solution, and what to do."""
+    if mode == 1 and np.any(p[:, row] != 0) != np.any(n[:, row] != 0):
+        idle = "negative" if np.any(p[:, row] != 0) else "positive"
+        return (
+            f"calibration: row {row}: its {idle} counter stayed 0 for all {len(p)} calibration "
+            f"inputs (one-phase: the row's current was never {idle}), so that mirror's gain "
+            "cannot be fitted; calibrate in four-phase, or with inputs that drive the row both ways"
+        )
+    return (
+        f"calibration: row {row}: its counts do not vary over the {len(p)} calibration inputs "
+        "(all-zero reference weights or inputs?)"
+    )
 
 
 def gain_fit(y: np.ndarray, reference: np.ndarray, mode: int, mask: np.ndarray) -> np.ndarray:
@@ -345,7 +359,10 @@ class Calibrate(Procedure):
         x = random_inputs(rng, p["n_inputs"], p["sparsity"], board.geometry.cols)
         positive, negative = self._mvm(board, core, x, "raw")
         expected = x.astype(np.float64) @ cells.T
-        u_pos, u_neg, offset, rms = fit_adc(expected, positive, negative, mode)
+        try:
+            u_pos, u_neg, offset, rms = fit_adc(expected, positive, negative, mode)
+        except LimitError as exc:
+            raise LimitError(f"core {core}: {exc}") from None
         if np.any(u_pos <= 0) or np.any(u_neg <= 0):
             raise LimitError(f"core {core}: a fitted ADC gain is not positive (broken row?)")
         difference = positive.astype(np.float64) - negative

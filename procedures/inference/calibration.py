@@ -180,9 +180,12 @@ def fit_tile(
     w = deployment.core_weights(core)[:rows, :cols].astype(np.float64)
     # Replicas see the same input at run time, so the fit targets their mean: W·x.
     t = x[:, :cols].astype(np.float64) @ w.T / state.replicas
-    u_pos, u_neg, offset, _ = fit_adc(
-        t, positive[:, :rows], negative[:, :rows], deployment.mvm_mode
-    )
+    try:
+        u_pos, u_neg, offset, _ = fit_adc(
+            t, positive[:, :rows], negative[:, :rows], deployment.mvm_mode
+        )
+    except LimitError as exc:
+        raise LimitError(f"core {core}: {exc}") from None
     for array, fitted in ((state.u_pos, u_pos), (state.u_neg, u_neg)):
         array[:] = 0.0
         array[:rows] = fitted

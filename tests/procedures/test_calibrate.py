@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from drivers.board import Board
+from drivers.errors import LimitError
 from procedures.base import Data, Stop
 from procedures.calibrate import Calibrate, fit_adc, gain_fit
 from procedures.characterize import Characterize
@@ -80,6 +81,24 @@ def test_fit_recovers_known_gains() -> None:
     assert rms.max() < 1e-6
     g = gain_fit(t * gain, t, 4, np.ones_like(t, bool))
     assert np.allclose(g[0], gain)
+
+
+def test_fit_names_a_row_it_cannot_fit_and_why() -> None:
+    """A one-phase row whose current never turns negative leaves its negative counter at 0: the
+    error names the row and the cause, not all-zero weights; a row that never varies says so."""
+    rng = np.random.default_rng(4)
+    t = rng.normal(0, 100, (64, 256))
+    p = np.maximum(t, 0) + rng.integers(0, 3, t.shape)
+    n = np.maximum(-t, 0) + rng.integers(0, 3, t.shape)
+    one_signed = p.copy(), n.copy()
+    one_signed[1][:, 218] = 0
+    with pytest.raises(LimitError, match=r"row 218: its negative counter stayed 0 for all 64 "):
+        fit_adc(t, *one_signed, 1)
+    fit_adc(t, *one_signed, 4)  # four-phase fits P − N: one counter at 0 is fine
+    flat = p.copy(), n.copy()
+    flat[0][:, 5] = flat[1][:, 5] = 0
+    with pytest.raises(LimitError, match=r"row 5: its counts do not vary over the 64"):
+        fit_adc(t, *flat, 4)
 
 
 def test_calibrated_characterize_error() -> None:
