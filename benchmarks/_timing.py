@@ -27,13 +27,7 @@ def best_time_s(
 
 def best_single_s(function: Callable[[], object], repeats: int) -> float:
     """Best wall time of ``repeats`` single calls, after one warm-up call."""
-    function()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return _best_single(function, repeats, time.perf_counter)
 
 
 def best_single_cpu_s(function: Callable[[], object], repeats: int) -> float:
@@ -41,10 +35,14 @@ def best_single_cpu_s(function: Callable[[], object], repeats: int) -> float:
 
     On a shared, busy machine wall times depend on what the others run; the CPU time a call
     uses does much less (as long as it does not spin waiting for its own threads)."""
+    return _best_single(function, repeats, time.process_time)
+
+
+def _best_single(function: Callable[[], object], repeats: int, clock: Callable[[], float]) -> float:
     function()
     best = float("inf")
     for _ in range(repeats):
-        start = time.process_time()
+        start = clock()
         function()
-        best = min(best, time.process_time() - start)
+        best = min(best, clock() - start)
     return best

@@ -60,6 +60,7 @@ the noise depends only on that generator, never on thread timing.
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -148,13 +149,20 @@ class Columns:
 
     def rows_of(self, matrix: np.ndarray) -> np.ndarray:
         """The operand rows (one per input column, axis 0) the GEMMs use."""
-        if self.members is None or self.starts is None:
+        if self._summing is None:
             return matrix[self.take]
         # the sets' sums as one product with a 0/1 matrix (numpy's reduceat along rows is slow)
+        return self._summing @ matrix
+
+    @functools.cached_property
+    def _summing(self) -> np.ndarray | None:
+        """(sets, 256) float32 0/1 matrix: row i sums set i's operand rows (None: no sets)."""
+        if self.members is None or self.starts is None:
+            return None
         sizes = np.diff(np.append(self.starts, self.members.size))
-        onehot = np.zeros((self.starts.size, COLS), matrix.dtype)
+        onehot = np.zeros((self.starts.size, COLS), np.float32)
         onehot[np.repeat(np.arange(self.starts.size), sizes), self.members] = 1
-        return onehot @ matrix
+        return onehot
 
     @property
     def key(self) -> tuple[object, ...]:

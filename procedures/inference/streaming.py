@@ -219,19 +219,15 @@ def _layer_mvm(
     # to: W·x in float units), not on the layer output's grid.
     grid = min(deployment.tiles[t.core].partial_lsb for t in mm.tiles)
     if len(mm.tiles) == 1 and mm.tiles[0].shape[0] == rows_total and outputs[0].dtype == np.int8:
-        # one tile holds the whole matrix: its partial value is the sum (0 + v is v)
+        # one tile holds the whole matrix: its partial value is the sum (0 + v is v: int8
+        # codes times a positive LSB are never −0.0)
         lsb = deployment.tiles[mm.tiles[0].core].partial_lsb
         return fmt.value(outputs[0][:, :rows_total] * lsb, grid)
     total = np.zeros((codes.shape[0], rows_total))
-    written = np.zeros(rows_total, bool)
     for tile, q in zip(mm.tiles, outputs, strict=True):
         lsb = deployment.tiles[tile.core].partial_lsb
-        rows = slice(tile.row_start, tile.row_stop)
-        value = q[:, : tile.shape[0]] * lsb  # float64 (q is int8 or float64)
-        if written[rows].any() or q.dtype != np.int8:
-            value += total[:, rows]  # a later tile of the same rows; or 0 + (−0.0) is +0.0
-        total[:, rows] = fmt.value(value, grid)  # the first tile: 0 + v is v, no add needed
-        written[rows] = True
+        block = total[:, tile.row_start : tile.row_stop]
+        block[:] = fmt.value(block + q[:, : tile.shape[0]].astype(np.float64) * lsb, grid)
     return total
 
 
