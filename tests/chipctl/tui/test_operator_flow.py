@@ -41,10 +41,10 @@ async def test_operator_flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     data_dir = tmp_path / "runs"
     monkeypatch.chdir(tmp_path)  # a short weights name to type (each key press ~0.15 s)
     weights = make_weights(Path("w.npy"))
-    # Rails ramped at 4 V/s (the default station: 10 V/s) so the power-up lasts seconds (~7 s,
-    # ~70 readings of the status bar at its 0.1 s poll).
+    # Rails ramped at 2 V/s (the default station: 10 V/s) so the power-up lasts seconds: at
+    # 4 V/s a loaded CI machine once sampled no current during it.
     station = default_station()
-    station = replace(station, limits=replace(station.limits, ramp_rate_v_per_s=4.0))
+    station = replace(station, limits=replace(station.limits, ramp_rate_v_per_s=2.0))
     app = ChipctlApp(station, data_dir=data_dir, poll_interval_s=0.1)
     async with app.run_test(size=(120, 40)) as pilot:
         bar = app.query_one(StatusBar)
