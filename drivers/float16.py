@@ -18,8 +18,15 @@ jit: Any = numba.njit(  # numba is untyped: the compiled functions are Any
 """The compile options of every float16 kernel (no fast-math: float32 operations in numpy's
 order, so the results equal numpy's)."""
 
+inline_jit: Any = numba.njit(
+    cache=True, nogil=True, fastmath=False, error_model="numpy", inline="always"
+)
+""":data:`jit`, and inlined into the compiled caller: the rounding helpers run once per short
+row inside the float16 chains, where a call (and the array views it makes) cost more than
+the rounding itself."""
 
-@jit
+
+@inline_jit
 def round_float16(x: np.ndarray, bits: np.ndarray) -> None:
     """x ← float16(x) as float32, in place: round to nearest even on float16's grid, ±inf
     from 65520 on, subnormals on the 2⁻²⁴ grid, NaN kept (numpy's astype(float16)).
@@ -42,17 +49,22 @@ def round_float16(x: np.ndarray, bits: np.ndarray) -> None:
         x[j] = value
 
 
-@jit
+@inline_jit
 def round_float16_from64(x: np.ndarray, out: np.ndarray) -> None:
     """out ← float16(x) as float64 for float64 ``x`` (flat arrays; ``out`` may be ``x``):
     numpy's ``x.astype(np.float16).astype(np.float64)``, rounded once from the double (going
-    through float32 would round twice and differ at ties). NaN and ±inf kept.
+    through float32 would round twice and differ at ties). NaN and ±inf kept."""
+    round_float16_bits64(x.view(np.int64), out, out.view(np.int64))
+
+
+@inline_jit
+def round_float16_bits64(bits: np.ndarray, out: np.ndarray, out_bits: np.ndarray) -> None:
+    """:func:`round_float16_from64` on views made by the caller: ``bits`` the int64 view of the
+    input, ``out_bits`` that of ``out`` (a caller rounding many short rows makes them once).
 
     The normal range is rounded on the bits at bit 42 (float16 keeps 10 of double's 52
     mantissa bits); the subnormal range (|x| < 2⁻¹⁴) on the fixed 2⁻²⁴ quantum."""
-    bits = x.view(np.int64)
-    out_bits = out.view(np.int64)
-    for j in range(x.size):  # two branch-free passes, as round_float16 (they vectorise)
+    for j in range(bits.size):  # two branch-free passes, as round_float16 (they vectorise)
         v = bits[j]
         mag = v & 0x7FFFFFFFFFFFFFFF
         sign = v ^ mag
@@ -61,7 +73,7 @@ def round_float16_from64(x: np.ndarray, out: np.ndarray) -> None:
         if mag < 0x7FF0000000000000 and mag >= 0x3F10000000000000:
             result = rounded if mag < 0x40EFFE0000000000 else sign | 0x7FF0000000000000
         out_bits[j] = result
-    for j in range(x.size):
+    for j in range(out.size):
         value = out[j]
         if abs(value) < 2.0**-14:  # float16 subnormal: fixed quantum 2⁻²⁴
             value = np.rint(value * 16777216.0) * 2.0**-24

@@ -7,6 +7,7 @@ affine (batch norm, bias, drift scale), an optional ReLU, then int8 with saturat
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +42,7 @@ def _coefficient(name: str, values: object) -> np.ndarray:
             f"LDPU {name} must be finite in float16 (|x| <= 65504), got "
             f"{array[~np.isfinite(as_f16)][:3]!r}"
         )
+    as_f16.flags.writeable = False  # frozen as the dataclass: compiled tables are kept per object
     return as_f16
 
 
@@ -96,6 +98,14 @@ class LdpuCoefficients:
     def arrays(self) -> tuple[np.ndarray, ...]:
         """The six coefficient arrays in wire order (docs/protocol.md §3.6)."""
         return tuple(getattr(self, name) for name in COEFFICIENT_FIELDS)
+
+    @functools.cached_property
+    def stacked_float32(self) -> np.ndarray:
+        """The six arrays as float32 (6, rows) in wire order, made once (the arrays are
+        read-only): the compiled LDPU chain's operand, asked for at every MVM."""
+        table = np.stack([a.astype(np.float32) for a in self.arrays()])
+        table.flags.writeable = False
+        return table
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LdpuCoefficients):

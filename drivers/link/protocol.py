@@ -3,17 +3,20 @@
 No I/O here. ``encode_frame`` builds a frame; ``FrameDecoder`` turns any byte stream, however it
 is cut into pieces and whatever garbage it carries, into frames, resynchronising on the sync
 word and checking the header CRC before it trusts (or allocates for) the length field.
-CRCs come from the C implementations in ``binascii``/``zlib``.
+CRCs come from C: the header's from ``binascii``, the payload's CRC-32 (zlib's polynomial) from
+zlib-ng, which folds with carry-less multiplies: 6 µs for 256 kB where zlib takes 80–120 µs, and a
+frame's payload is checked five times on its way through the simulator and back.
 """
 
 from __future__ import annotations
 
 import binascii
 import struct
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
+
+from zlib_ng.zlib_ng import crc32
 
 from drivers.errors import DriverError
 
@@ -188,7 +191,7 @@ def header_crc(header14: bytes | bytearray | memoryview) -> int:
 
 def payload_crc(payload: bytes | bytearray | memoryview) -> int:
     """CRC-32 (zlib) of the payload."""
-    return zlib.crc32(payload)
+    return crc32(payload)
 
 
 def encode_header(
@@ -258,7 +261,7 @@ def encode_chunks(
     header = encode_header(command, seq, length, flags=flags, status=status, boot_id=boot_id)
     crc = 0
     for chunk in chunks:
-        crc = zlib.crc32(chunk, crc)
+        crc = crc32(chunk, crc)
     return b"".join([header, *chunks, _U32.pack(crc)])
 
 
@@ -409,7 +412,7 @@ class FrameDecoder:
             with memoryview(buf) as view:
                 payload = view[start + HEADER_SIZE : end - TRAILER_SIZE].tobytes()
             (crc,) = _U32.unpack_from(buf, end - TRAILER_SIZE)
-            if crc != zlib.crc32(payload):
+            if crc != crc32(payload):
                 self.corrupt_frames += 1
                 items.append(
                     CorruptFrame(
@@ -452,7 +455,7 @@ def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
         )
     payload = view[HEADER_SIZE : HEADER_SIZE + header.length]
     (crc,) = _U32.unpack_from(view, HEADER_SIZE + header.length)
-    if crc != zlib.crc32(payload):
+    if crc != crc32(payload):
         raise CodecError("payload CRC mismatch")
     return Frame(
         command=header.command,

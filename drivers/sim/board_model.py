@@ -8,7 +8,6 @@ identifier that make host retries safe (docs/protocol.md §2).
 
 from __future__ import annotations
 
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +58,7 @@ from drivers.link.protocol import (
     Register,
     encode_chunks,
     encode_error,
+    payload_crc,
 )
 from drivers.sim.chip import COLS, DEVICES, ROWS, SimulatedChip
 from drivers.sim.clock import RealTimeClock, VirtualClock
@@ -307,7 +307,7 @@ class SimulatedBoard:
                 return candidate
 
     def _answer(self, frame: Frame) -> bytes:
-        key = (frame.command, frame.seq, zlib.crc32(frame.payload))
+        key = (frame.command, frame.seq, payload_crc(frame.payload))
         cached = self._replies.get(key)
         if cached is not None:
             return cached

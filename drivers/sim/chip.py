@@ -81,6 +81,7 @@ from drivers.ldpu import LdpuCoefficients
 from drivers.sim.adc import POSITIVE, AdcBank
 from drivers.sim.clock import RealTimeClock, VirtualClock
 from drivers.sim.devices import DeviceModel, HermesPcm
+from drivers.sim.memory import keep_freed_memory
 from drivers.sim.mvm import MvmKernel, RowRange, row_range
 from drivers.sim.mvm_choice import make_kernel
 from drivers.sim.pulses import STUCK_NONE, STUCK_SET, PulseModel
@@ -162,6 +163,7 @@ class SimulatedChip:
         if devices is not None and not isinstance(devices, DeviceModel):
             raise TypeError("devices must be a drivers.sim.devices.DeviceModel")
         chip_p, adc_p, pulse_p = self._split_parameters(model_parameters)
+        keep_freed_memory()  # MVMs make and drop arrays of megabytes (drivers.sim.memory)
         self.n_cores = int(n_cores)
         self.chip_id = chip_id
         self.clock: VirtualClock | RealTimeClock = clock if clock is not None else VirtualClock()

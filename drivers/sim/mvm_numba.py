@@ -545,4 +545,4 @@ def apply_ldpu_compiled(
 
 def coefficient_table(coefficients: LdpuCoefficients) -> np.ndarray:
     """The coefficients as :func:`_ldpu_chain` takes them: float32 (6, rows), wire order."""
-    return np.stack([a.astype(np.float32) for a in coefficients.arrays()])
+    return coefficients.stacked_float32

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from drivers.float16 import jit, round_float16, round_float16_from64
+from drivers.float16 import inline_jit, jit, round_float16, round_float16_bits64
 
 
 @jit
@@ -116,16 +116,48 @@ def gate_codes(projected: np.ndarray, hidden: np.ndarray, offset: np.ndarray, ls
     nb, n = projected.shape
     out = np.empty((nb, n), np.int8)
     row = np.empty(n, np.float64)
+    bits = row.view(np.int64)
     for b in range(nb):
         for j in range(n):
             row[j] = projected[b, j] + hidden[b, j]
-        round_float16_from64(row, row)
-        for j in range(n):
-            row[j] = row[j] + offset[j]
-        round_float16_from64(row, row)
-        for j in range(n):
-            y = np.rint(row[j] / lsb)
-            if y != y:
-                y = 0.0
-            out[b, j] = np.int8(min(max(y, -127.0), 127.0))
+        _gate_row(row, bits, offset, lsb, out[b])
     return out
+
+
+@jit
+def gate_codes_from_partial(
+    projected: np.ndarray, codes: np.ndarray, code_lsb: float, offset: np.ndarray, lsb: float
+) -> Any:
+    """:func:`gate_codes` with the recurrent product as one tile's int8 partial codes (batch,
+    4H) and their LSB: its value float16(code·code_lsb) is formed here, as ``Float16.value``
+    forms it for a partial held by one tile (bit-identical, tested)."""
+    nb, n = projected.shape
+    out = np.empty((nb, n), np.int8)
+    row = np.empty(n, np.float64)
+    bits = row.view(np.int64)
+    hidden = np.empty(n, np.float64)
+    hidden_bits = hidden.view(np.int64)
+    for b in range(nb):
+        for j in range(n):
+            hidden[j] = np.float64(codes[b, j]) * code_lsb
+        round_float16_bits64(hidden_bits, hidden, hidden_bits)
+        for j in range(n):
+            row[j] = projected[b, j] + hidden[j]
+        _gate_row(row, bits, offset, lsb, out[b])
+    return out
+
+
+@inline_jit
+def _gate_row(
+    row: np.ndarray, bits: np.ndarray, offset: np.ndarray, lsb: float, out: np.ndarray
+) -> None:
+    """out ← int8 codes of float16(float16(row) + offset) / lsb (``bits``: row's int64 view)."""
+    round_float16_bits64(bits, row, bits)
+    for j in range(row.size):
+        row[j] = row[j] + offset[j]
+    round_float16_bits64(bits, row, bits)
+    for j in range(row.size):
+        y = np.rint(row[j] / lsb)
+        if y != y:
+            y = 0.0
+        out[j] = np.int8(min(max(y, -127.0), 127.0))

@@ -40,6 +40,8 @@ max(1, |h_0|)/127) is the next step's hidden input and the layer's output.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, overload
 
 import numpy as np
 
@@ -47,7 +49,7 @@ from drivers.ldpu import ROWS, LdpuCoefficients
 from procedures.inference.deployment import Deployment, LayerPlan
 from procedures.inference.digital import int8_round
 from procedures.inference.gdpu import GdpuLstmCell, initial_lstm_state, quantise_int8
-from procedures.inference.gdpu_kernel import gate_codes
+from procedures.inference.gdpu_kernel import gate_codes, gate_codes_from_partial
 from procedures.inference.graph import Conv, Dense, Gru, Lstm, Node
 from procedures.inference.mapping import CORE_COLS
 from procedures.inference.reference import run_node
@@ -171,6 +173,41 @@ def _tile_outputs(
     ], counts
 
 
+@dataclass(frozen=True)
+class PartialCodes:
+    """A partial matrix held by one tile, as it left the board: int8 codes (samples, rows)
+    whose values are code·``lsb`` in the number format (units of W·x)."""
+
+    codes: np.ndarray
+    lsb: float
+
+
+@overload
+def _layer_mvm(
+    deployment: Deployment,
+    plan: LayerPlan,
+    part: str,
+    codes: np.ndarray,
+    *,
+    host: bool = ...,
+    observe: Observer | None = ...,
+    keep_codes: Literal[False] = ...,
+) -> np.ndarray: ...
+
+
+@overload
+def _layer_mvm(
+    deployment: Deployment,
+    plan: LayerPlan,
+    part: str,
+    codes: np.ndarray,
+    *,
+    host: bool = ...,
+    observe: Observer | None = ...,
+    keep_codes: bool,
+) -> np.ndarray | PartialCodes: ...
+
+
 def _layer_mvm(
     deployment: Deployment,
     plan: LayerPlan,
@@ -179,13 +216,15 @@ def _layer_mvm(
     *,
     host: bool = False,
     observe: Observer | None = None,
-) -> np.ndarray:
+    keep_codes: bool = False,
+) -> np.ndarray | PartialCodes:
     """One matrix of an analog layer on int8 input codes (samples, cols).
 
     Returns the int8 output codes (samples, rows) of a whole layer, or, for a partial
     layer, the summed partial values (float, units of W·x). ``host`` computes the LDPU
     chain on the host from raw counts; ``observe`` (AdaBS, whole layers) sees the pre-BN
-    outputs before the final coefficients are applied.
+    outputs before the final coefficients are applied. With ``keep_codes``, a partial held
+    by one tile comes back as its :class:`PartialCodes` (the caller forms the values).
     """
     mm = plan.mapping.matrix(part)
     cores = [t.core for t in mm.tiles]
@@ -222,6 +261,8 @@ def _layer_mvm(
         # one tile holds the whole matrix: its partial value is the sum (0 + v is v: int8
         # codes times a positive LSB are never −0.0)
         lsb = deployment.tiles[mm.tiles[0].core].partial_lsb
+        if keep_codes:
+            return PartialCodes(outputs[0][:, :rows_total], lsb)
         return fmt.value(outputs[0][:, :rows_total] * lsb, grid)
     total = np.zeros((codes.shape[0], rows_total))
     for tile, q in zip(mm.tiles, outputs, strict=True):
@@ -314,20 +355,25 @@ def _lstm(deployment: Deployment, plan: LayerPlan, x: np.ndarray, host: bool) ->
     cell = GdpuLstmCell(node.hidden_size, (plan.out_lsb,) * 4)
     codes = quantise_int8(x, plan.in_lsb["input"]).reshape(n * steps, -1)
     projected = _layer_mvm(deployment, plan, "input", codes, host=host).reshape(n, steps, -1)
-    state, h8 = initial_lstm_state(node, cell, n)
+    state16, h8 = initial_lstm_state(node, cell, n)
+    state = state16.astype(np.float32)  # float16 values, kept as float32 between steps
     h = h8.astype(np.int16)
     outs = []
     offset = deployment.digital.coefficient(plan.offset)  # mapped (interleaved) order
     fused = deployment.digital.name == "float16"  # the float16 steps below, compiled
     for t in range(steps):
-        hidden = _layer_mvm(deployment, plan, "hidden", h, host=host)
-        if fused:
+        hidden = _layer_mvm(deployment, plan, "hidden", h, host=host, keep_codes=fused)
+        if isinstance(hidden, PartialCodes):
+            q = gate_codes_from_partial(
+                projected[:, t], hidden.codes, hidden.lsb, offset, plan.out_lsb
+            )
+        elif fused:
             q = gate_codes(projected[:, t], hidden, offset, plan.out_lsb)
         else:
             total = deployment.digital.value(projected[:, t] + hidden, plan.out_lsb)
             gates = deployment.digital.value(total + offset, plan.out_lsb)
             q = int8_round(gates / plan.out_lsb).clip(-127, 127).astype(np.int8)
-        h8, state = cell.step(q, state)
+        h8, state = cell.step_on_grid(q, state)
         h = h8.astype(np.int16)
         outs.append(h.astype(np.float64) * cell.h_lsb)
     if node.return_cell:

@@ -4,6 +4,7 @@ resynchronisation and bounded buffering on arbitrary byte streams."""
 from __future__ import annotations
 
 import binascii
+import random
 import time
 import zlib
 
@@ -20,6 +21,7 @@ from drivers.link.protocol import (
     Frame,
     FrameDecoder,
     decode_frame,
+    encode_chunks,
     encode_frame,
     header_crc,
     payload_crc,
@@ -97,6 +99,21 @@ def test_crcs_match_zlib_and_binascii(data: bytes) -> None:
     assert header_crc(data) == binascii.crc_hqx(data, 0xFFFF)
     assert payload_crc(data) == zlib.crc32(data)
     assert header_crc(bytearray(data)) == header_crc(memoryview(data)) == header_crc(data)
+
+
+@pytest.mark.parametrize("sizes", [(0, 5), (1 << 18, 3, 1 << 16), (7, 1 << 20)])
+def test_a_payload_in_pieces_is_one_frame_with_zlibs_crc(sizes: tuple[int, ...]) -> None:
+    """MVM frames of hundreds of kB are encoded from pieces, their CRC-32 carried from piece
+    to piece (zlib-ng, not zlib): the frame equals the one of the joined payload, and its
+    trailer is zlib's CRC of the whole payload."""
+    rng = random.Random(sum(sizes))
+    pieces = [rng.randbytes(n) for n in sizes]
+    whole = b"".join(pieces)
+    kinds = (bytes, bytearray, memoryview)
+    frame = encode_chunks(0x10, 9, [kinds[i % 3](p) for i, p in enumerate(pieces)])
+    assert frame == encode_frame(0x10, 9, whole)
+    assert int.from_bytes(frame[-4:], "little") == zlib.crc32(whole)
+    assert decode_frame(frame).payload == whole
 
 
 # -- encoding and round trips -----------------------------------------------------------------

@@ -14,7 +14,7 @@ from procedures.inference.gdpu import (
     quantise_int8,
     tanh_lut,
 )
-from procedures.inference.gdpu_kernel import gate_codes
+from procedures.inference.gdpu_kernel import gate_codes, gate_codes_from_partial
 from procedures.inference.graph import GraphError, Lstm
 from procedures.inference.reference import lstm_float
 
@@ -127,3 +127,40 @@ def test_fused_gate_codes_are_the_float16_steps() -> None:
         expected = int8_round(gates / lsb).clip(-127, 127).astype(np.int8)
     assert expected[0, 0] == 0 and expected[0, 1] == -127 and expected[0, 2] == 127
     np.testing.assert_array_equal(gate_codes(projected, hidden, offset, lsb), expected)
+
+
+@pytest.mark.parametrize("code_lsb", [0.37, 2.0**-20, 900.0])  # ordinary, subnormal, overflow
+def test_gate_codes_from_a_tiles_codes_are_the_float16_steps(code_lsb: float) -> None:
+    """The recurrent product as one tile's int8 codes: float16(code·lsb) formed inside the
+    compiled step equals ``Float16.value`` of the product, then the steps above, bit for bit."""
+    rng = np.random.default_rng(22)
+    projected = rng.normal(0.0, 60.0, (300, 3, 256))[:, 2]
+    codes = rng.integers(-127, 128, (300, 256)).astype(np.int8)
+    codes[0, :5] = [-127, 127, 0, 1, -1]
+    offset = Float16().coefficient(rng.normal(0.0, 20.0, 256))
+    lsb = 0.37
+    fmt = Float16()
+    with np.errstate(invalid="ignore", over="ignore"):
+        hidden = fmt.value(codes * code_lsb, code_lsb)
+        expected = gate_codes(projected, hidden, offset, lsb)
+    got = gate_codes_from_partial(projected, codes, code_lsb, offset, lsb)
+    np.testing.assert_array_equal(got, expected)
+    assert np.unique(got).size > 20  # the cases reach many codes, not only the rails
+
+
+def test_a_step_on_the_float16_grid_is_the_float16_step() -> None:
+    """The cell state kept as float32 between steps (the executor's LSTM loop) gives the same
+    outputs and states as the float16 state, and a float16 state is refused there."""
+    rng = np.random.default_rng(23)
+    cell_model = GdpuLstmCell(16, (0.02, 0.03, 0.05, 0.01), h_lsb=1 / 127)
+    gates = rng.integers(-127, 128, (200, 64)).astype(np.int8)
+    c16 = cell_model.initial_state(200)
+    c32 = c16.astype(np.float32)
+    for _ in range(4):
+        h16, c16 = cell_model.step(gates, c16)
+        h32, c32 = cell_model.step_on_grid(gates, c32)
+        np.testing.assert_array_equal(h32, h16)
+        np.testing.assert_array_equal(c32, c16.astype(np.float32))
+        gates = np.roll(gates, 3, axis=1)
+    with pytest.raises(GraphError, match="float32"):
+        cell_model.step_on_grid(gates, c16)
