@@ -324,9 +324,8 @@ _FNV_PRIME = np.uint32(0x01000193)
 @_jit
 def _column_sets(x: np.ndarray) -> np.ndarray:
     """:func:`drivers.sim.mvm.column_sets` compiled: one pass hashes every column (32-bit FNV-1a
-    over the batch, which vectorises across the columns) and flags the nonzero ones; a column
-    whose hash equals an earlier set's is compared with it element by element, so the answer
-    is exact and the same as numpy's."""
+    over the batch, which vectorises across the columns) and flags the nonzero ones, then
+    :func:`_sets_from_hashes` makes the answer exact."""
     nb, nc = x.shape
     hashes = np.full(nc, np.uint32(0x811C9DC5))
     bits = np.zeros(nc, np.int8)  # OR of a column's inputs: zero only if they all are
@@ -335,32 +334,78 @@ def _column_sets(x: np.ndarray) -> np.ndarray:
             v = x[b, c]
             hashes[c] = (hashes[c] ^ np.uint32(np.uint8(v))) * _FNV_PRIME
             bits[c] |= v
+    return _sets_from_hashes(x, hashes, bits)
+
+
+@_jit
+def _sets_from_hashes(x: np.ndarray, hashes: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """Column sets from column hashes: each nonzero column is taken to equal the first column
+    of its hash (open addressing), which one pass in row order checks for every column at
+    once (a column-by-column comparison strides through the batch: 240 µs for the 192
+    replica columns of a batch of 1000, against 30 µs). A column that differs from the
+    column its hash names (a hash collision) is compared in full with the sets found before
+    it, in column order; so the answer is exact and numpy's whatever the hashes."""
+    nb, nc = x.shape
     sets = np.full(nc, -1, np.int64)
-    # open addressing on the hash: each slot holds a set's first column
     size = 1
     while size < 2 * nc:
         size *= 2
-    table = np.full(size, -1, np.int64)
+    table = np.full(size, -1, np.int64)  # each slot holds the first column of a hash
     for c in range(nc):
         if bits[c] == 0:
             continue
         slot = np.int64(hashes[c]) & (size - 1)
         while True:
             r = table[slot]
-            if r < 0:  # a new set
+            if r < 0:
                 table[slot] = c
                 sets[c] = c
                 break
             if hashes[r] == hashes[c]:
-                same = True
-                for b in range(nb):
-                    if x[b, r] != x[b, c]:
-                        same = False
-                        break
-                if same:
-                    sets[c] = r
-                    break
+                sets[c] = r
+                break
             slot = (slot + 1) & (size - 1)
+    # the columns to check, as runs of consecutive columns whose sets' first columns are
+    # consecutive too (a replica is a block): contiguous loads on both sides, in row order
+    run_c = np.empty(nc, np.int64)
+    run_r = np.empty(nc, np.int64)
+    run_n = np.zeros(nc, np.int64)
+    runs = 0
+    for c in range(nc):
+        r = sets[c]
+        if r < 0 or r == c:
+            continue
+        if (
+            runs > 0
+            and run_c[runs - 1] + run_n[runs - 1] == c
+            and (run_r[runs - 1] + run_n[runs - 1] == r)
+        ):
+            run_n[runs - 1] += 1
+        else:
+            run_c[runs], run_r[runs], run_n[runs] = c, r, 1
+            runs += 1
+    differ = np.zeros(nc, np.int8)  # OR of the XORs with the set's first column
+    for b in range(nb):
+        for k in range(runs):
+            c0, r0, n = run_c[k], run_r[k], run_n[k]
+            acc, mine, first = differ[c0 : c0 + n], x[b, c0 : c0 + n], x[b, r0 : r0 + n]
+            for t in range(n):  # on slices: this vectorises, indexing with c0 + t did not
+                acc[t] |= mine[t] ^ first[t]
+    for c in range(nc):
+        if differ[c] == 0:
+            continue
+        sets[c] = c
+        for r in range(c):  # the first earlier set with the same inputs, if any
+            if sets[r] != r:
+                continue
+            equal = True
+            for b in range(nb):
+                if x[b, r] != x[b, c]:
+                    equal = False
+                    break
+            if equal:
+                sets[c] = r
+                break
     return sets
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from procedures.inference.gdpu_kernel import lstm_step
+from procedures.inference.gdpu_kernel import int8_codes, lstm_step
 from procedures.inference.graph import GraphError, Lstm
 
 N_GATES = 4
@@ -126,9 +126,10 @@ def quantise_int8(x: np.ndarray, lsb: float) -> np.ndarray:
     """round(x / lsb) as int8, saturating at ±127 (the hardware int8 conversion)."""
     if not (np.isfinite(lsb) and lsb > 0):
         raise GraphError(f"int8 step must be positive and finite, got {lsb}")
-    q = np.rint(np.asarray(x, dtype=np.float64) / lsb)
-    q = np.nan_to_num(q, nan=0.0, posinf=127.0, neginf=-127.0)  # inf − inf in float16 upstream
-    return np.clip(q, -127, 127).astype(np.int8)
+    v = np.ascontiguousarray(x, dtype=np.float64)
+    out = np.empty(v.shape, np.int8)
+    int8_codes(v.reshape(-1), float(lsb), out.reshape(-1))  # NaN (inf − inf upstream) → 0
+    return out
 
 
 @dataclass(frozen=True)

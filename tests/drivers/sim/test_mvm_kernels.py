@@ -142,6 +142,25 @@ def test_compiled_column_sets_are_numpys() -> None:
             assert not any(np.array_equal(x[:, c], x[:, r]) for r in range(sets[c]))
 
 
+def test_column_sets_stay_exact_when_hashes_collide() -> None:
+    """Replica blocks (the executor's layout), shifted blocks and near-repeats, with every
+    column given one hash, or hashes in a few classes: the row-order check and the full
+    comparisons after it still give numpy's sets."""
+    rng = np.random.default_rng(19)
+    h = rng.integers(-2, 3, (400, 40)).astype(np.int8)
+    x = np.zeros((400, 256), np.int8)
+    x[:, :40], x[:, 40:80], x[:, 100:140] = h, h, h  # replicas
+    x[:, 150:189] = h[:, 1:]  # a block equal to a shifted one
+    x[:, 200:240] = h
+    x[123, 210] += 1  # a near-repeat inside a replica block
+    x[:, 250] = x[:, 7]
+    bits = np.bitwise_or.reduce(x, axis=0).astype(np.int8)
+    expected = mvm.column_sets(x)
+    for hashes in (np.zeros(256, np.uint32), (np.arange(256) % 3).astype(np.uint32)):
+        np.testing.assert_array_equal(mvm_numba._sets_from_hashes(x, hashes, bits), expected)
+    np.testing.assert_array_equal(mvm_numba._column_sets(x), expected)
+
+
 def test_kernel_choice_by_name_environment_and_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(KERNEL_ENV, raising=False)
     assert isinstance(make_kernel(), NumbaMvmKernel)

@@ -164,3 +164,19 @@ def test_a_step_on_the_float16_grid_is_the_float16_step() -> None:
         gates = np.roll(gates, 3, axis=1)
     with pytest.raises(GraphError, match="float32"):
         cell_model.step_on_grid(gates, c16)
+
+
+def test_quantise_int8_is_the_numpy_formula() -> None:
+    """The compiled int8 conversion equals rint, nan_to_num and clip in numpy: ties to even,
+    ±inf and beyond-range saturate to ±127, NaN is 0, a strided and a float32 input."""
+    rng = np.random.default_rng(24)
+    x = rng.normal(0.0, 80.0, (70, 33)) * 0.3
+    x[0, :8] = [np.inf, -np.inf, np.nan, 0.5 * 0.3, 1.5 * 0.3, -2.5 * 0.3, 1e300, -0.0]
+    with np.errstate(over="ignore"):  # 1e300 is inf in float32
+        narrow = x.astype(np.float32)
+    for values in (x, x[:, ::2], narrow):
+        y = np.rint(np.asarray(values, np.float64) / 0.3)
+        expected = np.clip(np.nan_to_num(y, nan=0.0, posinf=127.0, neginf=-127.0), -127, 127)
+        got = quantise_int8(values, 0.3)
+        assert got.dtype == np.int8 and got.shape == values.shape
+        np.testing.assert_array_equal(got, expected.astype(np.int8))
