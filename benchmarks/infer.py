@@ -16,9 +16,12 @@ simulator's MVM kernels, ``mockchip://?kernel=...``), ``INFER_MODELS`` (default 
 pass over the samples, divided by the samples.
 
 Why a ratio stays low (figures in docs/inference.md, "Throughput"): every output row costs four
-noisy conversions and the float16 LDPU in four-phase, six matrix products where numpy has one;
-the MLPs' numpy forward over their test sets takes about 0.1 ms, less than the fixed cost of
-two MVM round trips through the board protocol; an LSTM's steps are sequential round trips.
+noisy conversions and the float16 LDPU in four-phase (c = 9–17 ns of compiled work) and six
+matrix products where numpy has one, so a layer with k active inputs is bound near
+1/(6 + c·F/2k) on one thread (F the matmul rate): 0.06–0.08 for the digits MLP's first
+layer; the MLPs' numpy forward over their test sets takes about 0.1 ms, less than two MVM round
+trips through the board protocol (about 0.26 ms each); an LSTM's steps are sequential round
+trips.
 """
 
 from __future__ import annotations
