@@ -40,8 +40,6 @@ max(1, |h_0|)/127) is the next step's hidden input and the layer's output.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal, overload
 
 import numpy as np
 
@@ -173,39 +171,37 @@ def _tile_outputs(
     ], counts
 
 
-@dataclass(frozen=True)
-class PartialCodes:
-    """A partial matrix held by one tile, as it left the board: int8 codes (samples, rows)
-    whose values are code·``lsb`` in the number format (units of W·x)."""
-
-    codes: np.ndarray
-    lsb: float
-
-
-@overload
-def _layer_mvm(
-    deployment: Deployment,
-    plan: LayerPlan,
-    part: str,
-    codes: np.ndarray,
-    *,
-    host: bool = ...,
-    observe: Observer | None = ...,
-    keep_codes: Literal[False] = ...,
-) -> np.ndarray: ...
+def _layer_outputs(
+    deployment: Deployment, plan: LayerPlan, part: str, codes: np.ndarray, host: bool
+) -> tuple[list[np.ndarray], list[tuple[np.ndarray, np.ndarray]] | None]:
+    """The MVMs of one matrix of a layer on int8 input codes (samples, cols): each tile's
+    outputs and, with ``host``, its raw counts (:func:`_tile_outputs`)."""
+    mm = plan.mapping.matrix(part)
+    cores = [t.core for t in mm.tiles]
+    x = np.zeros((len(cores), codes.shape[0], CORE_COLS), np.int8)
+    codes8 = codes.astype(np.int8, copy=False)  # int8 values in a wider type: copies are casts
+    for i, tile in enumerate(mm.tiles):
+        width = tile.shape[1]
+        for j in range(deployment.tiles[tile.core].replicas):
+            x[i, :, j * width : (j + 1) * width] = codes8[:, tile.col_start : tile.col_stop]
+    return _tile_outputs(deployment, cores, x, use_board_ldpu=not host)
 
 
-@overload
-def _layer_mvm(
-    deployment: Deployment,
-    plan: LayerPlan,
-    part: str,
-    codes: np.ndarray,
-    *,
-    host: bool = ...,
-    observe: Observer | None = ...,
-    keep_codes: bool,
-) -> np.ndarray | PartialCodes: ...
+def _one_tile_codes(
+    deployment: Deployment, plan: LayerPlan, part: str, codes: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """A partial matrix that one tile holds whole, on the board's LDPU: its int8 output codes
+    (samples, rows) and their LSB (value = code·LSB in the number format, units of W·x), for a
+    caller that forms the values itself. See :func:`_held_by_one_tile`."""
+    (out,), _ = _layer_outputs(deployment, plan, part, codes, host=False)
+    tile = plan.mapping.matrix(part).tiles[0]
+    return out[:, : tile.shape[0]], deployment.tiles[tile.core].partial_lsb
+
+
+def _held_by_one_tile(plan: LayerPlan, part: str) -> bool:
+    """Whether one tile holds the whole of a partial matrix (its value is that tile's)."""
+    mm = plan.mapping.matrix(part)
+    return plan.partial and len(mm.tiles) == 1 and mm.tiles[0].shape[0] == mm.matrix.shape[0]
 
 
 def _layer_mvm(
@@ -216,25 +212,17 @@ def _layer_mvm(
     *,
     host: bool = False,
     observe: Observer | None = None,
-    keep_codes: bool = False,
-) -> np.ndarray | PartialCodes:
+) -> np.ndarray:
     """One matrix of an analog layer on int8 input codes (samples, cols).
 
     Returns the int8 output codes (samples, rows) of a whole layer, or, for a partial
     layer, the summed partial values (float, units of W·x). ``host`` computes the LDPU
     chain on the host from raw counts; ``observe`` (AdaBS, whole layers) sees the pre-BN
-    outputs before the final coefficients are applied. With ``keep_codes``, a partial held
-    by one tile comes back as its :class:`PartialCodes` (the caller forms the values).
+    outputs before the final coefficients are applied.
     """
     mm = plan.mapping.matrix(part)
+    outputs, counts = _layer_outputs(deployment, plan, part, codes, host)
     cores = [t.core for t in mm.tiles]
-    x = np.zeros((len(cores), codes.shape[0], CORE_COLS), np.int8)
-    codes8 = codes.astype(np.int8, copy=False)  # int8 values in a wider type: copies are casts
-    for i, tile in enumerate(mm.tiles):
-        width = tile.shape[1]
-        for j in range(deployment.tiles[tile.core].replicas):
-            x[i, :, j * width : (j + 1) * width] = codes8[:, tile.col_start : tile.col_stop]
-    outputs, counts = _tile_outputs(deployment, cores, x, use_board_ldpu=not host)
     rows_total = mm.matrix.shape[0]
     if observe is not None and counts is not None and not plan.partial:
         pre = np.zeros((codes.shape[0], rows_total))
@@ -261,8 +249,6 @@ def _layer_mvm(
         # one tile holds the whole matrix: its partial value is the sum (0 + v is v: int8
         # codes times a positive LSB are never −0.0)
         lsb = deployment.tiles[mm.tiles[0].core].partial_lsb
-        if keep_codes:
-            return PartialCodes(outputs[0][:, :rows_total], lsb)
         return fmt.value(outputs[0][:, :rows_total] * lsb, grid)
     total = np.zeros((codes.shape[0], rows_total))
     for tile, q in zip(mm.tiles, outputs, strict=True):
@@ -361,15 +347,16 @@ def _lstm(deployment: Deployment, plan: LayerPlan, x: np.ndarray, host: bool) ->
     outs = []
     offset = deployment.digital.coefficient(plan.offset)  # mapped (interleaved) order
     fused = deployment.digital.name == "float16"  # the float16 steps below, compiled
+    one_tile = fused and not host and _held_by_one_tile(plan, "hidden")
     for t in range(steps):
-        hidden = _layer_mvm(deployment, plan, "hidden", h, host=host, keep_codes=fused)
-        if isinstance(hidden, PartialCodes):
-            q = gate_codes_from_partial(
-                projected[:, t], hidden.codes, hidden.lsb, offset, plan.out_lsb
-            )
+        if one_tile:  # the recurrent product's values formed in the compiled gate step
+            h_codes, h_lsb = _one_tile_codes(deployment, plan, "hidden", h)
+            q = gate_codes_from_partial(projected[:, t], h_codes, h_lsb, offset, plan.out_lsb)
         elif fused:
+            hidden = _layer_mvm(deployment, plan, "hidden", h, host=host)
             q = gate_codes(projected[:, t], hidden, offset, plan.out_lsb)
         else:
+            hidden = _layer_mvm(deployment, plan, "hidden", h, host=host)
             total = deployment.digital.value(projected[:, t] + hidden, plan.out_lsb)
             gates = deployment.digital.value(total + offset, plan.out_lsb)
             q = int8_round(gates / plan.out_lsb).clip(-127, 127).astype(np.int8)
