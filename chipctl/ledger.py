@@ -273,8 +273,10 @@ def held_cores(
     run_file: str | os.PathLike[str] | None = None,
 ) -> dict[int, dict[str, Any]]:
     """Of ``cores``, those whose ledger entry says they hold a finished programming that the
-    chip still shows (fingerprint matches), with that entry. Cores last written by
-    ``run_file`` itself (a resumed run) are left out."""
+    chip still shows (fingerprint matches), with that entry. A finished programming whose
+    fingerprint cannot tell (none was taken: the link failed at the end of the run) counts as
+    held, its entry marked ``unchecked``: a core is never overwritten on a guess. Cores last
+    written by ``run_file`` itself (a resumed run) are left out."""
     wanted = sorted({int(c) for c in cores})
     if not wanted:
         return {}
@@ -289,26 +291,33 @@ def held_cores(
             continue
         if core >= board.identity.n_cores:
             continue
-        if fingerprint_matches(board, core, entry.get("fingerprint") or {}):
+        shown = fingerprint_matches(board, core, entry.get("fingerprint") or {})
+        if shown is None:  # no fingerprint to tell (e.g. its reads failed): assume still held
+            held[core] = {**entry, "unchecked": True}
+        elif shown:
             held[core] = entry
     return held
 
 
 def describe_holdings(held: Mapping[int, Mapping[str, Any]]) -> str:
     """``cores 0-1 hold weights sha256:3f2a… programmed by runs/p.h5 at 2024-…``, grouped."""
-    groups: dict[tuple[str, str, str], list[int]] = {}
+    groups: dict[tuple[str, str, str, str], list[int]] = {}
     for core, entry in held.items():
         holds = str(entry.get("holds", "?"))
         if holds.startswith("sha256:"):
             holds = f"weights {holds[:19]}…"
+        unchecked = " (not checked on the chip: the run took no fingerprint)" * bool(
+            entry.get("unchecked")
+        )
         key = (holds, str(entry.get("run_file", "?")), str(entry.get("wall_time", "?")))
-        groups.setdefault(key, []).append(core)
+        groups.setdefault((*key, unchecked), []).append(core)
     parts = []
-    for (holds, run_file, when), cores in groups.items():
+    for (holds, run_file, when, unchecked), cores in groups.items():
         noun = "core" if len(cores) == 1 else "cores"
         verb = "holds" if len(cores) == 1 else "hold"
         parts.append(
-            f"{noun} {core_ranges(cores)} {verb} {holds} programmed by {run_file} at {when}"
+            f"{noun} {core_ranges(cores)} {verb} {holds} programmed by {run_file} at "
+            f"{when}{unchecked}"
         )
     return "; ".join(parts)
 

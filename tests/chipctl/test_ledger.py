@@ -81,6 +81,25 @@ def test_program_is_recorded_and_a_second_program_refused(
     assert _ledger(server.url, store).state()[1]["run_file"].endswith("p2.h5")
 
 
+def test_a_core_without_fingerprint_counts_as_held(
+    tmp_path: Path, store: Path, server: SimServer, weights: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """A finished programming whose fingerprint could not be taken (the recorder writes
+    ``"fingerprint": null`` when the link fails at the end of the run) is protected on trust,
+    and the refusal says it was not checked on the chip."""
+    assert _program(server.url, weights, tmp_path / "p1.h5") == 0
+    ledger = _ledger(server.url, store)
+    ledger.append([{**ledger.state()[1], "fingerprint": None}])  # as after a lost link
+    capsys.readouterr()
+    assert _program(server.url, weights, tmp_path / "p2.h5", "0-1") == 2
+    err = capsys.readouterr().err
+    assert "core 0 holds weights sha256:" in err
+    assert "core 1 holds weights sha256:" in err and "not checked on the chip" in err
+    assert not (tmp_path / "p2.h5").exists()
+    assert _program(server.url, weights, tmp_path / "p2.h5", "1", "--overwrite-cores") == 0
+
+
 def test_calibrate_program_reference_is_refused_then_allowed(
     tmp_path: Path, store: Path, server: SimServer, weights: Path,
     capsys: pytest.CaptureFixture[str],
