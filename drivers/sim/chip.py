@@ -208,6 +208,9 @@ class SimulatedChip:
         ]
         self._mvm_seeded_at = np.full(n, np.nan)
         self._cache: list[_CoreCache | None] = [None] * n
+        # Q_s(g_prog) of each core's devices: depends only on the programmed state, so it is
+        # kept until the core is programmed again (a quarter of an operand rebuild)
+        self._q_s: list[np.ndarray | None] = [None] * n
         self._ldpu = [LdpuCoefficients.identity() for _ in range(n)]
         self._ldpu_slices: dict[tuple[int, int, int], tuple[LdpuCoefficients, ...]] = {}
         self._read_voltage_mv = self.DEFAULT_READ_VOLTAGE_MV
@@ -289,6 +292,7 @@ class SimulatedChip:
 
     def _programmed(self, core: int) -> None:
         self._cache[core] = None
+        self._q_s[core] = None
         self._t_latest[core] = self.clock.now_s
 
     def conductance_us(self, core: int) -> np.ndarray:
@@ -423,7 +427,10 @@ class SimulatedChip:
             if now - cache.t_s <= self._p["cache_rel_tol"] * age:
                 return cache
         g_d, g_p, tau = self._device_state(core, slice(None))
-        var = self._read_sigma_us(g_d, g_p, tau)
+        q_s = self._q_s[core]
+        if q_s is None:
+            q_s = self._q_s[core] = self.devices.q_s(g_p)
+        var = self.devices.read_sigma_us(g_p, g_d, tau, q_s=q_s)
         np.square(var, out=var)
         operands = self.kernel.prepare(
             g_d.reshape(ROWS, COLS, DEVICES),

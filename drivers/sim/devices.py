@@ -198,7 +198,11 @@ class DeviceModel(ABC):
         return np.sqrt(np.maximum(np.log((t + t_read) / (2 * t_read)), 0.0))
 
     def read_noise_sigma_us(
-        self, g_prog_us: ArrayLike, g_drifted_us: ArrayLike, t_s: ArrayLike
+        self,
+        g_prog_us: ArrayLike,
+        g_drifted_us: ArrayLike,
+        t_s: ArrayLike,
+        q_s: np.ndarray | None = None,
     ) -> np.ndarray:
         """Read-noise σ in µS at time ``t_s``: |g_d|·Q_s(g_p)·√ln((t + t_read)/(2·t_read)).
 
@@ -207,15 +211,25 @@ class DeviceModel(ABC):
                 not from the drifted value, as in aihwkit).
             g_drifted_us: current (drifted) conductance in µS.
             t_s: observation time in s (see :meth:`read_noise_factor`).
+            q_s: ``self.q_s(g_prog_us)`` if the caller kept it (it changes only when the
+                devices are programmed).
         """
         g_d = np.abs(np.asarray(g_drifted_us))
-        return g_d * self.q_s(g_prog_us) * self.read_noise_factor(t_s)
+        amplitude = self.q_s(g_prog_us) if q_s is None else q_s
+        return g_d * amplitude * self.read_noise_factor(t_s)
 
-    def read_sigma_us(self, g_prog_us: ArrayLike, g_us: ArrayLike, tau_s: ArrayLike) -> np.ndarray:
-        """σ_read in µS of a read τ s after programming (t_obs = max(τ, floor)); dtype of g."""
+    def read_sigma_us(
+        self,
+        g_prog_us: ArrayLike,
+        g_us: ArrayLike,
+        tau_s: ArrayLike,
+        q_s: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """σ_read in µS of a read τ s after programming (t_obs = max(τ, floor)); dtype of g.
+        ``q_s`` as in :meth:`read_noise_sigma_us`."""
         g = _floating(g_us)
         t_obs = np.maximum(tau_s, self.read_noise_t_floor_s).astype(g.dtype)
-        return self.read_noise_sigma_us(g_prog_us, g, t_obs).astype(g.dtype)
+        return self.read_noise_sigma_us(g_prog_us, g, t_obs, q_s).astype(g.dtype)
 
     def sample_read_us(
         self, g_us: ArrayLike, sigma_us: ArrayLike, rng: np.random.Generator

@@ -7,7 +7,7 @@ import pytest
 
 from drivers.errors import LimitError
 from drivers.ldpu import LdpuCoefficients
-from drivers.sim.chip import PULSE_PARTIAL, SimulatedChip
+from drivers.sim.chip import PULSE_PARTIAL, PULSE_SET, SimulatedChip
 from drivers.sim.clock import RealTimeClock
 from drivers.sim.fastnormal import standard_normal
 
@@ -170,3 +170,24 @@ def test_overlapping_blas_thread_limits_restore_the_original_count() -> None:
     assert int(lib[0]()) == 1
     second.__exit__(None, None, None)
     assert int(lib[0]()) == before
+
+
+def test_kept_read_noise_amplitudes_follow_reprogramming() -> None:
+    """The operand rebuild keeps Q_s(g_prog) per core; after the core is programmed again
+    (statistically and by pulses) the variances equal a rebuild that computes Q_s afresh."""
+    chip = SimulatedChip(rng=np.random.default_rng(3), n_cores=1, kernel="numpy")
+    x = np.random.default_rng(4).integers(-127, 128, (1, 8, 256)).astype(np.int8)
+    chip.set_conductances_us(0, np.full((256, 256, 4), 4.0))
+    chip.mvm_raw(np.array([0]), x, 4)  # builds the operands and keeps Q_s
+    for reprogram in (
+        lambda: chip.set_conductances_us(0, np.full((256, 256, 4), 20.0)),
+        lambda: chip.apply_pulses(0, np.arange(64), np.arange(64), np.zeros(64, int),
+                                  np.full(64, PULSE_SET), np.full(64, 300.0), np.full(64, 500.0)),
+    ):  # fmt: skip
+        reprogram()
+        chip.mvm_raw(np.array([0]), x, 4)
+        kept = chip._core_cache(0).operands
+        chip._cache[0], chip._q_s[0] = None, None
+        fresh = chip._core_cache(0).operands
+        np.testing.assert_array_equal(kept.v_sum, fresh.v_sum)
+        np.testing.assert_array_equal(kept.v_diff, fresh.v_diff)
