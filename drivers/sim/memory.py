@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
-import threading
 
 MALLOC_ENV = "CHIPCTL_SIM_MALLOC"
 """Environment variable: ``default`` leaves the C library's allocator settings as they are."""
@@ -33,22 +33,14 @@ TRIM_THRESHOLD_BYTES = 256 << 20
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 _M_MMAP_THRESHOLD = -3
 
-_lock = threading.Lock()
-_state: dict[str, bool] = {}
 
-
+@functools.cache
 def keep_freed_memory() -> bool:
-    """Raise glibc's mmap and trim thresholds once per process (module docstring).
+    """Raise glibc's mmap and trim thresholds once per process (module docstring; two
+    threads racing here both set the same values, which is harmless).
 
     Returns whether the thresholds are set (False: another C library, or the environment
     variable says ``default``)."""
-    with _lock:
-        if "set" not in _state:
-            _state["set"] = _set_thresholds()
-        return _state["set"]
-
-
-def _set_thresholds() -> bool:
     if os.environ.get(MALLOC_ENV, "").strip().lower() == "default":
         return False
     try:

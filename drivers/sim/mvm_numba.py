@@ -508,7 +508,7 @@ class NumbaMvmKernel(NumpyMvmKernel):
         over the worker threads when it is large enough to pay for the hand-off."""
         if positive.ndim != 2 or positive.size < 65536 or self.threads == 1:
             return apply_ldpu_compiled(coefficients, positive, negative)
-        table = coefficient_table(coefficients)
+        table = coefficients.stacked_float32
         out = np.empty(positive.shape, np.int8)
         edges = np.linspace(0, positive.shape[0], self.threads + 1).astype(int)
 
@@ -583,11 +583,6 @@ def apply_ldpu_compiled(
 ) -> np.ndarray:
     """The LDPU chain of :meth:`drivers.ldpu.LdpuCoefficients.apply`, compiled: int8 outputs
     for counts (batch, rows) (tested bit-identical, overflow and NaN included)."""
-    table = coefficient_table(coefficients)
+    table = coefficients.stacked_float32
     result: np.ndarray = _ldpu_chain(table, coefficients.relu, positive, negative)
     return result
-
-
-def coefficient_table(coefficients: LdpuCoefficients) -> np.ndarray:
-    """The coefficients as :func:`_ldpu_chain` takes them: float32 (6, rows), wire order."""
-    return coefficients.stacked_float32

@@ -31,20 +31,16 @@ def executor(workers: int) -> ThreadPoolExecutor:
 def run_in_threads(work: Callable[[int, T], int], jobs: Sequence[T], workers: int) -> int:
     """Sum of ``work(g, job)`` over the non-empty ``jobs`` (g = the job's position).
 
-    One job runs in the calling thread; of several, the first runs there and the others on
-    the pool. OpenBLAS is held at one
-    thread either way (its own threads, spinning between small GEMMs, only compete with the
-    workers and the caller). Jobs that are falsy (empty lists) are skipped.
+    The first job runs in the calling thread, the others on the pool (the caller works instead
+    of waiting: a pool thread takes 50–100 µs to wake here). OpenBLAS is held at one thread
+    either way (its own threads, spinning between small GEMMs, only compete with the workers
+    and the caller). Jobs that are falsy (empty lists) are skipped.
     """
     todo = [(g, job) for g, job in enumerate(jobs) if job]
-    if len(todo) == 1:
-        with BlasThreads(1):
-            return int(work(*todo[0]))
-    pool = executor(workers)
+    if not todo:
+        return 0
     with BlasThreads(1):
-        # the caller takes the first job itself: one hand-off fewer, and it works instead of
-        # waiting (a pool thread takes 50–100 µs to wake here)
-        others = [pool.submit(work, g, job) for g, job in todo[1:]]
+        others = [executor(workers).submit(work, g, job) for g, job in todo[1:]]
         try:
             total = int(work(*todo[0]))
         except BaseException:

@@ -156,14 +156,10 @@ def _gate_row(
     for j in range(row.size):
         row[j] = row[j] + offset[j]
     round_float16_bits64(bits, row, bits)
-    for j in range(row.size):
-        y = np.rint(row[j] / lsb)
-        if y != y:
-            y = 0.0
-        out[j] = np.int8(min(max(y, -127.0), 127.0))
+    int8_codes(row, lsb, out)
 
 
-@jit
+@inline_jit
 def int8_codes(x: np.ndarray, lsb: float, out: np.ndarray) -> None:
     """out ← round(x / lsb) half to even, saturated to ±127, NaN → 0, for flat float64 ``x``
     and int8 ``out``: ``quantise_int8`` in one pass (numpy's rint, nan_to_num and clip made

@@ -245,7 +245,7 @@ def _layer_mvm(
     # The sums live on the grid of the finest partial sum they add (the tensor they belong
     # to: W·x in float units), not on the layer output's grid.
     grid = min(deployment.tiles[t.core].partial_lsb for t in mm.tiles)
-    if len(mm.tiles) == 1 and mm.tiles[0].shape[0] == rows_total and outputs[0].dtype == np.int8:
+    if _held_by_one_tile(plan, part) and outputs[0].dtype == np.int8:
         # one tile holds the whole matrix: its partial value is the sum (0 + v is v: int8
         # codes times a positive LSB are never −0.0)
         lsb = deployment.tiles[mm.tiles[0].core].partial_lsb
@@ -352,14 +352,14 @@ def _lstm(deployment: Deployment, plan: LayerPlan, x: np.ndarray, host: bool) ->
         if one_tile:  # the recurrent product's values formed in the compiled gate step
             h_codes, h_lsb = _one_tile_codes(deployment, plan, "hidden", h)
             q = gate_codes_from_partial(projected[:, t], h_codes, h_lsb, offset, plan.out_lsb)
-        elif fused:
-            hidden = _layer_mvm(deployment, plan, "hidden", h, host=host)
-            q = gate_codes(projected[:, t], hidden, offset, plan.out_lsb)
         else:
             hidden = _layer_mvm(deployment, plan, "hidden", h, host=host)
-            total = deployment.digital.value(projected[:, t] + hidden, plan.out_lsb)
-            gates = deployment.digital.value(total + offset, plan.out_lsb)
-            q = int8_round(gates / plan.out_lsb).clip(-127, 127).astype(np.int8)
+            if fused:
+                q = gate_codes(projected[:, t], hidden, offset, plan.out_lsb)
+            else:
+                total = deployment.digital.value(projected[:, t] + hidden, plan.out_lsb)
+                gates = deployment.digital.value(total + offset, plan.out_lsb)
+                q = int8_round(gates / plan.out_lsb).clip(-127, 127).astype(np.int8)
         h8, state = cell.step_on_grid(q, state)
         h = h8.astype(np.int16)
         outs.append(h.astype(np.float64) * cell.h_lsb)
