@@ -101,6 +101,19 @@ class _CoreCache:
     operands: Any
 
 
+@dataclass(frozen=True)
+class _MvmCall:
+    """A checked MVM request and what the kernel needs for it."""
+
+    core_ids: np.ndarray
+    x: np.ndarray
+    mode: int
+    rows: RowRange
+    operands: list[Any]
+    rngs: list[np.random.Generator]
+    window_ns: float
+
+
 class SimulatedChip:
     """A HERMES-class chip: 64 cores of 256×256 weights, 4 PCM devices per weight.
 
@@ -471,13 +484,60 @@ class SimulatedChip:
         FPGA drops the others, so the latency is the same). Advances the clock by B MVM
         latencies. The arithmetic is the kernel's (:mod:`drivers.sim.mvm`).
         """
+        call = self._mvm_call(cores, inputs, mode, rows)
+        # A kernel written before row ranges existed still serves whole-row MVMs.
+        selection = {} if call.rows == (0, ROWS) else {"rows": call.rows}
+        pos, neg, n_sat = self.kernel.run(
+            call.operands,
+            self.adc,
+            call.core_ids,
+            call.x,
+            call.mode,
+            call.rngs,
+            window_ns=call.window_ns,
+            **selection,
+        )
+        self._mvm_done(call, n_sat)
+        return pos, neg
+
+    def mvm_ldpu(
+        self, cores: np.ndarray, inputs: np.ndarray, mode: int, rows: RowRange | None = None
+    ) -> np.ndarray:
+        """:meth:`mvm_raw`, then each core's float16 LDPU chain: int8 (C, B, rows)."""
+        if not hasattr(self.kernel, "run_ldpu"):  # a kernel written before run_ldpu
+            pos, neg = self.mvm_raw(cores, inputs, mode, rows)
+            r0, r1 = row_range(rows)
+            ids = np.asarray(cores).reshape(-1)
+            tables = [self._ldpu_rows(int(c), r0, r1) for c in ids]
+            return np.stack([self.kernel.ldpu(*t) for t in zip(tables, pos, neg, strict=True)])
+        call = self._mvm_call(cores, inputs, mode, rows)
+        r0, r1 = call.rows
+        tables = [self._ldpu_rows(int(c), r0, r1) for c in call.core_ids]
+        out, n_sat = self.kernel.run_ldpu(
+            call.operands,
+            self.adc,
+            call.core_ids,
+            call.x,
+            call.mode,
+            call.rngs,
+            tables,
+            window_ns=call.window_ns,
+            rows=call.rows,
+        )
+        self._mvm_done(call, n_sat)
+        return out
+
+    def _mvm_call(
+        self, cores: np.ndarray, inputs: np.ndarray, mode: int, rows: RowRange | None
+    ) -> _MvmCall:
+        """The checked arguments of an MVM, the cores' operands and noise streams."""
         core_ids = np.asarray(cores).reshape(-1).astype(np.int64)
         x = np.asarray(inputs)
         if x.ndim != 3 or x.shape[0] != core_ids.size or x.shape[2] != COLS or x.shape[1] < 1:
             raise LimitError(f"inputs must have shape ({core_ids.size}, B, 256), got {x.shape}")
         if mode not in (1, 4):
             raise LimitError(f"mode must be 1 or 4, got {mode!r}")
-        if np.unique(core_ids).size != core_ids.size:
+        if len(set(core_ids.tolist())) != core_ids.size:
             raise LimitError("a core appears twice")
         for c in core_ids:
             self._check_core(int(c))
@@ -485,37 +545,15 @@ class SimulatedChip:
             rows = row_range(rows)
         except ValueError as exc:
             raise LimitError(str(exc)) from None
-        batch = x.shape[1]
         operands = [self._core_cache(int(c)).operands for c in core_ids]
         rngs = [self._mvm_stream(int(c)) for c in core_ids]
-        # A kernel written before row ranges existed still serves whole-row MVMs.
-        selection = {} if rows == (0, ROWS) else {"rows": rows}
-        pos, neg, n_sat = self.kernel.run(
-            operands,
-            self.adc,
-            core_ids,
-            x,
-            mode,
-            rngs,
-            window_ns=self._p["mvm_window_ns"],
-            **selection,
-        )
-        latency_ns = self._p["mvm_latency_1phase_ns" if mode == 1 else "mvm_latency_4phase_ns"]
-        self.adc_saturation_count += n_sat
-        self._elapse(batch * latency_ns * 1e-9)
-        return pos, neg
+        return _MvmCall(core_ids, x, mode, rows, operands, rngs, self._p["mvm_window_ns"])
 
-    def mvm_ldpu(
-        self, cores: np.ndarray, inputs: np.ndarray, mode: int, rows: RowRange | None = None
-    ) -> np.ndarray:
-        """:meth:`mvm_raw`, then each core's float16 LDPU chain: int8 (C, B, rows)."""
-        pos, neg = self.mvm_raw(cores, inputs, mode, rows)
-        r0, r1 = row_range(rows)
-        core_ids = np.asarray(cores).reshape(-1)
-        out = np.empty(pos.shape, np.int8)
-        for k, c in enumerate(core_ids):
-            out[k] = self.kernel.ldpu(self._ldpu_rows(int(c), r0, r1), pos[k], neg[k])
-        return out
+    def _mvm_done(self, call: _MvmCall, n_sat: int) -> None:
+        """Count the saturations and advance the clock by the batch's MVM latencies."""
+        key = "mvm_latency_1phase_ns" if call.mode == 1 else "mvm_latency_4phase_ns"
+        self.adc_saturation_count += n_sat
+        self._elapse(call.x.shape[1] * self._p[key] * 1e-9)
 
     def _ldpu_rows(self, core: int, r0: int, r1: int) -> LdpuCoefficients:
         """The LDPU coefficients of ``core``'s rows r0..r1 − 1 (the chain is per row), kept

@@ -121,6 +121,23 @@ class MvmKernel(Protocol):
         rows (:meth:`drivers.ldpu.LdpuCoefficients.apply` is the reference)."""
         ...
 
+    def run_ldpu(
+        self,
+        operands: Sequence[Any],
+        adc: AdcBank,
+        cores: np.ndarray,
+        x: np.ndarray,
+        mode: int,
+        rngs: Sequence[np.random.Generator],
+        coefficients: Sequence[LdpuCoefficients],
+        *,
+        window_ns: float,
+        rows: RowRange | None = None,
+    ) -> tuple[np.ndarray, int]:
+        """int8 outputs (C, B, rows) of ``run`` followed by ``ldpu`` with each core's
+        ``coefficients`` (already cut to ``rows``), and the saturated conversions."""
+        ...
+
 
 def row_range(rows: RowRange | None) -> RowRange:
     """``rows`` checked against the 256 rows of a core; None means all of them."""
@@ -474,6 +491,28 @@ class NumpyMvmKernel:
     ) -> np.ndarray:
         """The float16 LDPU chain in numpy (:meth:`drivers.ldpu.LdpuCoefficients.apply`)."""
         return apply_ldpu(coefficients, positive, negative)
+
+    def run_ldpu(
+        self,
+        operands: Sequence[CoreOperands],
+        adc: AdcBank,
+        cores: np.ndarray,
+        x: np.ndarray,
+        mode: int,
+        rngs: Sequence[np.random.Generator],
+        coefficients: Sequence[LdpuCoefficients],
+        *,
+        window_ns: float,
+        rows: RowRange | None = None,
+    ) -> tuple[np.ndarray, int]:
+        """:meth:`run`, then :meth:`ldpu` per core: int8 (C, B, rows) and saturations."""
+        pos, neg, n_sat = self.run(
+            operands, adc, cores, x, mode, rngs, window_ns=window_ns, rows=rows
+        )
+        out = np.empty(pos.shape, np.int8)
+        for k, table in enumerate(coefficients):
+            out[k] = self.ldpu(table, pos[k], neg[k])
+        return out, n_sat
 
     def _one_phase(
         self,

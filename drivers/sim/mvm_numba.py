@@ -72,6 +72,9 @@ _HALF_PI = np.float32(math.pi / 2)
 _SQRT_HALF = np.float32(math.sqrt(0.5))
 _TWO_M30 = np.float32(2.0**-30)
 BATCH_BLOCK = 256
+SPLIT_CONVERSIONS = 8192
+"""Output rows × batch rows per thread below which a core's batch is not split over the worker
+threads: a piece costs 10–20 ns per conversion here, a hand-off to a pool thread 50–100 µs."""
 """Batch rows per GEMM-and-pass block: a four-phase block's GEMM outputs (about 1.5 MB at 256
 rows) are still in cache when the compiled pass reads them."""
 
@@ -431,11 +434,50 @@ class NumbaMvmKernel(NumpyMvmKernel):
     ) -> tuple[np.ndarray, np.ndarray, int]:
         """Noisy MVMs: (positive, negative) uint16 counts (C, B, rows) and saturations
         (arguments as :meth:`NumpyMvmKernel.run`)."""
+        pos, neg, _, n_sat = self._run(operands, adc, cores, x, mode, rngs, window_ns, rows, None)
+        return pos, neg, n_sat
+
+    def run_ldpu(
+        self,
+        operands: Sequence[CoreOperands],
+        adc: AdcBank,
+        cores: np.ndarray,
+        x: np.ndarray,
+        mode: int,
+        rngs: Sequence[np.random.Generator],
+        coefficients: Sequence[LdpuCoefficients],
+        *,
+        window_ns: float,
+        rows: RowRange | None = None,
+    ) -> tuple[np.ndarray, int]:
+        """:meth:`run`, then each core's LDPU chain on every block of counts in the same worker
+        job, while the block is still in cache: int8 (C, B, rows) and saturations (the same
+        outputs as :meth:`run` followed by :meth:`ldpu`)."""
+        _, _, out, n_sat = self._run(
+            operands, adc, cores, x, mode, rngs, window_ns, rows, coefficients
+        )
+        assert out is not None
+        return out, n_sat
+
+    def _run(
+        self,
+        operands: Sequence[CoreOperands],
+        adc: AdcBank,
+        cores: np.ndarray,
+        x: np.ndarray,
+        mode: int,
+        rngs: Sequence[np.random.Generator],
+        window_ns: float,
+        rows: RowRange | None,
+        coefficients: Sequence[LdpuCoefficients] | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
         r0, r1 = row_range(rows)
         n = r1 - r0
         n_c, batch = x.shape[0], x.shape[1]
         pos = np.empty((n_c, batch, n), np.uint16)
         neg = np.empty((n_c, batch, n), np.uint16)
+        out = None if coefficients is None else np.empty((n_c, batch, n), np.int8)
+        tables = [] if coefficients is None else [c.stacked_float32 for c in coefficients]
         keys = [np.uint64(gen.bit_generator.random_raw()) for gen in rngs]
         top = np.float32(adc.saturation_counts(window_ns))
         if mode == 1:
@@ -468,33 +510,36 @@ class NumbaMvmKernel(NumpyMvmKernel):
                 for b0 in range(first, last, BATCH_BLOCK):
                     b1 = min(b0 + BATCH_BLOCK, last)
                     xk = x[k, b0:b1]
-                    out = (pos[k, b0:b1], neg[k, b0:b1])
+                    counts = (pos[k, b0:b1], neg[k, b0:b1])
                     if mode == 1:
                         i_ua, var = one_phase_gemms(matrices, xk, cols, _one_phase_inputs)
-                        n_sat += _one_phase(i_ua, var, keys[k], b0, r0, *consts[k], top, *out)
+                        n_sat += _one_phase(i_ua, var, keys[k], b0, r0, *consts[k], top, *counts)
                     else:
                         mk, s, d = four_phase_gemms(matrices, xk, cols, _four_phase_inputs)
-                        n_sat += _four_phase(mk, s, d, keys[k], b0, r0, *consts[k], top, *out)
+                        n_sat += _four_phase(mk, s, d, keys[k], b0, r0, *consts[k], top, *counts)
+                    if out is not None:
+                        relu = coefficients[k].relu  # type: ignore[index]
+                        _ldpu_chain_into(tables[k], relu, *counts, out[k, b0:b1])
             return n_sat
 
         n_sat = run_in_threads(work, pieces, self.threads)
-        return pos, neg, n_sat
+        return pos, neg, out, n_sat
 
     def pieces(
         self, n_cores: int, batch: int, n_rows: int = ROWS
     ) -> list[list[tuple[int, int, int]]]:
         """(core position, batch start, batch stop) per worker thread: whole cores when they
         share out evenly, else every core's batch cut into one piece per thread (unless a piece
-        would be under 32k conversions: a thread hand-off costs more), the pieces shared out in
-        equal numbers. The noise does not depend on the split (module docstring)."""
+        would be under :data:`SPLIT_CONVERSIONS`: a thread hand-off costs more), the pieces
+        shared out in equal numbers. The noise does not depend on the split (module
+        docstring)."""
         even = n_cores % self.threads == 0
-        parts = 1 if even or batch * n_rows < 32768 * self.threads else self.threads
-        edges = np.linspace(0, batch, parts + 1).astype(int)
+        parts = 1 if even or batch * n_rows < SPLIT_CONVERSIONS * self.threads else self.threads
         items = [
-            (k, int(a), int(b))
+            (k, batch * p // parts, batch * (p + 1) // parts)
             for k in range(n_cores)
-            for a, b in zip(edges[:-1], edges[1:], strict=True)
-            if b > a
+            for p in range(parts)
+            if batch * (p + 1) // parts > batch * p // parts
         ]
         groups: list[list[tuple[int, int, int]]] = [[] for _ in range(self.threads)]
         for i, item in enumerate(items):
@@ -510,14 +555,15 @@ class NumbaMvmKernel(NumpyMvmKernel):
             return apply_ldpu_compiled(coefficients, positive, negative)
         table = coefficients.stacked_float32
         out = np.empty(positive.shape, np.int8)
-        edges = np.linspace(0, positive.shape[0], self.threads + 1).astype(int)
+        nb, parts = positive.shape[0], self.threads
+        edges = [nb * p // parts for p in range(parts + 1)]
 
         def work(g: int, piece: tuple[int, int]) -> int:
             a, b = piece
             out[a:b] = _ldpu_chain(table, coefficients.relu, positive[a:b], negative[a:b])
             return 0
 
-        pieces = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+        pieces = [(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
         run_in_threads(work, pieces, self.threads)
         return out
 
@@ -529,14 +575,27 @@ class NumbaMvmKernel(NumpyMvmKernel):
 def _ldpu_chain(
     coefficients: np.ndarray, relu: bool, positive: np.ndarray, negative: np.ndarray
 ) -> np.ndarray:
-    """int8 (batch, n) of the float16 LDPU chain (drivers/ldpu.py) for counts (batch, n) and
+    """int8 (batch, n) of :func:`_ldpu_chain_into`, in a new array."""
+    out = np.empty(positive.shape, np.int8)
+    _ldpu_chain_into(coefficients, relu, positive, negative, out)
+    return out
+
+
+@_jit
+def _ldpu_chain_into(
+    coefficients: np.ndarray,
+    relu: bool,
+    positive: np.ndarray,
+    negative: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """out ← int8 (batch, n) of the float16 LDPU chain (drivers/ldpu.py) for counts (batch, n) and
     coefficients (6, n) float32 in wire order: gain_pos, offset_pos, gain_neg, offset_neg,
     affine_scale, affine_offset. Every operation rounded to float16, as numpy's float16.
 
     One output row at a time through two row buffers that stay in the first-level cache (the
     whole-array passes of before were bound by memory on large batches)."""
     nb, n = positive.shape
-    out = np.empty((nb, n), np.int8)
     p = np.empty(n, np.float32)
     q = np.empty(n, np.float32)
     pb, qb = p.view(np.int32), q.view(np.int32)
@@ -575,7 +634,6 @@ def _ldpu_chain(
                 y = np.float32(0.0)
             y = np.rint(min(max(y, np.float32(-128.0)), np.float32(127.0)))
             out[b, j] = np.int8(y)
-    return out
 
 
 def apply_ldpu_compiled(

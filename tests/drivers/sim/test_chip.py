@@ -10,6 +10,7 @@ from drivers.ldpu import LdpuCoefficients
 from drivers.sim.chip import PULSE_PARTIAL, PULSE_SET, SimulatedChip
 from drivers.sim.clock import RealTimeClock
 from drivers.sim.fastnormal import standard_normal
+from drivers.sim.mvm_numba import NumbaMvmKernel
 
 
 def _session(seed: int) -> list[np.ndarray]:
@@ -191,3 +192,29 @@ def test_kept_read_noise_amplitudes_follow_reprogramming() -> None:
         fresh = chip._core_cache(0).operands
         np.testing.assert_array_equal(kept.v_sum, fresh.v_sum)
         np.testing.assert_array_equal(kept.v_diff, fresh.v_diff)
+
+
+class _KernelWithoutRunLdpu:
+    """A kernel as written before ``run_ldpu`` existed: prepare, run and ldpu only."""
+
+    def __init__(self) -> None:
+        self._inner = NumbaMvmKernel()
+        self.prepare = self._inner.prepare
+        self.run = self._inner.run
+        self.ldpu = self._inner.ldpu
+
+
+def test_mvm_ldpu_with_a_kernel_without_run_ldpu() -> None:
+    """The chip falls back on run, then ldpu, and the outputs are those of the fused path."""
+    outputs = []
+    for kernel in (NumbaMvmKernel(), _KernelWithoutRunLdpu()):
+        chip = SimulatedChip(rng=np.random.default_rng(3), n_cores=2, kernel=kernel)  # type: ignore[arg-type]
+        rng = np.random.default_rng(4)
+        for core in (0, 1):
+            chip.set_conductances_us(core, rng.uniform(0, 8, (256, 256, 4)).astype(np.float32))
+            chip.set_ldpu(core, LdpuCoefficients(affine_scale=np.full(256, 0.05 * (core + 1))))
+        x = rng.integers(-127, 128, (2, 40, 256)).astype(np.int8)
+        outputs.append(chip.mvm_ldpu(np.array([1, 0]), x, 4, rows=(10, 90)))
+        assert chip.clock.now_s > 0 and chip.adc_saturation_count >= 0
+    assert outputs[0].shape == (2, 40, 80) and len(np.unique(outputs[0])) > 10
+    np.testing.assert_array_equal(outputs[0], outputs[1])

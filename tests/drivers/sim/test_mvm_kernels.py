@@ -256,3 +256,29 @@ def test_compiled_kernel_does_not_depend_on_the_thread_split(mode: int) -> None:
     three = _run(NumbaMvmKernel(threads=3), op, x, mode, 14)
     for a, b in zip(one, three, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("mode", [1, 4])
+def test_run_ldpu_is_run_then_ldpu(kernel: type, mode: int) -> None:
+    """The compiled kernel applies the LDPU inside its worker jobs, block by block (here a
+    batch split over two threads and a row range): the int8 outputs and the saturations are
+    those of ``run`` followed by ``ldpu`` for each core."""
+    rng = np.random.default_rng(15)
+    x = rng.integers(-127, 128, (2, 300, 256)).astype(np.int8)
+    x[1, :, 100:] = 0
+    op, rows = _operands(0.05), (40, 200)
+    tables = [
+        LdpuCoefficients.from_stacked(rng.normal(0.0, s, (6, 160)), relu=relu)
+        for s, relu in ((0.05, False), (0.2, True))
+    ]
+    pos, neg, n_sat = _run(kernel(threads=2), op, x, mode, 16, rows=rows)
+    adc = AdcBank(rng=np.random.default_rng(1), n_cores=2)
+    rngs = [np.random.default_rng([16, k]) for k in range(2)]
+    out, fused_sat = kernel(threads=2).run_ldpu(
+        [op] * 2, adc, np.arange(2), x, mode, rngs, tables, window_ns=128.0, rows=rows
+    )
+    assert out.dtype == np.int8 and out.shape == (2, 300, 160)
+    for k in range(2):
+        np.testing.assert_array_equal(out[k], tables[k].apply(pos[k], neg[k]))
+    assert fused_sat == n_sat and len(np.unique(out)) > 5
