@@ -72,7 +72,7 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -84,6 +84,7 @@ from drivers.sim.devices import DeviceModel, HermesPcm
 from drivers.sim.memory import keep_freed_memory
 from drivers.sim.mvm import MvmKernel, RowRange, row_range
 from drivers.sim.mvm_choice import make_kernel
+from drivers.sim.mvm_seeds import stream_factory
 from drivers.sim.pulses import STUCK_NONE, STUCK_SET, PulseModel
 
 PULSE_RESET, PULSE_SET, PULSE_PARTIAL = 0, 1, 2
@@ -215,9 +216,9 @@ class SimulatedChip:
         self._core_rngs = rng.spawn(n)
         self._core_mvm_rngs = rng.spawn(n)
         # MVM noise on a virtual clock is keyed to (core, time): see _mvm_stream.
-        self._mvm_seeds: list[np.random.SeedSequence] = [
-            g.bit_generator.seed_seq  # type: ignore[misc]
-            for g in self._core_mvm_rngs
+        self._mvm_streams = [
+            stream_factory(cast(np.random.SeedSequence, g.bit_generator.seed_seq))
+            for g in self._core_mvm_rngs  # spawned above: their seed_seq is a SeedSequence
         ]
         self._mvm_seeded_at = np.full(n, np.nan)
         self._cache: list[_CoreCache | None] = [None] * n
@@ -467,9 +468,8 @@ class SimulatedChip:
         now = float(self.clock.now_s)
         if self._mvm_seeded_at[core] != now:
             ticks = int(round(now * 1e9))  # ns: the clock's resolution is far finer
-            base = self._mvm_seeds[core]
-            sequence = np.random.SeedSequence(base.entropy, spawn_key=(*base.spawn_key, ticks))
-            self._core_mvm_rngs[core] = np.random.Generator(np.random.PCG64(sequence))
+            # PCG64(SeedSequence(entropy, spawn_key=(*core's key, ticks))), made by compiled code
+            self._core_mvm_rngs[core] = self._mvm_streams[core](ticks)
             self._mvm_seeded_at[core] = now
         return self._core_mvm_rngs[core]
 

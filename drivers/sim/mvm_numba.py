@@ -412,9 +412,30 @@ def _sets_from_hashes(x: np.ndarray, hashes: np.ndarray, bits: np.ndarray) -> np
     return sets
 
 
+@_jit
+def _span_of_distinct(sets: np.ndarray) -> tuple[int, int, bool]:
+    """(first used column, last used column + 1, whether no column repeats another) of
+    :func:`_column_sets`' answer; (0, 0, True) if no column is used."""
+    first, last, distinct = -1, -1, True
+    for c in range(sets.size):
+        if sets[c] < 0:
+            continue
+        if first < 0:
+            first = c
+        last = c
+        if sets[c] != c:
+            distinct = False
+    return (0, 0, True) if first < 0 else (first, last + 1, distinct)
+
+
 def active_columns(x: np.ndarray) -> Columns | None:
-    """:func:`drivers.sim.mvm.active_columns` with the sets found by compiled code."""
-    return columns_from_sets(_column_sets(np.ascontiguousarray(x)))
+    """:func:`drivers.sim.mvm.active_columns` with the sets found by compiled code (and the
+    usual answer, a span of distinct columns, without numpy's set-up costs)."""
+    sets = _column_sets(np.ascontiguousarray(x))
+    first, last, distinct = _span_of_distinct(sets)
+    if not distinct:
+        return columns_from_sets(sets)
+    return None if (first, last) == (0, ROWS) else Columns(slice(first, last))
 
 
 class NumbaMvmKernel(NumpyMvmKernel):

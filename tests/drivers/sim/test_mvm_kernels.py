@@ -134,8 +134,15 @@ def test_compiled_column_sets_are_numpys() -> None:
         cases.append(x)
     cases.append(np.zeros((5, 256), np.int8))
     cases.append(rng.integers(-127, 128, (64, 256)).astype(np.int8))
+    spans = np.zeros((3, 9, 256), np.int8)
+    spans[0, :, 40:90] = rng.integers(1, 128, (9, 50))  # distinct columns: a span
+    spans[1, 3, 255] = 1  # one column, the last
+    spans[2] = rng.integers(1, 128, (9, 256))  # every column, distinct: None
+    cases += list(spans)
     for x in cases:
         np.testing.assert_array_equal(mvm_numba._column_sets(x), mvm.column_sets(x))
+        mine, numpys = mvm_numba.active_columns(x), mvm.active_columns(x)
+        assert (mine is None and numpys is None) or mine.key == numpys.key  # type: ignore[union-attr]
         sets = mvm.column_sets(x)
         for c in np.flatnonzero(sets >= 0):  # the definition, checked directly
             assert np.array_equal(x[:, c], x[:, sets[c]])
