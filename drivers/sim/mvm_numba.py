@@ -72,6 +72,12 @@ _HALF_PI = np.float32(math.pi / 2)
 _SQRT_HALF = np.float32(math.sqrt(0.5))
 _TWO_M30 = np.float32(2.0**-30)
 BATCH_BLOCK = 256
+NOISE_BLOCK = 512
+"""Conversions per noise draw at most: a draw covers several batch rows when few output rows
+are read (a loop over 10 rows costs as much to set up as one over 256)."""
+LDPU_BLOCK = 256
+"""Outputs per pass of the LDPU chain at most (several batch rows when few rows are read),
+small enough that the two row buffers stay in the first-level cache."""
 SPLIT_CONVERSIONS = 8192
 """Output rows × batch rows per thread below which a core's batch is not split over the worker
 threads: a piece costs 10–20 ns per conversion here, a hand-off to a pool thread 50–100 µs."""
@@ -99,18 +105,18 @@ def _scratch(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np
 @_jit
 def _box_muller(
     key: np.uint64,
-    first_word: int,
-    step: int,
-    n: int,
+    words: np.ndarray,
+    offset: int,
     cos_out: np.ndarray,
     sin_out: np.ndarray,
     scratch: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
 ) -> None:
-    """cos_out[j], sin_out[j] ← the Box–Muller pair of word ``first_word + step·j``, j < n
-    (module docstring)."""
+    """cos_out[j], sin_out[j] ← the Box–Muller pair of word ``words[j] + offset``, j <
+    words.size (module docstring)."""
+    n = words.size
     k1, expo, mbits, quad, frac = scratch
     for j in range(n):
-        z = key + (np.uint64(first_word + step * j) + np.uint64(1)) * _GAMMA
+        z = key + (np.uint64(words[j] + offset) + np.uint64(1)) * _GAMMA
         z = (z ^ (z >> np.uint64(30))) * _M1
         z = (z ^ (z >> np.uint64(27))) * _M2
         z = z ^ (z >> np.uint64(31))
@@ -166,7 +172,8 @@ def _fill_normals(key: np.uint64, first_word: int, out: np.ndarray) -> None:
     """out[:n] ← cos, out[n:] ← sin normals of words first_word..first_word + n − 1, n =
     out.size // 2 (for tests of the distribution)."""
     n = out.size // 2
-    _box_muller(key, first_word, 1, n, out[:n], out[n : 2 * n], _scratch(n))
+    words = np.arange(first_word, first_word + n)
+    _box_muller(key, words, 0, out[:n], out[n : 2 * n], _scratch(n))
 
 
 @_jit
@@ -191,16 +198,25 @@ def _one_phase(
     even row, its sin normal for an odd one (both normals of every pair used)."""
     nb, n = i_ua.shape
     first_word = r0 // 2
-    words = (r0 + n - 1) // 2 - first_word + 1
-    even = np.empty(words, np.float32)
-    odd = np.empty(words, np.float32)
+    per_row = (r0 + n - 1) // 2 - first_word + 1  # words of one batch row
+    chunk = max(1, NOISE_BLOCK // per_row)  # batch rows per noise draw
+    words = np.empty(min(chunk, nb) * per_row, np.int64)
+    even = np.empty(words.size, np.float32)
+    odd = np.empty(words.size, np.float32)
     z = np.empty(n, np.float32)
-    scratch = _scratch(words)
+    scratch = _scratch(words.size)
     n_sat = 0
     for b in range(nb):
-        _box_muller(key, (b_first + b) * (ROWS // 2) + first_word, 1, words, even, odd, scratch)
+        t = (b % chunk) * per_row  # this row's words in the chunk
+        if b % chunk == 0:
+            rows = min(chunk, nb - b)
+            for u in range(rows):
+                for w in range(per_row):
+                    words[u * per_row + w] = (b_first + b + u) * (ROWS // 2) + first_word + w
+            m = rows * per_row
+            _box_muller(key, words[:m], 0, even[:m], odd[:m], scratch)
         for j in range(n):
-            w = (r0 + j) // 2 - first_word
+            w = t + (r0 + j) // 2 - first_word
             z[j] = even[w] if (r0 + j) % 2 == 0 else odd[w]
         for j in range(n):
             i = i_ua[b, j] + math.sqrt(var[b, j]) * z[j]
@@ -287,27 +303,36 @@ def _four_phase(
     """
     nb = s.shape[0]
     n = s.shape[1]
-    zs = np.empty((4, n), np.float32)  # the four normals of each conversion
-    scratch = _scratch(n)
+    chunk = max(1, NOISE_BLOCK // n)  # batch rows per noise draw
+    words = np.empty(min(chunk, nb) * n, np.int64)
+    zs = np.empty((4, words.size), np.float32)  # the four normals of each conversion
+    scratch = _scratch(words.size)
     half = np.float32(0.5)
     n_sat = 0
     for b in range(nb):
-        first = 2 * ((b_first + b) * ROWS + r0)  # words 2e and 2e + 1 of conversion e
-        _box_muller(key, first, 2, n, zs[0], zs[1], scratch)
-        _box_muller(key, first + 1, 2, n, zs[2], zs[3], scratch)
+        t = (b % chunk) * n  # this row's conversions in the chunk
+        if b % chunk == 0:
+            rows = min(chunk, nb - b)
+            for u in range(rows):
+                first = 2 * ((b_first + b + u) * ROWS + r0)  # words 2e and 2e + 1 of e
+                for j in range(n):
+                    words[u * n + j] = first + 2 * j
+            m = rows * n
+            _box_muller(key, words[:m], 0, zs[0, :m], zs[1, :m], scratch)
+            _box_muller(key, words[:m], 1, zs[2, :m], zs[3, :m], scratch)
         for j in range(n):
             # P: x+·G+ and x−·G−, var = (s + d)/2;  N: x+·G− and x−·G+, var = (s − d)/2
             aj, bj, cj = a[j], bnl[j], c[j]
             p1, p2 = mk[b, j], mk[nb + b, n + j]
             var = max((s[b, j] + d[b, j]) * half, np.float32(0.0))
             var = var / max(p1 + p2, np.float32(1e-30))
-            p1 = _convert(p1 + math.sqrt(var * p1) * zs[0, j], aj, bj, cj, top)
-            p2 = _convert(p2 + math.sqrt(var * p2) * zs[1, j], aj, bj, cj, top)
+            p1 = _convert(p1 + math.sqrt(var * p1) * zs[0, t + j], aj, bj, cj, top)
+            p2 = _convert(p2 + math.sqrt(var * p2) * zs[1, t + j], aj, bj, cj, top)
             n1, n2 = mk[b, n + j], mk[nb + b, j]
             var = max((s[b, j] - d[b, j]) * half, np.float32(0.0))
             var = var / max(n1 + n2, np.float32(1e-30))
-            n1 = _convert(n1 + math.sqrt(var * n1) * zs[2, j], aj, bj, cj, top)
-            n2 = _convert(n2 + math.sqrt(var * n2) * zs[3, j], aj, bj, cj, top)
+            n1 = _convert(n1 + math.sqrt(var * n1) * zs[2, t + j], aj, bj, cj, top)
+            n2 = _convert(n2 + math.sqrt(var * n2) * zs[3, t + j], aj, bj, cj, top)
             if p1 >= top:
                 n_sat += 1
             if p2 >= top:
@@ -614,47 +639,62 @@ def _ldpu_chain_into(
     coefficients (6, n) float32 in wire order: gain_pos, offset_pos, gain_neg, offset_neg,
     affine_scale, affine_offset. Every operation rounded to float16, as numpy's float16.
 
-    One output row at a time through two row buffers that stay in the first-level cache (the
-    whole-array passes of before were bound by memory on large batches)."""
+    :data:`LDPU_BLOCK` outputs at a time (one or more batch rows) through two buffers that stay
+    in the first-level cache (whole-array passes were bound by memory on large batches; a pass
+    per row of 10 outputs by its set-up)."""
     nb, n = positive.shape
-    p = np.empty(n, np.float32)
-    q = np.empty(n, np.float32)
+    if nb == 0 or n == 0:
+        return
+    chunk = max(1, LDPU_BLOCK // n)  # batch rows per pass
+    m = min(chunk, nb) * n
+    table = coefficients
+    if m > n:  # the coefficients repeated for every row of a pass
+        table = np.empty((6, m), np.float32)
+        for t in range(m // n):
+            table[:, t * n : (t + 1) * n] = coefficients[:, :n]
+    gp, op, gn, on, scale, shift = table[0], table[1], table[2], table[3], table[4], table[5]
+    p = np.zeros(m, np.float32)  # whole passes, also for a last chunk of fewer rows
+    q = np.zeros(m, np.float32)
     pb, qb = p.view(np.int32), q.view(np.int32)
-    gp, op, gn, on = coefficients[0], coefficients[1], coefficients[2], coefficients[3]
-    scale, shift = coefficients[4], coefficients[5]
-    for b in range(nb):
-        for j in range(n):
-            p[j] = np.float32(positive[b, j])
-            q[j] = np.float32(negative[b, j])
+    for b0 in range(0, nb, chunk):
+        rows = min(chunk, nb - b0)
+        for t in range(rows):
+            p_row, q_row = p[t * n : (t + 1) * n], q[t * n : (t + 1) * n]
+            pos_row, neg_row = positive[b0 + t], negative[b0 + t]
+            for j in range(n):
+                p_row[j] = np.float32(pos_row[j])
+                q_row[j] = np.float32(neg_row[j])
         round_float16(p, pb)  # the 12-bit counts to float16
         round_float16(q, qb)
-        for j in range(n):
-            p[j] = p[j] * gp[j]
-            q[j] = q[j] * gn[j]
+        for u in range(m):
+            p[u] = p[u] * gp[u]
+            q[u] = q[u] * gn[u]
         round_float16(p, pb)
         round_float16(q, qb)
-        for j in range(n):
-            p[j] = p[j] + op[j]
-            q[j] = q[j] + on[j]
+        for u in range(m):
+            p[u] = p[u] + op[u]
+            q[u] = q[u] + on[u]
         round_float16(p, pb)
         round_float16(q, qb)
-        for j in range(n):
-            p[j] = p[j] - q[j]
+        for u in range(m):
+            p[u] = p[u] - q[u]
         round_float16(p, pb)
-        for j in range(n):
-            p[j] = p[j] * scale[j]
+        for u in range(m):
+            p[u] = p[u] * scale[u]
         round_float16(p, pb)
-        for j in range(n):
-            p[j] = p[j] + shift[j]
+        for u in range(m):
+            p[u] = p[u] + shift[u]
         round_float16(p, pb)
-        for j in range(n):
-            y = p[j]
-            if relu:
-                y = max(y, np.float32(0.0))
-            if y != y:  # NaN (inf − inf)
-                y = np.float32(0.0)
-            y = np.rint(min(max(y, np.float32(-128.0)), np.float32(127.0)))
-            out[b, j] = np.int8(y)
+        for t in range(rows):
+            p_row, out_row = p[t * n : (t + 1) * n], out[b0 + t]
+            for j in range(n):
+                y = p_row[j]
+                if relu:
+                    y = max(y, np.float32(0.0))
+                if y != y:  # NaN (inf − inf)
+                    y = np.float32(0.0)
+                y = np.rint(min(max(y, np.float32(-128.0)), np.float32(127.0)))
+                out_row[j] = np.int8(y)
 
 
 def apply_ldpu_compiled(

@@ -243,13 +243,15 @@ def test_compiled_float16_rounding_of_doubles_is_numpys() -> None:
 
 @pytest.mark.parametrize("scale", [1e-3, 1.0, 50.0, 3e4])  # 50 and 3e4 overflow float16
 @pytest.mark.parametrize("relu", [False, True])
-def test_compiled_ldpu_chain_is_the_numpy_one(scale: float, relu: bool) -> None:
+@pytest.mark.parametrize("rows", [200, 10, 700])  # 1, 51 (and a remainder) and ½ rows a pass
+def test_compiled_ldpu_chain_is_the_numpy_one(scale: float, relu: bool, rows: int) -> None:
     rng = np.random.default_rng(12)
-    arrays = [np.clip(rng.normal(0.0, scale, 200), -6e4, 6e4) for _ in range(6)]
-    arrays[0][:50] = arrays[1][:50] = arrays[2][:50] = arrays[3][:50] = 0.0  # inactive rows
+    arrays = [np.clip(rng.normal(0.0, scale, rows), -6e4, 6e4) for _ in range(6)]
+    for a in arrays[:4]:
+        a[: rows // 4] = 0.0  # inactive rows
     table = LdpuCoefficients.from_stacked(np.stack(arrays), relu=relu)
-    positive = rng.integers(0, 845, (64, 200)).astype(np.uint16)
-    negative = rng.integers(0, 845, (64, 200)).astype(np.uint16)
+    positive = rng.integers(0, 845, (64, rows)).astype(np.uint16)
+    negative = rng.integers(0, 845, (64, rows)).astype(np.uint16)
     expected = table.apply(positive, negative)
     np.testing.assert_array_equal(NumbaMvmKernel().ldpu(table, positive, negative), expected)
     np.testing.assert_array_equal(NumpyMvmKernel().ldpu(table, positive, negative), expected)
