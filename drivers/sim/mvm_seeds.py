@@ -118,6 +118,7 @@ class TimedSeedSequence(ISpawnableSeedSequence):
         self._sequence: np.random.SeedSequence | None = None
 
     def generate_state(self, n_words: int, dtype: Any = np.uint32) -> np.ndarray:
+        """``n_words`` seed words, uint32 or uint64, as numpy's ``SeedSequence`` gives them."""
         wide = np.dtype(dtype) == np.dtype(np.uint64)
         if not wide and np.dtype(dtype) != np.dtype(np.uint32):
             raise ValueError("only support uint32 or uint64")
@@ -125,6 +126,7 @@ class TimedSeedSequence(ISpawnableSeedSequence):
         return words.astype("<u4").view("<u8").astype(np.uint64) if wide else words
 
     def spawn(self, n_children: int) -> list[np.random.SeedSequence]:  # type: ignore[override]
+        """``n_children`` child sequences of the numpy ``SeedSequence`` this stands for."""
         # numpy's children (SeedSequence, not this class): what the real sequence would give
         return self.sequence.spawn(n_children)
 
