@@ -487,7 +487,8 @@ class Board:
             or (not single and array.shape[0] != len(core_list))
         ):
             raise LimitError(f"MVM inputs must have shape {expected}, got {array.shape}")
-        if array.size and (array.min() < -127 or array.max() > 127):
+        # int8 cannot exceed 127: one reduction instead of two on the usual input
+        if array.size and (array.min() < -127 or (array.dtype != np.int8 and array.max() > 127)):
             raise LimitError(
                 f"MVM inputs must be within -127..127 (−128 is not representable), "
                 f"got min {array.min()}, max {array.max()}"

@@ -89,6 +89,12 @@ class Flags(IntFlag):
     ERROR = 0x02
 
 
+# The flags as plain ints: enum operations cost microseconds, and every frame asks. int():
+# ``~`` on an IntFlag complements only the defined bits, which would hide bits 2-7.
+_REPLY, _ERROR = int(Flags.REPLY), int(Flags.ERROR)
+_RESERVED_FLAGS = ~(_REPLY | _ERROR) & 0xFF
+
+
 class ErrorCode(IntEnum):
     """Board error codes (docs/protocol.md §4)."""
 
@@ -138,12 +144,12 @@ class Frame:
     @property
     def is_reply(self) -> bool:
         """True for a board reply (REPLY flag)."""
-        return bool(self.flags & Flags.REPLY)
+        return bool(self.flags & _REPLY)
 
     @property
     def is_error(self) -> bool:
         """True for an error reply (ERROR flag); the payload carries the error code."""
-        return bool(self.flags & Flags.ERROR)
+        return bool(self.flags & _ERROR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,8 +317,7 @@ def header_problem(header: Header) -> str | None:
         return f"unsupported protocol version {header.version}"
     if header.length > MAX_PAYLOAD:
         return f"declared payload of {header.length} bytes exceeds {MAX_PAYLOAD}"
-    # int(): ``~`` on an IntFlag complements only the defined bits, which would hide bits 2-7.
-    if header.flags & ~int(Flags.REPLY | Flags.ERROR) & 0xFF:
+    if header.flags & _RESERVED_FLAGS:
         return f"reserved flag bits set: 0x{header.flags:02x}"
     return None
 

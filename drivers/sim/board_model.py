@@ -222,6 +222,7 @@ class SimulatedBoard:
         )
         """The chip's shape as IDENTIFY reports it (the simulated chip's defaults)."""
         self._replies: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()
+        self._replies_bytes = 0  # their total length, kept as they come and go
         # Each handler takes the decoded request payload (REQUESTS[command]) and returns the
         # reply payload (REPLIES[command]); _answer does the decoding and encoding.
         self._handlers: dict[int, Callable[[Any], Payload]] = {
@@ -288,12 +289,14 @@ class SimulatedBoard:
         host's sequence numbers must never be answered with the old host's replies)."""
         self.decoder.reset()
         self._replies.clear()
+        self._replies_bytes = 0
 
     def power_cycle(self) -> None:
         """Lose registers, LDPU coefficients and the duplicate memory; keep device states."""
         self.resets += 1
         self.boot_id = self._new_boot_id(self.boot_id)
         self._replies.clear()
+        self._replies_bytes = 0
         self.error_register = 0
         self.write_heads_enabled = False
         self._scratch = 0
@@ -350,11 +353,11 @@ class SimulatedBoard:
 
     def _remember(self, key: tuple[int, int, int], reply: bytes) -> None:
         self._replies[key] = reply
+        self._replies_bytes += len(reply)
         while len(self._replies) > DUPLICATE_MEMORY or (
-            len(self._replies) > 1
-            and sum(len(r) for r in self._replies.values()) > DUPLICATE_MEMORY_BYTES
+            len(self._replies) > 1 and self._replies_bytes > DUPLICATE_MEMORY_BYTES
         ):
-            self._replies.popitem(last=False)
+            self._replies_bytes -= len(self._replies.popitem(last=False)[1])
 
     # -- checks of request values (the layout was checked by the payload classes) ----------
 
