@@ -11,7 +11,10 @@ core's matrices are stale; a kernel turns them into counts. The seam is :class:`
    on C cores: int8 inputs (C, B, 256), mode 1 or 4, one noise generator per core, the ADC bank
    for the row transfer, and the output rows the host reads (a range ``(start, stop)``, default
    all 256); it returns the positive and negative counts of those rows, uint16 (C, B, rows),
-   and the number of saturated conversions.
+   and the number of saturated conversions;
+3. ``run_ldpu(..., coefficients, ...)`` does the same and applies each core's LDPU chain
+   (``ldpu``) to the counts: int8 outputs (C, B, rows) (the compiled kernel does it in the same
+   worker jobs, block by block; a kernel without it gets ``run`` then ``ldpu`` from the chip).
 
 :class:`NumpyMvmKernel` is the reference kernel (numpy + BLAS GEMMs, worker threads from
 :mod:`drivers.sim.threads`); :class:`drivers.sim.mvm_numba.NumbaMvmKernel` is the compiled one
@@ -287,8 +290,10 @@ def selected_columns(x: np.ndarray, cols: Columns | None) -> np.ndarray:
     """The inputs (batch, k) of the active columns ``cols`` (None: all), in row order: numpy's
     fancy indexing along the columns returns column order, which the compiled input passes
     read six times slower."""
-    if cols is None or isinstance(cols.take, slice):
-        return x if cols is None else x[:, cols.take]
+    if cols is None:
+        return x
+    if isinstance(cols.take, slice):
+        return x[:, cols.take]
     return np.take(x, cols.take, axis=1)
 
 

@@ -8,7 +8,8 @@ counter floor, the split into positive and negative counter) runs in one compile
 row block instead of a dozen numpy passes over every element, in the same float32 operations in
 the same order (no fast-math: no reassociation, no fused multiply-add), so with the noise left
 out both kernels give identical counts (tested). The GEMM inputs ([x+; x−], x², x·|x|) are built
-in one compiled pass, exact like numpy's.
+in one compiled pass, exact like numpy's. When no input of a batch is negative, the x− products are
+left out (:func:`_four_phase_products`): they are exact zeros.
 
 The float16 LDPU chain (:meth:`NumbaMvmKernel.ldpu`) is compiled as well: numba has no float16
 arithmetic on the CPU, so :func:`drivers.float16.round_float16` rounds float32 to the float16
@@ -56,9 +57,9 @@ from drivers.sim.mvm import (
     NumpyMvmKernel,
     RowRange,
     columns_from_sets,
-    four_phase_gemms,
     one_phase_gemms,
     row_range,
+    selected_columns,
 )
 from drivers.sim.threads import BlasThreads, run_in_threads
 
@@ -253,21 +254,37 @@ def _one_phase_inputs(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @_jit
-def _four_phase_inputs(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`drivers.sim.mvm.four_phase_inputs` in one pass (the same floats: exact)."""
+def _four_phase_inputs(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """:func:`drivers.sim.mvm.four_phase_inputs` in one pass (the same floats: exact), and
+    whether any input is negative (if none, the x− half of ``x4`` is zeros)."""
     nb, k = xs.shape
     x4 = np.empty((2 * nb, k), np.float32)
     sq = np.empty((nb, k), np.float32)
     xa = np.empty((nb, k), np.float32)
+    lowest = np.int8(0)
     for b in range(nb):
         for j in range(k):
+            lowest = min(lowest, xs[b, j])
             v = np.float32(xs[b, j])
             plus = max(v, np.float32(0.0))
             x4[b, j] = plus
             x4[nb + b, j] = plus - v
             sq[b, j] = v * v
             xa[b, j] = abs(v) * v
-    return x4, sq, xa
+    return x4, sq, xa, bool(lowest < 0)
+
+
+def _four_phase_products(
+    matrices: tuple[np.ndarray, ...], x: np.ndarray, cols: Columns | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """:func:`drivers.sim.mvm.four_phase_gemms` without the products of x− when no input is
+    negative (ReLU outputs, pixels): those conversions carry no current, and :func:`_four_phase`
+    takes their means as the exact zeros the products would be. Also returns whether the x−
+    rows are there."""
+    m4, v_sum, v_diff = matrices
+    x4, sq, xa, negative = _four_phase_inputs(selected_columns(x, cols))
+    mk = x4 @ m4 if negative else x4[: sq.shape[0]] @ m4
+    return mk, sq @ v_sum, xa @ v_diff, negative
 
 
 @_jit
@@ -285,6 +302,7 @@ def _four_phase(
     mk: np.ndarray,
     s: np.ndarray,
     d: np.ndarray,
+    negative: bool,
     key: np.uint64,
     b_first: int,
     r0: int,
@@ -299,8 +317,10 @@ def _four_phase(
 
     mk (2·batch, 2·n): rows [:batch] x+, [batch:] x−; columns [:n] G+, [n:] G−. P = x+·G+ and
     x−·G−, N = x+·G− and x−·G+; each counter's variance split over its two conversions in
-    proportion to their mean currents (the numpy kernel's order of operations).
+    proportion to their mean currents (the numpy kernel's order of operations). Without
+    ``negative``, mk holds the x+ rows only and the x− means are zeros.
     """
+    zero = np.float32(0.0)
     nb = s.shape[0]
     n = s.shape[1]
     chunk = max(1, NOISE_BLOCK // n)  # batch rows per noise draw
@@ -323,12 +343,12 @@ def _four_phase(
         for j in range(n):
             # P: x+·G+ and x−·G−, var = (s + d)/2;  N: x+·G− and x−·G+, var = (s − d)/2
             aj, bj, cj = a[j], bnl[j], c[j]
-            p1, p2 = mk[b, j], mk[nb + b, n + j]
+            p1, p2 = mk[b, j], mk[nb + b, n + j] if negative else zero
             var = max((s[b, j] + d[b, j]) * half, np.float32(0.0))
             var = var / max(p1 + p2, np.float32(1e-30))
             p1 = _convert(p1 + math.sqrt(var * p1) * zs[0, t + j], aj, bj, cj, top)
             p2 = _convert(p2 + math.sqrt(var * p2) * zs[1, t + j], aj, bj, cj, top)
-            n1, n2 = mk[b, n + j], mk[nb + b, j]
+            n1, n2 = mk[b, n + j], mk[nb + b, j] if negative else zero
             var = max((s[b, j] - d[b, j]) * half, np.float32(0.0))
             var = var / max(n1 + n2, np.float32(1e-30))
             n1 = _convert(n1 + math.sqrt(var * n1) * zs[2, t + j], aj, bj, cj, top)
@@ -561,8 +581,10 @@ class NumbaMvmKernel(NumpyMvmKernel):
                         i_ua, var = one_phase_gemms(matrices, xk, cols, _one_phase_inputs)
                         n_sat += _one_phase(i_ua, var, keys[k], b0, r0, *consts[k], top, *counts)
                     else:
-                        mk, s, d = four_phase_gemms(matrices, xk, cols, _four_phase_inputs)
-                        n_sat += _four_phase(mk, s, d, keys[k], b0, r0, *consts[k], top, *counts)
+                        mk, s, d, neg_rows = _four_phase_products(matrices, xk, cols)
+                        n_sat += _four_phase(
+                            mk, s, d, neg_rows, keys[k], b0, r0, *consts[k], top, *counts
+                        )
                     if out is not None:
                         relu = coefficients[k].relu  # type: ignore[index]
                         _ldpu_chain_into(tables[k], relu, *counts, out[k, b0:b1])
