@@ -114,6 +114,13 @@ class _MvmCall:
     rngs: list[np.random.Generator]
     window_ns: float
 
+    def kernel_arguments(
+        self, adc: AdcBank
+    ) -> tuple[list[Any], AdcBank, np.ndarray, np.ndarray, int, list[np.random.Generator]]:
+        """The positional arguments of :meth:`~drivers.sim.mvm.MvmKernel.run` (operands, ADC
+        bank, core ids, inputs, mode, noise generators)."""
+        return (self.operands, adc, self.core_ids, self.x, self.mode, self.rngs)
+
 
 class SimulatedChip:
     """A HERMES-class chip: 64 cores of 256×256 weights, 4 PCM devices per weight.
@@ -486,16 +493,9 @@ class SimulatedChip:
         """
         call = self._mvm_call(cores, inputs, mode, rows)
         # A kernel written before row ranges existed still serves whole-row MVMs.
-        selection = {} if call.rows == (0, ROWS) else {"rows": call.rows}
+        selection: dict[str, Any] = {} if call.rows == (0, ROWS) else {"rows": call.rows}
         pos, neg, n_sat = self.kernel.run(
-            call.operands,
-            self.adc,
-            call.core_ids,
-            call.x,
-            call.mode,
-            call.rngs,
-            window_ns=call.window_ns,
-            **selection,
+            *call.kernel_arguments(self.adc), window_ns=call.window_ns, **selection
         )
         self._mvm_done(call, n_sat)
         return pos, neg
@@ -514,15 +514,7 @@ class SimulatedChip:
         r0, r1 = call.rows
         tables = [self._ldpu_rows(int(c), r0, r1) for c in call.core_ids]
         out, n_sat = self.kernel.run_ldpu(
-            call.operands,
-            self.adc,
-            call.core_ids,
-            call.x,
-            call.mode,
-            call.rngs,
-            tables,
-            window_ns=call.window_ns,
-            rows=call.rows,
+            *call.kernel_arguments(self.adc), tables, window_ns=call.window_ns, rows=call.rows
         )
         self._mvm_done(call, n_sat)
         return out
