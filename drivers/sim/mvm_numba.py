@@ -40,6 +40,7 @@ parallel, one core or batch piece each (:meth:`NumbaMvmKernel.pieces`).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -276,15 +277,34 @@ def _four_phase_inputs(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 def _four_phase_products(
     matrices: tuple[np.ndarray, ...], x: np.ndarray, cols: Columns | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """:func:`drivers.sim.mvm.four_phase_gemms` without the products of x− when no input is
-    negative (ReLU outputs, pixels): those conversions carry no current, and :func:`_four_phase`
-    takes their means as the exact zeros the products would be. Also returns whether the x−
-    rows are there."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`drivers.sim.mvm.four_phase_gemms` as (x+ products, x− products, the variance
+    forms), without the x− products when no input is negative (ReLU outputs, pixels): those
+    conversions carry no current, and their means are the exact zeros the products would be
+    (read from a shared block of zeros: a zero-stride view would not vectorise)."""
     m4, v_sum, v_diff = matrices
     x4, sq, xa, negative = _four_phase_inputs(selected_columns(x, cols))
-    mk = x4 @ m4 if negative else x4[: sq.shape[0]] @ m4
-    return mk, sq @ v_sum, xa @ v_diff, negative
+    nb = sq.shape[0]
+    if negative:
+        mk = x4 @ m4
+        plus, minus = mk[:nb], mk[nb:]
+    else:
+        plus = x4[:nb] @ m4
+        minus = _zeros(plus.size).reshape(plus.shape)
+    return plus, minus, sq @ v_sum, xa @ v_diff
+
+
+@functools.cache
+def _zero_block() -> np.ndarray:
+    """Read-only zeros for the x− products of a batch block (BATCH_BLOCK × 2·ROWS)."""
+    zeros = np.zeros(BATCH_BLOCK * 2 * ROWS, np.float32)
+    zeros.flags.writeable = False
+    return zeros
+
+
+def _zeros(size: int) -> np.ndarray:
+    """``size`` read-only float32 zeros, contiguous."""
+    return _zero_block()[:size] if size <= BATCH_BLOCK * 2 * ROWS else np.zeros(size, np.float32)
 
 
 @_jit
@@ -299,10 +319,10 @@ def _convert(
 
 @_jit
 def _four_phase(
-    mk: np.ndarray,
+    plus: np.ndarray,
+    minus: np.ndarray,
     s: np.ndarray,
     d: np.ndarray,
-    negative: bool,
     key: np.uint64,
     b_first: int,
     r0: int,
@@ -315,12 +335,12 @@ def _four_phase(
 ) -> int:
     """Noise split, positive-mirror ADC transfer and counters of four-phase conversions.
 
-    mk (2·batch, 2·n): rows [:batch] x+, [batch:] x−; columns [:n] G+, [n:] G−. P = x+·G+ and
+    mk (2·batch, 2·n) = [plus; minus]: rows x+, then x−; columns [:n] G+, [n:] G−. P = x+·G+ and
     x−·G−, N = x+·G− and x−·G+; each counter's variance split over its two conversions in
-    proportion to their mean currents (the numpy kernel's order of operations). Without
-    ``negative``, mk holds the x+ rows only and the x− means are zeros.
+    proportion to their mean currents (the numpy kernel's order of operations). ``plus`` and
+    ``minus`` are the two halves of mk (``minus`` a zero-stride row of zeros when no input is
+    negative: a test inside the loop would stop it from vectorising).
     """
-    zero = np.float32(0.0)
     nb = s.shape[0]
     n = s.shape[1]
     chunk = max(1, NOISE_BLOCK // n)  # batch rows per noise draw
@@ -343,12 +363,12 @@ def _four_phase(
         for j in range(n):
             # P: x+·G+ and x−·G−, var = (s + d)/2;  N: x+·G− and x−·G+, var = (s − d)/2
             aj, bj, cj = a[j], bnl[j], c[j]
-            p1, p2 = mk[b, j], mk[nb + b, n + j] if negative else zero
+            p1, p2 = plus[b, j], minus[b, n + j]
             var = max((s[b, j] + d[b, j]) * half, np.float32(0.0))
             var = var / max(p1 + p2, np.float32(1e-30))
             p1 = _convert(p1 + math.sqrt(var * p1) * zs[0, t + j], aj, bj, cj, top)
             p2 = _convert(p2 + math.sqrt(var * p2) * zs[1, t + j], aj, bj, cj, top)
-            n1, n2 = mk[b, n + j], mk[nb + b, j] if negative else zero
+            n1, n2 = plus[b, n + j], minus[b, j]
             var = max((s[b, j] - d[b, j]) * half, np.float32(0.0))
             var = var / max(n1 + n2, np.float32(1e-30))
             n1 = _convert(n1 + math.sqrt(var * n1) * zs[2, t + j], aj, bj, cj, top)
@@ -581,10 +601,8 @@ class NumbaMvmKernel(NumpyMvmKernel):
                         i_ua, var = one_phase_gemms(matrices, xk, cols, _one_phase_inputs)
                         n_sat += _one_phase(i_ua, var, keys[k], b0, r0, *consts[k], top, *counts)
                     else:
-                        mk, s, d, neg_rows = _four_phase_products(matrices, xk, cols)
-                        n_sat += _four_phase(
-                            mk, s, d, neg_rows, keys[k], b0, r0, *consts[k], top, *counts
-                        )
+                        products = _four_phase_products(matrices, xk, cols)
+                        n_sat += _four_phase(*products, keys[k], b0, r0, *consts[k], top, *counts)
                     if out is not None:
                         relu = coefficients[k].relu  # type: ignore[index]
                         _ldpu_chain_into(tables[k], relu, *counts, out[k, b0:b1])
