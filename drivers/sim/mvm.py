@@ -340,15 +340,15 @@ def four_phase_gemms(
     matrices: tuple[np.ndarray, ...],
     x: np.ndarray,
     cols: Columns | None,
-    inputs: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]] = four_phase_inputs,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Four-phase currents (2·batch, 2·rows) and variance forms (Σσ²x², Σ(σ+²−σ−²)x|x|).
 
     Rows [:batch] are the x+ conversions, [batch:] the x− ones; columns [:n] are G+, [n:] G−
-    for the n read rows. As :func:`one_phase_gemms`, only active columns and read rows.
+    for the n read rows. As :func:`one_phase_gemms`, only active columns and read rows (the
+    compiled kernel has its own, :func:`drivers.sim.mvm_numba._four_phase_products`).
     """
     m4, v_sum, v_diff = matrices
-    x4, sq, xa = inputs(selected_columns(x, cols))
+    x4, sq, xa = four_phase_inputs(selected_columns(x, cols))
     return x4 @ m4, sq @ v_sum, xa @ v_diff
 
 

@@ -338,8 +338,8 @@ def _four_phase(
     mk (2·batch, 2·n) = [plus; minus]: rows x+, then x−; columns [:n] G+, [n:] G−. P = x+·G+ and
     x−·G−, N = x+·G− and x−·G+; each counter's variance split over its two conversions in
     proportion to their mean currents (the numpy kernel's order of operations). ``plus`` and
-    ``minus`` are the two halves of mk (``minus`` a zero-stride row of zeros when no input is
-    negative: a test inside the loop would stop it from vectorising).
+    ``minus`` are the two halves of mk (``minus`` a block of zeros when no input is negative:
+    a test inside the loop, or a zero-stride view, would stop it from vectorising).
     """
     nb = s.shape[0]
     n = s.shape[1]
