@@ -175,7 +175,7 @@ def _fill_normals(key: np.uint64, first_word: int, out: np.ndarray) -> None:
     out.size // 2 (for tests of the distribution)."""
     n = out.size // 2
     words = np.arange(first_word, first_word + n)
-    _box_muller(key, words, 0, out[:n], out[n : 2 * n], _scratch(n))
+    _box_muller(key, words, np.int64(0), out[:n], out[n : 2 * n], _scratch(n))
 
 
 @_jit
@@ -216,7 +216,7 @@ def _one_phase(
                 for w in range(per_row):
                     words[u * per_row + w] = (b_first + b + u) * (ROWS // 2) + first_word + w
             m = rows * per_row
-            _box_muller(key, words[:m], 0, even[:m], odd[:m], scratch)
+            _box_muller(key, words[:m], np.int64(0), even[:m], odd[:m], scratch)
         for j in range(n):
             w = t + (r0 + j) // 2 - first_word
             z[j] = even[w] if (r0 + j) % 2 == 0 else odd[w]
@@ -296,14 +296,13 @@ def _four_phase_products(
 
 @functools.cache
 def _zero_block() -> np.ndarray:
-    """Read-only zeros for the x− products of a batch block (BATCH_BLOCK × 2·ROWS)."""
-    zeros = np.zeros(BATCH_BLOCK * 2 * ROWS, np.float32)
-    zeros.flags.writeable = False
-    return zeros
+    """Zeros for the x− products of a batch block (BATCH_BLOCK × 2·ROWS), shared: nothing
+    writes them (left writeable: a read-only array would compile a second _four_phase)."""
+    return np.zeros(BATCH_BLOCK * 2 * ROWS, np.float32)
 
 
 def _zeros(size: int) -> np.ndarray:
-    """``size`` read-only float32 zeros, contiguous."""
+    """``size`` float32 zeros, contiguous, from the shared block (never to be written)."""
     return _zero_block()[:size] if size <= BATCH_BLOCK * 2 * ROWS else np.zeros(size, np.float32)
 
 
@@ -345,7 +344,10 @@ def _four_phase(
     n = s.shape[1]
     chunk = max(1, NOISE_BLOCK // n)  # batch rows per noise draw
     words = np.empty(min(chunk, nb) * n, np.int64)
-    zs = np.empty((4, words.size), np.float32)  # the four normals of each conversion
+    # the four normals of each conversion (1-D arrays: the same compiled _box_muller as
+    # one-phase's, where rows of a 2-D array compiled a second one)
+    z0, z1 = np.empty(words.size, np.float32), np.empty(words.size, np.float32)
+    z2, z3 = np.empty(words.size, np.float32), np.empty(words.size, np.float32)
     scratch = _scratch(words.size)
     half = np.float32(0.5)
     n_sat = 0
@@ -358,21 +360,22 @@ def _four_phase(
                 for j in range(n):
                     words[u * n + j] = first + 2 * j
             m = rows * n
-            _box_muller(key, words[:m], 0, zs[0, :m], zs[1, :m], scratch)
-            _box_muller(key, words[:m], 1, zs[2, :m], zs[3, :m], scratch)
+            # np.int64: a literal 0 or 1 would compile one _box_muller per value
+            _box_muller(key, words[:m], np.int64(0), z0[:m], z1[:m], scratch)
+            _box_muller(key, words[:m], np.int64(1), z2[:m], z3[:m], scratch)
         for j in range(n):
             # P: x+·G+ and x−·G−, var = (s + d)/2;  N: x+·G− and x−·G+, var = (s − d)/2
             aj, bj, cj = a[j], bnl[j], c[j]
             p1, p2 = plus[b, j], minus[b, n + j]
             var = max((s[b, j] + d[b, j]) * half, np.float32(0.0))
             var = var / max(p1 + p2, np.float32(1e-30))
-            p1 = _convert(p1 + math.sqrt(var * p1) * zs[0, t + j], aj, bj, cj, top)
-            p2 = _convert(p2 + math.sqrt(var * p2) * zs[1, t + j], aj, bj, cj, top)
+            p1 = _convert(p1 + math.sqrt(var * p1) * z0[t + j], aj, bj, cj, top)
+            p2 = _convert(p2 + math.sqrt(var * p2) * z1[t + j], aj, bj, cj, top)
             n1, n2 = plus[b, n + j], minus[b, j]
             var = max((s[b, j] - d[b, j]) * half, np.float32(0.0))
             var = var / max(n1 + n2, np.float32(1e-30))
-            n1 = _convert(n1 + math.sqrt(var * n1) * zs[2, t + j], aj, bj, cj, top)
-            n2 = _convert(n2 + math.sqrt(var * n2) * zs[3, t + j], aj, bj, cj, top)
+            n1 = _convert(n1 + math.sqrt(var * n1) * z2[t + j], aj, bj, cj, top)
+            n2 = _convert(n2 + math.sqrt(var * n2) * z3[t + j], aj, bj, cj, top)
             if p1 >= top:
                 n_sat += 1
             if p2 >= top:
@@ -688,10 +691,12 @@ def _ldpu_chain_into(
     chunk = max(1, LDPU_BLOCK // n)  # batch rows per pass
     m = min(chunk, nb) * n
     table = coefficients
-    if m > n:  # the coefficients repeated for every row of a pass
-        table = np.empty((6, m), np.float32)
-        for t in range(m // n):
-            table[:, t * n : (t + 1) * n] = coefficients[:, :n]
+    if m > n:  # the coefficients repeated for every row of a pass (element loops: a slice
+        table = np.empty((6, m), np.float32)  # assignment compiles seconds of shape checks)
+        for c in range(6):
+            for t in range(m // n):
+                for j in range(n):
+                    table[c, t * n + j] = coefficients[c, j]
     gp, op, gn, on, scale, shift = table[0], table[1], table[2], table[3], table[4], table[5]
     p = np.zeros(m, np.float32)  # whole passes, also for a last chunk of fewer rows
     q = np.zeros(m, np.float32)

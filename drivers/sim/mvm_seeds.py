@@ -71,7 +71,8 @@ if numba is not None:
         while ticks >> (32 * n_tick_words) > 0:
             n_tick_words += 1
         entropy = np.empty(prefix.size + n_tick_words, np.uint32)
-        entropy[: prefix.size] = prefix
+        for i in range(prefix.size):  # element loops: a slice assignment compiles shape checks
+            entropy[i] = prefix[i]
         for i in range(n_tick_words):
             entropy[prefix.size + i] = np.uint32((ticks >> (32 * i)) & _MASK32)
         pool = _pool_of(entropy)
