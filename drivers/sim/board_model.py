@@ -288,15 +288,13 @@ class SimulatedBoard:
         """The host went away: drop any half-received frame and the duplicate memory (a new
         host's sequence numbers must never be answered with the old host's replies)."""
         self.decoder.reset()
-        self._replies.clear()
-        self._replies_bytes = 0
+        self._forget_replies()
 
     def power_cycle(self) -> None:
         """Lose registers, LDPU coefficients and the duplicate memory; keep device states."""
         self.resets += 1
         self.boot_id = self._new_boot_id(self.boot_id)
-        self._replies.clear()
-        self._replies_bytes = 0
+        self._forget_replies()
         self.error_register = 0
         self.write_heads_enabled = False
         self._scratch = 0
@@ -350,6 +348,10 @@ class SimulatedBoard:
             self.error_register |= ERR_ADC_SATURATION
             self._saturation_seen = self.chip.adc_saturation_count
         return reply
+
+    def _forget_replies(self) -> None:
+        self._replies.clear()
+        self._replies_bytes = 0
 
     def _remember(self, key: tuple[int, int, int], reply: bytes) -> None:
         self._replies[key] = reply

@@ -290,20 +290,16 @@ def _four_phase_products(
         plus, minus = mk[:nb], mk[nb:]
     else:
         plus = x4[:nb] @ m4
-        minus = _zeros(plus.size).reshape(plus.shape)
+        minus = _zero_block()[: plus.size].reshape(plus.shape)
     return plus, minus, sq @ v_sum, xa @ v_diff
 
 
 @functools.cache
 def _zero_block() -> np.ndarray:
-    """Zeros for the x− products of a batch block (BATCH_BLOCK × 2·ROWS), shared: nothing
-    writes them (left writeable: a read-only array would compile a second _four_phase)."""
+    """Zeros for the x− products of a batch block (at most BATCH_BLOCK × 2·ROWS), shared:
+    nothing writes them (left writeable: a read-only array would compile a second
+    _four_phase)."""
     return np.zeros(BATCH_BLOCK * 2 * ROWS, np.float32)
-
-
-def _zeros(size: int) -> np.ndarray:
-    """``size`` float32 zeros, contiguous, from the shared block (never to be written)."""
-    return _zero_block()[:size] if size <= BATCH_BLOCK * 2 * ROWS else np.zeros(size, np.float32)
 
 
 @_jit
@@ -638,36 +634,12 @@ class NumbaMvmKernel(NumpyMvmKernel):
     def ldpu(
         self, coefficients: LdpuCoefficients, positive: np.ndarray, negative: np.ndarray
     ) -> np.ndarray:
-        """The float16 LDPU chain, compiled (bit-identical to the numpy one), the batch split
-        over the worker threads when it is large enough to pay for the hand-off."""
-        if positive.ndim != 2 or positive.size < 65536 or self.threads == 1:
-            return apply_ldpu_compiled(coefficients, positive, negative)
-        table = coefficients.stacked_float32
-        out = np.empty(positive.shape, np.int8)
-        nb, parts = positive.shape[0], self.threads
-        edges = [nb * p // parts for p in range(parts + 1)]
-
-        def work(g: int, piece: tuple[int, int]) -> int:
-            a, b = piece
-            out[a:b] = _ldpu_chain(table, coefficients.relu, positive[a:b], negative[a:b])
-            return 0
-
-        pieces = [(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
-        run_in_threads(work, pieces, self.threads)
-        return out
+        """The float16 LDPU chain, compiled (bit-identical to the numpy one). The chip's MVMs
+        apply it inside their worker jobs instead (:meth:`run_ldpu`)."""
+        return apply_ldpu_compiled(coefficients, positive, negative)
 
 
 # ---- the float16 LDPU chain ----------------------------------------------------------------
-
-
-@_jit
-def _ldpu_chain(
-    coefficients: np.ndarray, relu: bool, positive: np.ndarray, negative: np.ndarray
-) -> np.ndarray:
-    """int8 (batch, n) of :func:`_ldpu_chain_into`, in a new array."""
-    out = np.empty(positive.shape, np.int8)
-    _ldpu_chain_into(coefficients, relu, positive, negative, out)
-    return out
 
 
 @_jit
@@ -747,6 +719,6 @@ def apply_ldpu_compiled(
 ) -> np.ndarray:
     """The LDPU chain of :meth:`drivers.ldpu.LdpuCoefficients.apply`, compiled: int8 outputs
     for counts (batch, rows) (tested bit-identical, overflow and NaN included)."""
-    table = coefficients.stacked_float32
-    result: np.ndarray = _ldpu_chain(table, coefficients.relu, positive, negative)
-    return result
+    out = np.empty(positive.shape, np.int8)
+    _ldpu_chain_into(coefficients.stacked_float32, coefficients.relu, positive, negative, out)
+    return out
