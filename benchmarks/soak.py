@@ -75,7 +75,11 @@ def _serve(query: str) -> None:
     SIGUSR1 and stops on SIGTERM."""
     from drivers.sim.board_model import BoardOptions
     from drivers.sim.server import SimServer
+    from drivers.sim.warm import warm_up
 
+    # compiled kernels loaded before the URL is announced: with a cold numba cache the first
+    # MVM took seconds, and the clean link's 0.25 s timeouts failed it
+    warm_up()
     server = SimServer(BoardOptions.from_query(query))
 
     def counters(signum: int, frame: FrameType | None) -> None:

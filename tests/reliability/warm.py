@@ -13,25 +13,8 @@ from __future__ import annotations
 
 import threading
 
-import numpy as np
-
-from drivers.board import Board
-
-
-def warm_up() -> None:
-    """Pulses, verify reads and MVMs (one- and four-phase, raw and through the LDPU) on core 0
-    of a one-core simulated chip."""
-    rng = np.random.default_rng(0)
-    inputs = rng.integers(-127, 128, (8, 256))
-    rows, cols = rng.integers(0, 256, (2, 64))
-    with Board("mockchip://?seed=1&cores=1") as board:
-        board.apply_pulses(0, rows, cols, rng.integers(0, 4, 64), "set", 300, 1000)
-        board.verify_read(0, rows, cols, np.zeros(64, np.int64))
-        for mode in (1, 4):
-            board.mvm(0, inputs, mode=mode)
-            board.mvm(0, inputs, mode=mode, output="ldpu")
-    threads = [t.name for t in threading.enumerate()]
-    assert threads == [threading.current_thread().name], f"warm-up left threads: {threads}"
-
+from drivers.sim.warm import warm_up
 
 warm_up()
+threads = [t.name for t in threading.enumerate()]
+assert threads == [threading.current_thread().name], f"warm-up left threads: {threads}"
