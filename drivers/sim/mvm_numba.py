@@ -12,10 +12,10 @@ in one compiled pass, exact like numpy's. When no input of a batch is negative, 
 left out (:func:`_four_phase_products`): they are exact zeros.
 
 The float16 LDPU chain (:meth:`NumbaMvmKernel.ldpu`) is compiled as well: numba has no float16
-arithmetic on the CPU, so :func:`drivers.float16.round_float16` rounds float32 to the float16
-grid on the bits (half to even, ±inf from 65520 on, subnormals on the 2⁻²⁴ grid, NaN kept),
-tested bit-identical to numpy's ``astype(float16)`` on random bit patterns and the chain to
-:meth:`drivers.ldpu.LdpuCoefficients.apply`.
+arithmetic on the CPU, so :func:`drivers.float16.to_float16` rounds float32 to the float16
+grid after every operation (in hardware where the CPU converts to half precision; half to even,
+±inf from 65520 on, subnormals on the 2⁻²⁴ grid, NaN kept), tested bit-identical to numpy's
+``astype(float16)`` and the chain to :meth:`drivers.ldpu.LdpuCoefficients.apply`.
 
 Noise. The numpy kernel's Box–Muller normals (:mod:`drivers.sim.fastnormal`) cost more than the
 GEMMs of a four-phase MVM; here the normals are counter-based: word w of a core's call is
@@ -48,7 +48,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from drivers.float16 import round_float16
+from drivers.float16 import to_float16
 from drivers.ldpu import LdpuCoefficients
 from drivers.sim.adc import POSITIVE, AdcBank
 from drivers.sim.mvm import (
@@ -77,9 +77,6 @@ BATCH_BLOCK = 256
 NOISE_BLOCK = 512
 """Conversions per noise draw at most: a draw covers several batch rows when few output rows
 are read (a loop over 10 rows costs as much to set up as one over 256)."""
-LDPU_BLOCK = 256
-"""Outputs per pass of the LDPU chain at most (several batch rows when few rows are read),
-small enough that the two row buffers stay in the first-level cache."""
 SPLIT_CONVERSIONS = 8192
 """Output rows × batch rows per thread below which a core's batch is not split over the worker
 threads: a piece costs 10–20 ns per conversion here, a hand-off to a pool thread 50–100 µs."""
@@ -652,66 +649,25 @@ def _ldpu_chain_into(
 ) -> None:
     """out ← int8 (batch, n) of the float16 LDPU chain (drivers/ldpu.py) for counts (batch, n) and
     coefficients (6, n) float32 in wire order: gain_pos, offset_pos, gain_neg, offset_neg,
-    affine_scale, affine_offset. Every operation rounded to float16, as numpy's float16.
-
-    :data:`LDPU_BLOCK` outputs at a time (one or more batch rows) through two buffers that stay
-    in the first-level cache (whole-array passes were bound by memory on large batches; a pass
-    per row of 10 outputs by its set-up)."""
+    affine_scale, affine_offset. Every operation rounded to float16, as numpy's float16, in one
+    pass per element (:func:`~drivers.float16.to_float16` keeps no buffer, so the loop over a
+    row vectorises whatever its length)."""
     nb, n = positive.shape
-    if nb == 0 or n == 0:
-        return
-    chunk = max(1, LDPU_BLOCK // n)  # batch rows per pass
-    m = min(chunk, nb) * n
-    table = coefficients
-    if m > n:  # the coefficients repeated for every row of a pass (element loops: a slice
-        table = np.empty((6, m), np.float32)  # assignment compiles seconds of shape checks)
-        for c in range(6):
-            for t in range(m // n):
-                for j in range(n):
-                    table[c, t * n + j] = coefficients[c, j]
-    gp, op, gn, on, scale, shift = table[0], table[1], table[2], table[3], table[4], table[5]
-    p = np.zeros(m, np.float32)  # whole passes, also for a last chunk of fewer rows
-    q = np.zeros(m, np.float32)
-    pb, qb = p.view(np.int32), q.view(np.int32)
-    for b0 in range(0, nb, chunk):
-        rows = min(chunk, nb - b0)
-        for t in range(rows):
-            p_row, q_row = p[t * n : (t + 1) * n], q[t * n : (t + 1) * n]
-            pos_row, neg_row = positive[b0 + t], negative[b0 + t]
-            for j in range(n):
-                p_row[j] = np.float32(pos_row[j])
-                q_row[j] = np.float32(neg_row[j])
-        round_float16(p, pb)  # the 12-bit counts to float16
-        round_float16(q, qb)
-        for u in range(m):
-            p[u] = p[u] * gp[u]
-            q[u] = q[u] * gn[u]
-        round_float16(p, pb)
-        round_float16(q, qb)
-        for u in range(m):
-            p[u] = p[u] + op[u]
-            q[u] = q[u] + on[u]
-        round_float16(p, pb)
-        round_float16(q, qb)
-        for u in range(m):
-            p[u] = p[u] - q[u]
-        round_float16(p, pb)
-        for u in range(m):
-            p[u] = p[u] * scale[u]
-        round_float16(p, pb)
-        for u in range(m):
-            p[u] = p[u] + shift[u]
-        round_float16(p, pb)
-        for t in range(rows):
-            p_row, out_row = p[t * n : (t + 1) * n], out[b0 + t]
-            for j in range(n):
-                y = p_row[j]
-                if relu:
-                    y = max(y, np.float32(0.0))
-                if y != y:  # NaN (inf − inf)
-                    y = np.float32(0.0)
-                y = np.rint(min(max(y, np.float32(-128.0)), np.float32(127.0)))
-                out_row[j] = np.int8(y)
+    gp, op, gn, on = coefficients[0], coefficients[1], coefficients[2], coefficients[3]
+    scale, shift = coefficients[4], coefficients[5]
+    for b in range(nb):
+        pos_row, neg_row, out_row = positive[b], negative[b], out[b]
+        for j in range(n):
+            p = to_float16(np.float32(pos_row[j]))  # the 12-bit counts to float16
+            q = to_float16(np.float32(neg_row[j]))
+            p = to_float16(to_float16(p * gp[j]) + op[j])
+            q = to_float16(to_float16(q * gn[j]) + on[j])
+            y = to_float16(to_float16(to_float16(p - q) * scale[j]) + shift[j])
+            if relu:
+                y = max(y, np.float32(0.0))
+            if y != y:  # NaN (inf − inf)
+                y = np.float32(0.0)
+            out_row[j] = np.int8(np.rint(min(max(y, np.float32(-128.0)), np.float32(127.0))))
 
 
 def apply_ldpu_compiled(

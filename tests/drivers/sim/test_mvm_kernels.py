@@ -3,14 +3,25 @@ zero-input skipping leave the counts of the rows read bit-identical (issue 16)."
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
 from typing import Any
 
+import llvmlite.binding as llvm
+import numba
 import numpy as np
 import pytest
 
 from drivers.board import Board
 from drivers.errors import LimitError
-from drivers.float16 import round_float16, round_float16_from64
+from drivers.float16 import (
+    float16_on_bits,
+    hardware_float16,
+    round_float16,
+    round_float16_from64,
+)
 from drivers.ldpu import LdpuCoefficients
 from drivers.link.payloads import MvmRequest
 from drivers.sim import mvm, mvm_numba
@@ -213,14 +224,68 @@ def test_mvm_request_row_range_on_the_wire() -> None:
     assert MvmRequest.decode(plain.encode()).rows is None
 
 
-def test_compiled_float16_rounding_is_numpys() -> None:
-    bits = np.random.default_rng(11).integers(-(2**31), 2**31, 300_000).astype(np.int32)
-    x = bits.view(np.float32).copy()
+@numba.njit(cache=True)
+def _round_on_bits(x: np.ndarray) -> None:
+    for j in range(x.size):
+        x[j] = float16_on_bits(x[j])
+
+
+def _float32_rounding_cases() -> np.ndarray:
+    """Random bit patterns, ties of every binade, the overflow and subnormal edges, specials."""
+    rng = np.random.default_rng(11)
+    bits = rng.integers(-(2**31), 2**31, 300_000).astype(np.int32)
+    exponents = np.arange(-26, 17, dtype=np.float64)
+    ties = np.concatenate([(1.0 + (2 * k + 1) * 2.0**-11) * 2.0**exponents for k in range(8)])
+    edges = np.array(
+        [65519.99, 65520.0, -65520.0, 65504.0, 65536.0, 2.0**-14, 2.0**-14 - 2.0**-26, 2.0**-25]
+    )
+    specials = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 3e38, -1e-40])
+    chosen = np.concatenate([ties, -ties, edges, specials]).astype(np.float32)
+    return np.concatenate([bits.view(np.float32), chosen])
+
+
+@pytest.mark.parametrize("path", ["target", "bits"])
+def test_compiled_float16_rounding_is_numpys(path: str) -> None:
+    """Both paths of to_float16: the compile target's (hardware on x86-64 with F16C, which
+    this test asserts where the CPU has it) and the integer one."""
+    x = _float32_rounding_cases()
     with np.errstate(over="ignore"):
         expected = x.astype(np.float16).astype(np.float32)
-    round_float16(x, x.view(np.int32))
+    if path == "target":
+        round_float16(x)
+    else:
+        _round_on_bits(x)
     same = (expected.view(np.int32) == x.view(np.int32)) | (np.isnan(expected) & np.isnan(x))
-    assert same.all()
+    assert same.all(), x[~same][:5]
+    features = llvm.get_host_cpu_features().flatten().split(",")
+    if path == "target" and platform.machine() == "x86_64" and "+f16c" in features:
+        assert hardware_float16(numba.core.registry.cpu_target.target_context)
+
+
+_GENERIC_TARGET_LDPU = """
+import numpy as np, numba.core.registry as registry
+from drivers.float16 import hardware_float16
+from drivers.ldpu import LdpuCoefficients
+from drivers.sim.mvm_numba import apply_ldpu_compiled
+assert not hardware_float16(registry.cpu_target.target_context)
+rng = np.random.default_rng(1)
+for scale in (1e-3, 1.0, 50.0, 3e4):
+    arrays = [np.clip(rng.normal(0.0, scale, 256), -6e4, 6e4) for _ in range(6)]
+    table = LdpuCoefficients.from_stacked(np.stack(arrays), relu=False)
+    p, n = (rng.integers(0, 845, (64, 256)).astype(np.uint16) for _ in range(2))
+    assert np.array_equal(apply_ldpu_compiled(table, p, n), table.apply(p, n))
+print("ok")
+"""
+
+
+def test_ldpu_chain_on_a_target_without_hardware_float16(tmp_path: Any) -> None:
+    """Compiled for a CPU without F16C (numba's generic target, its own cache), the chain
+    takes the integer path, where emitting the conversion would crash the process."""
+    env = {**os.environ, "NUMBA_CPU_NAME": "generic", "NUMBA_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", _GENERIC_TARGET_LDPU], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
 def test_compiled_float16_rounding_of_doubles_is_numpys() -> None:
@@ -244,7 +309,7 @@ def test_compiled_float16_rounding_of_doubles_is_numpys() -> None:
 
 @pytest.mark.parametrize("scale", [1e-3, 1.0, 50.0, 3e4])  # 50 and 3e4 overflow float16
 @pytest.mark.parametrize("relu", [False, True])
-@pytest.mark.parametrize("rows", [200, 10, 700])  # 1, 51 (and a remainder) and ½ rows a pass
+@pytest.mark.parametrize("rows", [200, 10, 700])  # vector body and remainder of every length
 def test_compiled_ldpu_chain_is_the_numpy_one(scale: float, relu: bool, rows: int) -> None:
     rng = np.random.default_rng(12)
     arrays = [np.clip(rng.normal(0.0, scale, rows), -6e4, 6e4) for _ in range(6)]
