@@ -9,7 +9,8 @@ row block instead of a dozen numpy passes over every element, in the same float3
 the same order (no fast-math: no reassociation, no fused multiply-add), so with the noise left
 out both kernels give identical counts (tested). The GEMM inputs ([x+; x−], x², x·|x|) are built
 in one compiled pass, exact like numpy's. When no input of a batch is negative, the x− products are
-left out (:func:`_four_phase_products`): they are exact zeros.
+left out (:func:`_four_phase_products`): they are exact zeros, and so are their conversions'
+currents.
 
 The float16 LDPU chain (:meth:`NumbaMvmKernel.ldpu`) is compiled as well: numba has no float16
 arithmetic on the CPU, so :func:`drivers.float16.to_float16` rounds float32 to the float16
@@ -77,6 +78,10 @@ BATCH_BLOCK = 256
 NOISE_BLOCK = 512
 """Conversions per noise draw at most: a draw covers several batch rows when few output rows
 are read (a loop over 10 rows costs as much to set up as one over 256)."""
+SHORT_ROWS = 16
+"""Read rows below which the four-phase pass without x− conversions is slower than the one that
+converts zeros for them: its loop over the rows gets a 16-lane vector body that 10 rows never
+enter (35 against 24 µs per 256 samples of 10 rows; from 16 rows on 10–15 % faster)."""
 SPLIT_CONVERSIONS = 8192
 """Output rows × batch rows per thread below which a core's batch is not split over the worker
 threads: a piece costs 10–20 ns per conversion here, a hand-off to a pool thread 50–100 µs."""
@@ -274,29 +279,29 @@ def _four_phase_inputs(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 def _four_phase_products(
     matrices: tuple[np.ndarray, ...], x: np.ndarray, cols: Columns | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
     """:func:`drivers.sim.mvm.four_phase_gemms` as (x+ products, x− products, the variance
-    forms), without the x− products when no input is negative (ReLU outputs, pixels): those
-    conversions carry no current, and their means are the exact zeros the products would be
-    (read from a shared block of zeros: a zero-stride view would not vectorise)."""
+    forms). When no input is negative (ReLU outputs, pixels) the x− products are not computed:
+    their conversions carry no current. They are then None (:func:`_four_phase` leaves those
+    conversions out), or, for fewer than :data:`SHORT_ROWS` rows, a shared block of the exact
+    zeros the products would be."""
     m4, v_sum, v_diff = matrices
     x4, sq, xa, negative = _four_phase_inputs(selected_columns(x, cols))
     nb = sq.shape[0]
     if negative:
         mk = x4 @ m4
-        plus, minus = mk[:nb], mk[nb:]
-    else:
-        plus = x4[:nb] @ m4
-        minus = _zero_block()[: plus.size].reshape(plus.shape)
+        return mk[:nb], mk[nb:], sq @ v_sum, xa @ v_diff
+    plus = x4[:nb] @ m4
+    minus = None if v_sum.shape[1] >= SHORT_ROWS else _zero_block()[: plus.size].reshape(plus.shape)
     return plus, minus, sq @ v_sum, xa @ v_diff
 
 
 @functools.cache
 def _zero_block() -> np.ndarray:
-    """Zeros for the x− products of a batch block (at most BATCH_BLOCK × 2·ROWS), shared:
-    nothing writes them (left writeable: a read-only array would compile a second
-    _four_phase)."""
-    return np.zeros(BATCH_BLOCK * 2 * ROWS, np.float32)
+    """Zeros for the x− products of a batch block of few rows (BATCH_BLOCK × 2·SHORT_ROWS at
+    most), shared: nothing writes them (left writeable: a read-only array would compile a
+    third _four_phase)."""
+    return np.zeros(BATCH_BLOCK * 2 * SHORT_ROWS, np.float32)
 
 
 @_jit
@@ -312,7 +317,7 @@ def _convert(
 @_jit
 def _four_phase(
     plus: np.ndarray,
-    minus: np.ndarray,
+    minus: np.ndarray | None,
     s: np.ndarray,
     d: np.ndarray,
     key: np.uint64,
@@ -330,8 +335,9 @@ def _four_phase(
     mk (2·batch, 2·n) = [plus; minus]: rows x+, then x−; columns [:n] G+, [n:] G−. P = x+·G+ and
     x−·G−, N = x+·G− and x−·G+; each counter's variance split over its two conversions in
     proportion to their mean currents (the numpy kernel's order of operations). ``plus`` and
-    ``minus`` are the two halves of mk (``minus`` a block of zeros when no input is negative:
-    a test inside the loop, or a zero-stride view, would stop it from vectorising).
+    ``minus`` are the two halves of mk. ``minus`` None (no input negative) compiles a second
+    version without the x− conversions: their current is zero, so their noise term is √0·z = 0
+    and their count the ADC's count at zero current, the same bits as converting zeros.
     """
     nb = s.shape[0]
     n = s.shape[1]
@@ -343,6 +349,9 @@ def _four_phase(
     z2, z3 = np.empty(words.size, np.float32), np.empty(words.size, np.float32)
     scratch = _scratch(words.size)
     half = np.float32(0.5)
+    idle = np.empty(n, np.float32)  # the count of a conversion of zero current (no noise)
+    for j in range(n):
+        idle[j] = _convert(np.float32(0.0), a[j], bnl[j], c[j], top)
     n_sat = 0
     for b in range(nb):
         t = (b % chunk) * n  # this row's conversions in the chunk
@@ -359,16 +368,22 @@ def _four_phase(
         for j in range(n):
             # P: x+·G+ and x−·G−, var = (s + d)/2;  N: x+·G− and x−·G+, var = (s − d)/2
             aj, bj, cj = a[j], bnl[j], c[j]
-            p1, p2 = plus[b, j], minus[b, n + j]
-            var = max((s[b, j] + d[b, j]) * half, np.float32(0.0))
-            var = var / max(p1 + p2, np.float32(1e-30))
-            p1 = _convert(p1 + math.sqrt(var * p1) * z0[t + j], aj, bj, cj, top)
-            p2 = _convert(p2 + math.sqrt(var * p2) * z1[t + j], aj, bj, cj, top)
-            n1, n2 = plus[b, n + j], minus[b, j]
-            var = max((s[b, j] - d[b, j]) * half, np.float32(0.0))
-            var = var / max(n1 + n2, np.float32(1e-30))
-            n1 = _convert(n1 + math.sqrt(var * n1) * z2[t + j], aj, bj, cj, top)
-            n2 = _convert(n2 + math.sqrt(var * n2) * z3[t + j], aj, bj, cj, top)
+            p1, n1 = plus[b, j], plus[b, n + j]
+            if minus is None:  # resolved when compiled (a test here would not vectorise)
+                p2 = n2 = np.float32(0.0)
+            else:
+                p2, n2 = minus[b, n + j], minus[b, j]
+            var_p = max((s[b, j] + d[b, j]) * half, np.float32(0.0))
+            var_p = var_p / max(p1 + p2, np.float32(1e-30))
+            var_n = max((s[b, j] - d[b, j]) * half, np.float32(0.0))
+            var_n = var_n / max(n1 + n2, np.float32(1e-30))
+            p1 = _convert(p1 + math.sqrt(var_p * p1) * z0[t + j], aj, bj, cj, top)
+            n1 = _convert(n1 + math.sqrt(var_n * n1) * z2[t + j], aj, bj, cj, top)
+            if minus is None:  # no current: 0 + √0·z is 0, the count idle[j]
+                p2 = n2 = idle[j]
+            else:
+                p2 = _convert(p2 + math.sqrt(var_p * p2) * z1[t + j], aj, bj, cj, top)
+                n2 = _convert(n2 + math.sqrt(var_n * n2) * z3[t + j], aj, bj, cj, top)
             if p1 >= top:
                 n_sat += 1
             if p2 >= top:

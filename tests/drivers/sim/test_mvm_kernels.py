@@ -105,6 +105,24 @@ def test_row_range_and_zero_skipping_keep_the_rows_read_bit_identical(
         np.testing.assert_array_equal(part[counter], dense[counter][:, :, 3:70])
 
 
+@pytest.mark.parametrize("rows", [None, (3, 13)])  # x− conversions left out; of zeros (few rows)
+def test_four_phase_without_negative_inputs_keeps_the_noise_of_the_full_pass(
+    rows: tuple[int, int] | None,
+) -> None:
+    """No input negative: the x− conversions are left out (their count is the ADC's at zero
+    current) or converted from zeros. The same samples in a batch that has a negative input
+    elsewhere (the full pass, with x− products) get the same noisy counts, bit for bit."""
+    rng = np.random.default_rng(21)
+    x = rng.integers(0, 128, (2, 12, 256)).astype(np.int8)
+    with_negative = np.concatenate([x, rng.integers(-127, 128, (2, 1, 256)).astype(np.int8)], 1)
+    assert with_negative[:, 12].min() < 0
+    op = _operands(0.05)
+    alone = _run(NumbaMvmKernel(), op, x, 4, 22, rows=rows)
+    mixed = _run(NumbaMvmKernel(), op, with_negative, 4, 22, rows=rows)
+    for counter in (0, 1):
+        np.testing.assert_array_equal(alone[counter], mixed[counter][:, :12])
+
+
 @pytest.mark.parametrize("kernel_type", KERNELS)
 @pytest.mark.parametrize("mode", [1, 4])
 def test_repeated_input_columns_enter_once_with_the_same_counts(
