@@ -8,9 +8,9 @@ counter floor, the split into positive and negative counter) runs in one compile
 row block instead of a dozen numpy passes over every element, in the same float32 operations in
 the same order (no fast-math: no reassociation, no fused multiply-add), so with the noise left
 out both kernels give identical counts (tested). The GEMM inputs ([x+; x−], x², x·|x|) are built
-in one compiled pass, exact like numpy's. When no input of a batch is negative, the x− products are
-left out (:func:`_four_phase_products`): they are exact zeros, and so are their conversions'
-currents.
+in one compiled pass that gathers the active columns, exact like numpy's. When no input of a
+batch is negative, the x− products are left out (:func:`_four_phase_products`): they are exact
+zeros, and so are their conversions' currents.
 
 The float16 LDPU chain (:meth:`NumbaMvmKernel.ldpu`) is compiled as well: numba has no float16
 arithmetic on the CPU, so :func:`drivers.float16.to_float16` rounds float32 to the float16
@@ -59,9 +59,7 @@ from drivers.sim.mvm import (
     NumpyMvmKernel,
     RowRange,
     columns_from_sets,
-    one_phase_gemms,
     row_range,
-    selected_columns,
 )
 from drivers.sim.threads import BlasThreads, run_in_threads
 
@@ -241,34 +239,68 @@ def _one_phase(
     return n_sat
 
 
+_ALL_COLUMNS = np.arange(ROWS)
+
+
+def _taken(cols: Columns | None) -> np.ndarray:
+    """The input columns the GEMMs see (:class:`~drivers.sim.mvm.Columns`), as indices: the
+    compiled input builders gather them (numpy's take of 127 columns of 256 samples took 20 µs)."""
+    if cols is None:
+        return _ALL_COLUMNS
+    if isinstance(cols.take, slice):
+        return _ALL_COLUMNS[cols.take]
+    return cols.take
+
+
 @_jit
-def _one_phase_inputs(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`drivers.sim.mvm.one_phase_inputs` in one pass (the same floats: exact)."""
-    nb, k = xs.shape
+def _one_phase_inputs(x: np.ndarray, take: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`drivers.sim.mvm.one_phase_inputs` of the columns ``take`` of ``x`` in one pass
+    (the same floats: exact)."""
+    nb, k = x.shape[0], take.size
     x1 = np.empty((nb, 2 * k), np.float32)
     sq = np.empty((nb, k), np.float32)
+    codes = np.empty(k, np.int8)  # a row's gathered inputs: the loop below then vectorises
     for b in range(nb):
+        row = x[b]
         for j in range(k):
-            v = np.float32(xs[b, j])
+            codes[j] = row[take[j]]
+        for j in range(k):
+            v = np.float32(codes[j])
             x1[b, j] = v
             x1[b, k + j] = abs(v)
             sq[b, j] = v * v
     return x1, sq
 
 
+def _one_phase_products(
+    matrices: tuple[np.ndarray, ...], x: np.ndarray, cols: Columns | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`drivers.sim.mvm.one_phase_gemms` with the inputs built by compiled code."""
+    m1, v_sum = matrices
+    x1, sq = _one_phase_inputs(x, _taken(cols))
+    return x1 @ m1, sq @ v_sum
+
+
 @_jit
-def _four_phase_inputs(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """:func:`drivers.sim.mvm.four_phase_inputs` in one pass (the same floats: exact), and
-    whether any input is negative (if none, the x− half of ``x4`` is zeros)."""
-    nb, k = xs.shape
+def _four_phase_inputs(
+    x: np.ndarray, take: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """:func:`drivers.sim.mvm.four_phase_inputs` of the columns ``take`` of ``x`` in one pass
+    (the same floats: exact), and whether any input is negative (if none, the x− half of
+    ``x4`` is zeros)."""
+    nb, k = x.shape[0], take.size
     x4 = np.empty((2 * nb, k), np.float32)
     sq = np.empty((nb, k), np.float32)
     xa = np.empty((nb, k), np.float32)
     lowest = np.int8(0)
+    codes = np.empty(k, np.int8)  # a row's gathered inputs: the loop below then vectorises
     for b in range(nb):
+        row = x[b]
         for j in range(k):
-            lowest = min(lowest, xs[b, j])
-            v = np.float32(xs[b, j])
+            codes[j] = row[take[j]]
+        for j in range(k):
+            lowest = min(lowest, codes[j])
+            v = np.float32(codes[j])
             plus = max(v, np.float32(0.0))
             x4[b, j] = plus
             x4[nb + b, j] = plus - v
@@ -286,7 +318,7 @@ def _four_phase_products(
     conversions out), or, for fewer than :data:`SHORT_ROWS` rows, a shared block of the exact
     zeros the products would be."""
     m4, v_sum, v_diff = matrices
-    x4, sq, xa, negative = _four_phase_inputs(selected_columns(x, cols))
+    x4, sq, xa, negative = _four_phase_inputs(x, _taken(cols))
     nb = sq.shape[0]
     if negative:
         mk = x4 @ m4
@@ -609,7 +641,7 @@ class NumbaMvmKernel(NumpyMvmKernel):
                     xk = x[k, b0:b1]
                     counts = (pos[k, b0:b1], neg[k, b0:b1])
                     if mode == 1:
-                        i_ua, var = one_phase_gemms(matrices, xk, cols, _one_phase_inputs)
+                        i_ua, var = _one_phase_products(matrices, xk, cols)
                         n_sat += _one_phase(i_ua, var, keys[k], b0, r0, *consts[k], top, *counts)
                     else:
                         products = _four_phase_products(matrices, xk, cols)
