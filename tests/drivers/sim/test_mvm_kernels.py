@@ -154,6 +154,28 @@ def test_repeated_input_columns_enter_once_with_the_same_counts(
         assert moved.max() <= 1 and np.mean(moved) < 2e-3
 
 
+@pytest.mark.parametrize("kernel_type", KERNELS)
+def test_remembered_sums_follow_the_copies_not_only_their_first_columns(
+    kernel_type: type,
+) -> None:
+    """Copies of columns 0..39 at 40..79, then at 100..139: the same first columns (a slice),
+    different operand rows to sum. A kernel that remembered the first batch's sums must not
+    reuse them for the second."""
+    rng = np.random.default_rng(23)
+    first = np.zeros((1, 20, 256), np.int8)
+    first[0, :, :40] = rng.integers(0, 128, (20, 40))
+    second = first.copy()
+    first[0, :, 40:80] = first[0, :, :40]
+    second[0, :, 100:140] = second[0, :, :40]
+    op = _operands(0.05)
+    kernel = kernel_type()
+    for _ in range(2):  # asked for twice: the sums are remembered
+        _run(kernel, op, first, 4, 24)
+    np.testing.assert_array_equal(
+        _run(kernel, op, second, 4, 24)[0], _run(kernel_type(), op, second, 4, 24)[0]
+    )
+
+
 def test_compiled_column_sets_are_numpys() -> None:
     """Zero columns, repeats, near-repeats (equal on the probe rows only) and a batch of one."""
     rng = np.random.default_rng(18)
