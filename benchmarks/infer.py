@@ -7,8 +7,9 @@ board link in the chosen MVM mode, float16 LDPU, 25 s after programming. The bas
 ``procedures.inference.reference.forward`` on the same samples, measured in the same run, the
 faster of numpy as it comes and numpy with OpenBLAS held at one thread.
 ``ratio`` = baseline time / chip time (issue 16 targets: >= 0.1 each, >= 0.2 for the CNN);
-``cpu_ratio`` compares process CPU times instead (steadier on a shared machine). Best of
-``INFER_REPEATS`` (default 3) timings each.
+``cpu_ratio`` compares process CPU times instead (steadier on a shared machine). Each time is
+the best single call of at least ``INFER_REPEATS`` (default 3) and of at least 0.5 s of calls
+(``benchmarks/_timing.py``), for the chip and numpy alike.
 
 Environment: ``INFER_MODES`` (default "4,1"), ``INFER_KERNELS`` (default "numba,numpy": the
 simulator's MVM kernels, ``mockchip://?kernel=...``), ``INFER_MODELS`` (default all; e.g.

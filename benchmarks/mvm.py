@@ -7,11 +7,12 @@ the same run, the faster of two ways: numpy as it comes (OpenBLAS threads) and t
 over the simulator's worker threads with OpenBLAS at one thread (what the kernels do; on a busy
 machine OpenBLAS's own threads slow down many times, which would flatter the ratios).
 
-Figures are the best of ``repeats`` timings; ``ratio`` = baseline time / MVM time (1.0 = as
-fast as the matmul), for each kernel (``drivers.sim.mvm_choice.make_kernel``); ``cpu_ratio``
-the same with the process CPU time of a call instead of its wall time (steadier on a shared
-machine; on an idle two-core machine the wall ratio approaches it, the work being split evenly
-over the two threads). Issue 16 targets: ≥ 0.28 one-phase, ≥ 0.15 four-phase.
+Figures are the best single call of at least ``repeats`` and 0.5 s of calls; ``ratio`` =
+baseline time / MVM time (1.0 = as fast as the matmul), for each kernel
+(``drivers.sim.mvm_choice.make_kernel``); ``cpu_ratio`` the same with the process CPU time of a
+call instead of its wall time (steadier on a shared machine; on an idle two-core machine the
+wall ratio approaches it, the work being split evenly over the two threads). Issue 16
+targets: ≥ 0.28 one-phase, ≥ 0.15 four-phase.
 
 ``compile_s``: the compiled kernel's first call in a fresh process with an empty numba cache
 (a subprocess with its own ``NUMBA_CACHE_DIR``); ``cached_load_s``: its first call in a fresh
