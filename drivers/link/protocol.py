@@ -15,6 +15,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
+from typing import NamedTuple
 
 from zlib_ng.zlib_ng import crc32
 
@@ -30,6 +31,7 @@ MAX_PAYLOAD = 32 * 1024 * 1024
 MAX_ERROR_MESSAGE = 256
 
 _HEADER = struct.Struct("<2sBBBBHIH")  # without the trailing header CRC
+_HEADER_CRC = struct.Struct("<2sBBBBHIHH")  # with the header CRC
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 
@@ -213,16 +215,25 @@ def encode_header(
     """The 16-byte header of a frame with a payload of ``length`` bytes."""
     if not 0 <= length <= MAX_PAYLOAD:
         raise CodecError(f"payload of {length} bytes exceeds the maximum of {MAX_PAYLOAD}")
-    for name, value, top in (
-        ("command", command, 0xFF),
-        ("flags", flags, 0xFF),
-        ("status", status, 0xFF),
-        ("version", version, 0xFF),
-        ("seq", seq, 0xFFFF),
-        ("boot_id", boot_id, 0xFFFF),
+    # every frame passes here: one test for the usual case, the field-by-field one to explain
+    if not (
+        0 <= command <= 0xFF
+        and 0 <= flags <= 0xFF
+        and 0 <= status <= 0xFF
+        and 0 <= version <= 0xFF
+        and 0 <= seq <= 0xFFFF
+        and 0 <= boot_id <= 0xFFFF
     ):
-        if not 0 <= value <= top:
-            raise CodecError(f"{name} {value} outside 0..{top}")
+        for name, value, top in (
+            ("command", command, 0xFF),
+            ("flags", flags, 0xFF),
+            ("status", status, 0xFF),
+            ("version", version, 0xFF),
+            ("seq", seq, 0xFFFF),
+            ("boot_id", boot_id, 0xFFFF),
+        ):
+            if not 0 <= value <= top:
+                raise CodecError(f"{name} {value} outside 0..{top}")
     head = _HEADER.pack(SYNC, version, command, flags, status, seq, length, boot_id)
     return head + _U16.pack(header_crc(head))
 
@@ -284,9 +295,8 @@ def encode_error(command: int, seq: int, code: int, message: str, *, boot_id: in
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
-    """A header that passed its CRC."""
+class Header(NamedTuple):
+    """A header that passed its CRC (a tuple: every frame makes one)."""
 
     version: int
     command: int
@@ -301,12 +311,16 @@ def parse_header(data: bytes | bytearray | memoryview) -> Header | None:
     """Parse 16 header bytes; ``None`` if the sync word or the header CRC is wrong."""
     if len(data) < HEADER_SIZE:
         raise CodecError(f"a header is {HEADER_SIZE} bytes, got {len(data)}")
-    view = memoryview(data)[:HEADER_SIZE]
-    sync, version, command, flags, status, seq, length, boot_id = _HEADER.unpack_from(view)
-    if sync != SYNC:
-        return None
-    (crc,) = _U16.unpack_from(view, 14)
-    if crc != header_crc(view[:14]):
+    return _header_at(data, 0)
+
+
+def _header_at(data: bytes | bytearray | memoryview, offset: int) -> Header | None:
+    """:func:`parse_header` of the 16 bytes at ``offset`` (no memoryview of a bytearray, which
+    would have to be released before the bytearray may change size)."""
+    sync, version, command, flags, status, seq, length, boot_id, crc = _HEADER_CRC.unpack_from(
+        data, offset
+    )
+    if sync != SYNC or crc != header_crc(data[offset : offset + 14]):
         return None
     return Header(version, command, flags, status, seq, length, boot_id)
 
@@ -338,6 +352,9 @@ class FrameDecoder:
     def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
         self.max_payload = max_payload
         self._buffer = bytearray()
+        # the header of the incomplete frame at the start of the buffer, once parsed: a reader
+        # asks wanted() and feeds the rest, and neither needs to check its CRC again
+        self._head: Header | None = None
         self.garbage_bytes = 0
         self.frames = 0
         self.corrupt_frames = 0
@@ -351,6 +368,7 @@ class FrameDecoder:
     def reset(self) -> None:
         """Forget any partial frame (e.g. after the peer disconnected)."""
         self._buffer.clear()
+        self._head = None
 
     def wanted(self) -> int:
         """How many more bytes would complete the frame being assembled (at least 1).
@@ -359,10 +377,11 @@ class FrameDecoder:
         then the rest) without over-reading into the next frame.
         """
         buf = self._buffer
+        if self._head is not None:
+            return max(1, HEADER_SIZE + self._head.length + TRAILER_SIZE - len(buf))
         if len(buf) < HEADER_SIZE or buf[:2] != SYNC:
             return max(1, HEADER_SIZE - len(buf))
-        with memoryview(buf) as view:
-            header = parse_header(view[:HEADER_SIZE])
+        header = _header_at(buf, 0)
         if header is None or header_problem(header) or header.length > self.max_payload:
             return 1
         return max(1, HEADER_SIZE + header.length + TRAILER_SIZE - len(buf))
@@ -374,7 +393,17 @@ class FrameDecoder:
         items: list[DecodedItem] = []
         buf = self._buffer
         start = 0
+        head, self._head = self._head, None  # a header kept from the last feed is at 0
         while True:
+            if head is not None:
+                kept, head = head, None
+                end = HEADER_SIZE + kept.length + TRAILER_SIZE
+                if len(buf) < end:
+                    self._head = kept
+                    break
+                items.append(self._frame(buf, 0, end, kept))
+                start = end
+                continue
             sync_at = buf.find(SYNC, start)
             if sync_at < 0:
                 # Keep a trailing first sync byte: its partner may arrive in the next feed.
@@ -387,8 +416,7 @@ class FrameDecoder:
             start = sync_at
             if len(buf) - start < HEADER_SIZE:
                 break
-            with memoryview(buf) as view:
-                header = parse_header(view[start : start + HEADER_SIZE])
+            header = _header_at(buf, start)
             if header is None:
                 self.garbage_bytes += 1
                 start += 1
@@ -413,34 +441,34 @@ class FrameDecoder:
                 continue
             end = start + HEADER_SIZE + header.length + TRAILER_SIZE
             if len(buf) < end:
+                self._head = header  # at 0 once the bytes before it are dropped below
                 break
-            with memoryview(buf) as view:
-                payload = view[start + HEADER_SIZE : end - TRAILER_SIZE].tobytes()
-            (crc,) = _U32.unpack_from(buf, end - TRAILER_SIZE)
-            if crc != crc32(payload):
-                self.corrupt_frames += 1
-                items.append(
-                    CorruptFrame(
-                        header.command, header.seq, header.flags, header.boot_id, header.version
-                    )
-                )
-            else:
-                self.frames += 1
-                items.append(
-                    Frame(
-                        command=header.command,
-                        seq=header.seq,
-                        payload=payload,
-                        flags=header.flags,
-                        status=header.status,
-                        boot_id=header.boot_id,
-                        version=header.version,
-                    )
-                )
+            items.append(self._frame(buf, start, end, header))
             start = end
         if start:
             del buf[:start]
         return items
+
+    def _frame(self, buf: bytearray, start: int, end: int, header: Header) -> DecodedItem:
+        """The frame in ``buf[start:end]`` (its header parsed): a Frame or a CorruptFrame."""
+        with memoryview(buf) as view:
+            payload = view[start + HEADER_SIZE : end - TRAILER_SIZE].tobytes()
+        (crc,) = _U32.unpack_from(buf, end - TRAILER_SIZE)
+        if crc != crc32(payload):
+            self.corrupt_frames += 1
+            return CorruptFrame(
+                header.command, header.seq, header.flags, header.boot_id, header.version
+            )
+        self.frames += 1
+        return Frame(
+            command=header.command,
+            seq=header.seq,
+            payload=payload,
+            flags=header.flags,
+            status=header.status,
+            boot_id=header.boot_id,
+            version=header.version,
+        )
 
 
 def decode_frame(data: bytes | bytearray | memoryview) -> Frame:

@@ -399,3 +399,19 @@ def test_mutated_streams_yield_only_original_frames(
     tail = Frame(0x03, 4242, b"resync", flags=1, boot_id=1)
     more = decoder.feed(bytes(SMALL_MAX + OVERHEAD) + encode(tail))
     assert only_frames(more)[-1:] == [tail]
+
+
+def test_a_header_kept_between_feeds_is_forgotten_on_reset() -> None:
+    # The decoder keeps the parsed header of a frame whose rest has not arrived (wanted() and
+    # the next feed() skip its CRC); a reset must drop it with the bytes.
+    first = Frame(0x12, 1, b"x" * 40, flags=1)
+    second = Frame(0x12, 2, b"y" * 8, flags=1)
+    decoder = FrameDecoder()
+    assert decoder.feed(encode(first)[:16]) == []
+    assert decoder.wanted() == 44
+    decoder.reset()
+    assert decoder.wanted() == 16
+    assert decoder.feed(encode(second)) == [second]
+    assert decoder.feed(encode(first)[:20]) == []
+    assert decoder.feed(encode(first)[20:] + encode(second)) == [first, second]
+    assert decoder.buffered == 0
