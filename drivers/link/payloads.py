@@ -131,6 +131,17 @@ def _view(payload: Buffer, dtype: np.dtype, count: int, offset: int) -> np.ndarr
     return np.frombuffer(payload, dtype, count, offset)
 
 
+_SMALL_SEARCH = 16384
+"""Bytes up to which a byte search beats numpy's min (whose set-up costs a microsecond)."""
+
+
+def holds_int8_min(values: np.ndarray) -> bool:
+    """Whether int8 ``values`` hold −128, which MVM inputs cannot carry (sign + 7 bits)."""
+    if values.size <= _SMALL_SEARCH:
+        return b"\x80" in values.tobytes()
+    return bool(values.min() == -128)
+
+
 def _pstring(text: str, what: str) -> bytes:
     data = text.encode("utf-8")
     if len(data) > 255:
