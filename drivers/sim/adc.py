@@ -123,6 +123,16 @@ class AdcBank:
         self.verify_gain_mhz_per_ua = (gain_mhz_per_ua * (1.0 + rel_v)).astype(np.float32)
         self.f_peak_mhz = float(f_peak_mhz)
         self.counter_max = (1 << counter_bits) - 1
+        # The parameters are fixed at construction: read-only, so that the constants derived
+        # from them below can be kept (an MVM asks for them on every call).
+        for array in (
+            self.gain_mhz_per_ua,
+            self.b_nl_per_ua,
+            self.offset_mhz,
+            self.verify_gain_mhz_per_ua,
+        ):
+            array.flags.writeable = False
+        self._constants: dict[tuple[object, ...], tuple[np.ndarray, ...]] = {}
 
     def frequency_mhz(
         self,
@@ -182,13 +192,20 @@ class AdcBank:
         """(a, b, c) per row for the hot path: counts = a·i/(1 + b·i) + c, i in µA.
 
         a = A·T and c = C·T in counts (T = window_ns), b = B_NL in 1/µA; float32 (rows,).
+        Made once per (core, polarity, window) and shared: callers must not write to them
+        (they are left writeable, as the compiled kernel is compiled for writeable arrays).
         """
-        t_us = np.float32(window_ns * 1e-3)
-        return (
-            self.gain_mhz_per_ua[core, polarity] * t_us,
-            self.b_nl_per_ua[core, polarity].copy(),
-            self.offset_mhz[core] * t_us,
-        )
+        key = ("row", core, polarity, window_ns)
+        kept = self._constants.get(key)
+        if kept is None:
+            t_us = np.float32(window_ns * 1e-3)
+            kept = self._constants[key] = (
+                self.gain_mhz_per_ua[core, polarity] * t_us,
+                self.b_nl_per_ua[core, polarity].copy(),
+                self.offset_mhz[core] * t_us,
+            )
+        a, b, c = kept
+        return a, b, c
 
     def signed_constants(
         self, core: int, window_ns: float
@@ -198,19 +215,24 @@ class AdcBank:
         With s = |i|: counts = (ā·s + Δa·i)/(1 + b̄·s + Δb·i) + c, where ā = (a_P + a_N)/2,
         Δa = (a_P − a_N)/2 (likewise b): for i ≥ 0 this is the positive mirror's transfer, for
         i < 0 the negative mirror's, without a per-element select. Returns (ā, Δa, b̄, Δb, c)
-        per row, float32 (rows,), in counts and 1/µA.
+        per row, float32 (rows,), in counts and 1/µA. Shared like :meth:`row_constants`'.
         """
-        t_us = np.float32(window_ns * 1e-3)
-        a = self.gain_mhz_per_ua[core] * t_us
-        b = self.b_nl_per_ua[core]
-        half = np.float32(0.5)
-        return (
-            (a[0] + a[1]) * half,
-            (a[0] - a[1]) * half,
-            (b[0] + b[1]) * half,
-            (b[0] - b[1]) * half,
-            self.offset_mhz[core] * t_us,
-        )
+        key = ("signed", core, window_ns)
+        kept = self._constants.get(key)
+        if kept is None:
+            t_us = np.float32(window_ns * 1e-3)
+            a = self.gain_mhz_per_ua[core] * t_us
+            b = self.b_nl_per_ua[core]
+            half = np.float32(0.5)
+            kept = self._constants[key] = (
+                (a[0] + a[1]) * half,
+                (a[0] - a[1]) * half,
+                (b[0] + b[1]) * half,
+                (b[0] - b[1]) * half,
+                self.offset_mhz[core] * t_us,
+            )
+        a_mean, a_diff, b_mean, b_diff, c = kept
+        return a_mean, a_diff, b_mean, b_diff, c
 
 
 def convert_inplace(

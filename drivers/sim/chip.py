@@ -72,7 +72,7 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
@@ -102,9 +102,8 @@ class _CoreCache:
     operands: Any
 
 
-@dataclass(frozen=True)
-class _MvmCall:
-    """A checked MVM request and what the kernel needs for it."""
+class _MvmCall(NamedTuple):
+    """A checked MVM request and what the kernel needs for it (a tuple: made on every MVM)."""
 
     core_ids: np.ndarray
     x: np.ndarray
@@ -524,21 +523,22 @@ class SimulatedChip:
     ) -> _MvmCall:
         """The checked arguments of an MVM, the cores' operands and noise streams."""
         core_ids = np.asarray(cores).reshape(-1).astype(np.int64)
+        ids = core_ids.tolist()
         x = np.asarray(inputs)
-        if x.ndim != 3 or x.shape[0] != core_ids.size or x.shape[2] != COLS or x.shape[1] < 1:
-            raise LimitError(f"inputs must have shape ({core_ids.size}, B, 256), got {x.shape}")
+        if x.ndim != 3 or x.shape[0] != len(ids) or x.shape[2] != COLS or x.shape[1] < 1:
+            raise LimitError(f"inputs must have shape ({len(ids)}, B, 256), got {x.shape}")
         if mode not in (1, 4):
             raise LimitError(f"mode must be 1 or 4, got {mode!r}")
-        if len(set(core_ids.tolist())) != core_ids.size:
+        if len(set(ids)) != len(ids):
             raise LimitError("a core appears twice")
-        for c in core_ids:
-            self._check_core(int(c))
+        for c in ids:
+            self._check_core(c)
         try:
             rows = row_range(rows)
         except ValueError as exc:
             raise LimitError(str(exc)) from None
-        operands = [self._core_cache(int(c)).operands for c in core_ids]
-        rngs = [self._mvm_stream(int(c)) for c in core_ids]
+        operands = [self._core_cache(c).operands for c in ids]
+        rngs = [self._mvm_stream(c) for c in ids]
         return _MvmCall(core_ids, x, mode, rows, operands, rngs, self._p["mvm_window_ns"])
 
     def _mvm_done(self, call: _MvmCall, n_sat: int) -> None:
