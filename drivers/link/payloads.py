@@ -114,7 +114,7 @@ def _wire_array(what: str, name: str, value: Any, dtype: np.dtype, ndim: int) ->
     No conversion and no range scan: callers validate values and convert first, so a value
     can never wrap around silently on the way to the wire.
     """
-    array = np.asarray(value)
+    array = value if type(value) is np.ndarray else np.asarray(value)
     if array.dtype.kind != dtype.kind or array.dtype.itemsize != dtype.itemsize:
         raise PayloadError(f"{what}: {name} must have dtype {dtype.name}, got {array.dtype}")
     if array.ndim != ndim:
@@ -724,12 +724,16 @@ class MvmRequest(Payload):
         if inputs.shape[1] == 0 or inputs.shape[2] == 0:
             raise PayloadError(f"{self.WHAT}: empty batch or vectors, shape {inputs.shape}")
         if self.rows is not None:
-            start, stop = (int(v) for v in self.rows)
+            start, stop = self.rows
+            start, stop = int(start), int(stop)
             if not 0 <= start < stop <= 0xFFFF:
                 raise PayloadError(f"{self.WHAT}: row range [{start}, {stop}) is empty or too big")
             object.__setattr__(self, "rows", (start, stop))
-        object.__setattr__(self, "cores", cores)
-        object.__setattr__(self, "inputs", inputs)
+        # a frozen dataclass's fields are set through object.__setattr__: only where it changes
+        if cores is not self.cores:
+            object.__setattr__(self, "cores", cores)
+        if inputs is not self.inputs:
+            object.__setattr__(self, "inputs", inputs)
 
     @property
     def batch(self) -> int:
@@ -817,13 +821,15 @@ class MvmReply(Payload):
                 raise PayloadError(
                     f"{self.WHAT}: positive {positive.shape} and negative {negative.shape} differ"
                 )
-            object.__setattr__(self, "positive", positive)
-            object.__setattr__(self, "negative", negative)
+            if positive is not self.positive or negative is not self.negative:
+                object.__setattr__(self, "positive", positive)
+                object.__setattr__(self, "negative", negative)
         elif self.output == OUTPUT_LDPU:
             if self.outputs is None or self.positive is not None or self.negative is not None:
                 raise PayloadError(f"{self.WHAT}: LDPU carries outputs only")
             outputs = _wire_array(self.WHAT, "outputs", self.outputs, _I8, 3)
-            object.__setattr__(self, "outputs", outputs)
+            if outputs is not self.outputs:
+                object.__setattr__(self, "outputs", outputs)
         else:
             raise PayloadError(f"{self.WHAT}: output code {self.output} is neither 0 nor 1")
         if 0 in self.shape:

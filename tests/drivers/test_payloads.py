@@ -418,3 +418,25 @@ def test_decoded_arrays_are_views_of_the_payload() -> None:
     assert np.shares_memory(reply.positive, np.frombuffer(data, np.uint8))
     request = MvmRequest(4, 0, np.array([0], np.uint8), np.zeros((1, 2, 256), np.int8))
     assert np.shares_memory(np.frombuffer(request.chunks()[2], np.int8), request.inputs)
+
+
+def test_mvm_payload_arrays_and_row_range_are_taken_as_given_or_converted() -> None:
+    cores, inputs = np.array([0], np.uint8), np.zeros((1, 2, 256), np.int8)
+    request = MvmRequest(4, OUTPUT_LDPU, cores, inputs, rows=(np.int64(3), np.uint16(9)))
+    assert request.cores is cores and request.inputs is inputs  # no copies on the hot path
+    assert request.rows == (3, 9) and all(type(v) is int for v in request.rows)
+    with pytest.raises(ValueError):
+        MvmRequest(4, OUTPUT_LDPU, cores, inputs, rows=(1, 2, 3))  # type: ignore[arg-type]
+    outputs = np.zeros((1, 2, 5), np.int8)
+    assert MvmReply.ldpu(outputs).outputs is outputs
+
+
+@pytest.mark.parametrize("size", [0, 1, 255, 16_384, 16_385, 100_000])
+def test_holds_int8_min_finds_minus_128_anywhere(size: int) -> None:
+    values = np.full(size, -127, np.int8)
+    assert not payloads.holds_int8_min(values)
+    for where in {0, size // 2, size - 1} if size else set():
+        values[where] = -128
+        assert payloads.holds_int8_min(values)
+        assert payloads.holds_int8_min(values.reshape(1, -1)[:, ::-1])
+        values[where] = 127
