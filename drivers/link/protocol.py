@@ -274,11 +274,11 @@ def encode_chunks(
     boot_id: int = 0,
 ) -> bytes:
     """Like :func:`encode_frame` with the payload given as pieces, joined with one copy."""
-    length = sum(memoryview(c).nbytes for c in chunks)
-    header = encode_header(command, seq, length, flags=flags, status=status, boot_id=boot_id)
-    crc = 0
-    for chunk in chunks:
+    length = crc = 0
+    for chunk in chunks:  # one pass for the length and the CRC
+        length += len(chunk) if type(chunk) is bytes else memoryview(chunk).nbytes
         crc = crc32(chunk, crc)
+    header = encode_header(command, seq, length, flags=flags, status=status, boot_id=boot_id)
     return b"".join([header, *chunks, _U32.pack(crc)])
 
 
