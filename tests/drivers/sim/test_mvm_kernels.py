@@ -193,6 +193,14 @@ def test_compiled_column_sets_are_numpys() -> None:
     spans[1, 3, 255] = 1  # one column, the last
     spans[2] = rng.integers(1, 128, (9, 256))  # every column, distinct: None
     cases += list(spans)
+    pixels = np.zeros((50, 256), np.int8)  # four copies of 64 inputs, some zero in every copy
+    pixels[:, :64] = rng.integers(0, 17, (50, 64))
+    pixels[:, [0, 7, 31, 63]] = 0
+    pixels[:, 64:] = np.tile(pixels[:, :64], 3)
+    cases.append(pixels.copy())
+    pixels[:, 64 + 7] = 5  # a zero column's copy is not zero
+    pixels[:, 128 + 10] = 0  # a copy is zero where its column is not
+    cases.append(pixels)
     for x in cases:
         np.testing.assert_array_equal(mvm_numba._column_sets(x), mvm.column_sets(x))
         mine, numpys = mvm_numba.active_columns(x), mvm.active_columns(x)
