@@ -72,6 +72,8 @@ _HALF_PI = np.float32(math.pi / 2)
 _SQRT_HALF = np.float32(math.sqrt(0.5))
 _TWO_M30 = np.float32(2.0**-30)
 BATCH_BLOCK = 256
+"""Batch rows per GEMM-and-pass block: a four-phase block's GEMM outputs (about 1.5 MB at 256
+rows) are still in cache when the compiled pass reads them."""
 NOISE_BLOCK = 512
 """Conversions per noise draw at most: a draw covers several batch rows when few output rows
 are read (a loop over 10 rows costs as much to set up as one over 256)."""
@@ -82,8 +84,6 @@ enter (35 against 24 µs per 256 samples of 10 rows; from 16 rows on 10–15 % f
 SPLIT_CONVERSIONS = 8192
 """Output rows × batch rows per thread below which a core's batch is not split over the worker
 threads: a piece costs 10–20 ns per conversion here, a hand-off to a pool thread 50–100 µs."""
-"""Batch rows per GEMM-and-pass block: a four-phase block's GEMM outputs (about 1.5 MB at 256
-rows) are still in cache when the compiled pass reads them."""
 
 _jit: Any = numba.njit(  # numba is untyped: the compiled functions are Any
     cache=True, nogil=True, fastmath=False, error_model="numpy"
