@@ -40,6 +40,7 @@ max(1, |h_0|)/127) is the next step's hidden input and the layer's output.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -215,8 +216,9 @@ def _layer_mvm(
 ) -> np.ndarray:
     """One matrix of an analog layer on int8 input codes (samples, cols).
 
-    Returns the int8 output codes (samples, rows) of a whole layer, or, for a partial
-    layer, the summed partial values (float, units of W·x). ``host`` computes the LDPU
+    Returns the int8 output codes (samples, rows) of a whole layer (as int8 from the board's
+    LDPU when one tile holds it, else as floats), or, for a partial layer, the summed partial
+    values (float, units of W·x). ``host`` computes the LDPU
     chain on the host from raw counts; ``observe`` (AdaBS, whole layers) sees the pre-BN
     outputs before the final coefficients are applied.
     """
@@ -237,6 +239,8 @@ def _layer_mvm(
             for c, (p, n) in zip(cores, counts, strict=True)
         ]
     if not plan.partial:
+        if len(mm.tiles) == 1 and mm.tiles[0].shape[0] == rows_total:
+            return outputs[0][:, :rows_total]  # one tile holds every row: its codes as they are
         out = np.zeros((codes.shape[0], rows_total))
         for tile, q in zip(mm.tiles, outputs, strict=True):
             out[:, tile.row_start : tile.row_stop] = q[:, : tile.shape[0]]
@@ -286,6 +290,7 @@ def forward(
     """
     g = deployment.graph
     values: dict[str, np.ndarray] = {g.input_name: g.prepare_input(x).astype(np.float64)}
+    codes: dict[str, Codes] = {}  # tensors that left an analog layer as int8 codes
     if deployment.stale and deployment.digital.name == "float16" and observe is None:
         load(deployment)
     for node in g.nodes:
@@ -293,7 +298,9 @@ def forward(
             continue
         if node.name in deployment.plans:
             plan = deployment.plans[node.name]
-            values[plan.output] = _analog(deployment, plan, values[node.inputs[0]], observe)
+            values[plan.output] = _analog(
+                deployment, plan, values[node.inputs[0]], observe, codes.get(node.inputs[0]), codes
+            )
         else:
             values[node.output] = _digital_node(deployment, node, [values[t] for t in node.inputs])
     if keep:
@@ -301,12 +308,34 @@ def forward(
     return {g.output_name: values[g.output_name]}
 
 
+class Codes(NamedTuple):
+    """A tensor as the int8 codes an analog layer sent (its value is code·lsb)."""
+
+    codes: np.ndarray
+    lsb: float
+
+
+def _input_codes(x: np.ndarray, lsb: float, sent: Codes | None) -> np.ndarray:
+    """The int8 codes of x on the grid ``lsb``: ``quantise_int8(x, lsb)``, or, when x left the
+    previous layer as int8 codes on the same grid, those codes (code·lsb/lsb rounds back to
+    the code; −128 saturates to −127 as quantise_int8 does): no round trip through floats."""
+    if sent is None or sent.lsb != lsb or not 1e-300 < lsb < 1e300:
+        return quantise_int8(x, lsb)
+    if sent.codes.size and sent.codes.min() == -128:
+        return np.maximum(sent.codes, np.int8(-127))
+    return sent.codes
+
+
 def _analog(
     deployment: Deployment,
     plan: LayerPlan,
     x: np.ndarray,
     observe: Observer | None,
+    sent: Codes | None = None,
+    codes_out: dict[str, Codes] | None = None,
 ) -> np.ndarray:
+    """An analog layer on the float tensor x (its int8 codes ``sent``, if the previous layer
+    sent it so); an output that leaves as int8 codes is noted in ``codes_out``."""
     node = plan.node
     host = deployment.digital.name != "float16" or observe is not None
     if isinstance(node, Lstm):
@@ -314,7 +343,7 @@ def _analog(
     if isinstance(node, Gru):
         return _gru(deployment, plan, x, host)
     obs = observe  # every non-recurrent layer (AdaBS adapts layers without batch norm too)
-    codes = quantise_int8(x, plan.in_lsb["weight"])
+    codes = _input_codes(x, plan.in_lsb["weight"], sent)
     n = x.shape[0]
     positions = 1
     flat = codes
@@ -327,6 +356,8 @@ def _analog(
         if obs is not None:
             obs(plan, result + _bias(node, result.shape[1]))
         result = _finish_partial(deployment, plan, result)
+    elif result.dtype == np.int8 and codes_out is not None and not isinstance(node, Conv):
+        codes_out[plan.output] = Codes(result, plan.out_lsb)
     y = result * plan.out_lsb
     if isinstance(node, Conv):
         out_shape = deployment.graph.shapes[node.output]

@@ -17,6 +17,7 @@ from procedures.inference.gdpu import (
 from procedures.inference.gdpu_kernel import gate_codes, gate_codes_from_partial
 from procedures.inference.graph import GraphError, Lstm
 from procedures.inference.reference import lstm_float
+from procedures.inference.streaming import Codes, _input_codes
 
 LUT_MAX_ERROR = 3.0e-3
 """Measured: 2.94e-3 (float16 arithmetic), see the gdpu module docstring."""
@@ -180,3 +181,20 @@ def test_quantise_int8_is_the_numpy_formula() -> None:
         got = quantise_int8(values, 0.3)
         assert got.dtype == np.int8 and got.shape == values.shape
         np.testing.assert_array_equal(got, expected.astype(np.int8))
+
+
+@pytest.mark.parametrize("lsb", [0.0123, 1.0 / 127.0, 3.7e-5, 250.0])
+def test_codes_sent_between_layers_are_what_quantising_their_values_gives(lsb: float) -> None:
+    """The executor hands an analog layer's int8 outputs to the next layer as codes when the
+    grids agree: the same codes as quantising their float values (−128 saturating to −127),
+    and quantising when the grids differ."""
+    codes = np.random.default_rng(31).integers(-128, 128, (300, 40)).astype(np.int8)
+    codes[0, 0] = -128
+    values = codes * lsb
+    expected = gdpu.quantise_int8(values, lsb)
+    np.testing.assert_array_equal(_input_codes(values, lsb, Codes(codes, lsb)), expected)
+    np.testing.assert_array_equal(_input_codes(values, lsb, None), expected)
+    other = lsb * 1.5
+    np.testing.assert_array_equal(
+        _input_codes(values, other, Codes(codes, lsb)), gdpu.quantise_int8(values, other)
+    )
