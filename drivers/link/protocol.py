@@ -460,15 +460,7 @@ class FrameDecoder:
                 header.command, header.seq, header.flags, header.boot_id, header.version
             )
         self.frames += 1
-        return Frame(
-            command=header.command,
-            seq=header.seq,
-            payload=payload,
-            flags=header.flags,
-            status=header.status,
-            boot_id=header.boot_id,
-            version=header.version,
-        )
+        return _frame_of(header, payload)
 
 
 def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
@@ -490,6 +482,11 @@ def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
     (crc,) = _U32.unpack_from(view, HEADER_SIZE + header.length)
     if crc != crc32(payload):
         raise CodecError("payload CRC mismatch")
+    return _frame_of(header, payload)
+
+
+def _frame_of(header: Header, payload: bytes | memoryview) -> Frame:
+    """The frame of a checked header and its payload."""
     return Frame(
         command=header.command,
         seq=header.seq,
