@@ -39,6 +39,8 @@ chip has (a calibration set of ``mockchip://?seed=1`` holds for ``...&cores=2`` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 POSITIVE, NEGATIVE = 0, 1
@@ -195,16 +197,16 @@ class AdcBank:
         Made once per (core, polarity, window) and shared: callers must not write to them
         (they are left writeable, as the compiled kernel is compiled for writeable arrays).
         """
-        key = ("row", core, polarity, window_ns)
-        kept = self._constants.get(key)
-        if kept is None:
+
+        def make() -> tuple[np.ndarray, ...]:
             t_us = np.float32(window_ns * 1e-3)
-            kept = self._constants[key] = (
+            return (
                 self.gain_mhz_per_ua[core, polarity] * t_us,
                 self.b_nl_per_ua[core, polarity].copy(),
                 self.offset_mhz[core] * t_us,
             )
-        a, b, c = kept
+
+        a, b, c = self._kept(("row", core, polarity, window_ns), make)
         return a, b, c
 
     def signed_constants(
@@ -217,22 +219,31 @@ class AdcBank:
         i < 0 the negative mirror's, without a per-element select. Returns (ā, Δa, b̄, Δb, c)
         per row, float32 (rows,), in counts and 1/µA. Shared like :meth:`row_constants`'.
         """
-        key = ("signed", core, window_ns)
-        kept = self._constants.get(key)
-        if kept is None:
+
+        def make() -> tuple[np.ndarray, ...]:
             t_us = np.float32(window_ns * 1e-3)
             a = self.gain_mhz_per_ua[core] * t_us
             b = self.b_nl_per_ua[core]
             half = np.float32(0.5)
-            kept = self._constants[key] = (
+            return (
                 (a[0] + a[1]) * half,
                 (a[0] - a[1]) * half,
                 (b[0] + b[1]) * half,
                 (b[0] - b[1]) * half,
                 self.offset_mhz[core] * t_us,
             )
-        a_mean, a_diff, b_mean, b_diff, c = kept
+
+        a_mean, a_diff, b_mean, b_diff, c = self._kept(("signed", core, window_ns), make)
         return a_mean, a_diff, b_mean, b_diff, c
+
+    def _kept(
+        self, key: tuple[object, ...], make: Callable[[], tuple[np.ndarray, ...]]
+    ) -> tuple[np.ndarray, ...]:
+        """The constants under ``key``, made by ``make`` the first time."""
+        kept = self._constants.get(key)
+        if kept is None:
+            kept = self._constants[key] = make()
+        return kept
 
 
 def convert_inplace(

@@ -263,8 +263,15 @@ def columns_from_sets(sets: np.ndarray) -> Columns | None:
         return None if (first, last) == (0, COLS) else Columns(slice(first, last))
     members = used[np.argsort(sets[used], kind="stable")]
     starts = np.searchsorted(sets[members], reps)
+    return grouped_columns(reps, members, starts)
+
+
+def grouped_columns(reps: np.ndarray, members: np.ndarray, starts: np.ndarray) -> Columns:
+    """The :class:`Columns` of sets of repeated columns: their first columns ``reps`` (the
+    GEMMs' inputs; a slice when consecutive, as copies of a block are), ``members`` grouped by
+    set, ``starts`` of each set's members."""
     low, high = int(reps[0]), int(reps[-1]) + 1
-    take = slice(low, high) if high - low == reps.size else reps  # copies of a block: a range
+    take = slice(low, high) if high - low == reps.size else reps
     return Columns(take=take, members=members, starts=starts)
 
 
@@ -292,9 +299,9 @@ def four_phase_inputs(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def selected_columns(x: np.ndarray, cols: Columns | None) -> np.ndarray:
-    """The inputs (batch, k) of the active columns ``cols`` (None: all), in row order: numpy's
-    fancy indexing along the columns returns column order, which the compiled input passes
-    read six times slower."""
+    """The inputs (batch, k) of the active columns ``cols`` (None: all), in row order (numpy's
+    fancy indexing along the columns returns column order, slower to read row by row; the
+    compiled kernel gathers the columns itself)."""
     if cols is None:
         return x
     if isinstance(cols.take, slice):

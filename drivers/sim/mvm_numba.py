@@ -58,6 +58,7 @@ from drivers.sim.mvm import (
     CoreOperands,
     NumpyMvmKernel,
     RowRange,
+    grouped_columns,
     row_range,
 )
 from drivers.sim.threads import BlasThreads, run_in_threads
@@ -581,10 +582,7 @@ def active_columns(x: np.ndarray) -> Columns | None:
     first, last, distinct = _span_of_distinct(sets)
     if distinct:
         return None if (first, last) == (0, ROWS) else Columns(slice(first, last))
-    reps, members, starts = _set_members(sets)
-    low, high = int(reps[0]), int(reps[-1]) + 1
-    take = slice(low, high) if high - low == reps.size else reps  # as columns_from_sets
-    return Columns(take=take, members=members, starts=starts)
+    return grouped_columns(*_set_members(sets))
 
 
 class NumbaMvmKernel(NumpyMvmKernel):

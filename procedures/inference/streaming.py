@@ -218,9 +218,9 @@ def _layer_mvm(
 
     Returns the int8 output codes (samples, rows) of a whole layer (as int8 from the board's
     LDPU when one tile holds it, else as floats), or, for a partial layer, the summed partial
-    values (float, units of W·x). ``host`` computes the LDPU
-    chain on the host from raw counts; ``observe`` (AdaBS, whole layers) sees the pre-BN
-    outputs before the final coefficients are applied.
+    values (float, units of W·x). ``host`` computes the LDPU chain on the host from raw counts;
+    ``observe`` (AdaBS, whole layers) sees the pre-BN outputs before the final coefficients are
+    applied.
     """
     mm = plan.mapping.matrix(part)
     outputs, counts = _layer_outputs(deployment, plan, part, codes, host)
@@ -298,9 +298,7 @@ def forward(
             continue
         if node.name in deployment.plans:
             plan = deployment.plans[node.name]
-            values[plan.output] = _analog(
-                deployment, plan, values[node.inputs[0]], observe, codes.get(node.inputs[0]), codes
-            )
+            values[plan.output] = _analog(deployment, plan, values[node.inputs[0]], observe, codes)
         else:
             values[node.output] = _digital_node(deployment, node, [values[t] for t in node.inputs])
     if keep:
@@ -331,11 +329,11 @@ def _analog(
     plan: LayerPlan,
     x: np.ndarray,
     observe: Observer | None,
-    sent: Codes | None = None,
-    codes_out: dict[str, Codes] | None = None,
+    codes: dict[str, Codes] | None = None,
 ) -> np.ndarray:
-    """An analog layer on the float tensor x (its int8 codes ``sent``, if the previous layer
-    sent it so); an output that leaves as int8 codes is noted in ``codes_out``."""
+    """An analog layer on the float tensor x. ``codes``: the tensors that left an analog layer
+    as int8 codes, by name; x is taken from there when it is one of them, and this layer's
+    output is added when it leaves so."""
     node = plan.node
     host = deployment.digital.name != "float16" or observe is not None
     if isinstance(node, Lstm):
@@ -343,12 +341,13 @@ def _analog(
     if isinstance(node, Gru):
         return _gru(deployment, plan, x, host)
     obs = observe  # every non-recurrent layer (AdaBS adapts layers without batch norm too)
-    codes = _input_codes(x, plan.in_lsb["weight"], sent)
+    sent = None if codes is None else codes.get(node.inputs[0])
+    in_codes = _input_codes(x, plan.in_lsb["weight"], sent)
     n = x.shape[0]
     positions = 1
-    flat = codes
+    flat = in_codes
     if isinstance(node, Conv):
-        unrolled = node.unroll(codes.astype(np.float32))
+        unrolled = node.unroll(in_codes.astype(np.float32))
         positions = unrolled.shape[1]
         flat = unrolled.reshape(n * positions, -1).astype(np.int16)
     result = _layer_mvm(deployment, plan, "weight", flat, host=host, observe=obs)
@@ -356,8 +355,8 @@ def _analog(
         if obs is not None:
             obs(plan, result + _bias(node, result.shape[1]))
         result = _finish_partial(deployment, plan, result)
-    elif result.dtype == np.int8 and codes_out is not None and not isinstance(node, Conv):
-        codes_out[plan.output] = Codes(result, plan.out_lsb)
+    elif result.dtype == np.int8 and codes is not None and not isinstance(node, Conv):
+        codes[plan.output] = Codes(result, plan.out_lsb)
     y = result * plan.out_lsb
     if isinstance(node, Conv):
         out_shape = deployment.graph.shapes[node.output]
