@@ -27,9 +27,10 @@ generator per call. The word's two 32-bit halves k1, k2 give the Box–Muller pa
 cos and sin as float32 polynomials (the atanh series of ln on [√½, √2), Taylor series of sin and
 cos on [−π/4, π/4]: truncation < 1e-7, about float32 rounding) so that the loops vectorise.
 Conversion e = b·256 + row (batch index b) takes the cos (even row) or the sin (odd row) of
-word ⌊e/2⌋ (one-phase) or both normals of words 2e and 2e + 1 (four-phase: x+·G+, x−·G−,
-x+·G−, x−·G+ in that order): the noise of a read row depends only on the key, the row and the
-batch index, not on which rows are read, which inputs are zero, or how the batch is split over
+word ⌊e/2⌋ (one-phase) or both normals of words 2e and 2e + 1 (four-phase: x+·G+, x+·G−,
+x−·G−, x−·G+ in that order, so that a batch with no negative input, whose x− conversions carry
+no current, draws word 2e only): the noise of a read row depends only on the key, the row and
+the batch index, not on which rows are read, which inputs are zero, or how the batch is split over
 threads. Statistically the same as the numpy kernel's normals (tested: means and variances of
 counts on fixed seeds), not the same bits.
 
@@ -81,7 +82,7 @@ are read (a loop over 10 rows costs as much to set up as one over 256)."""
 SHORT_ROWS = 16
 """Read rows below which the four-phase pass without x− conversions is slower than the one that
 converts zeros for them: its loop over the rows gets a 16-lane vector body that 10 rows never
-enter (35 against 24 µs per 256 samples of 10 rows; from 16 rows on 10–15 % faster)."""
+enter (27 against 24 µs per 256 samples of 10 rows; 16 rows: 16 against 25 µs)."""
 SPLIT_CONVERSIONS = 8192
 """Output rows × batch rows per thread below which a core's batch is not split over the worker
 threads: a piece costs 10–20 ns per conversion here, a hand-off to a pool thread 50–100 µs."""
@@ -292,27 +293,42 @@ def _four_phase_inputs(
     x: np.ndarray, take: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """:func:`drivers.sim.mvm.four_phase_inputs` of the columns ``take`` of ``x`` in one pass
-    (the same floats: exact), and whether any input is negative (if none, the x− half of
-    ``x4`` is zeros)."""
+    (the same floats: exact), and whether any input is negative. If none is (a first scan of
+    ``x`` tells: a negative input of a column left out has a copy in ``take``), only x+ and x²
+    are written: ``x4`` is then its x+ half, and x·|x| is x² itself, the same floats (19
+    against 23 µs for 256 samples of 127 columns)."""
     nb, k = x.shape[0], take.size
-    x4 = np.empty((2 * nb, k), np.float32)
-    sq = np.empty((nb, k), np.float32)
-    xa = np.empty((nb, k), np.float32)
     lowest = np.int8(0)
-    codes = np.empty(k, np.int8)  # a row's gathered inputs: the loop below then vectorises
     for b in range(nb):
-        row = x[b]
-        for j in range(k):
-            codes[j] = row[take[j]]
-        for j in range(k):
-            lowest = min(lowest, codes[j])
-            v = np.float32(codes[j])
-            plus = max(v, np.float32(0.0))
-            x4[b, j] = plus
-            x4[nb + b, j] = plus - v
-            sq[b, j] = v * v
-            xa[b, j] = abs(v) * v
-    return x4, sq, xa, bool(lowest < 0)
+        for c in range(x.shape[1]):
+            lowest = min(lowest, x[b, c])
+    negative = bool(lowest < 0)
+    x4 = np.empty((2 * nb if negative else nb, k), np.float32)
+    sq = np.empty((nb, k), np.float32)
+    xa = np.empty((nb, k), np.float32) if negative else sq
+    codes = np.empty(k, np.int8)  # a row's gathered inputs: the loops below then vectorise
+    if negative:  # two loop nests: a test inside the loop would not vectorise
+        for b in range(nb):
+            row = x[b]
+            for j in range(k):
+                codes[j] = row[take[j]]
+            for j in range(k):
+                v = np.float32(codes[j])
+                plus = max(v, np.float32(0.0))
+                x4[b, j] = plus
+                x4[nb + b, j] = plus - v
+                sq[b, j] = v * v
+                xa[b, j] = abs(v) * v
+    else:
+        for b in range(nb):
+            row = x[b]
+            for j in range(k):
+                codes[j] = row[take[j]]
+            for j in range(k):
+                v = np.float32(codes[j])
+                x4[b, j] = v
+                sq[b, j] = v * v
+    return x4, sq, xa, negative
 
 
 def _four_phase_products(
@@ -325,11 +341,11 @@ def _four_phase_products(
     zeros the products would be."""
     m4, v_sum, v_diff = matrices
     x4, sq, xa, negative = _four_phase_inputs(x, _taken(cols))
-    nb = sq.shape[0]
     if negative:
+        nb = sq.shape[0]
         mk = x4 @ m4
         return mk[:nb], mk[nb:], sq @ v_sum, xa @ v_diff
-    plus = x4[:nb] @ m4
+    plus = x4 @ m4
     minus = None if v_sum.shape[1] >= SHORT_ROWS else _zero_block()[: plus.size].reshape(plus.shape)
     return plus, minus, sq @ v_sum, xa @ v_diff
 
@@ -402,7 +418,8 @@ def _four_phase(
             m = rows * n
             # np.int64: a literal 0 or 1 would compile one _box_muller per value
             _box_muller(key, words[:m], np.int64(0), z0[:m], z1[:m], scratch)
-            _box_muller(key, words[:m], np.int64(1), z2[:m], z3[:m], scratch)
+            if minus is not None:  # no x− conversions: word 2e + 1 is not drawn
+                _box_muller(key, words[:m], np.int64(1), z2[:m], z3[:m], scratch)
         for j in range(n):
             # P: x+·G+ and x−·G−, var = (s + d)/2;  N: x+·G− and x−·G+, var = (s − d)/2
             aj, bj, cj = a[j], bnl[j], c[j]
@@ -416,11 +433,11 @@ def _four_phase(
             var_n = max((s[b, j] - d[b, j]) * half, np.float32(0.0))
             var_n = var_n / max(n1 + n2, np.float32(1e-30))
             p1 = _convert(p1 + math.sqrt(var_p * p1) * z0[t + j], aj, bj, cj, top)
-            n1 = _convert(n1 + math.sqrt(var_n * n1) * z2[t + j], aj, bj, cj, top)
+            n1 = _convert(n1 + math.sqrt(var_n * n1) * z1[t + j], aj, bj, cj, top)
             if minus is None:  # no current: 0 + √0·z is 0, the count idle[j]
                 p2 = n2 = idle[j]
             else:
-                p2 = _convert(p2 + math.sqrt(var_p * p2) * z1[t + j], aj, bj, cj, top)
+                p2 = _convert(p2 + math.sqrt(var_p * p2) * z2[t + j], aj, bj, cj, top)
                 n2 = _convert(n2 + math.sqrt(var_n * n2) * z3[t + j], aj, bj, cj, top)
             if p1 >= top:
                 n_sat += 1
