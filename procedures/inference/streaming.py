@@ -291,6 +291,14 @@ def forward(
     g = deployment.graph
     values: dict[str, np.ndarray] = {g.input_name: g.prepare_input(x).astype(np.float64)}
     codes: dict[str, Codes] = {}  # tensors that left an analog layer as int8 codes
+
+    def value(name: str) -> np.ndarray:
+        """A tensor as floats: one that left an analog layer as codes only is formed when
+        something reads it (the next analog layer reads the codes themselves)."""
+        if name not in values:
+            values[name] = codes[name].value()
+        return values[name]
+
     if deployment.stale and deployment.digital.name == "float16" and observe is None:
         load(deployment)
     for node in g.nodes:
@@ -298,12 +306,18 @@ def forward(
             continue
         if node.name in deployment.plans:
             plan = deployment.plans[node.name]
-            values[plan.output] = _analog(deployment, plan, values[node.inputs[0]], observe, codes)
+            source = node.inputs[0]
+            x_in = values.get(source) if source in codes else value(source)
+            y = _analog(deployment, plan, x_in, observe, codes, source)
+            if y is not None:
+                values[plan.output] = y
         else:
-            values[node.output] = _digital_node(deployment, node, [values[t] for t in node.inputs])
+            values[node.output] = _digital_node(deployment, node, [value(t) for t in node.inputs])
     if keep:
+        for name in codes:
+            value(name)
         return values
-    return {g.output_name: values[g.output_name]}
+    return {g.output_name: value(g.output_name)}
 
 
 class Codes(NamedTuple):
@@ -312,13 +326,26 @@ class Codes(NamedTuple):
     codes: np.ndarray
     lsb: float
 
+    def value(self) -> np.ndarray:
+        """The tensor as floats, code·lsb."""
+        return self.codes * self.lsb
 
-def _input_codes(x: np.ndarray, lsb: float, sent: Codes | None) -> np.ndarray:
+
+def _codes_serve(sent: Codes | None, lsb: float) -> bool:
+    """Whether codes an analog layer sent are a tensor's int8 codes on the grid ``lsb`` as
+    they are (see :func:`_input_codes`)."""
+    return sent is not None and sent.lsb == lsb and 1e-300 < lsb < 1e300
+
+
+def _input_codes(x: np.ndarray | None, lsb: float, sent: Codes | None) -> np.ndarray:
     """The int8 codes of x on the grid ``lsb``: ``quantise_int8(x, lsb)``, or, when x left the
     previous layer as int8 codes on the same grid, those codes (code·lsb/lsb rounds back to
-    the code; −128 saturates to −127 as quantise_int8 does): no round trip through floats."""
-    if sent is None or sent.lsb != lsb or not 1e-300 < lsb < 1e300:
+    the code; −128 saturates to −127 as quantise_int8 does): no round trip through floats.
+    x may be None when the codes serve (:func:`_codes_serve`)."""
+    if not _codes_serve(sent, lsb):
+        assert x is not None
         return quantise_int8(x, lsb)
+    assert sent is not None
     if sent.codes.size and sent.codes.min() == -128:
         return np.maximum(sent.codes, np.int8(-127))
     return sent.codes
@@ -327,23 +354,31 @@ def _input_codes(x: np.ndarray, lsb: float, sent: Codes | None) -> np.ndarray:
 def _analog(
     deployment: Deployment,
     plan: LayerPlan,
-    x: np.ndarray,
+    x: np.ndarray | None,
     observe: Observer | None,
-    codes: dict[str, Codes] | None = None,
-) -> np.ndarray:
-    """An analog layer on the float tensor x. ``codes``: the tensors that left an analog layer
-    as int8 codes, by name; x is taken from there when it is one of them, and this layer's
-    output is added when it leaves so."""
+    codes: dict[str, Codes],
+    source: str,
+) -> np.ndarray | None:
+    """An analog layer on its input tensor ``source``: the floats x, or, when x is None, the
+    int8 codes ``codes[source]`` (``codes``: the tensors that left an analog layer as codes, by
+    name). Returns the output's floats, or None when the output leaves as codes only (then
+    added to ``codes``; :func:`forward` forms its floats when something reads them)."""
     node = plan.node
     host = deployment.digital.name != "float16" or observe is not None
+    sent = codes.get(source)
+    recurrent = isinstance(node, Lstm | Gru)
+    if x is None and (recurrent or not _codes_serve(sent, plan.in_lsb["weight"])):
+        assert sent is not None
+        x = sent.value()
     if isinstance(node, Lstm):
+        assert x is not None
         return _lstm(deployment, plan, x, host)
     if isinstance(node, Gru):
+        assert x is not None
         return _gru(deployment, plan, x, host)
     obs = observe  # every non-recurrent layer (AdaBS adapts layers without batch norm too)
-    sent = None if codes is None else codes.get(node.inputs[0])
     in_codes = _input_codes(x, plan.in_lsb["weight"], sent)
-    n = x.shape[0]
+    n = in_codes.shape[0]
     positions = 1
     flat = in_codes
     if isinstance(node, Conv):
@@ -355,8 +390,9 @@ def _analog(
         if obs is not None:
             obs(plan, result + _bias(node, result.shape[1]))
         result = _finish_partial(deployment, plan, result)
-    elif result.dtype == np.int8 and codes is not None and not isinstance(node, Conv):
+    elif result.dtype == np.int8 and not isinstance(node, Conv):
         codes[plan.output] = Codes(result, plan.out_lsb)
+        return None  # its floats (code·lsb, 17 µs for 359 × 128) only if something reads them
     y = result * plan.out_lsb
     if isinstance(node, Conv):
         out_shape = deployment.graph.shapes[node.output]

@@ -15,7 +15,16 @@ from procedures.inference.data import InferenceData
 from procedures.inference.digital import FixedPoint, Float16, number_format
 from procedures.inference.executor import ChipExecutor
 from procedures.inference.gdpu import quantise_int8 as quantise
-from procedures.inference.graph import BatchNorm, Conv, Dense, Flatten, Graph, GraphError, Relu
+from procedures.inference.graph import (
+    Add,
+    BatchNorm,
+    Conv,
+    Dense,
+    Flatten,
+    Graph,
+    GraphError,
+    Relu,
+)
 from procedures.inference.mapping import map_graph
 from procedures.inference.reference import forward, forward_tensors
 
@@ -230,3 +239,63 @@ def test_drift_and_compensation_lists() -> None:
             parse_durations(text)
     with pytest.raises(LimitError, match="repeat"):
         parse_compensations("gdc,gdc")
+
+
+def _codes_net() -> Graph:
+    """Dense 24→40 ReLU → Dense 40→40 ReLU, its output read by Dense 40→6 and by a residual
+    Add: each dense layer fits one tile, so its outputs leave as int8 codes."""
+    rng = np.random.default_rng(5)
+    return Graph(
+        input_name="x",
+        input_shape=(24,),
+        output_name="y",
+        nodes=(
+            Dense("fc1", ("x",), "h1", weight=rng.normal(0, 0.3, (40, 24)), bias=np.zeros(40)),
+            Relu("r1", ("h1",), "a1"),
+            Dense("fc2", ("a1",), "h2", weight=rng.normal(0, 0.2, (40, 40)), bias=np.zeros(40)),
+            Relu("r2", ("h2",), "a2"),
+            Add("skip", ("a1", "a2"), "s"),
+            Dense("fc3", ("a2",), "y", weight=rng.normal(0, 0.2, (6, 40)), bias=np.zeros(6)),
+        ),
+    )  # fmt: skip
+
+
+_CODES_X = np.random.default_rng(6).normal(size=(64, 24)).astype(np.float32)
+
+
+def _codes_run(keep: bool) -> dict[str, np.ndarray]:
+    graph = _codes_net()
+    x = _CODES_X
+    with Board("mockchip://?seed=2&cores=4") as board:
+        executor = ChipExecutor(
+            board, graph, map_graph(graph, cores=range(4)), tensor_ranges(graph, x), Float16()
+        )
+        executor.use_calibration_data(x)
+        for _ in executor.program("tdp"):
+            pass
+        for _ in executor.calibrate(256):
+            pass
+        board.advance_clock(25.0)
+        return executor.forward(x, keep=keep)
+
+
+def test_tensors_sent_as_codes_are_formed_as_floats_when_read() -> None:
+    """A layer's output that leaves as int8 codes is formed as floats (code·lsb) only when
+    something reads it: the digital Add here, keep=True, the graph output. The outputs are the
+    same whether or not every tensor is kept (boards of the same seed)."""
+    kept = _codes_run(keep=True)
+    plain = _codes_run(keep=False)
+    assert set(plain) == {"y"}
+    np.testing.assert_array_equal(kept["y"], plain["y"])
+    assert {"a1", "a2", "s"} <= set(kept)
+    # the Add in the digital unit's float16
+    np.testing.assert_allclose(kept["s"], kept["a1"] + kept["a2"], rtol=2**-10, atol=1e-6)
+    for name in ("a1", "a2"):
+        values = kept[name]
+        assert values.dtype == np.float64 and values.shape == (64, 40)
+        assert np.all(values >= 0.0) and np.any(values > 0.0)  # ReLU fused, not all zero
+        steps = values / np.min(values[values > 0])  # on a grid: multiples of the step
+        np.testing.assert_allclose(steps, np.round(steps), atol=1e-6)
+    reference = forward_tensors(_codes_net(), _CODES_X)
+    for name in ("a1", "a2", "s", "y"):  # the floats on the float32 model's scale
+        assert _relative_error(kept[name], reference[name]) < 0.15, name
