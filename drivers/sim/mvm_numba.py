@@ -86,12 +86,12 @@ enter (27 against 24 µs per 256 samples of 10 rows; 16 rows: 16 against 25 µs)
 SPLIT_CONVERSIONS = 8192
 """Output rows × batch rows per thread below which a core's batch is not split over the worker
 threads: a piece costs 10–20 ns per conversion here, a hand-off to a pool thread 50–100 µs."""
-CALLER_LEAD = 4096
+CALLER_LEAD = 2048
 """Output rows × batch rows that the calling thread takes more than a pool thread when one core's
 batch is cut over the threads: the caller's piece starts at once, a pool thread's 25–60 µs later.
-For the digits MLP's first layer (32 more of its 359 samples) the forward pass's 5th and 25th
-percentiles fell by 5–8 % (alternated in one process, 2,000 calls each; 2,048 gained half as
-much, 6,144 and 8,192 no more)."""
+For the digits MLP's first layer, 16 more of its 359 samples: the forward pass's best and 5th
+percentile 3–7 % lower than with 0, 1,024, 3,072 or 4,096 (alternated in one process, 2,000
+calls each; 4,096 was best while the pass drew two noise words per conversion)."""
 
 _jit: Any = numba.njit(  # numba is untyped: the compiled functions are Any
     cache=True, nogil=True, fastmath=False, error_model="numpy"
