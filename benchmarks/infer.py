@@ -19,11 +19,11 @@ pass over the samples, divided by the samples.
 Why a ratio stays low (figures in docs/inference.md, "Throughput"): every output row costs four
 noisy conversions and the float16 LDPU in four-phase (c = 6–14 ns of compiled work) and six
 matrix products where numpy has one (four when no input is negative), so a layer with k active
-inputs is bound near 1/(6 + c·F/2k) on one thread (F the matmul rate): about 0.12 for the
-digits MLP's first layer (pixels: 1/(4 + c·F/2k)), and its batch split over two threads gains
-far less than twice (hand-off, Python between the compiled parts); the MLPs' numpy forward
-over their test sets takes about 0.1 ms, less than one MVM round trip through the board
-protocol (140–150 µs); an LSTM's steps are sequential round trips.
+inputs is bound near 1/(6 + c·F/2k) on one thread (F the matmul rate): about 0.15 for the
+digits MLP's first layer (pixels: 1/(4 + c·F/2k), one noise word per conversion), and its batch
+split over two threads gains far less than twice (the hand-off to a sleeping thread); the
+MLPs' numpy forward over their test sets takes about 0.1 ms, less than one MVM round trip
+through the board protocol (140–150 µs); an LSTM's steps are sequential round trips.
 """
 
 from __future__ import annotations
