@@ -260,6 +260,14 @@ def _taken(cols: Columns | None) -> np.ndarray:
 
 
 @_jit
+def _gather(row: np.ndarray, take: np.ndarray, codes: np.ndarray) -> None:
+    """codes ← row[take], the columns of one batch row the GEMMs see (a separate pass: the loop
+    that converts them then vectorises)."""
+    for j in range(take.size):
+        codes[j] = row[take[j]]
+
+
+@_jit
 def _one_phase_inputs(x: np.ndarray, take: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:func:`drivers.sim.mvm.one_phase_inputs` of the columns ``take`` of ``x`` in one pass
     (the same floats: exact)."""
@@ -268,9 +276,7 @@ def _one_phase_inputs(x: np.ndarray, take: np.ndarray) -> tuple[np.ndarray, np.n
     sq = np.empty((nb, k), np.float32)
     codes = np.empty(k, np.int8)  # a row's gathered inputs: the loop below then vectorises
     for b in range(nb):
-        row = x[b]
-        for j in range(k):
-            codes[j] = row[take[j]]
+        _gather(x[b], take, codes)
         for j in range(k):
             v = np.float32(codes[j])
             x1[b, j] = v
@@ -309,9 +315,7 @@ def _four_phase_inputs(
     codes = np.empty(k, np.int8)  # a row's gathered inputs: the loops below then vectorise
     if negative:  # two loop nests: a test inside the loop would not vectorise
         for b in range(nb):
-            row = x[b]
-            for j in range(k):
-                codes[j] = row[take[j]]
+            _gather(x[b], take, codes)
             for j in range(k):
                 v = np.float32(codes[j])
                 plus = max(v, np.float32(0.0))
@@ -321,9 +325,7 @@ def _four_phase_inputs(
                 xa[b, j] = abs(v) * v
     else:
         for b in range(nb):
-            row = x[b]
-            for j in range(k):
-                codes[j] = row[take[j]]
+            _gather(x[b], take, codes)
             for j in range(k):
                 v = np.float32(codes[j])
                 x4[b, j] = v
