@@ -393,17 +393,15 @@ class FrameDecoder:
         items: list[DecodedItem] = []
         buf = self._buffer
         start = 0
-        head, self._head = self._head, None  # a header kept from the last feed is at 0
+        kept = self._head  # a header kept from the last feed: its frame starts at 0
+        if kept is not None:
+            end = HEADER_SIZE + kept.length + TRAILER_SIZE
+            if len(buf) < end:
+                return items
+            self._head = None
+            items.append(self._frame(buf, 0, end, kept))
+            start = end
         while True:
-            if head is not None:
-                kept, head = head, None
-                end = HEADER_SIZE + kept.length + TRAILER_SIZE
-                if len(buf) < end:
-                    self._head = kept
-                    break
-                items.append(self._frame(buf, 0, end, kept))
-                start = end
-                continue
             sync_at = buf.find(SYNC, start)
             if sync_at < 0:
                 # Keep a trailing first sync byte: its partner may arrive in the next feed.

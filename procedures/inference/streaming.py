@@ -306,9 +306,7 @@ def forward(
             continue
         if node.name in deployment.plans:
             plan = deployment.plans[node.name]
-            source = node.inputs[0]
-            x_in = values.get(source) if source in codes else value(source)
-            y = _analog(deployment, plan, x_in, observe, codes, source)
+            y = _analog(deployment, plan, value, observe, codes)
             if y is not None:
                 values[plan.output] = y
         else:
@@ -354,30 +352,26 @@ def _input_codes(x: np.ndarray | None, lsb: float, sent: Codes | None) -> np.nda
 def _analog(
     deployment: Deployment,
     plan: LayerPlan,
-    x: np.ndarray | None,
+    value: Callable[[str], np.ndarray],
     observe: Observer | None,
     codes: dict[str, Codes],
-    source: str,
 ) -> np.ndarray | None:
-    """An analog layer on its input tensor ``source``: the floats x, or, when x is None, the
-    int8 codes ``codes[source]`` (``codes``: the tensors that left an analog layer as codes, by
-    name). Returns the output's floats, or None when the output leaves as codes only (then
-    added to ``codes``; :func:`forward` forms its floats when something reads them)."""
+    """An analog layer on its input tensor: the int8 codes ``codes[name]`` when it left an
+    analog layer as codes on this layer's grid (``codes``: such tensors by name), else its
+    floats ``value(name)``. Returns the output's floats, or None when the output leaves as
+    codes only (then added to ``codes``; :func:`forward` forms its floats when something reads
+    them)."""
     node = plan.node
+    source = node.inputs[0]
     host = deployment.digital.name != "float16" or observe is not None
-    sent = codes.get(source)
-    recurrent = isinstance(node, Lstm | Gru)
-    if x is None and (recurrent or not _codes_serve(sent, plan.in_lsb["weight"])):
-        assert sent is not None
-        x = sent.value()
     if isinstance(node, Lstm):
-        assert x is not None
-        return _lstm(deployment, plan, x, host)
+        return _lstm(deployment, plan, value(source), host)
     if isinstance(node, Gru):
-        assert x is not None
-        return _gru(deployment, plan, x, host)
+        return _gru(deployment, plan, value(source), host)
+    lsb = plan.in_lsb["weight"]
+    sent = codes.get(source)
+    in_codes = _input_codes(None if _codes_serve(sent, lsb) else value(source), lsb, sent)
     obs = observe  # every non-recurrent layer (AdaBS adapts layers without batch norm too)
-    in_codes = _input_codes(x, plan.in_lsb["weight"], sent)
     n = in_codes.shape[0]
     positions = 1
     flat = in_codes
